@@ -1,0 +1,54 @@
+# vqa: `make train` and `make test` are the whole set-up; each installs into .venv first when needed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CONFIG ?= configs/synthetic/avg_soft.yaml
+ARGS   ?=
+NPROC  ?= 1
+PRESET ?= small
+SEEDS  ?= 3
+LOGDIR ?= runs
+
+.PHONY: install train test test-fast lint format data tensorboard bench clean
+
+# The stamp is rebuilt when .venv is missing or pyproject.toml changed.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+train: install
+ifeq ($(NPROC),1)
+	$(BIN)/vqa train --config $(CONFIG) $(ARGS)
+else
+	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m vqa train --config $(CONFIG) $(ARGS)
+endif
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+data: install
+	$(BIN)/vqa synth --out data/synthetic/$(PRESET) --preset $(PRESET)
+
+tensorboard: install
+	$(BIN)/tensorboard --logdir $(LOGDIR)
+
+bench: install
+	$(BIN)/python -m vqa.bench --out bench
+
+clean:
+	rm -rf runs bench reports .pytest_cache .ruff_cache

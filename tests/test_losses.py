@@ -1,0 +1,115 @@
+"""Each loss against a dense reference built from the same sparse targets."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vqa.bench import dense_soft_ce, random_batch
+from vqa.losses import LOSSES, get_loss
+from vqa.errors import UserError
+
+A = 40
+
+
+def dense_target(batch, values):
+    t = torch.zeros(batch.answer_idx.shape[0], A, dtype=torch.float64)
+    return t.scatter_add_(1, batch.answer_idx, values.double())
+
+
+def reference(name, logits, batch):
+    x = logits.double()
+    if name == "hard_ce":
+        valid = batch.answer >= 0
+        return F.cross_entropy(x[valid], batch.answer[valid])
+    w = dense_target(batch, batch.answer_weight)  # [B, A]
+    logp = torch.log_softmax(x, 1)
+    if name == "soft_ce":
+        return -(w * logp).sum(1).mean()
+    if name == "kl":
+        return (torch.where(w > 0, w * (w.clamp(min=1e-300).log() - logp), torch.zeros_like(w))).sum(1).mean()
+    if name == "bce":
+        s = dense_target(batch, batch.answer_score)
+        return F.binary_cross_entropy_with_logits(x, s, reduction="mean") * A
+    raise KeyError(name)
+
+
+@pytest.fixture
+def batch():
+    b = random_batch(16, A, k=6, seed=3)
+    # a question whose most common answer is outside the vocabulary (no hard target)
+    return b._replace(answer=torch.where(torch.arange(16) == 5, -1, b.answer))
+
+
+@pytest.mark.parametrize("name", ["hard_ce", "soft_ce", "kl", "bce"])
+def test_loss_and_gradient_match_dense_reference(name, batch):
+    logits = torch.randn(16, A, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x1 = logits.clone().float().requires_grad_()
+    x2 = logits.clone().requires_grad_()
+    loss = LOSSES[name](x1, batch)
+    ref = reference(name, x2, batch)
+    loss.backward()
+    ref.backward()
+    assert loss.item() == pytest.approx(ref.item(), abs=1e-5, rel=1e-6)
+    torch.testing.assert_close(x1.grad.double(), x2.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_soft_ce_equals_hard_ce_for_a_unanimous_question():
+    b = random_batch(4, A, k=3, seed=1)
+    idx = b.answer_idx.clone()
+    w = torch.zeros_like(b.answer_weight)
+    w[:, 0] = 1.0  # all ten annotators gave answer idx[:, 0]
+    b = b._replace(answer=idx[:, 0], answer_weight=w)
+    logits = torch.randn(4, A)
+    assert LOSSES["soft_ce"](logits, b).item() == pytest.approx(LOSSES["hard_ce"](logits, b).item(), abs=1e-6)
+
+
+def test_soft_ce_weights_may_sum_below_one_and_scale_the_loss():
+    b = random_batch(4, A, k=3, seed=2)
+    logits = torch.randn(4, A)
+    half = b._replace(answer_weight=b.answer_weight * 0.5)
+    assert LOSSES["soft_ce"](logits, half).item() == pytest.approx(0.5 * LOSSES["soft_ce"](logits, b).item(), rel=1e-6)
+
+
+def test_kl_has_the_gradient_of_soft_ce_and_is_zero_at_the_target():
+    b = random_batch(8, A, k=4, seed=4)
+    b = b._replace(answer_weight=b.answer_weight / b.answer_weight.sum(1, keepdim=True).clamp(min=1e-9))
+    x1 = torch.randn(8, A, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_()
+    LOSSES["kl"](x1, b).backward()
+    LOSSES["soft_ce"](x2, b).backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    # logits equal to log w (and -inf elsewhere, approximated) give KL ~ 0
+    target = torch.full((8, A), -30.0).scatter(1, b.answer_idx, b.answer_weight.clamp(min=1e-13).log())
+    assert LOSSES["kl"](target, b).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_sparse_soft_ce_matches_the_benchmark_dense_reference():
+    b = random_batch(32, 300, k=10, seed=5)
+    logits = torch.randn(32, 300)
+    assert LOSSES["soft_ce"](logits, b).item() == pytest.approx(dense_soft_ce(logits, b).item(), rel=1e-6)
+
+
+def test_sampled_ce_draws_answers_in_proportion_to_counts():
+    b = random_batch(1, A, k=2, seed=6)
+    b = b._replace(answer_weight=torch.tensor([[0.7, 0.3]]))
+    logits = torch.zeros(1, A, requires_grad=True)
+    torch.manual_seed(0)
+    picks = []
+    for _ in range(2000):
+        logits.grad = None
+        LOSSES["sampled_ce"](logits, b).backward()
+        picks.append(int(logits.grad[0].argmin()))  # the target gets the negative gradient
+    share = sum(p == int(b.answer_idx[0, 0]) for p in picks) / len(picks)
+    assert share == pytest.approx(0.7, abs=0.04)
+
+
+def test_losses_run_in_fp32_under_bf16_logits():
+    b = random_batch(8, A, seed=7)
+    logits = torch.randn(8, A).bfloat16()
+    for name, fn in LOSSES.items():
+        assert fn(logits, b).dtype == torch.float32, name
+
+
+def test_unknown_loss_names_the_valid_ones():
+    with pytest.raises(UserError, match="hard_ce.*soft_ce"):
+        get_loss("softce")

@@ -1,0 +1,5 @@
+import sys
+
+from vqa.cli import main
+
+sys.exit(main())

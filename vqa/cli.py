@@ -1,0 +1,71 @@
+"""`vqa` command line: one sub-command per task.
+
+User errors (vqa.errors.UserError) end as one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vqa.errors import UserError
+
+
+def _train(args) -> int:
+    from vqa.config import load_config
+    from vqa.train import fit
+
+    cfg = load_config(args.config, args.overrides)
+    fit(cfg)
+    return 0
+
+
+def _synth(args) -> int:
+    from vqa.data.synthetic import synth_command
+
+    return synth_command(args)
+
+
+def _eval(args) -> int:
+    from vqa.evaluate import eval_command
+
+    return eval_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vqa.data.synthetic import add_synth_args
+    from vqa.evaluate import add_eval_args
+
+    parser = argparse.ArgumentParser(prog="vqa", description="VQA training framework: losses, models, official scoring.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model from a YAML config")
+    p.add_argument("--config", help="YAML experiment file (configs/...)")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=3e-4 model.name=pool")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("synth", help="write a synthetic VQA v2 dataset (official JSON + HDF5 features)")
+    add_synth_args(p)
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("eval", help="score a results file exactly as the VQA evaluation server")
+    add_eval_args(p)
+    p.set_defaults(func=_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Typed experiment configuration.
+
+A config is a YAML file mapped onto the dataclasses below. A file may name a
+`base:` file (relative to itself) whose values it overrides, recursively. Command
+line overrides are dotted `key=value` pairs parsed as YAML scalars
+(`train.lr=3e-4`, `model.name=pool`, `train.lr_decay_epochs=[30,60]`).
+Unknown keys and wrong types are refused with the key and the closest valid one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vqa.errors import UserError
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/synthetic/small"  # folder holding the JSON files and features
+    train_split: str = "train2014"
+    val_split: str = "val2014"
+    questions: str = "v2_OpenEnded_mscoco_{split}_questions.json"  # relative to root
+    annotations: str = "v2_mscoco_{split}_annotations.json"
+    features_file: str = "features_{split}.h5"
+    features: str = "grid"  # grid | boxes
+    feature_dim: int = 0  # expected image feature size; 0 = take it from the file
+    max_answers: int = 3000  # top-K multiple_choice_answer of the training split
+    max_question_len: int = 14  # longer questions are truncated (counted and reported)
+    min_token_count: int = 1  # rarer question words map to <unk>
+    soft_targets_oov: str = "drop"  # drop (paper's code) | renormalize in-vocabulary weights
+    preload: str = "none"  # none | ram
+    num_workers: int = 0
+    synth_preset: str = ""  # tiny | small | paper: generate synthetic data into root when it is missing
+
+
+@dataclass
+class ModelConfig:
+    name: str = "avg"  # a key of vqa.models.MODELS
+    embed_dim: int = 300  # word vectors
+    rnn: str = "lstm"  # lstm | gru
+    rnn_dim: int = 1024  # question encoder size (2400 in the paper's code)
+    hidden_dim: int = 1024  # fused / classifier hidden size
+    attention_dim: int = 512  # attention MLP size
+    glimpses: int = 2
+    mcb_dim: int = 16000  # compact bilinear output size (Fukui et al. 2016)
+    dropout: float = 0.5
+    normalize_image: bool = True  # L2-normalize image feature vectors
+
+
+@dataclass
+class TrainConfig:
+    loss: str = "soft_ce"  # a key of vqa.losses.LOSSES
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    lr_decay_epochs: list[int] = field(default_factory=lambda: [30, 60])  # authors' code: /10 at 30, /100 at 60
+    lr_decay_factor: float = 0.1
+    grad_clip: float = 0.0  # max grad norm; 0 disables
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_every: int = 50  # steps between train/loss scalars
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+CHOICES = {
+    "data.features": ("grid", "boxes"),
+    "data.soft_targets_oov": ("drop", "renormalize"),
+    "data.preload": ("none", "ram"),
+    "model.rnn": ("lstm", "gru"),
+    "train.optimizer": ("adam", "adamw", "sgd"),
+}
+
+
+def _closest(key: str, valid: list[str]) -> str:
+    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _check_type(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Return `value` converted to `tp` where lossless (int -> float), else raise."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise UserError(f"{source}: '{key}' must be a list, got {value!r}")
+        return [_check_type(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError("unions are not used in config")
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # YAML reads 1e-4 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise UserError(f"{source}: '{key}' must be {tp.__name__}, got {value!r}")
+    return value
+
+
+def _merge(node: Any, raw: dict, prefix: str, source: str) -> None:
+    """Set the fields of dataclass `node` from mapping `raw`, strictly."""
+    hints = typing.get_type_hints(type(node))
+    names = [f.name for f in fields(node)]
+    for key, value in raw.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            valid = [f"{prefix}{n}" for n in names]
+            raise UserError(f"{source}: unknown key '{full}'{_closest(full, valid)}")
+        current = getattr(node, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise UserError(f"{source}: '{full}' must be a mapping of keys")
+            _merge(current, value, f"{full}.", source)
+        else:
+            setattr(node, key, _check_type(value, hints[key], full, source))
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict, str]]:
+    """The layers of a config file, base first: [(mapping, source name), ...]."""
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found; pass an existing YAML file")
+    if path.resolve() in seen:
+        raise UserError(f"{path}: 'base:' chain loops back to this file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a config must be a mapping of keys")
+    layers = []
+    base = raw.pop("base", None)
+    if base is not None:
+        layers = _read_yaml(path.parent / base, (*seen, path.resolve()))
+    return [*layers, (raw, str(path))]
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise UserError(f"override '{text}' must look like key=value, e.g. train.lr=3e-4")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), yaml.safe_load(value) if value != "" else ""
+    except yaml.YAMLError:
+        return key.strip(), value
+
+
+def _nest(key: str, value: Any) -> dict:
+    out: Any = value
+    for part in reversed(key.split(".")):
+        out = {part: out}
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Build a validated Config from a YAML file (with `base:`) and dotted overrides."""
+    cfg = Config()
+    layers = _read_yaml(Path(path)) if path is not None else []
+    for raw, source in layers:
+        _merge(cfg, raw, "", source)
+    for text in overrides:
+        key, value = parse_override(text)
+        _merge(cfg, _nest(key, value), "", "override")
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(raw: dict, source: str = "checkpoint") -> Config:
+    cfg = Config()
+    _merge(cfg, raw, "", source)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise UserError(f"config: '{key}' is {value!r}; choose one of {', '.join(allowed)}")
+    positive = {
+        "data.max_answers": cfg.data.max_answers,
+        "data.max_question_len": cfg.data.max_question_len,
+        "train.epochs": cfg.train.epochs,
+        "train.batch_size": cfg.train.batch_size,
+        "model.embed_dim": cfg.model.embed_dim,
+        "model.rnn_dim": cfg.model.rnn_dim,
+        "model.hidden_dim": cfg.model.hidden_dim,
+        "model.glimpses": cfg.model.glimpses,
+        "model.mcb_dim": cfg.model.mcb_dim,
+        "train.log_every": cfg.train.log_every,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise UserError(f"config: '{key}' must be positive, got {value}")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise UserError(f"config: 'model.dropout' must be in [0, 1), got {cfg.model.dropout}")
+    if cfg.train.lr <= 0:
+        raise UserError(f"config: 'train.lr' must be positive, got {cfg.train.lr}")
+    if cfg.data.num_workers < 0:
+        raise UserError(f"config: 'data.num_workers' must be >= 0, got {cfg.data.num_workers}")
+    if sorted(cfg.train.lr_decay_epochs) != cfg.train.lr_decay_epochs:
+        raise UserError("config: 'train.lr_decay_epochs' must be increasing, e.g. [30, 60]")
+    dev = cfg.train.device
+    if not (dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:")):
+        raise UserError(f"config: 'train.device' is {dev!r}; choose auto, cpu, cuda or cuda:N")
+
+
+def to_dict(cfg: Config) -> dict:
+    return asdict(cfg)
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

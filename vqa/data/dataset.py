@@ -1,0 +1,195 @@
+"""torch Dataset over records + features, collate into a Batch, loader construction.
+
+Per-question inputs (tokens, targets) are encoded once, up front, into numpy arrays;
+__getitem__ only reads the image features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vqa.data.answers import AnswerVocab, build_targets
+from vqa.data.features import FeatureStore
+from vqa.data.text import QuestionVocab
+from vqa.data.vqa2 import Record
+from vqa.errors import UserError
+
+MAX_ANSWERS_PER_QUESTION = 10  # K: at most 10 unique answers per question
+
+
+class Batch(NamedTuple):
+    question: torch.Tensor  # long [B, T], 0 = padding
+    question_len: torch.Tensor  # long [B]
+    image: torch.Tensor  # float [B, N, D]
+    image_mask: torch.Tensor  # bool [B, N]
+    answer: torch.Tensor  # long [B], -1 = most common answer outside the vocabulary
+    answer_idx: torch.Tensor  # long [B, K]
+    answer_weight: torch.Tensor  # float [B, K], count / 10
+    answer_score: torch.Tensor  # float [B, K], official per-answer score
+    question_id: torch.Tensor  # long [B]
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
+        return Batch(*(t.to(device, non_blocking=non_blocking) for t in self))
+
+    def pin_memory(self) -> Batch:
+        return Batch(*(t.pin_memory() for t in self))
+
+
+@dataclass
+class EncodeReport:
+    """What encoding a split left out or changed, so nothing is dropped silently."""
+
+    split: str
+    questions: int = 0
+    kept: int = 0
+    hard_answer_oov: int = 0  # most common answer outside the vocabulary
+    dropped_hard_oov: int = 0  # left out of training for that reason
+    no_answer_in_vocab: int = 0  # no human answer in the vocabulary at all
+    truncated: int = 0  # questions longer than max_question_len
+    target_weight_lost: float = 0.0  # mean share of the 10 answers outside the vocabulary
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{self.split}: {self.kept:,} of {self.questions:,} questions kept; "
+            f"most common answer outside the vocabulary: {self.hard_answer_oov:,} "
+            f"({self.dropped_hard_oov:,} left out of training); no answer in vocabulary: {self.no_answer_in_vocab:,}; "
+            f"truncated questions: {self.truncated:,}; target weight outside vocabulary: {100 * self.target_weight_lost:.2f}%"
+        ]
+        return out + self.notes
+
+
+class VQADataset(Dataset):
+    def __init__(
+        self,
+        records: list[Record],
+        features: FeatureStore,
+        qvocab: QuestionVocab,
+        avocab: AnswerVocab,
+        max_question_len: int,
+        split: str,
+        oov: str = "drop",
+        drop_hard_oov: bool = False,
+    ):
+        self.features = features
+        self.report = EncodeReport(split, questions=len(records))
+        missing = [r for r in records if r.image_id not in features]
+        if missing:
+            r = missing[0]
+            raise UserError(
+                f"{features.path}: image {r.image_id} of question {r.question_id} has no features "
+                f"({len(missing):,} questions affected); extract features for every image of split '{split}'"
+            )
+        keep, tokens, lengths = [], [], []
+        K = MAX_ANSWERS_PER_QUESTION
+        answer = []
+        answer_idx, answer_weight, answer_score = [], [], []
+        lost = 0.0
+        for r in records:
+            if r.annotation is not None:
+                t = build_targets(r.annotation, avocab, oov=oov)
+                if t.answer < 0:
+                    self.report.hard_answer_oov += 1
+                    if drop_hard_oov:
+                        self.report.dropped_hard_oov += 1
+                        continue
+                if not t.answer_idx:
+                    self.report.no_answer_in_vocab += 1
+                lost += t.oov_weight
+                n = len(t.answer_idx)
+                idx = np.zeros(K, np.int64)
+                w = np.zeros(K, np.float32)
+                s = np.zeros(K, np.float32)
+                idx[:n], w[:n], s[:n] = t.answer_idx, t.answer_weight, t.answer_score
+                answer.append(t.answer)
+            else:  # test split: no targets
+                idx, w, s = np.zeros(K, np.int64), np.zeros(K, np.float32), np.zeros(K, np.float32)
+                answer.append(-1)
+            answer_idx.append(idx)
+            answer_weight.append(w)
+            answer_score.append(s)
+            ids, n_tok, truncated = qvocab.encode(r.question, max_question_len)
+            self.report.truncated += truncated
+            tokens.append(ids)
+            lengths.append(n_tok)
+            keep.append(r)
+        if not keep:
+            raise UserError(f"split '{split}': no question left after filtering; check data.root and data.max_answers")
+        self.records = keep
+        self.report.kept = len(keep)
+        self.report.target_weight_lost = lost / max(1, len(records))
+        self.question = np.stack(tokens)  # [Q, T]
+        self.question_len = np.asarray(lengths, np.int64)
+        self.answer = np.asarray(answer, np.int64)
+        self.answer_idx = np.stack(answer_idx)  # [Q, K]
+        self.answer_weight = np.stack(answer_weight)
+        self.answer_score = np.stack(answer_score)
+        self.question_id = np.asarray([r.question_id for r in keep], np.int64)
+        self.image_id = np.asarray([r.image_id for r in keep], np.int64)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> tuple:
+        image = self.features.get(int(self.image_id[i]))  # [n, D]
+        return (
+            self.question[i],
+            self.question_len[i],
+            image,
+            self.answer[i],
+            self.answer_idx[i],
+            self.answer_weight[i],
+            self.answer_score[i],
+            self.question_id[i],
+        )
+
+
+def collate(items: list[tuple]) -> Batch:
+    """Stack a list of items; region features are padded to the longest image with a mask."""
+    q, qlen, images, ans, aidx, aw, ascore, qid = zip(*items)
+    n_max = max(x.shape[0] for x in images)
+    dim = images[0].shape[1]
+    image = np.zeros((len(images), n_max, dim), np.float32)
+    mask = np.zeros((len(images), n_max), bool)
+    for b, x in enumerate(images):
+        image[b, : x.shape[0]] = x
+        mask[b, : x.shape[0]] = True
+    return Batch(
+        question=torch.from_numpy(np.stack(q)),
+        question_len=torch.from_numpy(np.asarray(qlen, np.int64)),
+        image=torch.from_numpy(image),
+        image_mask=torch.from_numpy(mask),
+        answer=torch.from_numpy(np.asarray(ans, np.int64)),
+        answer_idx=torch.from_numpy(np.stack(aidx)),
+        answer_weight=torch.from_numpy(np.stack(aw)),
+        answer_score=torch.from_numpy(np.stack(ascore)),
+        question_id=torch.from_numpy(np.asarray(qid, np.int64)),
+    )
+
+
+def build_loader(
+    dataset: VQADataset,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = 0,
+    seed: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        generator=generator,
+        drop_last=False,
+    )

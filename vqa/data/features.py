@@ -1,0 +1,107 @@
+"""HDF5 image-feature store: grid or region boxes, indexed by image id.
+
+Layouts read (data/README.md documents them):
+- ours (`vqa synth`, `vqa extract`, `vqa convert`): `ids` (N,), `grid` (N, D, S, S),
+  flat adaptive boxes `image_features` (R, D) + `image_bb` (R, 4) + `pos_boxes` (N, 2).
+- the public ResNet grid layout: `features` (N, D, H, W) + `ids` (N,).
+- fixed boxes: `image_features` (N, K, D) + `ids`.
+
+Every vector comes back as [regions, D] float32: a grid is flattened to N = H*W.
+
+The HDF5 file is opened lazily, once per process: an h5py handle must not cross a
+fork into DataLoader workers (they would share one file descriptor and corrupt each
+other's reads), so the handle is re-opened when the process id changes. This is the
+trap pytorch-vqa documents for its own loader.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from vqa.errors import UserError
+
+GRID_KEYS = ("grid", "features")
+
+
+class FeatureStore:
+    def __init__(self, path: str | Path, kind: str = "grid", preload: str = "none"):
+        self.path = Path(path)
+        self.kind = kind
+        if not self.path.is_file():
+            raise UserError(f"{self.path}: feature file not found; run `make data` or `vqa extract` (data/README.md)")
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as e:
+            raise UserError(f"{self.path}: not a readable HDF5 file ({e}); regenerate it") from None
+        with f:
+            if "ids" not in f:
+                raise UserError(f"{self.path}: no 'ids' dataset; expected the layout in data/README.md")
+            ids = f["ids"][()].astype(np.int64)
+            self.index = {int(i): row for row, i in enumerate(ids)}
+            if len(self.index) != len(ids):
+                raise UserError(f"{self.path}: 'ids' holds duplicate image ids; the file is corrupt")
+            if kind == "grid":
+                self.key = next((k for k in GRID_KEYS if k in f), None)
+                if self.key is None:
+                    raise UserError(f"{self.path}: no grid features ('grid' or 'features'); set data.features: boxes")
+                shape = f[self.key].shape
+                if len(shape) != 4 or shape[0] != len(ids):
+                    raise UserError(f"{self.path}: '{self.key}' has shape {shape}; expected (N, D, H, W) with N = len(ids)")
+                self.dim, self.max_regions = shape[1], shape[2] * shape[3]
+                self.pos_boxes = None
+            elif kind == "boxes":
+                if "image_features" not in f:
+                    raise UserError(f"{self.path}: no 'image_features' (region boxes); set data.features: grid")
+                self.key = "image_features"
+                shape = f[self.key].shape
+                self.dim = shape[-1]
+                if "pos_boxes" in f:  # adaptive: flat rows, [start, end) per image
+                    self.pos_boxes = f["pos_boxes"][()].astype(np.int64)
+                    if self.pos_boxes.shape != (len(ids), 2) or len(shape) != 2:
+                        raise UserError(f"{self.path}: 'pos_boxes' {self.pos_boxes.shape} does not match 'ids'/'image_features'")
+                    self.max_regions = int((self.pos_boxes[:, 1] - self.pos_boxes[:, 0]).max(initial=0))
+                else:  # fixed K boxes per image
+                    if len(shape) != 3 or shape[0] != len(ids):
+                        raise UserError(f"{self.path}: 'image_features' has shape {shape}; expected (N, K, D) or flat with pos_boxes")
+                    self.pos_boxes = None
+                    self.max_regions = shape[1]
+            else:
+                raise UserError(f"data.features is '{kind}'; choose grid or boxes")
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        self._ram: np.ndarray | None = None
+        if preload == "ram":
+            with h5py.File(self.path, "r") as f:
+                self._ram = f[self.key][()]
+
+    def __contains__(self, image_id: int) -> bool:
+        return image_id in self.index
+
+    def _dataset(self):
+        if self._ram is not None:
+            return self._ram
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r")  # one handle per process (see module docstring)
+            self._pid = os.getpid()
+        return self._file[self.key]
+
+    def get(self, image_id: int) -> np.ndarray:
+        """Features of one image as float32 [regions, D]."""
+        row = self.index[image_id]
+        data = self._dataset()
+        if self.kind == "grid":
+            x = np.asarray(data[row])  # [D, H, W]
+            return x.reshape(x.shape[0], -1).T.astype(np.float32)  # [H*W, D]
+        if self.pos_boxes is not None:
+            start, end = self.pos_boxes[row]
+            return np.asarray(data[start:end], dtype=np.float32)  # [n, D]
+        return np.asarray(data[row], dtype=np.float32)  # [K, D]
+
+    def __getstate__(self):  # pickled into workers: drop the open handle
+        state = self.__dict__.copy()
+        state["_file"], state["_pid"] = None, None
+        return state

@@ -1,0 +1,59 @@
+"""AVG: the paper's "deeper LSTM Q + normalized CNN" baseline, no attention.
+
+Question: LSTM last state. Image: the mean of the region/grid vectors (a grid mean
+is the global average pool, i.e. ResNet's penultimate vector), L2-normalized.
+Both are projected to a common size with tanh, fused by element-wise product,
+and classified by an MLP (Antol et al. 2015; Ilievski & Feng 2017, section 4).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vqa.models.layers import MLP, QuestionEncoder, l2_normalize, masked_mean
+
+
+class AvgModel(nn.Module):
+    def __init__(
+        self,
+        num_tokens: int,
+        num_answers: int,
+        image_dim: int,
+        embed_dim: int = 300,
+        rnn_dim: int = 1024,
+        hidden_dim: int = 1024,
+        dropout: float = 0.5,
+        rnn: str = "lstm",
+        normalize_image: bool = True,
+    ):
+        super().__init__()
+        self.question = QuestionEncoder(num_tokens, embed_dim, rnn_dim, rnn=rnn, dropout=dropout)
+        self.normalize_image = normalize_image
+        self.q_proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(rnn_dim, hidden_dim), nn.Tanh())
+        self.v_proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(image_dim, hidden_dim), nn.Tanh())
+        self.classifier = MLP(hidden_dim, hidden_dim, num_answers, dropout=dropout)
+
+    def forward(
+        self, question: torch.Tensor, question_len: torch.Tensor, image: torch.Tensor, image_mask: torch.Tensor
+    ) -> torch.Tensor:
+        q = self.question(question, question_len)  # [B, H]
+        v = masked_mean(image, image_mask)  # [B, D]
+        if self.normalize_image:
+            v = l2_normalize(v)
+        fused = self.q_proj(q) * self.v_proj(v)  # [B, hidden]
+        return self.classifier(fused)  # [B, A]
+
+
+def build_avg(cfg, num_tokens: int, num_answers: int, image_dim: int) -> AvgModel:
+    return AvgModel(
+        num_tokens,
+        num_answers,
+        image_dim,
+        embed_dim=cfg.embed_dim,
+        rnn_dim=cfg.rnn_dim,
+        hidden_dim=cfg.hidden_dim,
+        dropout=cfg.dropout,
+        rnn=cfg.rnn,
+        normalize_image=cfg.normalize_image,
+    )

@@ -1,0 +1,155 @@
+"""MCB: multimodal compact bilinear pooling with attention (Fukui et al. 2016, arXiv 1606.01847).
+
+The bilinear (outer) product x ⊗ y of a question and an image vector has D1*D2
+entries: far too many to classify from. MCB projects it to d dimensions with a
+count sketch Ψ (Charikar et al. 2002) without ever building it: the sketch of an
+outer product is the circular convolution of the two vectors' sketches
+(Pham & Pagh 2013), and a circular convolution is a product in the Fourier
+domain, so Ψ(x ⊗ y) = irfft(rfft(Ψ1(x)) * rfft(Ψ2(y))) (Fukui et al., eq. 4-5).
+
+The model: question LSTM; image grid (or boxes) L2-normalized per cell; MCB of the
+question with every cell -> 1x1 conv (Linear) + ReLU -> G attention maps; the G
+attended image vectors (concatenated) MCB-fused with the question once more ->
+linear classifier (Fukui et al., figure 3).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vqa.models.layers import QuestionEncoder, attend, l2_normalize, masked_softmax
+
+
+def signed_sqrt(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """sign(x) * sqrt(|x|): the "power normalization" after MCB (Fukui et al., section 3.2).
+
+    The eps keeps the gradient finite at x = 0 (plain sqrt(relu(x)) - sqrt(relu(-x))
+    gives inf * 0 = NaN there); sign(0) = 0 keeps the value and gradient at 0 exactly 0.
+    """
+    return torch.sign(x) * torch.sqrt(x.abs() + eps)
+
+
+def count_sketch(x: torch.Tensor, hash_: torch.Tensor, sign: torch.Tensor, out_dim: int) -> torch.Tensor:
+    """Count sketch Ψ(x): out[..., hash_[i]] += sign[i] * x[..., i]. x [..., D] -> [..., out_dim]."""
+    flat = x.reshape(-1, x.shape[-1]) * sign.to(x.dtype)  # [M, D]
+    out = flat.new_zeros(flat.shape[0], out_dim).index_add_(1, hash_, flat)  # [M, d]
+    return out.reshape(*x.shape[:-1], out_dim)
+
+
+class CompactBilinearPooling(nn.Module):
+    """Ψ(x ⊗ y) in `out_dim` dimensions, computed by FFT, never as an outer product.
+
+    x [..., in_dim1] and y [..., in_dim2] broadcast over their leading dimensions, so a
+    question [B, 1, Dq] meets every cell of an image [B, N, Dv] while its sketch and
+    FFT are computed once. The hashes and signs are drawn from a generator seeded by
+    `seed` (not the global RNG) and kept as buffers, so a checkpoint reloads the same
+    projection. The FFT runs in fp32 even under autocast (torch.fft has no bf16);
+    the output is fp32. With `normalize`, signed square root and L2 normalization follow.
+    """
+
+    def __init__(self, in_dim1: int, in_dim2: int, out_dim: int, seed: int = 0, normalize: bool = True):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.in_dim1, self.in_dim2, self.out_dim, self.normalize = in_dim1, in_dim2, out_dim, normalize
+        self.register_buffer("hash1", torch.randint(out_dim, (in_dim1,), generator=g))
+        self.register_buffer("sign1", torch.randint(2, (in_dim1,), generator=g).float() * 2 - 1)
+        self.register_buffer("hash2", torch.randint(out_dim, (in_dim2,), generator=g))
+        self.register_buffer("sign2", torch.randint(2, (in_dim2,), generator=g).float() * 2 - 1)
+
+    def sketches(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two count sketches, fp32: Ψ1(x) [..., d], Ψ2(y) [..., d]."""
+        return (
+            count_sketch(x.float(), self.hash1, self.sign1, self.out_dim),
+            count_sketch(y.float(), self.hash2, self.sign2, self.out_dim),
+        )
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            sx, sy = self.sketches(x, y)  # [..., d] each
+            fx = torch.fft.rfft(sx, dim=-1)  # [..., d // 2 + 1] complex
+            fy = torch.fft.rfft(sy, dim=-1)
+            z = torch.fft.irfft(fx * fy, n=self.out_dim, dim=-1)  # [..., d]: circular convolution
+            if self.normalize:
+                z = l2_normalize(signed_sqrt(z))
+        return z
+
+    def extra_repr(self) -> str:
+        return f"in_dim1={self.in_dim1}, in_dim2={self.in_dim2}, out_dim={self.out_dim}, normalize={self.normalize}"
+
+
+def compact_bilinear_outer(layer: CompactBilinearPooling, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The naive reference for `layer` (before normalization): build x ⊗ y [B, D1*D2] and count-sketch it.
+
+    The outer product's sketch uses hash h(i, j) = (h1(i) + h2(j)) mod d and sign
+    s1(i) s2(j); it equals the FFT result up to float rounding. For tests and the
+    benchmark only: it costs O(D1 * D2) memory per sample.
+    """
+    d = layer.out_dim
+    outer = torch.einsum("bi,bj->bij", x.float(), y.float()).flatten(1)  # [B, D1*D2]
+    hash_ = ((layer.hash1[:, None] + layer.hash2[None, :]) % d).flatten()  # [D1*D2]
+    sign = (layer.sign1[:, None] * layer.sign2[None, :]).flatten()  # [D1*D2]
+    return count_sketch(outer, hash_, sign, d)  # [B, d]
+
+
+class MCBModel(nn.Module):
+    def __init__(
+        self,
+        num_tokens: int,
+        num_answers: int,
+        image_dim: int,
+        embed_dim: int = 300,
+        rnn_dim: int = 1024,
+        mcb_dim: int = 16000,
+        attention_dim: int = 512,
+        glimpses: int = 2,
+        dropout: float = 0.5,
+        rnn: str = "lstm",
+        normalize_image: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.question = QuestionEncoder(num_tokens, embed_dim, rnn_dim, rnn=rnn, dropout=dropout)
+        self.normalize_image = normalize_image
+        self.dropout = nn.Dropout(dropout)
+        self.att_mcb = CompactBilinearPooling(rnn_dim, image_dim, mcb_dim, seed=seed)
+        self.att_net = nn.Sequential(
+            nn.Linear(mcb_dim, attention_dim),  # the paper's 1x1 convolutions, per cell
+            nn.ReLU(),
+            nn.Linear(attention_dim, glimpses),
+        )
+        self.fuse_mcb = CompactBilinearPooling(rnn_dim, glimpses * image_dim, mcb_dim, seed=seed + 1)
+        self.classifier = nn.Linear(mcb_dim, num_answers)
+
+    def forward(
+        self,
+        question: torch.Tensor,
+        question_len: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
+        return_attention: bool = False,
+    ):
+        q = self.dropout(self.question(question, question_len))  # [B, H]
+        v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]
+        joint = self.att_mcb(q.unsqueeze(1), self.dropout(v))  # [B, N, d]
+        att = masked_softmax(self.att_net(self.dropout(joint)), image_mask)  # [B, N, G], fp32
+        v_att = attend(v, att).flatten(1)  # [B, G*D]
+        fused = self.fuse_mcb(q, v_att)  # [B, d]
+        logits = self.classifier(self.dropout(fused))  # [B, A]
+        return (logits, att) if return_attention else logits
+
+
+def build_mcb(cfg, num_tokens: int, num_answers: int, image_dim: int) -> MCBModel:
+    return MCBModel(
+        num_tokens,
+        num_answers,
+        image_dim,
+        embed_dim=cfg.embed_dim,
+        rnn_dim=cfg.rnn_dim,
+        mcb_dim=cfg.mcb_dim,
+        attention_dim=cfg.attention_dim,
+        glimpses=cfg.glimpses,
+        dropout=cfg.dropout,
+        rnn=cfg.rnn,
+        normalize_image=cfg.normalize_image,
+    )

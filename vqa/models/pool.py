@@ -1,0 +1,82 @@
+"""POOL: the paper's attention model, after MLB (Kim et al. 2016, arXiv 1610.04325).
+
+Low-rank bilinear pooling replaces the bilinear form x^T W y by the Hadamard
+product of two projections, P^T (tanh(U^T x) ∘ tanh(V^T y)) (Kim et al., eq. 3-4).
+MLB uses it twice (section 4, eq. 12-14):
+
+- attention: alpha = softmax(P^T (tanh(U^T q 1^T) ∘ tanh(V^T F))) over the grid cells,
+  one map per glimpse (G = 2 in the paper);
+- fusion: the G attended image vectors, concatenated, meet the question in
+  tanh(V'^T [f_1 .. f_G]) ∘ tanh(U'^T q), and a linear layer gives the answer logits.
+
+The soft cross-entropy paper's POOL applies this to the 14x14 ResNet-152 grid
+(Ilievski & Feng 2017, section 4); padded boxes get zero attention via the mask.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vqa.models.layers import QuestionEncoder, attend, l2_normalize, masked_softmax
+
+
+class PoolModel(nn.Module):
+    def __init__(
+        self,
+        num_tokens: int,
+        num_answers: int,
+        image_dim: int,
+        embed_dim: int = 300,
+        rnn_dim: int = 2400,
+        hidden_dim: int = 1200,
+        attention_dim: int = 1200,
+        glimpses: int = 2,
+        dropout: float = 0.5,
+        rnn: str = "lstm",
+        normalize_image: bool = True,
+    ):
+        super().__init__()
+        self.question = QuestionEncoder(num_tokens, embed_dim, rnn_dim, rnn=rnn, dropout=dropout)
+        self.normalize_image = normalize_image
+        # attention: Hadamard product of tanh projections, per cell
+        self.att_q = nn.Sequential(nn.Dropout(dropout), nn.Linear(rnn_dim, attention_dim), nn.Tanh())
+        self.att_v = nn.Sequential(nn.Dropout(dropout), nn.Linear(image_dim, attention_dim), nn.Tanh())
+        self.att_out = nn.Sequential(nn.Dropout(dropout), nn.Linear(attention_dim, glimpses))
+        # fusion of the attended image with the question
+        self.fuse_q = nn.Sequential(nn.Dropout(dropout), nn.Linear(rnn_dim, hidden_dim), nn.Tanh())
+        self.fuse_v = nn.Sequential(nn.Dropout(dropout), nn.Linear(glimpses * image_dim, hidden_dim), nn.Tanh())
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_dim, num_answers))
+
+    def forward(
+        self,
+        question: torch.Tensor,
+        question_len: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
+        return_attention: bool = False,
+    ):
+        q = self.question(question, question_len)  # [B, H]
+        v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]
+        joint = self.att_q(q).unsqueeze(1) * self.att_v(v)  # [B, N, attention_dim]
+        att = masked_softmax(self.att_out(joint), image_mask)  # [B, N, G], fp32
+        v_att = attend(v, att).flatten(1)  # [B, G*D]
+        fused = self.fuse_q(q) * self.fuse_v(v_att)  # [B, hidden]
+        logits = self.classifier(fused)  # [B, A]
+        return (logits, att) if return_attention else logits
+
+
+def build_pool(cfg, num_tokens: int, num_answers: int, image_dim: int) -> PoolModel:
+    return PoolModel(
+        num_tokens,
+        num_answers,
+        image_dim,
+        embed_dim=cfg.embed_dim,
+        rnn_dim=cfg.rnn_dim,
+        hidden_dim=cfg.hidden_dim,
+        attention_dim=cfg.attention_dim,
+        glimpses=cfg.glimpses,
+        dropout=cfg.dropout,
+        rnn=cfg.rnn,
+        normalize_image=cfg.normalize_image,
+    )

@@ -1,0 +1,92 @@
+"""UpDn: top-down attention over bottom-up region features (Anderson et al. 2018, arXiv 1707.07998).
+
+Section 3.3 of the paper, as the bottom-up-attention-vqa baseline trains it:
+
+- question: GRU (or LSTM) last state q;
+- attention: a_i = w_a^T f_a([v_i; q]) over the N boxes, softmax over the valid ones
+  (padded boxes get exactly zero weight), G glimpses (the paper uses 1);
+- fusion: h = f_q(q) ∘ f_v(v_hat); classifier: W_o f_o(h) (logits; the loss applies
+  softmax or sigmoid);
+
+where every f is a gated tanh layer, f(x) = tanh(W x + b) ∘ sigmoid(W' x + b') (eq. 13-15).
+Grid features work too: a grid is N = H*W regions with all-true mask.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vqa.models.layers import QuestionEncoder, attend, l2_normalize, masked_softmax
+
+
+class GatedTanh(nn.Module):
+    """y = tanh(W x + b) ∘ sigmoid(W' x + b') (Anderson et al. 2018, eq. 13-14); dropout on the input."""
+
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(in_dim, 2 * out_dim)  # the tanh and gate halves in one matmul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, gate = self.linear(self.dropout(x)).chunk(2, dim=-1)
+        return torch.tanh(y) * torch.sigmoid(gate)
+
+
+class UpDnModel(nn.Module):
+    def __init__(
+        self,
+        num_tokens: int,
+        num_answers: int,
+        image_dim: int,
+        embed_dim: int = 300,
+        rnn_dim: int = 1024,
+        hidden_dim: int = 1024,
+        attention_dim: int = 512,
+        glimpses: int = 1,
+        dropout: float = 0.5,
+        rnn: str = "gru",
+        normalize_image: bool = False,
+    ):
+        super().__init__()
+        self.question = QuestionEncoder(num_tokens, embed_dim, rnn_dim, rnn=rnn, dropout=dropout)
+        self.normalize_image = normalize_image
+        self.att_hidden = GatedTanh(image_dim + rnn_dim, attention_dim, dropout)
+        self.att_out = nn.Linear(attention_dim, glimpses)
+        self.q_net = GatedTanh(rnn_dim, hidden_dim, dropout)
+        self.v_net = GatedTanh(glimpses * image_dim, hidden_dim, dropout)
+        self.out_net = GatedTanh(hidden_dim, hidden_dim, dropout)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_dim, num_answers))
+
+    def forward(
+        self,
+        question: torch.Tensor,
+        question_len: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
+        return_attention: bool = False,
+    ):
+        q = self.question(question, question_len)  # [B, H]
+        v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]
+        qv = torch.cat([v, q.unsqueeze(1).expand(-1, v.shape[1], -1).to(v.dtype)], dim=-1)  # [B, N, D+H]
+        att = masked_softmax(self.att_out(self.att_hidden(qv)), image_mask)  # [B, N, G], fp32
+        v_att = attend(v, att).flatten(1)  # [B, G*D]
+        h = self.q_net(q) * self.v_net(v_att)  # [B, hidden]
+        logits = self.classifier(self.out_net(h))  # [B, A]
+        return (logits, att) if return_attention else logits
+
+
+def build_updn(cfg, num_tokens: int, num_answers: int, image_dim: int) -> UpDnModel:
+    return UpDnModel(
+        num_tokens,
+        num_answers,
+        image_dim,
+        embed_dim=cfg.embed_dim,
+        rnn_dim=cfg.rnn_dim,
+        hidden_dim=cfg.hidden_dim,
+        attention_dim=cfg.attention_dim,
+        glimpses=cfg.glimpses,
+        dropout=cfg.dropout,
+        rnn=cfg.rnn,
+        normalize_image=cfg.normalize_image,
+    )
