@@ -195,13 +195,15 @@ def test_score_from_count_rejects_impossible_counts():
 
 
 def _ann(mca, answers):
-    return {"multiple_choice_answer": mca, "answers": [{"answer_id": i + 1, "answer": a} for i, a in enumerate(answers)]}
+    return {
+        "multiple_choice_answer": mca,
+        "answers": [{"answer_id": i + 1, "answer": a} for i, a in enumerate(answers)],
+    }
 
 
 def test_vocab_build_normalizes_counts_and_filters():
     many_periods = "b" + "." * 40  # -> "b" + 8 periods, which a second pass shortens: not a fixed point
-    mcas = ["yes", "Yes", "yes.", "no", "no", "two", "2", "the dog", "dog", "cat", "?", many_periods, many_periods]
-    mcas += [many_periods] * 3
+    mcas = ["yes", "Yes", "yes.", "no", "no", "two", "2", "the dog", "dog", "cat", "?"] + [many_periods] * 5
     vocab = AnswerVocab.build([_ann(m, [m]) for m in mcas], max_answers=10)
     # counts: yes 3, 2 2, dog 2, no 2, cat 1; "" and the non-fixed point are dropped; ties by string
     assert vocab.itos == ["yes", "2", "dog", "no", "cat"]

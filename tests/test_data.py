@@ -70,7 +70,9 @@ def test_public_grid_layout_and_fixed_boxes(tmp_path):
 def test_dataset_targets_and_collate(tiny_data):
     train = load_split(tiny_data, "train2014", Q, A)
     qv = QuestionVocab.build(r.question for r in train)
-    av = AnswerVocab.build([r.annotation for r in train], max_answers=5)  # force answers outside the vocabulary
+    av = AnswerVocab.build(
+        [r.annotation for r in train], max_answers=5
+    )  # force answers outside the vocabulary
     store = FeatureStore(tiny_data / "features_train2014.h5", "boxes")
     ds = VQADataset(train, store, qv, av, max_question_len=6, split="train2014", drop_hard_oov=True)
     rep = ds.report
@@ -110,7 +112,9 @@ def test_missing_features_name_the_image(tiny_data, tmp_path):
         (lambda p: p.write_text(json.dumps({"question": []})), "list under 'questions'"),
         (lambda p: p.unlink(), "file not found"),
         (
-            lambda p: p.write_text(json.dumps({"questions": [{"question_id": "1", "image_id": 1, "question": "?"}]})),
+            lambda p: p.write_text(
+                json.dumps({"questions": [{"question_id": "1", "image_id": 1, "question": "?"}]})
+            ),
             "entry 0 has no valid 'question_id'",
         ),
     ],

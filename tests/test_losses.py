@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from vqa.bench import dense_soft_ce, random_batch
-from vqa.losses import LOSSES, get_loss
 from vqa.errors import UserError
+from vqa.losses import LOSSES, get_loss
 
 A = 40
 
@@ -67,7 +67,9 @@ def test_soft_ce_weights_may_sum_below_one_and_scale_the_loss():
     b = random_batch(4, A, k=3, seed=2)
     logits = torch.randn(4, A)
     half = b._replace(answer_weight=b.answer_weight * 0.5)
-    assert LOSSES["soft_ce"](logits, half).item() == pytest.approx(0.5 * LOSSES["soft_ce"](logits, b).item(), rel=1e-6)
+    assert LOSSES["soft_ce"](logits, half).item() == pytest.approx(
+        0.5 * LOSSES["soft_ce"](logits, b).item(), rel=1e-6
+    )
 
 
 def test_kl_has_the_gradient_of_soft_ce_and_is_zero_at_the_target():

@@ -87,7 +87,9 @@ def test_padded_boxes_do_not_matter(name):
     noisy = image + torch.randn_like(image) * 5 * (~image_mask)[..., None]  # only padding changes
     assert not torch.equal(noisy, image)
     with torch.no_grad():
-        assert torch.equal(model(question, question_len, noisy, image_mask), model(question, question_len, image, image_mask))
+        assert torch.equal(
+            model(question, question_len, noisy, image_mask), model(question, question_len, image, image_mask)
+        )
         if has_attention(model):
             _, att = model(question, question_len, noisy, image_mask, return_attention=True)
             assert (att[~image_mask] == 0).all(), "padded boxes must get exactly zero attention"
@@ -101,7 +103,9 @@ def test_parameter_count(name):
     with torch.device("meta"):
         cfg = dataclasses.replace(ModelConfig(), name=name)
         full = sum(p.numel() for p in build_model(cfg, 15000, 3000, 2048).parameters())
-    print(f"\n{name}: {small:,} parameters (test sizes); {full:,} (default ModelConfig, 15k words, 3k answers, 2048-d)")
+    print(
+        f"\n{name}: {small:,} parameters (test sizes); {full:,} (default ModelConfig, 15k words, 3k answers, 2048-d)"
+    )
     assert 0 < small < full
 
 

@@ -113,7 +113,9 @@ def random_batch(batch_size: int, num_answers: int, k: int = 10, seed: int = 0) 
 def bench_losses(batch_size: int = 512, num_answers: int = 3000, repeats: int = 50) -> dict:
     """Forward+backward of soft_ce, hard_ce and a dense soft-target reference, one run."""
     batch = random_batch(batch_size, num_answers)
-    logits = torch.randn(batch_size, num_answers, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    logits = torch.randn(
+        batch_size, num_answers, generator=torch.Generator().manual_seed(1), requires_grad=True
+    )
 
     def step(fn):
         def run():
@@ -154,8 +156,35 @@ def losses_markdown(r: dict) -> list[str]:
     return lines
 
 
+def eval_markdown(r: dict) -> list[str]:
+    ref = (
+        "scaled from " + f"{r['reference_questions']:,} questions"
+        if r.get("reference_scaled")
+        else "all questions"
+    )
+    return [
+        f"### Official scoring (val2014 has 214,354 questions): {r['questions']:,} questions, {r['answers']:,} answers",
+        "",
+        "| path | seconds |",
+        "|---|---:|",
+        f"| cached normalization + closed form (`official_scores`) | {r['fast_s']:.2f} |",
+        f"| whole `evaluate()` report | {r['evaluate_s']:.2f} |",
+        f"| pure-Python per-question loop, official rules ({ref}) | {r['reference_s']:.2f} |",
+        "",
+        f"- speed-up: **{r['speedup']:.1f}x**; both paths agree: {r['agree']}",
+        "",
+    ]
+
+
+def _bench_eval(quick: bool) -> dict:
+    from vqa.evaluate import bench_eval
+
+    return bench_eval(n_questions=20000 if quick else 214354, reference_questions=2000 if quick else 10000)
+
+
 BENCHMARKS: dict[str, tuple[Callable[[bool], dict], Callable[[dict], list[str]]]] = {
     "losses": (lambda quick: bench_losses(repeats=10 if quick else 50), losses_markdown),
+    "eval": (_bench_eval, eval_markdown),
 }
 
 
@@ -178,8 +207,13 @@ def main(argv: list[str] | None = None) -> int:
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         }
     }
-    md = ["# vqa benchmarks", "", f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{'CUDA ' + results['machine']['cuda'] if results['machine']['cuda'] else 'CPU'}", ""]
+    md = [
+        "# vqa benchmarks",
+        "",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{'CUDA ' + results['machine']['cuda'] if results['machine']['cuda'] else 'CPU'}",
+        "",
+    ]
     for name in names:
         run, fmt = BENCHMARKS[name]
         start = time.perf_counter()

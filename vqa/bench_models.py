@@ -55,7 +55,16 @@ def _measure(step, steps: int, device: torch.device) -> tuple[float, float]:
 
 
 def _model_worker(
-    name: str, cfg: dict, batch_size: int, steps: int, regions: int, image_dim: int, num_answers: int, num_tokens: int, question_len: int, device: str
+    name: str,
+    cfg: dict,
+    batch_size: int,
+    steps: int,
+    regions: int,
+    image_dim: int,
+    num_answers: int,
+    num_tokens: int,
+    question_len: int,
+    device: str,
 ) -> dict:
     from vqa.models import build_model
 
@@ -139,12 +148,26 @@ def bench_models(
 
     cfg_dict = dataclasses.asdict(cfg or DEFAULT_BENCH_CFG)
     device = device or _default_device()
-    args = (batch_size, steps, image_grid * image_grid, image_dim, num_answers, num_tokens, question_len, device)
+    args = (
+        batch_size,
+        steps,
+        image_grid * image_grid,
+        image_dim,
+        num_answers,
+        num_tokens,
+        question_len,
+        device,
+    )
     return [_run_isolated(_model_worker, name, cfg_dict, *args) for name in (models or sorted(MODELS))]
 
 
 def bench_mcb(
-    batch_size: int = 32, d1: int = 512, d2: int = 512, out_dim: int = 4000, steps: int = 5, device: str | None = None
+    batch_size: int = 32,
+    d1: int = 512,
+    d2: int = 512,
+    out_dim: int = 4000,
+    steps: int = 5,
+    device: str | None = None,
 ) -> dict:
     """CompactBilinearPooling (count sketches + FFT) against the naive layer that builds the
     [B, d1*d2] outer product and count-sketches it: forward+backward time and peak memory of

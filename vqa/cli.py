@@ -32,16 +32,27 @@ def _eval(args) -> int:
     return eval_command(args)
 
 
+def _predict(args) -> int:
+    from vqa.predict import predict_command
+
+    return predict_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vqa.data.synthetic import add_synth_args
     from vqa.evaluate import add_eval_args
+    from vqa.predict import add_predict_args
 
-    parser = argparse.ArgumentParser(prog="vqa", description="VQA training framework: losses, models, official scoring.")
+    parser = argparse.ArgumentParser(
+        prog="vqa", description="VQA training framework: losses, models, official scoring."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model from a YAML config")
     p.add_argument("--config", help="YAML experiment file (configs/...)")
-    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=3e-4 model.name=pool")
+    p.add_argument(
+        "overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=3e-4 model.name=pool"
+    )
     p.set_defaults(func=_train)
 
     p = sub.add_parser("synth", help="write a synthetic VQA v2 dataset (official JSON + HDF5 features)")
@@ -51,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="score a results file exactly as the VQA evaluation server")
     add_eval_args(p)
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser(
+        "predict", help="answer every question of a split with a trained run; write a results file"
+    )
+    add_predict_args(p)
+    p.set_defaults(func=_predict)
     return parser
 
 

@@ -63,7 +63,9 @@ class TrainConfig:
     optimizer: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-4
     weight_decay: float = 0.0
-    lr_decay_epochs: list[int] = field(default_factory=lambda: [30, 60])  # authors' code: /10 at 30, /100 at 60
+    lr_decay_epochs: list[int] = field(
+        default_factory=lambda: [30, 60]
+    )  # authors' code: /10 at 30, /100 at 60
     lr_decay_factor: float = 0.1
     grad_clip: float = 0.0  # max grad norm; 0 disables
     seed: int = 0

@@ -39,15 +39,18 @@ def _read_json(path, what: str):
         raise UserError(f"cannot read {what} file {path} ({e}); check the path") from None
 
 
-def _show(items: list, total: int | None = None) -> str:
-    total = len(items) if total is None else total
-    shown = ", ".join(str(x) if isinstance(x, int) else _short(x) for x in items[:SHOW])
-    return shown + (", ..." if total > SHOW else "")
+def _show(items: list) -> str:
+    """The first few offenders (ints or pre-formatted strings), comma-separated."""
+    return ", ".join(_clip(str(x)) for x in items[:SHOW]) + (", ..." if len(items) > SHOW else "")
 
 
-def _short(x) -> str:
-    r = x if isinstance(x, str) else repr(x)
-    return r if len(r) <= 40 else r[:37] + "..."
+def _short(value) -> str:
+    """A JSON value as one short line (repr quotes strings and escapes newlines)."""
+    return _clip(repr(value))
+
+
+def _clip(s: str) -> str:
+    return s if len(s) <= 60 else s[:57] + "..."
 
 
 def load_results(path, question_ids: set[int]) -> dict[int, str]:
@@ -59,7 +62,9 @@ def load_results(path, question_ids: set[int]) -> dict[int, str]:
     """
     data = _read_json(path, "results")
     if not isinstance(data, list):
-        raise UserError(f"results file {path}: the top level is a JSON {type(data).__name__}, not a list; {RESULT_HINT}")
+        raise UserError(
+            f"results file {path}: the top level is not a JSON list ({type(data).__name__}); {RESULT_HINT}"
+        )
     not_object, bad_id, bad_answer = [], [], []
     results: dict[int, str] = {}
     duplicate: list[int] = []
@@ -106,15 +111,21 @@ def load_results(path, question_ids: set[int]) -> dict[int, str]:
 def _records(path, what: str, key: str, required: tuple[str, ...]) -> list[dict]:
     data = _read_json(path, what)
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
-        raise UserError(f"{what} file {path} has no list under key '{key}'; use an official VQA v2 {what} file")
+        raise UserError(
+            f"{what} file {path} has no list under key '{key}'; use an official VQA v2 {what} file"
+        )
     records = data[key]
     seen: set[int] = set()
     for i, r in enumerate(records):
         if not isinstance(r, dict):
-            raise UserError(f"{what} file {path}: {key}[{i}] is not an object; use an official VQA v2 {what} file")
+            raise UserError(
+                f"{what} file {path}: {key}[{i}] is not an object; use an official VQA v2 {what} file"
+            )
         for k in required:
             if k not in r:
-                raise UserError(f"{what} file {path}: {key}[{i}] has no key '{k}'; use an official VQA v2 {what} file")
+                raise UserError(
+                    f"{what} file {path}: {key}[{i}] has no key '{k}'; use an official VQA v2 {what} file"
+                )
         qid = r["question_id"]
         if type(qid) is not int:
             raise UserError(f"{what} file {path}: {key}[{i}] has a non-integer question_id {_short(qid)}")
@@ -126,7 +137,14 @@ def _records(path, what: str, key: str, required: tuple[str, ...]) -> list[dict]
 
 def load_annotations(path) -> list[dict]:
     """The `annotations` list of an official VQA v2 annotation file, with the keys scoring needs checked."""
-    required = ("question_id", "image_id", "question_type", "answer_type", "multiple_choice_answer", "answers")
+    required = (
+        "question_id",
+        "image_id",
+        "question_type",
+        "answer_type",
+        "multiple_choice_answer",
+        "answers",
+    )
     annotations = _records(path, "annotations", "annotations", required)
     for a in annotations:
         answers = a["answers"]
@@ -165,7 +183,9 @@ def evaluate(results: dict[int, str], annotations: list[dict], legacy: bool = Fa
 
 def format_report(report: dict) -> str:
     """Human-readable lines: overall, then per answer type and per question type (sorted by name)."""
-    lines = [f"VQA accuracy ({report['rules']} rules, {report['questions']} questions): {report['overall']:.2f}"]
+    lines = [
+        f"VQA accuracy ({report['rules']} rules, {report['questions']} questions): {report['overall']:.2f}"
+    ]
     for title, key in (("per answer type", "perAnswerType"), ("per question type", "perQuestionType")):
         table = report.get(key, {})
         width = max((len(t) for t in table), default=0)
@@ -175,10 +195,14 @@ def format_report(report: dict) -> str:
 
 
 def add_eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results", required=True, help='results JSON: [{"question_id": int, "answer": str}, ...]')
+    p.add_argument(
+        "--results", required=True, help='results JSON: [{"question_id": int, "answer": str}, ...]'
+    )
     p.add_argument("--annotations", required=True, help="official VQA v2 annotation JSON")
     p.add_argument("--questions", required=True, help="official VQA v2 question JSON of the same split")
-    p.add_argument("--legacy", action="store_true", help="pre-2021 rules (OpenVQA, papers scored before 2021)")
+    p.add_argument(
+        "--legacy", action="store_true", help="pre-2021 rules (OpenVQA, papers scored before 2021)"
+    )
     p.add_argument("--out", default=None, help="write the JSON report here")
 
 
@@ -240,7 +264,7 @@ _EXTRA = ["t-shirt", "black and white", "don't know", "dont know", "red/white", 
 
 
 def _pools(rng: np.random.Generator) -> list[list[str]]:
-    syllables = ["ba", "ke", "lo", "mi", "ru", "sa", "to", "ne", "di", "po", "ga", "fu", "re", "an", "is", "or"]
+    syllables = "ba ke lo mi ru sa to ne di po ga fu re an is or".split()
     words = sorted({"".join(rng.choice(syllables, size=rng.integers(2, 4))) for _ in range(1500)})
     other = set(_EXTRA)
     while len(other) < 4000:
@@ -282,7 +306,9 @@ def _synthetic_eval_set(n: int, seed: int) -> tuple[list[dict], dict[int, str]]:
             "question_type": qtypes[ti],
             "answer_type": types[ti],
             "multiple_choice_answer": row[0],
-            "answers": [{"answer_id": j + 1, "answer": s, "answer_confidence": "yes"} for j, s in enumerate(row)],
+            "answers": [
+                {"answer_id": j + 1, "answer": s, "answer_confidence": "yes"} for j, s in enumerate(row)
+            ],
         }
         for qid, ti, row in zip(qids, t.tolist(), answers.tolist())
     ]

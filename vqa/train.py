@@ -54,7 +54,9 @@ def ensure_synthetic(cfg: Config) -> None:
     from vqa.data.synthetic import PRESETS, generate
 
     if cfg.data.synth_preset not in PRESETS:
-        raise UserError(f"config: data.synth_preset '{cfg.data.synth_preset}'; choose one of {', '.join(PRESETS)}")
+        raise UserError(
+            f"config: data.synth_preset '{cfg.data.synth_preset}'; choose one of {', '.join(PRESETS)}"
+        )
     print(f"data: {root} is missing; generating the synthetic '{cfg.data.synth_preset}' preset there")
     generate(root, seed=0, **PRESETS[cfg.data.synth_preset])
 
@@ -99,13 +101,18 @@ def prepare_data(cfg: Config) -> Data:
     train_feats = open_features(cfg, cfg.data.train_split)
     val_feats = open_features(cfg, cfg.data.val_split, expected_dim=train_feats.dim)
     common = dict(
-        qvocab=qvocab, avocab=avocab, max_question_len=cfg.data.max_question_len, oov=cfg.data.soft_targets_oov
+        qvocab=qvocab,
+        avocab=avocab,
+        max_question_len=cfg.data.max_question_len,
+        oov=cfg.data.soft_targets_oov,
     )
     # The hard loss has no target for a question whose most common answer is outside
     # the vocabulary; both losses train on the same questions so runs compare fairly.
     train = VQADataset(train_records, train_feats, split=cfg.data.train_split, drop_hard_oov=True, **common)
     val = VQADataset(val_records, val_feats, split=cfg.data.val_split, **common)
-    print(f"data: {len(qvocab):,} question words, {len(avocab):,} answers, image features {train_feats.kind} dim {train_feats.dim}")
+    print(
+        f"data: {len(qvocab):,} question words, {len(avocab):,} answers, image features {train_feats.kind} dim {train_feats.dim}"
+    )
     for report in (train.report, val.report):
         for line in report.lines():
             print(f"data: {line}")
@@ -123,8 +130,17 @@ def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimize
 
 
 def train_one_epoch(
-    model, loss_fn, optimizer, loader, device, *, grad_clip: float = 0.0, writer=None, step: int = 0,
-    log_every: int = 50, desc: str = "train",
+    model,
+    loss_fn,
+    optimizer,
+    loader,
+    device,
+    *,
+    grad_clip: float = 0.0,
+    writer=None,
+    step: int = 0,
+    log_every: int = 50,
+    desc: str = "train",
 ) -> dict:
     """One pass over `loader`; returns {"loss": mean loss, "samples_per_s": ..., "step": last step}."""
     model.train()
@@ -150,7 +166,11 @@ def train_one_epoch(
         bar.set_postfix(loss=f"{total / count:.4f}", samples_per_s=f"{rate:.0f}")
         if writer is not None and step % log_every == 0:
             writer.add_scalar("train/loss_step", loss.item(), step)
-    return {"loss": total / max(count, 1), "samples_per_s": count / (time.perf_counter() - start), "step": step}
+    return {
+        "loss": total / max(count, 1),
+        "samples_per_s": count / (time.perf_counter() - start),
+        "step": step,
+    }
 
 
 @torch.no_grad()
@@ -249,7 +269,9 @@ def fit(cfg: Config) -> dict:
     metrics_path = run_dir / "metrics.jsonl"
     metrics_path.write_text("")
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"run: {run_dir}  model {cfg.model.name} ({n_params:,} parameters)  loss {cfg.train.loss}  device {device}")
+    print(
+        f"run: {run_dir}  model {cfg.model.name} ({n_params:,} parameters)  loss {cfg.train.loss}  device {device}"
+    )
 
     writer = SummaryWriter(log_dir=str(run_dir))
     best: dict = {"accuracy": -1.0}
@@ -260,8 +282,16 @@ def fit(cfg: Config) -> dict:
             lr = optimizer.param_groups[0]["lr"]
             try:
                 train = train_one_epoch(
-                    model, loss_fn, optimizer, train_loader, device, grad_clip=cfg.train.grad_clip,
-                    writer=writer, step=step, log_every=cfg.train.log_every, desc=f"epoch {epoch}/{cfg.train.epochs}",
+                    model,
+                    loss_fn,
+                    optimizer,
+                    train_loader,
+                    device,
+                    grad_clip=cfg.train.grad_clip,
+                    writer=writer,
+                    step=step,
+                    log_every=cfg.train.log_every,
+                    desc=f"epoch {epoch}/{cfg.train.epochs}",
                 )
             except FloatingPointError as e:
                 raise UserError(
@@ -296,7 +326,9 @@ def fit(cfg: Config) -> dict:
             is_best = val["accuracy"] > best["accuracy"]
             if is_best:
                 best = {"epoch": epoch, **{k: v for k, v in val.items() if k != "predictions"}}
-                write_predictions(run_dir / f"predictions_{cfg.data.val_split}.json", val["predictions"], data.avocab)
+                write_predictions(
+                    run_dir / f"predictions_{cfg.data.val_split}.json", val["predictions"], data.avocab
+                )
             state = {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),

@@ -15,6 +15,7 @@ Layout of the written files: data/README.md, "Synthetic data".
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -77,25 +78,30 @@ ANSWER_TYPE = {"exist": "yes/no", "check": "yes/no", "rel_exist": "yes/no", "mor
 FAMILY_P = {"exist": 0.14, "check": 0.10, "rel_exist": 0.05, "more": 0.04, "same": 0.05,
             "count": 0.10, "rel_count": 0.04, "query": 0.30, "rel_query": 0.10, "where": 0.08}
 QUERY_P = {"color": 0.4, "shape": 0.25, "size": 0.15, "material": 0.2}
-PAIR_P, PAIR_TRIES, AMBIGUOUS_P = 0.6, 40, 0.05
+PAIR_P, PAIR_TRIES, AMBIGUOUS_P = 0.6, 40, 0.1
 
 # Annotators. A slip turns the intended answer into a confusable one; the per-question
 # difficulty multiplies the slip rate, which makes agreement vary like VQA v2's.
-SLIP = {"yesno": 0.05, "count": 0.03, "color": 0.11, "shape": 0.05, "size": 0.11,
-        "material": 0.09, "where": 0.03}
-DIFFICULTY = ((0.3, 0.5), (1.0, 0.35), (2.5, 0.15))  # (slip multiplier, probability)
+SLIP = {"yesno": 0.08, "count": 0.08, "color": 0.4, "shape": 0.3, "size": 0.4,
+        "material": 0.35, "where": 0.25}
+DIFFICULTY = {0.2: 0.35, 1.0: 0.3, 2.5: 0.2, 5.0: 0.15}  # slip multiplier -> probability
 CONFUSIONS = {
     "yes": ("no",), "no": ("yes",),
-    "red": ("orange", "pink"), "orange": ("red", "yellow"), "yellow": ("orange", "beige"),
-    "green": ("teal", "blue"), "blue": ("purple", "teal"), "purple": ("blue", "pink"),
-    "gray": ("silver", "white"), "brown": ("orange", "tan"),
-    "cube": ("cylinder", "square"), "sphere": ("circle",), "cylinder": ("cube", "can"),
-    "cone": ("triangle", "cylinder"), "small": ("large", "medium"), "large": ("small", "medium"),
-    "rubber": ("plastic", "metal"), "metal": ("rubber", "steel"),
+    "red": ("orange", "pink", "maroon"), "orange": ("red", "yellow", "brown"),
+    "yellow": ("orange", "beige", "gold"), "green": ("teal", "blue", "olive"),
+    "blue": ("purple", "teal", "navy"), "purple": ("blue", "pink", "violet"),
+    "gray": ("silver", "white", "black"), "brown": ("orange", "tan", "red"),
+    "cube": ("cylinder", "square", "rectangle"), "sphere": ("circle", "round"),
+    "cylinder": ("cube", "can", "round"), "cone": ("triangle", "cylinder", "pyramid"),
+    "small": ("large", "medium"), "large": ("small", "medium"),
+    "rubber": ("plastic", "metal", "wood"), "metal": ("rubber", "steel", "plastic"),
 }
-VARIANTS = {"gray": ("grey", 0.3), "sphere": ("ball", 0.2), "large": ("big", 0.25),
-            "metal": ("metallic", 0.15), "center": ("middle", 0.3), "cube": ("block", 0.1)}
-JUNK_P = 0.008
+VARIANTS = {  # synonyms the official normalization does not fold
+    "gray": (("grey", 0.3),), "sphere": (("ball", 0.25),), "large": (("big", 0.3),),
+    "small": (("little", 0.1), ("tiny", 0.1)), "metal": (("metallic", 0.2), ("shiny", 0.1)),
+    "rubber": (("matte", 0.15),), "center": (("middle", 0.3),), "cube": (("block", 0.1), ("box", 0.05)),
+}
+JUNK_P, HARD_COUNT = 0.008, 0.09  # HARD_COUNT: extra slip per counted object
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 # Feature encoder: fixed for all data seeds so every split and run reads the same "camera".
@@ -261,7 +267,7 @@ def _evaluate(q: tuple, scene: Scene, grid: int) -> Truth | None:
         return Truth(_yn([a > b]).dist, "yesno", 0.12 if abs(a - b) <= 1 and max(a, b) >= 3 else 0.0)
     if fam == "count":
         n = len(_select(objs, q[1]))
-        return Truth(((str(n), 1.0),), "count", 0.045 * n)
+        return Truth(((str(n), 1.0),), "count", HARD_COUNT * n)
     if fam == "same":
         pairs = [(x, y) for x in _select(objs, q[1]) for y in _select(objs, q[2]) if x != y]
         return _yn([getattr(x, q[3]) == getattr(y, q[3]) for x, y in pairs]) if pairs else None
@@ -280,7 +286,7 @@ def _evaluate(q: tuple, scene: Scene, grid: int) -> Truth | None:
         return _yn([any(_matches(o, q[1]) for o in rel) for rel in related])
     if fam == "rel_count":
         counts = [sum(_matches(o, q[1]) for o in rel) for rel in related]
-        return Truth(_dist([str(n) for n in counts]), "count", 0.045 * max(counts))
+        return Truth(_dist([str(n) for n in counts]), "count", HARD_COUNT * max(counts))
     targets = [getattr(o, q[1]) for rel in related for o in rel]  # rel_query
     return Truth(_dist(targets), q[1], 0.0) if targets else None
 
@@ -288,11 +294,9 @@ def _evaluate(q: tuple, scene: Scene, grid: int) -> Truth | None:
 def _sample(fam: str, scene: Scene, rnd: random.Random) -> tuple | None:
     """Random parameters of a question of family `fam` about `scene` (None: not possible)."""
     objs = scene.objects
-    if fam in ("exist", "count", "more") and not objs:
-        return (fam, _random_desc(rnd, 1 + int(rnd.random() * 2)), ()) if fam == "more" else \
-            (fam, _random_desc(rnd, 1 + int(rnd.random() * 2)), int(rnd.random() * 2))
-    if not objs:
-        return None
+    if not objs:  # only existence and counting make sense in an empty scene
+        ok = fam in ("exist", "count")
+        return (fam, _random_desc(rnd, 1 + int(rnd.random() * 2)), int(rnd.random() * 2)) if ok else None
     o = _pick(rnd, objs)
     if fam == "exist":
         if rnd.random() < 0.75:
@@ -389,6 +393,7 @@ def _render(q: tuple) -> str:
             "material": f"what is the object {rel} the {ref} made of?"}[q[1]]
 
 
+@functools.lru_cache(maxsize=65536)
 def question_type(text: str) -> str:
     """The longest official question type whose words begin the question."""
     words = text.rstrip("?").split()
@@ -453,6 +458,7 @@ def _ask(scenes: list[Scene], per_image: int, grid: int, rnd: random.Random) -> 
     return asked
 
 
+@functools.lru_cache(maxsize=65536)
 def normalize(answer: str) -> str:
     """Official digits/articles step (reference section 3); synthetic answers hold no punctuation."""
     words = answer.lower().split()
@@ -462,8 +468,7 @@ def normalize(answer: str) -> str:
 
 def _annotate(t: Truth, rnd: random.Random) -> list[dict]:
     """Ten people answer independently (answer_id 1..10)."""
-    mult = _weighted(rnd, dict(DIFFICULTY))
-    slip = min(0.6, mult * SLIP[t.kind] + t.hard)
+    slip = min(0.7, _weighted(rnd, DIFFICULTY) * SLIP[t.kind] + t.hard)
     probs = dict(t.dist)
     out = []
     for k in range(1, 11):
@@ -483,9 +488,13 @@ def _annotate(t: Truth, rnd: random.Random) -> list[dict]:
             conf = _weighted(rnd, {"maybe": 0.6, "yes": 0.3, "no": 0.1})
         elif rnd.random() < 0.08:
             conf = "maybe"
-        if a in VARIANTS and rnd.random() < VARIANTS[a][1]:
-            a = VARIANTS[a][0]
-        elif t.kind == "count" and a.isdigit() and int(a) <= 10 and rnd.random() < 0.04:
+        u = rnd.random()
+        for variant, p in VARIANTS.get(a, ()):
+            if u < p:
+                a = variant
+                break
+            u -= p
+        if t.kind == "count" and a.isdigit() and int(a) <= 10 and rnd.random() < 0.04:
             a = NUMBER_WORDS[int(a)]  # folded by the official normalization
         out.append({"answer_id": k, "answer": a, "answer_confidence": conf})
     return out
@@ -513,16 +522,27 @@ def _encoder(out_dim: int, tag: int):
 def _position(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """[R] centres in 0..1 -> [R, 12] sinusoids."""
     k = np.pi * np.arange(1, 4, dtype=np.float32)
-    xs, ys = x[:, None] * k, y[:, None] * k
+    xs, ys = x.astype(np.float32)[:, None] * k, y.astype(np.float32)[:, None] * k
     return 0.5 * np.concatenate([np.sin(xs), np.cos(xs), np.sin(ys), np.cos(ys)], axis=1)
 
 
-def _attr_slots(o: Obj) -> list[int]:
-    slots, base = [], 0
+def _cell_position(cells: np.ndarray, grid: int) -> np.ndarray:
+    """[C] cell indices (row * S + col) -> [C, 12] position code of the cell centres."""
+    return _position((cells % grid + 0.5) / grid, (cells // grid + 0.5) / grid)
+
+
+def _content(o: Obj | None, stuff: str = "floor") -> np.ndarray:
+    """Encoder input without position: attribute one-hots and object flag, or a stuff one-hot."""
+    vec = np.zeros(IN_DIM - 12, np.float32)
+    if o is None:
+        vec[17 + STUFF.index(stuff)] = 1.0
+        return vec
+    base = 0
     for a in ATTR_ORDER:
-        slots.append(base + ATTRIBUTES[a].index(getattr(o, a)))
+        vec[base + ATTRIBUTES[a].index(getattr(o, a))] = 1.0
         base += len(ATTRIBUTES[a])
-    return slots
+    vec[16] = 1.0
+    return vec
 
 
 def _layout_boxes(scenes: list[Scene], grid: int, rnd: random.Random):
@@ -540,22 +560,15 @@ def _layout_boxes(scenes: list[Scene], grid: int, rnd: random.Random):
             cx = (o.col + 0.5 + 0.2 * (rnd.random() - 0.5)) * cw
             cy = (o.row + 0.5 + 0.2 * (rnd.random() - 0.5)) * ch
             box = (cx - half * cw, cy - half * ch, cx + half * cw, cy + half * ch)
-            vec = np.zeros(IN_DIM - 12, np.float32)
-            vec[_attr_slots(o)] = 1.0
-            vec[16] = 1.0
-            items.append((box, vec, j))
+            items.append((box, _content(o), j))
             if rnd.random() < 0.25:  # a part of the object, like overlapping detector boxes
                 f = 0.5 + 0.3 * rnd.random()
                 part = (box[0], box[1], box[0] + f * (box[2] - box[0]), box[1] + f * (box[3] - box[1]))
-                bg = np.zeros_like(vec)
-                bg[17 + STUFF.index("table")] = 1.0
-                items.append((part, 0.6 * vec + 0.4 * bg, -1))
+                items.append((part, 0.6 * _content(o) + 0.4 * _content(None, "table"), -1))
         for _ in range(2 + int(rnd.random() * 3)):
             w, h = (0.3 + 0.6 * rnd.random()) * s.width, (0.2 + 0.5 * rnd.random()) * s.height
             x, y = rnd.random() * (s.width - w), rnd.random() * (s.height - h)
-            vec = np.zeros(IN_DIM - 12, np.float32)
-            vec[17 + int(rnd.random() * len(STUFF))] = 1.0
-            items.append(((x, y, x + w, y + h), vec, -1))
+            items.append(((x, y, x + w, y + h), _content(None, _pick(rnd, STUFF)), -1))
         _shuffle(rnd, items)
         rows = [0] * len(s.objects)
         for k, (_, _, j) in enumerate(items):
@@ -576,17 +589,14 @@ def _layout_boxes(scenes: list[Scene], grid: int, rnd: random.Random):
 
 def _grid_block(scenes: list[Scene], grid: int, enc, base: np.ndarray, rng) -> np.ndarray:
     """Grid features of a block of images: [n, D, S, S] float16."""
-    n, cells = len(scenes), grid * grid
+    n = len(scenes)
     pre = np.repeat(base[None], n, axis=0)  # [n, S*S, D] background cells (depend on position only)
-    idx = [(i, o.row * grid + o.col, o) for i, s in enumerate(scenes) for o in s.objects]
-    if idx:
-        x = np.zeros((len(idx), IN_DIM), np.float32)
-        for r, (_, c, o) in enumerate(idx):
-            x[r, _attr_slots(o)] = 1.0
-            x[r, 16] = 1.0
-        rc = np.array([(c // grid, c % grid) for _, c, _ in idx], np.float32)
-        x[:, IN_DIM - 12:] = _position((rc[:, 1] + 0.5) / grid, (rc[:, 0] + 0.5) / grid)
-        pre[[i for i, _, _ in idx], [c for _, c, _ in idx]] = enc(x)
+    objs = [(i, o) for i, s in enumerate(scenes) for o in s.objects]
+    if objs:
+        img = np.array([i for i, _ in objs])
+        cell = np.array([o.row * grid + o.col for _, o in objs])
+        x = np.concatenate([np.stack([_content(o) for _, o in objs]), _cell_position(cell, grid)], axis=1)
+        pre[img, cell] = enc(x)  # [objects, D]
     pre += rng.standard_normal(pre.shape, dtype=np.float32) * NOISE
     np.maximum(pre, 0, out=pre)
     return pre.astype(np.float16).transpose(0, 2, 1).reshape(n, -1, grid, grid)
@@ -595,11 +605,8 @@ def _grid_block(scenes: list[Scene], grid: int, enc, base: np.ndarray, rng) -> n
 def _write_features(path: Path, ids, scenes, boxes, grid, grid_dim, box_dim, seed, rng) -> None:
     bb, x, pos, _ = boxes
     genc, benc = _encoder(grid_dim, 0), _encoder(box_dim, 1)
-    rc = np.array([(c // grid, c % grid) for c in range(grid * grid)], np.float32)
-    bg = np.zeros((grid * grid, IN_DIM), np.float32)
-    bg[:, 17 + STUFF.index("floor")] = 1.0
-    bg[:, IN_DIM - 12:] = _position((rc[:, 1] + 0.5) / grid, (rc[:, 0] + 0.5) / grid)
-    base = genc(bg)  # [S*S, Dg]
+    cells = np.arange(grid * grid)
+    base = genc(np.concatenate([np.tile(_content(None), (len(cells), 1)), _cell_position(cells, grid)], axis=1))
     wh = np.array([(s.width, s.height) for s in scenes], np.int32).reshape(-1, 2)
     feats = benc(x) + rng.standard_normal((len(x), box_dim), dtype=np.float32) * NOISE
     size = np.repeat(wh, pos[:, 1] - pos[:, 0], axis=0).astype(np.float32)
@@ -643,7 +650,7 @@ def _by_type(scores: list[tuple[str, float]]) -> dict:
 
 
 def _split_stats(anns: list[dict]) -> dict:
-    mca, human, uniq, unanimous, pairs = [], [], 0, 0, defaultdict(set)
+    mca, human, uniq, unanimous, known, right, pairs = [], [], 0, 0, 0, 0, defaultdict(set)
     for a in anns:
         norm = [normalize(x["answer"]) for x in a["answers"]]
         c = Counter(norm)
@@ -652,6 +659,9 @@ def _split_stats(anns: list[dict]) -> dict:
         mca.append((a["answer_type"], SCORE[min(c[a["multiple_choice_answer"]], 4)]))
         human.append((a["answer_type"], sum(_loo(c[x] - 1, 9) for x in norm) / 10))
         pairs[a["question"]].add(a["multiple_choice_answer"])
+        if a["truth"] is not None:
+            known += 1
+            right += a["multiple_choice_answer"] == normalize(a["truth"])
     yn = [a["multiple_choice_answer"] for a in anns if a["answer_type"] == "yes/no"]
     num = Counter(a["multiple_choice_answer"] for a in anns if a["answer_type"] == "number")
     n = max(len(anns), 1)
@@ -659,6 +669,7 @@ def _split_stats(anns: list[dict]) -> dict:
         "mean_unique_answers": uniq / n,
         "unanimous": unanimous / n,
         "answer_types": dict(Counter(a["answer_type"] for a in anns)),
+        "mca_is_true_answer": right / max(known, 1),
         "paired_questions": sum(len(pairs[a["question"]]) > 1 for a in anns) / n,
         "yes_share": yn.count("yes") / max(len(yn), 1),
         "top_number_share": max(num.values(), default=0) / max(sum(num.values()), 1),
@@ -687,22 +698,24 @@ def _prior_accuracy(train: list[dict], val: list[dict]) -> dict:
 
 
 def format_stats(stats: dict) -> str:
-    """The statistics as a compact table (accuracies in percent)."""
+    """The statistics as a compact table (shares and accuracies in percent)."""
     def pct(d: dict) -> str:
-        return " ".join("    -" if d[k] is None else f"{100 * d[k]:5.1f}" for k in ("overall",) + TYPES)
+        return "".join("     -" if d[k] is None else f"{100 * d[k]:6.1f}" for k in ("overall",) + TYPES)
 
-    lines = [f"{'split':<13}{'images':>7}{'questions':>10}{'uniq/q':>7}{'unanim':>7}{'paired':>7}"
-             f"  | MCA acc  all   y/n   num other | human  all   y/n   num other"]
+    cols = "".join(f"{h:>6}" for h in ("all", "y/n", "num", "other"))
+    lines = [f"{'split':<13}{'images':>7}{'questions':>10}{'uniq/q':>7}{'unanim':>7}{'paired':>7}{'MCA=true':>9}"
+             f"  | MCA acc{cols}  | human acc{cols}"]
     for split, s in stats["splits"].items():
         row = f"{split:<13}{s['images']:>7}{s['questions']:>10}"
         if "mca_accuracy" in s:
-            row += (f"{s['mean_unique_answers']:>7.2f}{100 * s['unanimous']:>6.1f}%{100 * s['paired_questions']:>6.1f}%"
-                    f"  |        {pct(s['mca_accuracy'])} |       {pct(s['human_accuracy'])}")
+            row += (f"{s['mean_unique_answers']:>7.2f}{100 * s['unanimous']:>7.1f}{100 * s['paired_questions']:>7.1f}"
+                    f"{100 * s['mca_is_true_answer']:>9.1f}  |        {pct(s['mca_accuracy'])}  |          "
+                    f"{pct(s['human_accuracy'])}")
         lines.append(row)
-    p = stats["prior_accuracy_val"]
     t = stats["splits"]["train2014"]
-    lines.append(f"question-only prior on val2014: {pct(p)} (all y/n num other); "
-                 f"train yes share {100 * t['yes_share']:.1f}%, top count answer {100 * t['top_number_share']:.1f}%")
+    lines.append(f"{'question-only prior, val':<60}  |        {pct(stats['prior_accuracy_val'])}  |")
+    lines.append(f"(percent; prior: most common train answer of the same question, else question type; "
+                 f"train yes {100 * t['yes_share']:.1f}% of yes/no, top count {100 * t['top_number_share']:.1f}% of number)")
     return "\n".join(lines)
 
 
@@ -726,16 +739,39 @@ def _write_json(path: Path, obj) -> None:
 
 def _check(name: str, value, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise UserError(f"{name} = {value!r}: must be an integer from {low} to {high}")
+        raise UserError(f"{name} (--{name.replace('_', '-')}) = {value!r}: "
+                        f"must be an integer from {low} to {high}")
+
+
+def _make_split(split_no: int, n: int, seed: int, per_image: int, grid: int):
+    """Image ids, scenes, questions and annotations of one split (rows in ascending image id)."""
+    split, _, first = SPLITS[split_no]
+    rnd = random.Random(f"vqa-synth/{seed}/{split}")
+    ids = first + np.sort(np.random.default_rng([seed, split_no]).choice(ID_RANGE, n, replace=False))
+    scenes = [_make_scene(rnd, grid) for _ in range(n)]
+    questions, anns, truths = [], [], []
+    for image_id, asked in zip(ids.tolist(), _ask(scenes, per_image, grid, rnd)):
+        for k, (text, (q, truth)) in enumerate(asked.items()):
+            qid = image_id * 1000 + k  # the official numbering
+            answers = _annotate(truth, rnd)
+            questions.append({"question_id": qid, "image_id": image_id, "question": text})
+            anns.append({"question_id": qid, "image_id": image_id, "question_type": question_type(text),
+                         "answer_type": ANSWER_TYPE[q[0]], "multiple_choice_answer": most_common_answer(answers),
+                         "answers": answers})
+            truths.append(truth.answer)
+    return ids, scenes, questions, anns, truths, _layout_boxes(scenes, grid, rnd)
 
 
 def generate(out_dir, *, seed: int = 0, train_images: int, val_images: int, test_images: int,
              questions_per_image: int, grid_size: int = 7, grid_dim: int = 128, box_dim: int = 128,
              features: bool = True, quiet: bool = False) -> dict:
-    """Write a synthetic VQA v2 dataset into `out_dir`; return (and save as stats.json) its statistics."""
+    """Write a synthetic VQA v2 dataset into `out_dir`; return (and save as stats.json) its statistics.
+
+    The same arguments give byte-identical files. Every file is written atomically.
+    """
     _check("seed", seed, 0, 2**63 - 1)
-    for name, value, low in (("train_images", train_images, 1), ("val_images", val_images, 1),
-                             ("test_images", test_images, 0)):
+    counts = (train_images, val_images, test_images)
+    for name, value, low in zip(("train_images", "val_images", "test_images"), counts, (1, 1, 0)):
         _check(name, value, low, ID_RANGE)
     _check("questions_per_image", questions_per_image, 1, 20)
     _check("grid_size", grid_size, 3, 64)
@@ -743,62 +779,45 @@ def generate(out_dir, *, seed: int = 0, train_images: int, val_images: int, test
     _check("box_dim", box_dim, 1, 8192)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder; pass a folder path")
+        raise UserError(f"output folder {out}: exists and is not a folder; pass another path to --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"--out {out}: cannot create the folder ({e.strerror}); pass a writable path") from e
+        raise UserError(f"output folder {out}: cannot create it ({e.strerror}); pass another path to --out") from e
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     start = time.perf_counter()
-    counts = dict(zip((s for s, _, _ in SPLITS), (train_images, val_images, test_images)))
+    options = dict(train_images=train_images, val_images=val_images, test_images=test_images,
+                   questions_per_image=questions_per_image, grid_size=grid_size, grid_dim=grid_dim,
+                   box_dim=box_dim)
     info = {"description": "Synthetic VQA v2-format data written by `vqa synth`", "version": "2.0",
             "contributor": "vqa synth", "seed": seed}
     licence = {"name": "generated data, no restrictions", "url": ""}
-    stats = {"generator": "vqa synth", "seed": seed, "options": dict(
-        train_images=train_images, val_images=val_images, test_images=test_images,
-        questions_per_image=questions_per_image, grid_size=grid_size, grid_dim=grid_dim, box_dim=box_dim),
-        "splits": {}}
-    annotations = {}
-    for split_no, (split, subtype, first) in enumerate(SPLITS):
-        n = counts[split]
-        rnd = random.Random(f"vqa-synth/{seed}/{split}")
-        rng = np.random.default_rng([seed, split_no])
-        ids = first + np.sort(rng.choice(ID_RANGE, n, replace=False)) if n else np.zeros(0, np.int64)
-        scenes = [_make_scene(rnd, grid_size) for _ in range(n)]
-        asked = _ask(scenes, questions_per_image, grid_size, rnd)
-        questions, anns = [], []
-        for image_id, qs in zip(ids.tolist(), asked):
-            for k, (text, (_, truth)) in enumerate(qs.items()):
-                qid = image_id * 1000 + k
-                questions.append({"question_id": qid, "image_id": image_id, "question": text})
-                answers = _annotate(truth, rnd)
-                anns.append({"question_id": qid, "image_id": image_id, "question_type": question_type(text),
-                             "answer_type": ANSWER_TYPE[qs[text][0][0]],
-                             "multiple_choice_answer": most_common_answer(answers), "answers": answers})
+    stats = {"generator": "vqa synth", "seed": seed, "options": options, "splits": {}}
+    annotated = {}
+    for split_no, ((split, subtype, _), n) in enumerate(zip(SPLITS, counts)):
+        ids, scenes, questions, anns, truths, boxes = _make_split(
+            split_no, n, seed, questions_per_image, grid_size)
         _write_json(out / f"v2_OpenEnded_mscoco_{split}_questions.json", {
             "info": info, "task_type": "Open-Ended", "data_type": "mscoco", "data_subtype": split,
             "questions": questions, "license": licence})
-        if split != "test-dev2015":
+        if split != "test-dev2015":  # test-dev has questions only, as in VQA v2
             _write_json(out / f"v2_mscoco_{split}_annotations.json", {
                 "info": info, "data_type": "mscoco", "data_subtype": split, "annotations": anns,
                 "license": licence})
-            for a, q in zip(anns, questions):
-                a["question"] = q["question"]  # for the statistics only
-            annotations[split] = anns
-        boxes = _layout_boxes(scenes, grid_size, rnd)
-        _write_json(out / f"scenes_{subtype}.json", {"info": info, "data_subtype": subtype, "grid_size": grid_size,
-                    "scenes": [{"image_id": i, "width": s.width, "height": s.height,
-                                "objects": [dict(o._asdict(), box=r) for o, r in zip(s.objects, rows)]}
-                               for i, s, rows in zip(ids.tolist(), scenes, boxes[3])]})
+            annotated[split] = [dict(a, question=q["question"], truth=t) for a, q, t in zip(anns, questions, truths)]
+        _write_json(out / f"scenes_{subtype}.json", {
+            "info": info, "data_subtype": subtype, "grid_size": grid_size, "scenes": [
+                {"image_id": i, "width": s.width, "height": s.height,
+                 "objects": [dict(o._asdict(), box=r) for o, r in zip(s.objects, rows)]}
+                for i, s, rows in zip(ids.tolist(), scenes, boxes[3])]})
         if features:
-            _write_features(out / f"features_{subtype}.h5", ids, scenes, boxes, grid_size, grid_dim, box_dim,
-                            seed, np.random.default_rng([seed, split_no, 1]))
-        entry = {"images": n, "questions": len(questions)}
-        if split in annotations:
-            entry.update(_split_stats(annotations[split]))
-        stats["splits"][split] = entry
+            _write_features(out / f"features_{subtype}.h5", ids, scenes, boxes, grid_size, grid_dim,
+                            box_dim, seed, np.random.default_rng([seed, split_no, 1]))
+        stats["splits"][split] = {"images": n, "questions": len(questions)}
+        if split in annotated:
+            stats["splits"][split].update(_split_stats(annotated[split]))
         say(f"wrote {split}: {n} images, {len(questions)} questions ({time.perf_counter() - start:.1f} s)")
-    stats["prior_accuracy_val"] = _prior_accuracy(annotations["train2014"], annotations["val2014"])
+    stats["prior_accuracy_val"] = _prior_accuracy(annotated["train2014"], annotated["val2014"])
     _write_json(out / "stats.json", stats)
     say(format_stats(stats))
     return stats

@@ -35,7 +35,11 @@ class AvgModel(nn.Module):
         self.classifier = MLP(hidden_dim, hidden_dim, num_answers, dropout=dropout)
 
     def forward(
-        self, question: torch.Tensor, question_len: torch.Tensor, image: torch.Tensor, image_mask: torch.Tensor
+        self,
+        question: torch.Tensor,
+        question_len: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
     ) -> torch.Tensor:
         q = self.question(question, question_len)  # [B, H]
         v = masked_mean(image, image_mask)  # [B, D]

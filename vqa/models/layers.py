@@ -15,7 +15,9 @@ class QuestionEncoder(nn.Module):
     question's own last word, not at the padded end (pytorch-vqa does the same).
     """
 
-    def __init__(self, num_tokens: int, embed_dim: int, hidden_dim: int, rnn: str = "lstm", dropout: float = 0.0):
+    def __init__(
+        self, num_tokens: int, embed_dim: int, hidden_dim: int, rnn: str = "lstm", dropout: float = 0.0
+    ):
         super().__init__()
         self.embedding = nn.Embedding(num_tokens, embed_dim, padding_idx=0)
         self.dropout = nn.Dropout(dropout)

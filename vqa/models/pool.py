@@ -45,7 +45,9 @@ class PoolModel(nn.Module):
         self.att_out = nn.Sequential(nn.Dropout(dropout), nn.Linear(attention_dim, glimpses))
         # fusion of the attended image with the question
         self.fuse_q = nn.Sequential(nn.Dropout(dropout), nn.Linear(rnn_dim, hidden_dim), nn.Tanh())
-        self.fuse_v = nn.Sequential(nn.Dropout(dropout), nn.Linear(glimpses * image_dim, hidden_dim), nn.Tanh())
+        self.fuse_v = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(glimpses * image_dim, hidden_dim), nn.Tanh()
+        )
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_dim, num_answers))
 
     def forward(

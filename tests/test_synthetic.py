@@ -1,0 +1,369 @@
+"""`vqa synth`: official file formats, HDF5 layout, determinism, annotators and statistics."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections import Counter, defaultdict
+
+import h5py
+import numpy as np
+import pytest
+
+from vqa.data import synthetic as syn
+from vqa.errors import UserError
+
+SPLITS = (("train2014", "train2014", 120), ("val2014", "val2014", 60), ("test-dev2015", "test2015", 20))
+FIRST_ID = {"train2014": 1, "val2014": 1_000_000, "test-dev2015": 2_000_000}
+# sha256 of "\n".join(lines of shared/docs/vqa-question-types.txt): the 65 official types, in order.
+OFFICIAL_TYPES_SHA256 = "12f91d1a05002353e9881e25bb9e64687d8350e9053f57c5a1877ddf45a24686"
+FEATURE_KEYS = [
+    "ids",
+    "grid",
+    "image_features",
+    "image_bb",
+    "spatial_features",
+    "pos_boxes",
+    "image_w",
+    "image_h",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    stats = syn.generate(root, seed=0, quiet=True, **syn.PRESETS["tiny"])
+    return root, stats
+
+
+def load(root, split):
+    """(questions by id, annotations list or None) of one split."""
+    q = json.loads((root / f"v2_OpenEnded_mscoco_{split}_questions.json").read_text())
+    path = root / f"v2_mscoco_{split}_annotations.json"
+    return {x["question_id"]: x for x in q["questions"]}, (
+        json.loads(path.read_text()) if path.exists() else None
+    )
+
+
+def digests(root):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.iterdir())}
+
+
+def test_same_seed_gives_identical_files_and_another_seed_differs(tiny, tmp_path):
+    root, _ = tiny
+    syn.generate(tmp_path / "again", seed=0, quiet=True, **syn.PRESETS["tiny"])
+    syn.generate(tmp_path / "other", seed=1, quiet=True, **syn.PRESETS["tiny"])
+    first = digests(root)
+    assert len(first) == 12 and not [n for n in first if n.startswith(".")]  # no temp files left
+    assert digests(tmp_path / "again") == first
+    other = digests(tmp_path / "other")
+    assert other.keys() == first.keys()
+    assert all(other[name] != digest for name, digest in first.items())
+
+
+def test_question_files_follow_the_official_format(tiny):
+    root, _ = tiny
+    for split, _, n_images in SPLITS:
+        raw = json.loads((root / f"v2_OpenEnded_mscoco_{split}_questions.json").read_text())
+        assert list(raw) == ["info", "task_type", "data_type", "data_subtype", "questions", "license"]
+        assert (raw["task_type"], raw["data_type"], raw["data_subtype"]) == ("Open-Ended", "mscoco", split)
+        questions = raw["questions"]
+        assert len(questions) == 5 * n_images and len({x["question_id"] for x in questions}) == len(questions)
+        assert len({x["image_id"] for x in questions}) == n_images
+        for x in questions:
+            assert list(x) == ["question_id", "image_id", "question"]
+            assert isinstance(x["question_id"], int) and isinstance(x["image_id"], int)
+            assert x["question_id"] // 1000 == x["image_id"] and x["question_id"] % 1000 < 5
+            assert FIRST_ID[split] <= x["image_id"] < FIRST_ID[split] + syn.ID_RANGE
+            assert x["question"] == x["question"].lower() and x["question"].endswith("?")
+    assert not (root / "v2_mscoco_test-dev2015_annotations.json").exists()  # test-dev: questions only
+
+
+def test_annotation_files_follow_the_official_format(tiny):
+    root, _ = tiny
+    for split, _, _ in SPLITS[:2]:
+        questions, raw = load(root, split)
+        assert list(raw) == ["info", "data_type", "data_subtype", "annotations", "license"]
+        assert (raw["data_type"], raw["data_subtype"]) == ("mscoco", split)
+        anns = raw["annotations"]
+        assert [a["question_id"] for a in anns] == list(questions)
+        for a in anns:
+            assert list(a) == [
+                "question_id",
+                "image_id",
+                "question_type",
+                "answer_type",
+                "multiple_choice_answer",
+                "answers",
+            ]
+            assert a["image_id"] == questions[a["question_id"]]["image_id"]
+            assert a["answer_type"] in ("yes/no", "number", "other")
+            assert [x["answer_id"] for x in a["answers"]] == list(range(1, 11))
+            for x in a["answers"]:
+                assert list(x) == ["answer_id", "answer", "answer_confidence"]
+                assert (
+                    isinstance(x["answer"], str)
+                    and x["answer"]
+                    and x["answer_confidence"] in ("yes", "maybe", "no")
+                )
+            if a["answer_type"] == "yes/no":
+                assert a["multiple_choice_answer"] in ("yes", "no")
+            if a["answer_type"] == "number":
+                assert a["multiple_choice_answer"].isdigit()
+        assert {a["answer_type"] for a in anns} == {"yes/no", "number", "other"}
+        confidence = Counter(x["answer_confidence"] for a in anns for x in a["answers"])
+        assert confidence["yes"] > confidence["maybe"] > confidence["no"] > 0
+
+
+def test_question_type_is_the_longest_official_type_that_begins_the_question(tiny):
+    assert (
+        hashlib.sha256("\n".join(syn.OFFICIAL_QUESTION_TYPES).encode()).hexdigest() == OFFICIAL_TYPES_SHA256
+    )
+    assert syn.question_type("is there an orange cube?") == "is there"
+    assert syn.question_type("is there a red cube?") == "is there a"
+    assert syn.question_type("what size is the cube?") == "what"
+    assert syn.question_type("what is the color of the cube?") == "what is the color of the"
+    root, _ = tiny
+    seen = Counter()
+    for split, _, _ in SPLITS[:2]:
+        questions, raw = load(root, split)
+        for a in raw["annotations"]:
+            words = questions[a["question_id"]]["question"][:-1].split()
+            matches = [t for t in syn.OFFICIAL_QUESTION_TYPES if words[: len(t.split())] == t.split()]
+            assert a["question_type"] == max(matches, key=len)
+            seen[a["question_type"]] += 1
+    assert len(seen) >= 10
+
+
+def test_multiple_choice_answer_is_the_most_frequent_normalized_answer(tiny):
+    assert [syn.normalize(a) for a in ("Two", "a ball", "grey", "none", "i don't know")] == [
+        "2",
+        "ball",
+        "grey",
+        "0",
+        "i don't know",
+    ]
+    answers = [{"answer": a} for a in ["two"] * 3 + ["2"] * 2 + ["3"] * 4 + ["4"]]
+    assert syn.most_common_answer(answers) == "2"  # "two" and "2" are one answer
+    assert syn.most_common_answer([{"answer": a} for a in ["red"] * 5 + ["blue"] * 5]) == "blue"  # tie
+    root, _ = tiny
+    _, raw = load(root, "train2014")
+    for a in raw["annotations"]:
+        counts = Counter(syn.normalize(x["answer"]) for x in a["answers"])
+        assert counts[a["multiple_choice_answer"]] == max(counts.values())
+
+
+def test_complementary_pairs_and_balanced_answers(tiny):
+    root, _ = tiny
+    for split, _, _ in SPLITS[:2]:
+        questions, raw = load(root, split)
+        answers_of = defaultdict(set)
+        for a in raw["annotations"]:
+            answers_of[questions[a["question_id"]]["question"]].add(a["multiple_choice_answer"])
+        paired = [
+            a for a in raw["annotations"] if len(answers_of[questions[a["question_id"]]["question"]]) > 1
+        ]
+        assert len(paired) / len(raw["annotations"]) > 0.5  # same words, other image, other answer
+        yes_no = Counter(
+            a["multiple_choice_answer"] for a in raw["annotations"] if a["answer_type"] == "yes/no"
+        )
+        assert 0.4 < yes_no["yes"] / sum(yes_no.values()) < 0.6
+        numbers = Counter(
+            a["multiple_choice_answer"] for a in raw["annotations"] if a["answer_type"] == "number"
+        )
+        assert len(numbers) >= 5 and max(numbers.values()) / sum(numbers.values()) < 0.4
+
+
+def test_feature_files_have_the_documented_layout(tiny):
+    root, _ = tiny
+    for split, subtype, n in SPLITS:
+        questions, _ = load(root, split)
+        with h5py.File(root / f"features_{subtype}.h5", "r") as f:
+            assert list(f) == FEATURE_KEYS
+            assert {k: f.attrs[k] for k in f.attrs} == {
+                "format": "vqa-features",
+                "version": 1,
+                "grid_size": 7,
+                "generator": "vqa synth",
+                "seed": 0,
+            }
+            assert all(h5py.h5o.get_info(f[k].id).ctime == 0 for k in ["/"] + FEATURE_KEYS)  # no timestamps
+            d = {k: f[k][()] for k in FEATURE_KEYS}
+        assert d["ids"].dtype == np.int64 and d["ids"].tolist() == sorted(
+            {q["image_id"] for q in questions.values()}
+        )
+        assert d["grid"].dtype == np.float16 and d["grid"].shape == (n, 64, 7, 7)
+        assert (
+            np.isfinite(d["grid"]).all() and d["grid"].min() >= 0 and d["grid"].astype(np.float32).std() > 0.1
+        )
+        pos = d["pos_boxes"]
+        r = len(d["image_bb"])
+        assert pos.dtype == np.int64 and pos.shape == (n, 2) and pos[0, 0] == 0 and pos[-1, 1] == r
+        assert (pos[1:, 0] == pos[:-1, 1]).all() and (pos[:, 1] - pos[:, 0] >= 2).all()
+        assert len(set((pos[:, 1] - pos[:, 0]).tolist())) > 3  # the box count varies per image
+        assert d["image_features"].dtype == np.float16 and d["image_features"].shape == (r, 64)
+        assert d["image_bb"].dtype == np.float32 and d["spatial_features"].dtype == np.float32
+        assert d["spatial_features"].shape == (r, 6)
+        assert (
+            d["image_w"].dtype == np.int32 and d["image_h"].dtype == np.int32 and d["image_w"].shape == (n,)
+        )
+        size = np.repeat(np.stack([d["image_w"], d["image_h"]], 1), pos[:, 1] - pos[:, 0], axis=0)
+        bb = d["image_bb"]
+        assert (bb[:, 2:] > bb[:, :2]).all() and (bb >= 0).all() and (bb <= np.tile(size, 2)).all()
+        expected = np.concatenate([bb / np.tile(size, 2), (bb[:, 2:] - bb[:, :2]) / size], 1)
+        np.testing.assert_allclose(d["spatial_features"], expected, rtol=1e-5)
+
+
+def test_features_encode_the_scene_through_a_nonlinear_code(tiny):
+    """A nearest-class-mean probe trained on train2014 reads attributes on val2014 far above chance."""
+    root, _ = tiny
+
+    def objects(subtype):
+        scenes = json.loads((root / f"scenes_{subtype}.json").read_text())["scenes"]
+        with h5py.File(root / f"features_{subtype}.h5", "r") as f:
+            boxes, pos, grid = f["image_features"][()].astype(np.float32), f["pos_boxes"][()], f["grid"][()]
+        rows = [(i, o) for i, s in enumerate(scenes) for o in s["objects"]]
+        box = np.stack([boxes[pos[i, 0] + o["box"]] for i, o in rows])
+        cell = np.stack([grid[i, :, o["row"], o["col"]].astype(np.float32) for i, o in rows])
+        return box, cell, [o for _, o in rows]
+
+    def probe(x_train, y_train, x_val, y_val):
+        labels = sorted(set(y_train))
+        means = np.stack([x_train[np.array(y_train) == c].mean(0) for c in labels])
+        pred = np.array(labels)[((x_val[:, None] - means[None]) ** 2).sum(-1).argmin(1)]
+        return (pred == np.array(y_val)).mean()
+
+    tb, tc, to = objects("train2014")
+    vb, vc, vo = objects("val2014")
+    assert probe(tb, [o["color"] for o in to], vb, [o["color"] for o in vo]) > 0.5  # chance 1/8
+    assert probe(tc, [o["shape"] for o in to], vc, [o["shape"] for o in vo]) > 0.6  # chance 1/4
+
+
+def test_statistics_match_the_files_and_look_like_vqa_v2(tiny):
+    root, stats = tiny
+    assert json.loads((root / "stats.json").read_text()) == stats
+    questions, raw = load(root, "train2014")
+    human, mca = [], []
+    for a in raw["annotations"]:  # brute-force official metric, independent of the generator's closed form
+        norm = [syn.normalize(x["answer"]) for x in a["answers"]]
+        for k, mine in enumerate(norm):
+            others = norm[:k] + norm[k + 1 :]
+            human.append(
+                np.mean([min(1, sum(o == mine for o in others[:g] + others[g + 1 :]) / 3) for g in range(9)])
+            )
+        mca.append(
+            np.mean(
+                [
+                    min(1, sum(o == a["multiple_choice_answer"] for o in norm[:g] + norm[g + 1 :]) / 3)
+                    for g in range(10)
+                ]
+            )
+        )
+    s = stats["splits"]["train2014"]
+    assert s["human_accuracy"]["overall"] == pytest.approx(np.mean(human))
+    assert s["mca_accuracy"]["overall"] == pytest.approx(np.mean(mca))
+    assert (s["images"], s["questions"]) == (120, 600) and stats["splits"]["test-dev2015"] == {
+        "images": 20,
+        "questions": 100,
+    }
+    for split in ("train2014", "val2014"):
+        s = stats["splits"][split]
+        h = s["human_accuracy"]
+        assert 0.7 < h["overall"] < 0.9 and h["yes/no"] > h["number"] > h["other"]
+        assert s["mca_accuracy"]["overall"] > 0.95 and 0.05 < s["unanimous"] < 0.5
+        assert 1.5 < s["mean_unique_answers"] < 4
+    prior = stats["prior_accuracy_val"]
+    assert prior["overall"] < stats["splits"]["val2014"]["mca_accuracy"]["overall"] - 0.3
+    assert prior["yes/no"] < 0.8 and prior["other"] < 0.5
+    table = syn.format_stats(stats)
+    assert "human acc" in table and f"{100 * h['overall']:.1f}" in table
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (dict(train_images=0), "train_images"),
+        (dict(questions_per_image=0), "questions_per_image"),
+        (dict(grid_size=2), "grid_size"),
+        (dict(val_images="5"), "val_images"),
+        (dict(seed=-1), "seed"),
+    ],
+)
+def test_bad_arguments_raise_a_user_error_before_writing(tmp_path, override, message):
+    kwargs = dict(syn.PRESETS["tiny"], seed=0) | override
+    with pytest.raises(UserError, match=message):
+        syn.generate(tmp_path / "out", quiet=True, **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_that_is_a_file_is_a_user_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="not a folder"):
+        syn.generate(tmp_path / "file", quiet=True, **syn.PRESETS["tiny"])
+
+
+def test_an_interrupted_write_leaves_nothing_behind(tmp_path):
+    def write(tmp):
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        syn._atomic(tmp_path / "file.json", write)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_options_override_the_preset(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    syn.add_synth_args(parser)
+    defaults = parser.parse_args(["--out", "x"])
+    assert (defaults.preset, defaults.seed, defaults.train_images, defaults.quiet) == (
+        "small",
+        0,
+        None,
+        False,
+    )
+    args = parser.parse_args(
+        [
+            "--out",
+            str(tmp_path / "d"),
+            "--preset",
+            "tiny",
+            "--seed",
+            "3",
+            "--train-images",
+            "10",
+            "--val-images",
+            "6",
+            "--test-images",
+            "0",
+            "--questions-per-image",
+            "3",
+            "--grid-size",
+            "4",
+            "--grid-dim",
+            "8",
+            "--box-dim",
+            "5",
+        ]
+    )
+    assert syn.synth_command(args) == 0
+    assert "human acc" in capsys.readouterr().out
+    stats = json.loads((tmp_path / "d" / "stats.json").read_text())
+    assert stats["seed"] == 3 and stats["options"] == dict(
+        train_images=10,
+        val_images=6,
+        test_images=0,
+        questions_per_image=3,
+        grid_size=4,
+        grid_dim=8,
+        box_dim=5,
+    )
+    with h5py.File(tmp_path / "d" / "features_train2014.h5", "r") as f:
+        assert f["grid"].shape == (10, 8, 4, 4) and f["image_features"].shape[1] == 5
+    with h5py.File(tmp_path / "d" / "features_test2015.h5", "r") as f:
+        assert f["ids"].shape == (0,) and f["grid"].shape == (0, 8, 4, 4)
+    args = parser.parse_args(
+        ["--out", str(tmp_path / "q"), "--preset", "tiny", "--train-images", "4", "--quiet"]
+    )
+    assert syn.synth_command(args) == 0 and capsys.readouterr().out == ""

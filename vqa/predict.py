@@ -1,0 +1,107 @@
+"""`vqa predict`: load a run, answer every question of a split, write a results file for the server.
+
+Test splits (test-dev2015, test2015) have no annotations: only the results file is written.
+With annotations, the results are also scored exactly as the evaluation server scores them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vqa.config import Config, config_from_dict
+from vqa.data.answers import AnswerVocab
+from vqa.data.dataset import VQADataset, build_loader
+from vqa.data.text import QuestionVocab
+from vqa.errors import UserError
+from vqa.evaluate import evaluate, format_report
+from vqa.models import build_model
+from vqa.train import load_records, open_features, resolve_device, write_text_atomic
+
+
+@dataclass
+class LoadedRun:
+    cfg: Config
+    model: nn.Module
+    qvocab: QuestionVocab
+    avocab: AnswerVocab
+    image_dim: int
+    epoch: int
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device | str = "cpu") -> LoadedRun:
+    """Model, vocabularies and resolved config of a run folder, from checkpoints/<checkpoint>.pt."""
+    path = Path(run_dir) / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file():
+        raise UserError(
+            f"{path}: checkpoint not found; pass a run folder written by `vqa train` (runs/<name>)"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # a checkpoint cannot run code
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        raise UserError(
+            f"{path}: unreadable checkpoint ({type(e).__name__}); use last.pt or retrain"
+        ) from None
+    cfg = config_from_dict(state["config"], source=str(path))
+    qvocab = QuestionVocab.from_dict(state["question_vocab"])
+    avocab = AnswerVocab.from_dict(state["answer_vocab"])
+    model = build_model(cfg.model, len(qvocab), len(avocab), state["image_dim"])
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    return LoadedRun(cfg, model, qvocab, avocab, state["image_dim"], state["epoch"])
+
+
+@torch.no_grad()
+def predict(
+    run: LoadedRun, dataset: VQADataset, device: torch.device, batch_size: int = 256
+) -> dict[int, str]:
+    """question_id -> answer string (the arg-max over the answer vocabulary)."""
+    loader = build_loader(dataset, batch_size, shuffle=False, num_workers=run.cfg.data.num_workers)
+    out: dict[int, str] = {}
+    for batch in loader:
+        batch = batch.to(device)
+        logits = run.model(batch.question, batch.question_len, batch.image, batch.image_mask)  # [B, A]
+        for qid, i in zip(batch.question_id.tolist(), logits.argmax(1).tolist()):
+            out[qid] = run.avocab.itos[i]
+    return out
+
+
+def add_predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="run folder written by `vqa train` (runs/<name>)")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--split", required=True, help="e.g. val2014, test-dev2015, test2015")
+    p.add_argument("--out", required=True, help="results JSON for the evaluation server")
+    p.add_argument("--data-root", default=None, help="dataset folder, if not the run's data.root")
+    p.add_argument(
+        "--report", default=None, help="with annotations: also write the `vqa eval` JSON report here"
+    )
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    device = resolve_device("auto")
+    run = load_run(args.run, args.checkpoint, device)
+    if args.data_root:
+        run.cfg.data.root = args.data_root
+    records = load_records(run.cfg, args.split)
+    features = open_features(run.cfg, args.split, expected_dim=run.image_dim)
+    dataset = VQADataset(
+        records, features, run.qvocab, run.avocab, run.cfg.data.max_question_len, split=args.split,
+        oov=run.cfg.data.soft_targets_oov,
+    )  # fmt: skip
+    answers = predict(run, dataset, device)
+    results = [{"question_id": qid, "answer": a} for qid, a in sorted(answers.items())]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, json.dumps(results))
+    print(f"predict: {len(results):,} answers for {args.split} from {args.run} (epoch {run.epoch}) -> {out}")
+    if records[0].annotation is not None:
+        report = evaluate(answers, [r.annotation for r in records])
+        print(format_report(report))
+        if args.report:
+            write_text_atomic(Path(args.report), json.dumps(report, indent=1))
+    return 0
