@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from vqa.errors import UserError
 
@@ -15,8 +16,17 @@ def _train(args) -> int:
     from vqa.config import load_config
     from vqa.train import fit
 
-    cfg = load_config(args.config, args.overrides)
-    fit(cfg)
+    if args.resume:
+        if args.config:
+            raise UserError(
+                "pass either --config (a new run) or --resume RUN_DIR (its config.yaml is used), not both"
+            )
+        cfg = load_config(Path(args.resume) / "config.yaml", args.overrides)
+        if cfg.run_dir.resolve() != Path(args.resume).resolve():
+            cfg.out_dir, cfg.name = str(Path(args.resume).parent), Path(args.resume).name
+    else:
+        cfg = load_config(args.config, args.overrides)
+    fit(cfg, resume=bool(args.resume))
     return 0
 
 
@@ -50,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model from a YAML config")
     p.add_argument("--config", help="YAML experiment file (configs/...)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoints/last.pt")
     p.add_argument(
         "overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=3e-4 model.name=pool"
     )

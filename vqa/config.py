@@ -36,8 +36,11 @@ class DataConfig:
     max_question_len: int = 14  # longer questions are truncated (counted and reported)
     min_token_count: int = 1  # rarer question words map to <unk>
     soft_targets_oov: str = "drop"  # drop (paper's code) | renormalize in-vocabulary weights
-    preload: str = "none"  # none | ram
-    num_workers: int = 0
+    preload: str = "none"  # none | ram (read a whole feature file into memory; off by default)
+    num_workers: int = 0  # DataLoader worker processes (pinned memory on CUDA, persistent workers)
+    sampler: str = (
+        "random"  # random | image_grouped (questions of one image share a batch: features read once)
+    )
     synth_preset: str = ""  # tiny | small | paper: generate synthetic data into root when it is missing
 
 
@@ -67,6 +70,10 @@ class TrainConfig:
         default_factory=lambda: [30, 60]
     )  # authors' code: /10 at 30, /100 at 60
     lr_decay_factor: float = 0.1
+    warmup_epochs: float = 0.0  # linear warm-up from 0 over this many epochs (per step), then the step decay
+    early_stop_patience: int = 0  # stop after this many epochs without a better val accuracy; 0 = never
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (torch.autocast; fp16 uses a gradient scaler)
+    compile: bool = False  # torch.compile the model
     grad_clip: float = 0.0  # max grad norm; 0 disables
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -90,6 +97,8 @@ CHOICES = {
     "data.features": ("grid", "boxes"),
     "data.soft_targets_oov": ("drop", "renormalize"),
     "data.preload": ("none", "ram"),
+    "data.sampler": ("random", "image_grouped"),
+    "train.precision": ("fp32", "bf16", "fp16"),
     "model.rnn": ("lstm", "gru"),
     "train.optimizer": ("adam", "adamw", "sgd"),
 }
@@ -221,6 +230,8 @@ def validate(cfg: Config) -> None:
         raise UserError(f"config: 'model.dropout' must be in [0, 1), got {cfg.model.dropout}")
     if cfg.train.lr <= 0:
         raise UserError(f"config: 'train.lr' must be positive, got {cfg.train.lr}")
+    if cfg.train.warmup_epochs < 0 or cfg.train.early_stop_patience < 0:
+        raise UserError("config: 'train.warmup_epochs' and 'train.early_stop_patience' must be >= 0")
     if cfg.data.num_workers < 0:
         raise UserError(f"config: 'data.num_workers' must be >= 0, got {cfg.data.num_workers}")
     if sorted(cfg.train.lr_decay_epochs) != cfg.train.lr_decay_epochs:

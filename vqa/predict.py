@@ -61,7 +61,7 @@ def predict(
     run: LoadedRun, dataset: VQADataset, device: torch.device, batch_size: int = 256
 ) -> dict[int, str]:
     """question_id -> answer string (the arg-max over the answer vocabulary)."""
-    loader = build_loader(dataset, batch_size, shuffle=False, num_workers=run.cfg.data.num_workers)
+    loader = build_loader(dataset, batch_size, num_workers=run.cfg.data.num_workers)
     out: dict[int, str] = {}
     for batch in loader:
         batch = batch.to(device)

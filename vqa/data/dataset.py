@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from vqa.data.answers import AnswerVocab, build_targets
 from vqa.data.features import FeatureStore
@@ -119,7 +119,9 @@ class VQADataset(Dataset):
             lengths.append(n_tok)
             keep.append(r)
         if not keep:
-            raise UserError(f"split '{split}': no question left after filtering; check data.root and data.max_answers")
+            raise UserError(
+                f"split '{split}': no question left after filtering; check data.root and data.max_answers"
+            )
         self.records = keep
         self.report.kept = len(keep)
         self.report.target_weight_lost = lost / max(1, len(records))
@@ -136,7 +138,20 @@ class VQADataset(Dataset):
         return len(self.records)
 
     def __getitem__(self, i: int) -> tuple:
-        image = self.features.get(int(self.image_id[i]))  # [n, D]
+        return self._item(i, self.features.get(int(self.image_id[i])))
+
+    def __getitems__(self, indices: list[int]) -> list[tuple]:
+        """A whole batch at once (DataLoader calls this): each image's features are read once."""
+        cache: dict[int, np.ndarray] = {}
+        items = []
+        for i in indices:
+            image_id = int(self.image_id[i])
+            if image_id not in cache:
+                cache[image_id] = self.features.get(image_id)
+            items.append(self._item(i, cache[image_id]))
+        return items
+
+    def _item(self, i: int, image: np.ndarray) -> tuple:
         return (
             self.question[i],
             self.question_len[i],
@@ -172,24 +187,71 @@ def collate(items: list[tuple]) -> Batch:
     )
 
 
+class EpochSampler(DistributedSampler):
+    """torch's DistributedSampler (one replica when not distributed) that can resume mid-epoch.
+
+    The order of an epoch depends only on (seed, epoch), as in DistributedSampler, so a
+    resumed run sees exactly the batches the uninterrupted run would: `start` skips the
+    samples this rank already consumed. With `group_by_image`, images are shuffled and
+    their questions kept together, and each rank takes a contiguous chunk, so a batch
+    holds several questions of the same image and its features are read once.
+    """
+
+    def __init__(self, dataset: VQADataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
+                 seed: int = 0, group_by_image: bool = False):  # fmt: skip
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        self.group_by_image = group_by_image and shuffle
+        self.image_id = dataset.image_id
+        self.start = 0
+
+    def _grouped(self) -> list[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        images, inverse = np.unique(self.image_id, return_inverse=True)
+        order = torch.randperm(len(images), generator=g).numpy()
+        rank_of_image = np.empty_like(order)
+        rank_of_image[order] = np.arange(len(order))
+        indices = np.argsort(rank_of_image[inverse], kind="stable").tolist()
+        indices += indices[: self.total_size - len(indices)]  # pad like DistributedSampler
+        return indices[self.rank * self.num_samples : (self.rank + 1) * self.num_samples]
+
+    def __iter__(self):
+        indices = self._grouped() if self.group_by_image else list(super().__iter__())
+        return iter(indices[self.start :])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+class ShardSampler(Sampler):
+    """Evaluation order: rank r takes samples r, r + world, ... in order; every sample exactly once."""
+
+    def __init__(self, n: int, world: int = 1, rank: int = 0):
+        self.indices = list(range(rank, n, world))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 def build_loader(
     dataset: VQADataset,
     batch_size: int,
-    shuffle: bool,
+    sampler: Sampler | None = None,
     num_workers: int = 0,
-    seed: int = 0,
     pin_memory: bool = False,
 ) -> DataLoader:
-    generator = torch.Generator()
-    generator.manual_seed(seed)
+    """Batches of `dataset` in the order of `sampler` (sequential when None), collated into a Batch."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=sampler,
+        shuffle=False,
         num_workers=num_workers,
         collate_fn=collate,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
-        generator=generator,
         drop_last=False,
     )

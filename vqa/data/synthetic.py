@@ -31,6 +31,8 @@ import numpy as np
 
 from vqa.errors import UserError
 
+# Tables below are kept compact by hand.
+# fmt: off
 PRESETS: dict[str, dict] = {
     "tiny": dict(train_images=120, val_images=60, test_images=20, questions_per_image=5,
                  grid_size=7, grid_dim=64, box_dim=64),
@@ -69,6 +71,7 @@ ATTRIBUTES = {  # rendering order: "large red metal cube"
 ATTR_ORDER = tuple(ATTRIBUTES)
 SUBSETS = [s for r in range(5) for s in itertools.combinations(ATTR_ORDER, r)]
 RELATIONS = ("left of", "right of", "above", "below")
+REGIONS = ("top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right")
 STUFF = ("floor", "wall", "table", "shadow")  # background boxes; empty grid cells are "floor"
 IMAGE_SIZES = ((640, 480), (480, 640), (640, 427), (500, 375), (448, 448), (640, 360))
 N_OBJECTS_P = (0.03, 0.09, 0.14, 0.17, 0.17, 0.14, 0.11, 0.08, 0.07)  # P(0..8 objects)
@@ -108,6 +111,7 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "
 ENCODER_SEED, HIDDEN, NOISE = 20170823, 256, 0.3
 IN_DIM = 16 + 1 + len(STUFF) + 12  # attribute one-hots, object flag, stuff one-hot, position
 CHUNK = 512  # images per grid block
+# fmt: on
 
 
 class Obj(NamedTuple):
@@ -161,8 +165,9 @@ def _shuffle(rnd: random.Random, items: list) -> list:
 def _make_scene(rnd: random.Random, grid: int) -> Scene:
     n = min(_weighted(rnd, dict(enumerate(N_OBJECTS_P))), grid * grid)
     cells = _shuffle(rnd, list(range(grid * grid)))[:n]
-    objects = tuple(Obj(c // grid, c % grid, *(_pick(rnd, ATTRIBUTES[a]) for a in ATTR_ORDER))
-                    for c in sorted(cells))
+    objects = tuple(
+        Obj(c // grid, c % grid, *(_pick(rnd, ATTRIBUTES[a]) for a in ATTR_ORDER)) for c in sorted(cells)
+    )
     return Scene(*_pick(rnd, IMAGE_SIZES), objects)
 
 
@@ -210,13 +215,15 @@ def _mutate(rnd: random.Random, desc: tuple) -> tuple:
     i = int(rnd.random() * len(desc))
     a, v = desc[i]
     other = _pick(rnd, [x for x in ATTRIBUTES[a] if x != v])
-    return desc[:i] + ((a, other),) + desc[i + 1:]
+    return desc[:i] + ((a, other),) + desc[i + 1 :]
 
 
 def _refer(rnd: random.Random, o: Obj, objects, skip: str = "", ambiguous: bool = False):
     """A descriptor that picks out `o` (or, if `ambiguous`, `o` and others); None if none does."""
-    subsets = sorted((s for s in SUBSETS if skip not in s),
-                     key=lambda s: len(s) + 0.6 * ("shape" not in s) + 0.8 * rnd.random())
+    subsets = sorted(
+        (s for s in SUBSETS if skip not in s),
+        key=lambda s: len(s) + 0.6 * ("shape" not in s) + 0.8 * rnd.random(),
+    )
     for s in subsets:
         desc = _desc_of(o, s)
         n = len(_select(objects, desc))
@@ -227,6 +234,7 @@ def _refer(rnd: random.Random, o: Obj, objects, skip: str = "", ambiguous: bool 
 
 def _region(o: Obj, grid: int) -> tuple[tuple[str, float], ...]:
     """Where an object is, in thirds of the image; cells on a border split the annotators."""
+
     def bands(i, names):
         f = (i + 0.5) / grid
         band = min(int(f * 3), 2)
@@ -279,8 +287,9 @@ def _evaluate(q: tuple, scene: Scene, grid: int) -> Truth | None:
     if fam == "query":
         return Truth(_dist([getattr(o, q[2]) for o in refs]), q[2], 0.0)
     if fam == "where":
-        return Truth(_region(refs[0], grid), "where", 0.0) if len(refs) == 1 else \
-            Truth(_dist([_region(o, grid)[0][0] for o in refs]), "where", 0.0)
+        if len(refs) == 1:
+            return Truth(_region(refs[0], grid), "where", 0.0)
+        return Truth(_dist([_region(o, grid)[0][0] for o in refs]), "where", 0.0)
     related = [_related(objs, r, q[3]) for r in refs]
     if fam == "rel_exist":
         return _yn([any(_matches(o, q[1]) for o in rel) for rel in related])
@@ -307,8 +316,12 @@ def _sample(fam: str, scene: Scene, rnd: random.Random) -> tuple | None:
         return ("exist", desc, int(rnd.random() * 2))
     if fam == "count":
         u = rnd.random()
-        desc = () if u < 0.2 else _random_desc(rnd, 1) if u > 0.85 else \
-            _desc_of(o, _some_attrs(rnd, 1 if rnd.random() < 0.6 else 2))
+        if u < 0.2:
+            desc = ()  # "how many objects ..."
+        elif u < 0.85:
+            desc = _desc_of(o, _some_attrs(rnd, 1 if rnd.random() < 0.6 else 2))
+        else:
+            desc = _random_desc(rnd, 1)
         return ("count", desc, int(rnd.random() * 2))
     if fam == "more":
         attr = _pick(rnd, ATTR_ORDER)
@@ -318,8 +331,7 @@ def _sample(fam: str, scene: Scene, rnd: random.Random) -> tuple | None:
         return ("more", ((attr, a),), ((attr, b),))
     if fam in ("check", "query", "where"):
         attr = _pick(rnd, ATTR_ORDER) if fam == "check" else _weighted(rnd, QUERY_P)
-        ref = _refer(rnd, o, objs, skip=attr if fam != "where" else "",
-                     ambiguous=rnd.random() < AMBIGUOUS_P)
+        ref = _refer(rnd, o, objs, skip=attr if fam != "where" else "", ambiguous=rnd.random() < AMBIGUOUS_P)
         if ref is None:
             return None
         if fam == "where":
@@ -387,10 +399,12 @@ def _render(q: tuple) -> str:
         return f"is there {_a(_phrase(q[1]))} {rel} the {ref}?"
     if fam == "rel_count":
         return f"how many {_phrase(q[1], True)} are {rel} the {ref}?"
-    return {"color": f"what color is the object {rel} the {ref}?",  # rel_query
-            "shape": f"what kind of object is {rel} the {ref}?",
-            "size": f"what size is the object {rel} the {ref}?",
-            "material": f"what is the object {rel} the {ref} made of?"}[q[1]]
+    return {
+        "color": f"what color is the object {rel} the {ref}?",  # rel_query
+        "shape": f"what kind of object is {rel} the {ref}?",
+        "size": f"what size is the object {rel} the {ref}?",
+        "material": f"what is the object {rel} the {ref} made of?",
+    }[q[1]]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -400,7 +414,7 @@ def question_type(text: str) -> str:
     best = ""
     for t in OFFICIAL_QUESTION_TYPES:
         tw = t.split()
-        if words[:len(tw)] == tw and len(t) > len(best):
+        if words[: len(tw)] == tw and len(t) > len(best):
             best = t
     return best or "none of the above"
 
@@ -462,8 +476,11 @@ def _ask(scenes: list[Scene], per_image: int, grid: int, rnd: random.Random) -> 
 def normalize(answer: str) -> str:
     """Official digits/articles step (reference section 3); synthetic answers hold no punctuation."""
     words = answer.lower().split()
-    return " ".join(str(NUMBER_WORDS.index(w)) if w in NUMBER_WORDS else "0" if w == "none" else w
-                    for w in words if w not in ("a", "an", "the"))
+    return " ".join(
+        str(NUMBER_WORDS.index(w)) if w in NUMBER_WORDS else "0" if w == "none" else w
+        for w in words
+        if w not in ("a", "an", "the")
+    )
 
 
 def _annotate(t: Truth, rnd: random.Random) -> list[dict]:
@@ -481,8 +498,7 @@ def _annotate(t: Truth, rnd: random.Random) -> list[dict]:
                 n = int(a)
                 a = str(n + 1 if n == 0 or rnd.random() < 0.45 else n - 1)
             elif t.kind == "where":
-                a = _pick(rnd, [r for r in ("top left", "top", "top right", "left", "center", "right",
-                                            "bottom left", "bottom", "bottom right") if r != a])
+                a = _pick(rnd, [r for r in REGIONS if r != a])
             else:
                 a = _pick(rnd, CONFUSIONS[a])
             conf = _weighted(rnd, {"maybe": 0.6, "yes": 0.3, "no": 0.1})
@@ -575,15 +591,18 @@ def _layout_boxes(scenes: list[Scene], grid: int, rnd: random.Random):
             if j >= 0:
                 rows[j] = k
         start = len(boxes)
-        boxes += [tuple(min(max(v, 0.0), lim) for v, lim in zip(b, (s.width, s.height) * 2)) for b, _, _ in items]
+        boxes += [
+            tuple(min(max(v, 0.0), lim) for v, lim in zip(b, (s.width, s.height) * 2)) for b, _, _ in items
+        ]
         inputs += [v for _, v, _ in items]
         pos.append((start, len(boxes)))
         obj_rows.append(rows)
     bb = np.array(boxes, np.float32).reshape(-1, 4)
     wh = np.repeat([(s.width, s.height) for s in scenes], [b - a for a, b in pos], axis=0).reshape(-1, 2)
     centre = (bb[:, :2] + bb[:, 2:]) / 2 / np.maximum(wh, 1)
-    x = np.concatenate([np.array(inputs, np.float32).reshape(-1, IN_DIM - 12),
-                        _position(centre[:, 0], centre[:, 1])], axis=1)
+    x = np.concatenate(
+        [np.array(inputs, np.float32).reshape(-1, IN_DIM - 12), _position(centre[:, 0], centre[:, 1])], axis=1
+    )
     return bb, x, np.array(pos, np.int64).reshape(-1, 2), obj_rows
 
 
@@ -606,7 +625,9 @@ def _write_features(path: Path, ids, scenes, boxes, grid, grid_dim, box_dim, see
     bb, x, pos, _ = boxes
     genc, benc = _encoder(grid_dim, 0), _encoder(box_dim, 1)
     cells = np.arange(grid * grid)
-    base = genc(np.concatenate([np.tile(_content(None), (len(cells), 1)), _cell_position(cells, grid)], axis=1))
+    base = genc(
+        np.concatenate([np.tile(_content(None), (len(cells), 1)), _cell_position(cells, grid)], axis=1)
+    )
     wh = np.array([(s.width, s.height) for s in scenes], np.int32).reshape(-1, 2)
     feats = benc(x) + rng.standard_normal((len(x), box_dim), dtype=np.float32) * NOISE
     size = np.repeat(wh, pos[:, 1] - pos[:, 0], axis=0).astype(np.float32)
@@ -614,16 +635,26 @@ def _write_features(path: Path, ids, scenes, boxes, grid, grid_dim, box_dim, see
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w", track_order=True) as f:
-            for k, v in (("format", "vqa-features"), ("version", 1), ("grid_size", grid),
-                         ("generator", "vqa synth"), ("seed", seed)):
+            for k, v in (
+                ("format", "vqa-features"),
+                ("version", 1),
+                ("grid_size", grid),
+                ("generator", "vqa synth"),
+                ("seed", seed),
+            ):
                 f.attrs[k] = v
             f.create_dataset("ids", data=np.asarray(ids, np.int64), track_times=False)
             g = f.create_dataset("grid", (len(scenes), grid_dim, grid, grid), np.float16, track_times=False)
             for a in range(0, len(scenes), CHUNK):
-                g[a:a + CHUNK] = _grid_block(scenes[a:a + CHUNK], grid, genc, base, rng)
-            for name, data in (("image_features", np.maximum(feats, 0).astype(np.float16)),
-                               ("image_bb", bb), ("spatial_features", spatial.astype(np.float32)),
-                               ("pos_boxes", pos), ("image_w", wh[:, 0]), ("image_h", wh[:, 1])):
+                g[a : a + CHUNK] = _grid_block(scenes[a : a + CHUNK], grid, genc, base, rng)
+            for name, data in (
+                ("image_features", np.maximum(feats, 0).astype(np.float16)),
+                ("image_bb", bb),
+                ("spatial_features", spatial.astype(np.float32)),
+                ("pos_boxes", pos),
+                ("image_w", wh[:, 0]),
+                ("image_h", wh[:, 1]),
+            ):
                 f.create_dataset(name, data=data, track_times=False)
 
     _atomic(path, write)
@@ -693,29 +724,38 @@ def _prior_accuracy(train: list[dict], val: list[dict]) -> dict:
     for a in val:
         c = by_q.get(a["question"]) or by_type.get(a["question_type"]) or overall
         guess = top(c)
-        scores.append((a["answer_type"], SCORE[min(sum(normalize(x["answer"]) == guess for x in a["answers"]), 4)]))
+        scores.append(
+            (a["answer_type"], SCORE[min(sum(normalize(x["answer"]) == guess for x in a["answers"]), 4)])
+        )
     return _by_type(scores)
 
 
 def format_stats(stats: dict) -> str:
     """The statistics as a compact table (shares and accuracies in percent)."""
+
     def pct(d: dict) -> str:
         return "".join("     -" if d[k] is None else f"{100 * d[k]:6.1f}" for k in ("overall",) + TYPES)
 
     cols = "".join(f"{h:>6}" for h in ("all", "y/n", "num", "other"))
-    lines = [f"{'split':<13}{'images':>7}{'questions':>10}{'uniq/q':>7}{'unanim':>7}{'paired':>7}{'MCA=true':>9}"
-             f"  | MCA acc{cols}  | human acc{cols}"]
+    lines = [
+        f"{'split':<13}{'images':>7}{'questions':>10}{'uniq/q':>7}{'unanim':>7}{'paired':>7}{'MCA=true':>9}"
+        f"  | MCA acc{cols}  | human acc{cols}"
+    ]
     for split, s in stats["splits"].items():
         row = f"{split:<13}{s['images']:>7}{s['questions']:>10}"
         if "mca_accuracy" in s:
-            row += (f"{s['mean_unique_answers']:>7.2f}{100 * s['unanimous']:>7.1f}{100 * s['paired_questions']:>7.1f}"
-                    f"{100 * s['mca_is_true_answer']:>9.1f}  |        {pct(s['mca_accuracy'])}  |          "
-                    f"{pct(s['human_accuracy'])}")
+            row += (
+                f"{s['mean_unique_answers']:>7.2f}{100 * s['unanimous']:>7.1f}{100 * s['paired_questions']:>7.1f}"
+                f"{100 * s['mca_is_true_answer']:>9.1f}  |        {pct(s['mca_accuracy'])}  |          "
+                f"{pct(s['human_accuracy'])}"
+            )
         lines.append(row)
     t = stats["splits"]["train2014"]
     lines.append(f"{'question-only prior, val':<60}  |        {pct(stats['prior_accuracy_val'])}  |")
-    lines.append(f"(percent; prior: most common train answer of the same question, else question type; "
-                 f"train yes {100 * t['yes_share']:.1f}% of yes/no, top count {100 * t['top_number_share']:.1f}% of number)")
+    lines.append(
+        f"(percent; prior: most common train answer of the same question, else question type; "
+        f"train yes {100 * t['yes_share']:.1f}% of yes/no, top count {100 * t['top_number_share']:.1f}% of number)"
+    )
     return "\n".join(lines)
 
 
@@ -739,8 +779,9 @@ def _write_json(path: Path, obj) -> None:
 
 def _check(name: str, value, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise UserError(f"{name} (--{name.replace('_', '-')}) = {value!r}: "
-                        f"must be an integer from {low} to {high}")
+        raise UserError(
+            f"{name} (--{name.replace('_', '-')}) = {value!r}: must be an integer from {low} to {high}"
+        )
 
 
 def _make_split(split_no: int, n: int, seed: int, per_image: int, grid: int):
@@ -755,16 +796,34 @@ def _make_split(split_no: int, n: int, seed: int, per_image: int, grid: int):
             qid = image_id * 1000 + k  # the official numbering
             answers = _annotate(truth, rnd)
             questions.append({"question_id": qid, "image_id": image_id, "question": text})
-            anns.append({"question_id": qid, "image_id": image_id, "question_type": question_type(text),
-                         "answer_type": ANSWER_TYPE[q[0]], "multiple_choice_answer": most_common_answer(answers),
-                         "answers": answers})
+            anns.append(
+                {
+                    "question_id": qid,
+                    "image_id": image_id,
+                    "question_type": question_type(text),
+                    "answer_type": ANSWER_TYPE[q[0]],
+                    "multiple_choice_answer": most_common_answer(answers),
+                    "answers": answers,
+                }
+            )
             truths.append(truth.answer)
     return ids, scenes, questions, anns, truths, _layout_boxes(scenes, grid, rnd)
 
 
-def generate(out_dir, *, seed: int = 0, train_images: int, val_images: int, test_images: int,
-             questions_per_image: int, grid_size: int = 7, grid_dim: int = 128, box_dim: int = 128,
-             features: bool = True, quiet: bool = False) -> dict:
+def generate(
+    out_dir,
+    *,
+    seed: int = 0,
+    train_images: int,
+    val_images: int,
+    test_images: int,
+    questions_per_image: int,
+    grid_size: int = 7,
+    grid_dim: int = 128,
+    box_dim: int = 128,
+    features: bool = True,
+    quiet: bool = False,
+) -> dict:
     """Write a synthetic VQA v2 dataset into `out_dir`; return (and save as stats.json) its statistics.
 
     The same arguments give byte-identical files. Every file is written atomically.
@@ -783,36 +842,87 @@ def generate(out_dir, *, seed: int = 0, train_images: int, val_images: int, test
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"output folder {out}: cannot create it ({e.strerror}); pass another path to --out") from e
+        raise UserError(
+            f"output folder {out}: cannot create it ({e.strerror}); pass another path to --out"
+        ) from e
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     start = time.perf_counter()
-    options = dict(train_images=train_images, val_images=val_images, test_images=test_images,
-                   questions_per_image=questions_per_image, grid_size=grid_size, grid_dim=grid_dim,
-                   box_dim=box_dim)
-    info = {"description": "Synthetic VQA v2-format data written by `vqa synth`", "version": "2.0",
-            "contributor": "vqa synth", "seed": seed}
+    options = dict(
+        train_images=train_images,
+        val_images=val_images,
+        test_images=test_images,
+        questions_per_image=questions_per_image,
+        grid_size=grid_size,
+        grid_dim=grid_dim,
+        box_dim=box_dim,
+    )
+    info = {
+        "description": "Synthetic VQA v2-format data written by `vqa synth`",
+        "version": "2.0",
+        "contributor": "vqa synth",
+        "seed": seed,
+    }
     licence = {"name": "generated data, no restrictions", "url": ""}
     stats = {"generator": "vqa synth", "seed": seed, "options": options, "splits": {}}
     annotated = {}
     for split_no, ((split, subtype, _), n) in enumerate(zip(SPLITS, counts)):
         ids, scenes, questions, anns, truths, boxes = _make_split(
-            split_no, n, seed, questions_per_image, grid_size)
-        _write_json(out / f"v2_OpenEnded_mscoco_{split}_questions.json", {
-            "info": info, "task_type": "Open-Ended", "data_type": "mscoco", "data_subtype": split,
-            "questions": questions, "license": licence})
+            split_no, n, seed, questions_per_image, grid_size
+        )
+        _write_json(
+            out / f"v2_OpenEnded_mscoco_{split}_questions.json",
+            {
+                "info": info,
+                "task_type": "Open-Ended",
+                "data_type": "mscoco",
+                "data_subtype": split,
+                "questions": questions,
+                "license": licence,
+            },
+        )
         if split != "test-dev2015":  # test-dev has questions only, as in VQA v2
-            _write_json(out / f"v2_mscoco_{split}_annotations.json", {
-                "info": info, "data_type": "mscoco", "data_subtype": split, "annotations": anns,
-                "license": licence})
-            annotated[split] = [dict(a, question=q["question"], truth=t) for a, q, t in zip(anns, questions, truths)]
-        _write_json(out / f"scenes_{subtype}.json", {
-            "info": info, "data_subtype": subtype, "grid_size": grid_size, "scenes": [
-                {"image_id": i, "width": s.width, "height": s.height,
-                 "objects": [dict(o._asdict(), box=r) for o, r in zip(s.objects, rows)]}
-                for i, s, rows in zip(ids.tolist(), scenes, boxes[3])]})
+            _write_json(
+                out / f"v2_mscoco_{split}_annotations.json",
+                {
+                    "info": info,
+                    "data_type": "mscoco",
+                    "data_subtype": split,
+                    "annotations": anns,
+                    "license": licence,
+                },
+            )
+            annotated[split] = [
+                dict(a, question=q["question"], truth=t) for a, q, t in zip(anns, questions, truths)
+            ]
+        _write_json(
+            out / f"scenes_{subtype}.json",
+            {
+                "info": info,
+                "data_subtype": subtype,
+                "grid_size": grid_size,
+                "scenes": [
+                    {
+                        "image_id": i,
+                        "width": s.width,
+                        "height": s.height,
+                        "objects": [dict(o._asdict(), box=r) for o, r in zip(s.objects, rows)],
+                    }
+                    for i, s, rows in zip(ids.tolist(), scenes, boxes[3])
+                ],
+            },
+        )
         if features:
-            _write_features(out / f"features_{subtype}.h5", ids, scenes, boxes, grid_size, grid_dim,
-                            box_dim, seed, np.random.default_rng([seed, split_no, 1]))
+            _write_features(
+                out / f"features_{subtype}.h5",
+                ids,
+                scenes,
+                boxes,
+                grid_size,
+                grid_dim,
+                box_dim,
+                seed,
+                np.random.default_rng([seed, split_no, 1]),
+            )
         stats["splits"][split] = {"images": n, "questions": len(questions)}
         if split in annotated:
             stats["splits"][split].update(_split_stats(annotated[split]))
@@ -829,8 +939,12 @@ def add_synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=list(PRESETS), default="small", help="sizes (default: small)")
     p.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
     for key in PRESETS["small"]:
-        p.add_argument("--" + key.replace("_", "-"), type=int, default=None,
-                       help=f"override the preset's {key.replace('_', ' ')}")
+        p.add_argument(
+            "--" + key.replace("_", "-"),
+            type=int,
+            default=None,
+            help=f"override the preset's {key.replace('_', ' ')}",
+        )
     p.add_argument("--quiet", action="store_true", help="print nothing")
 
 
