@@ -14,7 +14,12 @@ import pytest
 from vqa.data import synthetic as syn
 from vqa.errors import UserError
 
-SPLITS = (("train2014", "train2014", 120), ("val2014", "val2014", 60), ("test-dev2015", "test2015", 20))
+TINY = syn.PRESETS["tiny"]
+SPLITS = (
+    ("train2014", "train2014", TINY["train_images"]),
+    ("val2014", "val2014", TINY["val_images"]),
+    ("test-dev2015", "test2015", TINY["test_images"]),
+)
 FIRST_ID = {"train2014": 1, "val2014": 1_000_000, "test-dev2015": 2_000_000}
 # sha256 of "\n".join(lines of shared/docs/vqa-question-types.txt): the 65 official types, in order.
 OFFICIAL_TYPES_SHA256 = "12f91d1a05002353e9881e25bb9e64687d8350e9053f57c5a1877ddf45a24686"
@@ -69,12 +74,12 @@ def test_question_files_follow_the_official_format(tiny):
         assert list(raw) == ["info", "task_type", "data_type", "data_subtype", "questions", "license"]
         assert (raw["task_type"], raw["data_type"], raw["data_subtype"]) == ("Open-Ended", "mscoco", split)
         questions = raw["questions"]
-        assert len(questions) == 5 * n_images and len({x["question_id"] for x in questions}) == len(questions)
+        assert len(questions) == syn.PRESETS["tiny"]["questions_per_image"] * n_images and len({x["question_id"] for x in questions}) == len(questions)
         assert len({x["image_id"] for x in questions}) == n_images
         for x in questions:
             assert list(x) == ["question_id", "image_id", "question"]
             assert isinstance(x["question_id"], int) and isinstance(x["image_id"], int)
-            assert x["question_id"] // 1000 == x["image_id"] and x["question_id"] % 1000 < 5
+            assert x["question_id"] // 1000 == x["image_id"] and x["question_id"] % 1000 < TINY["questions_per_image"]
             assert FIRST_ID[split] <= x["image_id"] < FIRST_ID[split] + syn.ID_RANGE
             assert x["question"] == x["question"].lower() and x["question"].endswith("?")
     assert not (root / "v2_mscoco_test-dev2015_annotations.json").exists()  # test-dev: questions only
@@ -263,10 +268,9 @@ def test_statistics_match_the_files_and_look_like_vqa_v2(tiny):
     s = stats["splits"]["train2014"]
     assert s["human_accuracy"]["overall"] == pytest.approx(np.mean(human))
     assert s["mca_accuracy"]["overall"] == pytest.approx(np.mean(mca))
-    assert (s["images"], s["questions"]) == (120, 600) and stats["splits"]["test-dev2015"] == {
-        "images": 20,
-        "questions": 100,
-    }
+    q = TINY["questions_per_image"]
+    assert (s["images"], s["questions"]) == (TINY["train_images"], q * TINY["train_images"])
+    assert stats["splits"]["test-dev2015"] == {"images": TINY["test_images"], "questions": q * TINY["test_images"]}
     for split in ("train2014", "val2014"):
         s = stats["splits"][split]
         h = s["human_accuracy"]

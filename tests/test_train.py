@@ -42,7 +42,7 @@ def runs(tiny_data, tmp_path_factory):
         code = main([
             "train", "--config", f"configs/synthetic/avg_{loss.split('_')[0]}.yaml",
             f"data.root={tiny_data}", f"out_dir={out}", "train.epochs=2", "train.batch_size=16",
-            "train.lr=3e-3", "model.dropout=0.0", "train.log_every=5",
+            "train.lr=3e-3", "model.dropout=0.0", "train.log_every=5", "data.features=boxes",
         ])  # fmt: skip
         assert code == 0
     return out
