@@ -10,7 +10,8 @@ import torch
 
 from vqa.config import ModelConfig
 from vqa.models import MODELS, build_model
-from vqa.models.mcb import CompactBilinearPooling, compact_bilinear_outer, signed_sqrt
+from vqa.models.layers import l2_normalize
+from vqa.models.mcb import CompactBilinearPooling, compact_bilinear_outer, signed_sqrt, signed_sqrt_l2
 
 NUM_TOKENS, NUM_ANSWERS, IMAGE_DIM = 20, 7, 16
 SMALL = dict(embed_dim=8, rnn_dim=12, hidden_dim=10, attention_dim=6, glimpses=2, mcb_dim=32, dropout=0.0)
@@ -197,3 +198,14 @@ def test_mcb_fp32_under_autocast_and_finite_at_zero():
     signed_sqrt(z).sum().backward()
     assert torch.isfinite(z.grad).all()
     torch.testing.assert_close(signed_sqrt(torch.tensor([4.0, -9.0])), torch.tensor([2.0, -3.0]))
+
+
+def test_fused_signed_sqrt_l2_matches_autograd():
+    z = torch.randn(3, 4, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(signed_sqrt_l2, (z,))
+    grad = torch.randn(3, 4, 9, dtype=torch.float64)
+    fused, unfused = signed_sqrt_l2(z), l2_normalize(signed_sqrt(z))
+    torch.testing.assert_close(fused, unfused)
+    torch.testing.assert_close(
+        torch.autograd.grad(fused, z, grad)[0], torch.autograd.grad(unfused, z, grad)[0]
+    )

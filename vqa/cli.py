@@ -48,9 +48,23 @@ def _predict(args) -> int:
     return predict_command(args)
 
 
+def _extract(args) -> int:
+    from vqa.features_extract import extract_command
+
+    return extract_command(args)
+
+
+def _convert(args) -> int:
+    from vqa.convert import convert_command
+
+    return convert_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from vqa.convert import add_convert_args
     from vqa.data.synthetic import add_synth_args
     from vqa.evaluate import add_eval_args
+    from vqa.features_extract import add_extract_args
     from vqa.predict import add_predict_args
 
     parser = argparse.ArgumentParser(
@@ -79,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_predict_args(p)
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("extract", help="image folder -> HDF5 grid features (ResNet-152, resumable)")
+    add_extract_args(p)
+    p.set_defaults(func=_extract)
+
+    p = sub.add_parser("convert", help="precomputed features (bottom-up attention TSV) -> HDF5")
+    add_convert_args(p)
+    p.set_defaults(func=_convert)
     return parser
 
 

@@ -243,7 +243,11 @@ def build_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
 ) -> DataLoader:
-    """Batches of `dataset` in the order of `sampler` (sequential when None), collated into a Batch."""
+    """Batches of `dataset` in the order of `sampler` (sequential when None), collated into a Batch.
+
+    The loader gets its own generator: creating an iterator draws a worker base seed from
+    it, and drawing from the global RNG instead would shift dropout masks after a resume.
+    """
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -254,4 +258,5 @@ def build_loader(
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
         drop_last=False,
+        generator=torch.Generator().manual_seed(0),
     )

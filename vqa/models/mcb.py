@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from vqa.models.layers import QuestionEncoder, attend, l2_normalize, masked_softmax
 
@@ -28,6 +29,39 @@ def signed_sqrt(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     gives inf * 0 = NaN there); sign(0) = 0 keeps the value and gradient at 0 exactly 0.
     """
     return torch.sign(x) * torch.sqrt(x.abs() + eps)
+
+
+class _SignedSqrtL2(torch.autograd.Function):
+    """l2_normalize(signed_sqrt(z)) over the last dim with a hand-written backward.
+
+    The [B, N, d] tensors after MCB are the largest the model makes; plain autograd
+    would keep four or five of them for backward and make about ten elementwise
+    passes; this keeps two (output, sqrt(|z| + eps)) and makes four.
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, eps: float) -> torch.Tensor:
+        root = z.abs().add_(eps).sqrt_()  # sqrt(|z| + eps)
+        s = torch.sign(z).mul_(root)  # signed sqrt
+        norm = s.norm(dim=-1, keepdim=True).clamp_(min=eps)  # [..., 1]
+        out = s.div_(norm)
+        ctx.save_for_backward(out, root, norm)
+        ctx.eps = eps
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        out, root, norm = ctx.saved_tensors
+        radial = torch.linalg.vecdot(grad, out).unsqueeze(-1) * (norm > ctx.eps)  # none where norm is clamped
+        grad_z = torch.addcmul(grad, out, radial, value=-1)  # through s / ||s||, times ||s||
+        # d signed_sqrt / dz = 0.5 / sqrt(|z| + eps): finite everywhere, z = 0 included
+        return grad_z.div_(root).mul_(0.5 / norm), None
+
+
+def signed_sqrt_l2(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """l2_normalize(signed_sqrt(z)) in one autograd node (the normalization after MCB); last dim."""
+    return _SignedSqrtL2.apply(z, eps)
 
 
 def count_sketch(x: torch.Tensor, hash_: torch.Tensor, sign: torch.Tensor, out_dim: int) -> torch.Tensor:
@@ -71,7 +105,7 @@ class CompactBilinearPooling(nn.Module):
             fy = torch.fft.rfft(sy, dim=-1)
             z = torch.fft.irfft(fx * fy, n=self.out_dim, dim=-1)  # [..., d]: circular convolution
             if self.normalize:
-                z = l2_normalize(signed_sqrt(z))
+                z = signed_sqrt_l2(z)
         return z
 
     def extra_repr(self) -> str:
@@ -132,7 +166,7 @@ class MCBModel(nn.Module):
         q = self.dropout(self.question(question, question_len))  # [B, H]
         v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]
         joint = self.att_mcb(q.unsqueeze(1), self.dropout(v))  # [B, N, d]
-        att = masked_softmax(self.att_net(self.dropout(joint)), image_mask)  # [B, N, G], fp32
+        att = masked_softmax(self.att_net(joint), image_mask)  # [B, N, G], fp32
         v_att = attend(v, att).flatten(1)  # [B, G*D]
         fused = self.fuse_mcb(q, v_att)  # [B, d]
         logits = self.classifier(self.dropout(fused))  # [B, A]

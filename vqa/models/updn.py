@@ -29,8 +29,13 @@ class GatedTanh(nn.Module):
         self.linear = nn.Linear(in_dim, 2 * out_dim)  # the tanh and gate halves in one matmul
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, gate = self.linear(self.dropout(x)).chunk(2, dim=-1)
-        return torch.tanh(y) * torch.sigmoid(gate)
+        return gated_tanh(self.linear(self.dropout(x)))
+
+
+def gated_tanh(pre: torch.Tensor) -> torch.Tensor:
+    """tanh(first half) * sigmoid(second half) of the last dim."""
+    y, gate = pre.chunk(2, dim=-1)
+    return torch.tanh(y) * torch.sigmoid(gate)
 
 
 class UpDnModel(nn.Module):
@@ -51,7 +56,10 @@ class UpDnModel(nn.Module):
         super().__init__()
         self.question = QuestionEncoder(num_tokens, embed_dim, rnn_dim, rnn=rnn, dropout=dropout)
         self.normalize_image = normalize_image
-        self.att_hidden = GatedTanh(image_dim + rnn_dim, attention_dim, dropout)
+        # f_a([v_i; q]) with its weight split as W_v v_i + W_q q: q is projected once, not per box
+        self.att_dropout = nn.Dropout(dropout)
+        self.att_v = nn.Linear(image_dim, 2 * attention_dim)
+        self.att_q = nn.Linear(rnn_dim, 2 * attention_dim, bias=False)
         self.att_out = nn.Linear(attention_dim, glimpses)
         self.q_net = GatedTanh(rnn_dim, hidden_dim, dropout)
         self.v_net = GatedTanh(glimpses * image_dim, hidden_dim, dropout)
@@ -68,8 +76,8 @@ class UpDnModel(nn.Module):
     ):
         q = self.question(question, question_len)  # [B, H]
         v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]
-        qv = torch.cat([v, q.unsqueeze(1).expand(-1, v.shape[1], -1).to(v.dtype)], dim=-1)  # [B, N, D+H]
-        att = masked_softmax(self.att_out(self.att_hidden(qv)), image_mask)  # [B, N, G], fp32
+        pre = self.att_v(self.att_dropout(v)) + self.att_q(self.att_dropout(q)).unsqueeze(1)  # [B, N, 2*att]
+        att = masked_softmax(self.att_out(gated_tanh(pre)), image_mask)  # [B, N, G], fp32
         v_att = attend(v, att).flatten(1)  # [B, G*D]
         h = self.q_net(q) * self.v_net(v_att)  # [B, hidden]
         logits = self.classifier(self.out_net(h))  # [B, A]

@@ -1,0 +1,193 @@
+"""Exact resume, graceful stop, kills at any moment, divergence: real runs on the tiny synthetic data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from vqa.cli import main
+from vqa.train import lr_factor
+
+CONFIG = "configs/synthetic/avg_soft.yaml"
+COMPARED = ("epoch", "step", "train/loss", "val/loss", "val/hard_ce", "val/soft_ce", "val/accuracy",
+            "val/accuracy_yes_no", "val/accuracy_number", "val/accuracy_other", "lr")  # fmt: skip
+
+
+def overrides(root, out, name, epochs=3, batch=32):
+    return [f"data.root={root}", f"out_dir={out}", f"name={name}", f"train.epochs={epochs}",
+            f"train.batch_size={batch}", "train.lr=3e-3", "model.rnn_dim=64", "model.hidden_dim=128",
+            "train.lr_decay_epochs=[2]", "train.warmup_epochs=0.5"]  # fmt: skip
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_metrics(a: Path, b: Path) -> None:
+    ma, mb = metrics(a), metrics(b)
+    assert len(ma) == len(mb)
+    for x, y in zip(ma, mb):
+        for key in COMPARED:
+            assert x[key] == pytest.approx(y[key], abs=1e-6), (x["epoch"], key)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_data, tmp_path_factory):
+    """An uninterrupted 3-epoch run (dropout on, warm-up and a decay step: every RNG and schedule in play)."""
+    out = tmp_path_factory.mktemp("ref")
+    assert main(["train", "--config", CONFIG, *overrides(tiny_data, out, "ref")]) == 0
+    return out / "ref"
+
+
+def spawn(args, env=None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "vqa", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def wait_for(predicate, proc, timeout=120.0):
+    start = time.time()
+    while not predicate():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - start < timeout, "timed out"
+        time.sleep(0.02)
+
+
+def resume(run: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "vqa", "train", "--resume", str(run)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.mark.slow
+def test_resume_after_epoch_one_equals_uninterrupted(reference, tiny_data, tmp_path):
+    assert main(["train", "--config", CONFIG, *overrides(tiny_data, tmp_path, "r", epochs=1)]) == 0
+    assert main(["train", "--resume", str(tmp_path / "r"), "train.epochs=3"]) == 0
+    assert_same_metrics(reference, tmp_path / "r")
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_checkpoints_exits_zero_and_resumes_exactly(reference, tiny_data, tmp_path):
+    run = tmp_path / "r"
+    proc = spawn(["train", "--config", CONFIG, *overrides(tiny_data, tmp_path, "r")])
+    wait_for(lambda: (run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 1, proc)
+    time.sleep(0.3)  # into epoch 2
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert f"Resume with: vqa train --resume {run}" in stdout
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["epoch_state"]["batches"] > 0  # stopped inside epoch 2
+    resume(run)
+    assert_same_metrics(reference, run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.25, 0.6])
+def test_sigkill_at_any_moment_then_resume(reference, tiny_data, tmp_path, delay):
+    run = tmp_path / "r"
+    proc = spawn(["train", "--config", CONFIG, *overrides(tiny_data, tmp_path, "r")])
+    wait_for(lambda: (run / "checkpoints" / "last.pt").exists(), proc)
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+    torch.load(run / "checkpoints" / "last.pt", weights_only=True)  # never torn
+    resume(run)
+    assert_same_metrics(reference, run)
+
+
+SLOW_SECOND_CHECKPOINT = """
+import os, sys, time, pathlib
+import vqa.train
+writes = []
+real_fsync = os.fsync
+def fsync(fd):
+    if os.readlink(f"/proc/self/fd/{fd}").endswith("last.pt.tmp"):
+        writes.append(fd)
+        if len(writes) == 2:  # the second last.pt (end of epoch 2): flushed, not yet renamed
+            pathlib.Path(sys.argv[1]).write_text("writing")
+            time.sleep(60)
+    real_fsync(fd)
+vqa.train.os.fsync = fsync
+from vqa.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_checkpoint_write_keeps_the_last_good_one(reference, tiny_data, tmp_path):
+    run, marker = tmp_path / "r", tmp_path / "in_checkpoint_write"
+    argv = ["train", "--config", CONFIG, *overrides(tiny_data, tmp_path, "r")]
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_SECOND_CHECKPOINT, str(marker), *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for(marker.exists, proc)
+    proc.kill()
+    proc.wait()
+    assert (run / "checkpoints" / "last.pt.tmp").exists()  # the torn write is a temporary file
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and len(metrics(run)) == 2  # epoch 2 was logged, not checkpointed
+    resume(run)
+    assert_same_metrics(reference, run)
+
+
+def test_resume_without_checkpoint_is_one_clear_error(tmp_path, capsys):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.yaml").write_text("name: r\n")
+    assert main(["train", "--resume", str(tmp_path / "r")]) == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch, capsys):
+    from vqa import losses
+
+    calls = {"n": 0}
+
+    def poisoned(logits, batch):
+        calls["n"] += 1
+        loss = losses.soft_ce(logits, batch)
+        return loss * float("nan") if calls["n"] == 80 else loss
+
+    monkeypatch.setitem(losses.LOSSES, "poisoned", poisoned)
+    args = overrides(tiny_data, tmp_path, "r", epochs=3, batch=64) + ["train.loss=poisoned"]
+    assert main(["train", "--config", CONFIG, *args]) == 2
+    err = capsys.readouterr().err
+    # 50 train steps an epoch, then 13 validation batches: call 80 is step 17 of epoch 2, global step 67
+    assert "loss is nan at step 67" in err and "last.pt" in err
+    assert len(err.strip().splitlines()) == 1
+    assert torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
+    assert len(metrics(tmp_path / "r")) == 1
+
+
+def test_warmup_then_step_decay():
+    f = [lr_factor(s, steps_per_epoch=10, warmup_epochs=2, milestones=[3, 5], gamma=0.1) for s in range(70)]
+    assert f[0] == pytest.approx(0.05) and f[9] == pytest.approx(0.5) and f[19] == 1.0 and f[20] == 1.0
+    assert f[29] == 1.0 and f[30] == pytest.approx(0.1) and f[49] == pytest.approx(0.1) and f[50] == pytest.approx(0.01)
+    assert lr_factor(0, 10, 0, [], 0.1) == 1.0
+
+
+@pytest.mark.slow
+def test_early_stopping(tiny_data, tmp_path, capsys):
+    args = overrides(tiny_data, tmp_path, "r", epochs=6, batch=64)
+    args += ["train.optimizer=sgd", "train.lr=1e-12", "train.early_stop_patience=2", "train.warmup_epochs=0"]
+    assert main(["train", "--config", CONFIG, *args]) == 0
+    assert [m["epoch"] for m in metrics(tmp_path / "r")] == [1, 2, 3]
+    assert "early stop: no better val accuracy for 2 epochs (best: epoch 1)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains(tiny_data, tmp_path, precision):
+    args = overrides(tiny_data, tmp_path, "r", epochs=1, batch=64) + [f"train.precision={precision}"]
+    assert main(["train", "--config", CONFIG, *args]) == 0
+    (row,) = metrics(tmp_path / "r")
+    assert row["train/loss"] == pytest.approx(row["train/loss"]) and 0 < row["val/accuracy"] <= 100
+    ckpt = torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)
+    assert (ckpt["scaler"] is not None) == (precision == "fp16")

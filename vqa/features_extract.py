@@ -1,0 +1,415 @@
+"""`vqa extract`: a folder of COCO images -> HDF5 grid features, the paper's image input.
+
+The paper's features (Ilievski & Feng 2017, section 4, as pytorch-vqa's preprocess-images.py
+computes them): ResNet-152 with ImageNet weights, the output of the last convolutional block
+(layer4, before the average pool) on a 448 x 448 crop normalized with the ImageNet mean and std,
+so 2048 x 14 x 14 per image (S = size / 32), stored float16. `--pooled` stores the global average
+pool instead, as a 1 x 1 grid: the AVG model's "penultimate-layer" vector (its mean over the
+14 x 14 grid is the same vector, so the full grid serves AVG too).
+
+Layout written (vqa/data/features.py reads it; data/README.md documents it):
+    ids    int64   (N,)           COCO image ids, parsed from COCO_<subtype>_<id>.jpg
+    grid   float16 (N, D, S, S)   channel first
+    count  int64   (1,)           rows written (= N once finished)
+    attrs  format="vqa-features", arch, size, weights, central_fraction, pooled
+
+Resuming: extracting train2014 takes hours and must survive being killed at any moment. The
+work goes to OUT.partial, an HDF5 file created once, up front, with every dataset at full size
+(contiguous storage, allocated but never filled, so a sparse file) and closed again. From then
+on only raw bytes are written, at the fixed file offsets of those datasets: a batch's rows, an
+fsync, then the 8 bytes of `count`, another fsync. HDF5's own metadata is never touched again,
+so a crash cannot leave a file h5py fails to open, and rows past `count` are ignored and
+overwritten. Running the same command again continues after row `count`; when every image is
+done OUT.partial is renamed to OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from vqa.errors import UserError
+
+ARCHS = (  # torchvision classifiers whose trunk is conv1 .. layer4 (children()[:-2])
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2",
+)  # fmt: skip
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_COCO_NAME = re.compile(r"(?:COCO_[A-Za-z]+\d*_)?(\d+)")  # COCO_val2014_000000000042 or 000000000042
+SETTINGS = ("arch", "size", "weights", "central_fraction", "pooled")
+
+
+def parse_image_id(name: str) -> int | None:
+    """The COCO image id of a file name (COCO_train2014_000000000009.jpg -> 9), or None."""
+    m = _COCO_NAME.fullmatch(Path(name).stem)
+    return int(m.group(1)) if m else None
+
+
+def list_images(folder: Path) -> list[tuple[int, Path]]:
+    """(image id, path) of every image in `folder`, sorted by id; user errors for bad names."""
+    if not folder.is_dir():
+        raise UserError(
+            f"{folder}: image folder not found; pass --images data/coco/<subtype> (data/README.md)"
+        )
+    found: dict[int, Path] = {}
+    ignored = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        path = Path(entry.path)
+        if entry.is_dir() or path.suffix.lower() not in IMAGE_SUFFIXES:
+            ignored.append(entry.name)
+            continue
+        image_id = parse_image_id(entry.name)
+        if image_id is None:
+            raise UserError(
+                f"{path}: no COCO image id in the file name; name images COCO_<subtype>_<id>.jpg or <id>.jpg"
+            )
+        if image_id in found:
+            raise UserError(f"{path}: image id {image_id} also belongs to {found[image_id].name}; keep one")
+        found[image_id] = path
+    if not found:
+        raise UserError(f"{folder}: no .jpg/.jpeg/.png images; pass the folder the COCO zip unpacked into")
+    if ignored:
+        print(f"extract: ignored {len(ignored):,} entries that are not images (first: {ignored[0]})")
+    return sorted(found.items())
+
+
+def build_trunk(arch: str, weights: str, seed: int = 0):
+    """The convolutional trunk (conv1 .. layer4) of a torchvision ResNet, in eval mode, and its width.
+
+    weights: "imagenet" (torchvision's IMAGENET1K_V1, the original ResNet weights; downloaded once
+    into ~/.cache/torch/hub), "none" (random, seeded: for tests) or a state-dict file.
+    """
+    import torch
+    import torchvision
+    from torch import nn
+
+    if arch not in ARCHS:
+        raise UserError(f"--arch '{arch}' is not supported; choose one of {', '.join(ARCHS)}")
+    torch.manual_seed(seed)
+    if weights == "imagenet":
+        try:
+            model = torchvision.models.get_model(arch, weights="IMAGENET1K_V1")
+        except (OSError, RuntimeError, ValueError) as e:
+            raise UserError(
+                f"could not load the ImageNet weights of {arch} ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                "they download once into ~/.cache/torch/hub/checkpoints (needs internet), or pass --weights FILE.pth"
+            ) from None
+    else:
+        model = torchvision.models.get_model(arch, weights=None)
+        if weights != "none":
+            path = Path(weights)
+            if not path.is_file():
+                raise UserError(
+                    f"--weights {weights}: no such file; pass imagenet, none or a .pth state dict"
+                )
+            try:
+                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            except Exception as e:  # noqa: BLE001 - any failure is a wrong file for the user
+                raise UserError(
+                    f"{path}: not a state dict of torchvision {arch} ({type(e).__name__}); pass the matching .pth"
+                ) from None
+    trunk = nn.Sequential(*list(model.children())[:-2])  # drop avgpool and fc
+    trunk.eval().requires_grad_(False)
+    return trunk, model.fc.in_features
+
+
+def image_transform(size: int, central_fraction: float):
+    """pytorch-vqa's: resize the shorter side to size / central_fraction, centre crop size x size."""
+    from torchvision import transforms
+
+    return transforms.Compose([
+        transforms.Resize(int(size / central_fraction)),
+        transforms.CenterCrop(size),
+        transforms.ToTensor(),
+        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])  # fmt: skip
+
+
+class ImageFiles:
+    """Map-style dataset of (image [3, S, S], index, error): decoding runs in DataLoader workers.
+
+    An unreadable file gives a zero image and the error text instead of raising, so one broken
+    JPEG does not stop a multi-hour extraction; the caller reports it by name.
+    """
+
+    def __init__(self, paths: list[Path], size: int, central_fraction: float):
+        self.paths, self.size = paths, size
+        self.transform = image_transform(size, central_fraction)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        import torch
+        from PIL import Image
+
+        try:
+            with Image.open(self.paths[i]) as im:
+                return self.transform(im.convert("RGB")), i, ""
+        except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for broken or truncated files
+            return torch.zeros(3, self.size, self.size), i, f"{type(e).__name__}: {e}"
+
+
+def _human(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+
+
+def _partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def _create_partial(path: Path, capacity: int, dim: int, side: int, attrs: dict) -> None:
+    """OUT.partial with every dataset at full size, contiguous, allocated early and never filled."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # file offsets fixed from the start
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)  # no zeros written: a sparse file
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("ids", (capacity,), "<i8", dcpl=dcpl)
+        f.create_dataset("grid", (capacity, dim, side, side), "<f2", dcpl=dcpl)
+        f.create_dataset("count", data=np.zeros(1, "<i8"), dcpl=dcpl)
+        f.attrs.update(format="vqa-features", **attrs)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class RowWriter:
+    """Raw writes into OUT.partial: rows at fixed offsets, then the committed count (see module doc)."""
+
+    def __init__(self, path: Path):
+        with h5py.File(path, "r") as f:
+            self.capacity, self.dim, self.side = f["grid"].shape[:3]
+            self.offsets = {k: f[k].id.get_offset() for k in ("ids", "grid", "count")}
+            self.count = int(f["count"][0])
+            self.done = set(f["ids"][: self.count].tolist())
+        if self.count > self.capacity or None in self.offsets.values():
+            raise UserError(f"{path}: not a partial extraction of `vqa extract`; delete it and run again")
+        self.row_bytes = self.dim * self.side * self.side * 2
+        self.file = open(path, "rb+")  # noqa: SIM115 - closed by close()
+
+    def write(self, ids: np.ndarray, grid: np.ndarray) -> None:
+        """Append rows (ids [b], grid [b, D, S, S]) and commit them; a crash keeps the old count."""
+        n = len(ids)
+        f = self.file
+        f.seek(self.offsets["grid"] + self.count * self.row_bytes)
+        f.write(np.ascontiguousarray(grid, "<f2").tobytes())
+        f.seek(self.offsets["ids"] + self.count * 8)
+        f.write(np.asarray(ids, "<i8").tobytes())
+        f.flush()
+        os.fsync(f.fileno())  # the rows are on disk before the count says so
+        f.seek(self.offsets["count"])
+        f.write(np.asarray([self.count + n], "<i8").tobytes())
+        f.flush()
+        os.fsync(f.fileno())
+        self.count += n
+        self.done.update(int(i) for i in ids)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _finish(partial: Path, out: Path, count: int, capacity: int) -> None:
+    """Rename OUT.partial to OUT; when images were removed mid-way, copy the written rows first."""
+    if count == capacity:
+        os.replace(partial, out)
+        return
+    tmp = out.with_name(out.name + ".tmp")
+    with h5py.File(partial, "r") as src, h5py.File(tmp, "w") as dst:
+        dst.attrs.update(src.attrs)
+        dst["ids"] = src["ids"][:count]
+        dst["count"] = np.asarray([count], "<i8")
+        grid = dst.create_dataset("grid", (count, *src["grid"].shape[1:]), "<f2")
+        for start in range(0, count, 256):
+            grid[start : start + 256] = src["grid"][start : min(start + 256, count)]
+    os.replace(tmp, out)
+    partial.unlink()
+
+
+def _check_settings(path: Path, attrs: dict, what: str) -> None:
+    with h5py.File(path, "r") as f:
+        old = {k: f.attrs.get(k) for k in SETTINGS}
+    old = {k: v.item() if isinstance(v, np.generic) else v for k, v in old.items()}  # np.int64(448) -> 448
+    diff = [f"{k}={old[k]!r} (now {attrs[k]!r})" for k in SETTINGS if old[k] != attrs[k]]
+    if diff:
+        raise UserError(
+            f"{path}: {what} with other settings: {', '.join(diff)}; pass --overwrite to start over"
+        )
+
+
+def extract(
+    images: Path,
+    out: Path,
+    arch: str = "resnet152",
+    size: int = 448,
+    weights: str = "imagenet",
+    pooled: bool = False,
+    central_fraction: float = 0.875,
+    batch_size: int = 64,
+    workers: int = 4,
+    device: str = "auto",
+    overwrite: bool = False,
+    seed: int = 0,
+) -> dict:
+    """Extract features of every image in `images` into `out` (resuming OUT.partial); returns a summary."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from vqa.train import resolve_device
+
+    if size < 32 or batch_size < 1 or workers < 0 or not 0 < central_fraction <= 1:
+        raise UserError(
+            "--size must be >= 32, --batch-size >= 1, --workers >= 0, --central-fraction in (0, 1]"
+        )
+    images, out = Path(images), Path(out)
+    partial = _partial_path(out)
+    weights_tag = weights if weights in ("imagenet", "none") else f"file:{Path(weights).name}"
+    attrs = dict(arch=arch, size=size, weights=weights_tag, central_fraction=central_fraction, pooled=pooled)
+    files = list_images(images)
+    if overwrite:
+        partial.unlink(missing_ok=True)
+    elif out.exists():
+        _check_settings(out, attrs, "already extracted")
+        with h5py.File(out, "r") as f:
+            have = set(f["ids"][()].tolist())
+        missing = [p for i, p in files if i not in have]
+        if missing:
+            raise UserError(
+                f"{out}: already exists without {len(missing):,} images of {images} (first: {missing[0].name}); "
+                "pass --overwrite to extract again"
+            )
+        print(f"extract: {out} already holds all {len(files):,} images of {images}; nothing to do")
+        return {"images": 0, "failed": [], "out": out}
+    elif partial.exists():
+        _check_settings(partial, attrs, "an interrupted extraction was started")
+
+    trunk, dim = build_trunk(arch, weights, seed)
+    dev = resolve_device(device)
+    trunk.to(dev)
+    with torch.inference_mode():
+        side = trunk(torch.zeros(1, 3, size, size, device=dev)).shape[-1]
+    side = 1 if pooled else side
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not partial.exists():
+        need = len(files) * dim * side * side * 2
+        free = shutil.disk_usage(out.parent).free
+        if need > free:
+            print(f"warning: {out} needs {_human(need)}, {_human(free)} free", file=sys.stderr)
+        _create_partial(partial, len(files), dim, side, attrs)
+    writer = RowWriter(partial)
+    todo = [(i, p) for i, p in files if i not in writer.done]
+    if writer.count + len(todo) > writer.capacity:
+        writer.close()
+        raise UserError(
+            f"{partial}: {images} holds images added after this extraction began; pass --overwrite to start over"
+        )
+    print(
+        f"extract: {len(todo):,} of {len(files):,} images of {images} to do -> {partial.name}; "
+        f"{arch} ({weights_tag}) at {size}x{size} -> {'pooled ' if pooled else ''}grid {dim}x{side}x{side} "
+        f"float16; device {dev}, batch {batch_size}, {workers} workers"
+    )
+    loader = DataLoader(
+        ImageFiles([p for _, p in todo], size, central_fraction),
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=dev.type == "cuda",
+    )
+    failed: list[str] = []
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), unit="img", desc=f"extract {images.name}", dynamic_ncols=True, disable=None)
+    try:
+        with torch.inference_mode():
+            for x, index, errors in loader:
+                ok = torch.tensor([not e for e in errors])
+                for i, e in zip(index.tolist(), errors):
+                    if e:
+                        failed.append(str(todo[i][1]))
+                        tqdm.write(f"error: unreadable image {todo[i][1]} ({e}); skipped", file=sys.stderr)
+                if ok.any():
+                    grid = trunk(x[ok].to(dev, non_blocking=True))  # [b, D, S, S]
+                    if pooled:
+                        grid = grid.mean((2, 3), keepdim=True)  # [b, D, 1, 1]
+                    ids = np.asarray([todo[i][0] for i in index[ok].tolist()], np.int64)
+                    try:
+                        writer.write(ids, grid.half().cpu().numpy())
+                    except OSError as e:
+                        raise UserError(
+                            f"{partial}: write failed ({e.strerror or e}); free disk space and run the "
+                            f"same command again to continue after image {writer.count:,}"
+                        ) from None
+                bar.update(len(errors))
+    except KeyboardInterrupt:
+        print(
+            f"extract: stopped after {writer.count:,} images; run the same command to continue",
+            file=sys.stderr,
+        )
+        raise
+    finally:
+        bar.close()
+        writer.close()
+    seconds = time.perf_counter() - start
+    done = len(todo) - len(failed)
+    if failed:
+        raise UserError(
+            f"{len(failed):,} unreadable images in {images} (listed above; first: {Path(failed[0]).name}); "
+            f"replace or delete them, then run the same command again: the {writer.count:,} images "
+            f"extracted are kept in {partial}"
+        )
+    _finish(partial, out, writer.count, writer.capacity)
+    print(
+        f"extract: {done:,} images in {seconds:.1f}s ({done / max(seconds, 1e-9):.1f} img/s); "
+        f"{out} holds {writer.count:,} images, {_human(out.stat().st_size)}"
+    )
+    return {"images": done, "failed": failed, "out": out}
+
+
+def add_extract_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--images", required=True, type=Path, help="folder of COCO images, e.g. data/coco/train2014"
+    )
+    p.add_argument(
+        "--out", required=True, type=Path, help="HDF5 file to write, e.g. data/vqa2/features_train2014.h5"
+    )
+    p.add_argument(
+        "--arch", default="resnet152", choices=ARCHS, help="torchvision ResNet (default: resnet152)"
+    )
+    p.add_argument(
+        "--size", type=int, default=448, help="input side in pixels; the grid is size/32 (default: 448)"
+    )
+    p.add_argument(
+        "--weights",
+        default="imagenet",
+        help="imagenet (torchvision download), none (random: tests) or FILE.pth",
+    )
+    p.add_argument("--pooled", action="store_true", help="store the global average pool (a 1x1 grid) for AVG")
+    p.add_argument(
+        "--central-fraction",
+        type=float,
+        default=0.875,
+        help="resize to size/fraction, centre crop (default: 0.875)",
+    )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="decoding processes")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--overwrite", action="store_true", help="start over, ignoring OUT and OUT.partial")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights of --weights none")
+
+
+def extract_command(args: argparse.Namespace) -> int:
+    extract(
+        args.images, args.out, arch=args.arch, size=args.size, weights=args.weights, pooled=args.pooled,
+        central_fraction=args.central_fraction, batch_size=args.batch_size, workers=args.workers,
+        device=args.device, overwrite=args.overwrite, seed=args.seed,
+    )  # fmt: skip
+    return 0
