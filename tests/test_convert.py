@@ -1,7 +1,6 @@
 """`vqa convert --from bottomup-tsv` on TSV files in the exact public format, and the public grid HDF5."""
 
-import base64
-import csv
+import importlib.util
 import json
 import tracemalloc
 from pathlib import Path
@@ -16,34 +15,25 @@ from vqa.convert import convert_bottomup_tsv, spatial_features
 from vqa.data.features import FeatureStore
 from vqa.errors import UserError
 
-# As the bottom-up attention repository's generate_tsv.py writes them (csv.DictWriter, tab-separated).
-FIELDNAMES = ["image_id", "image_w", "image_h", "num_boxes", "boxes", "features"]
+FIXTURE = Path(__file__).parent / "fixtures" / "vqa2_tiny"
+
+
+def fixture_builder():
+    spec = importlib.util.spec_from_file_location("vqa2_tiny_build", FIXTURE / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BUILD = fixture_builder()
 
 
 def make_images(seed: int, ids: list[int], boxes: tuple[int, int], dim: int = 2048) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for image_id in ids:
-        n = int(rng.integers(boxes[0], boxes[1] + 1))
-        w, h = int(rng.integers(300, 640)), int(rng.integers(300, 640))
-        xy = rng.uniform(0, 0.5, (n, 2)) * [w, h]
-        bb = np.concatenate([xy, xy + rng.uniform(10, 0.5 * min(w, h), (n, 2))], 1).astype(np.float32)
-        feats = np.maximum(rng.normal(0, 2, (n, dim)), 0).astype(np.float32)  # post-ReLU pooled features
-        out.append({"image_id": image_id, "image_w": w, "image_h": h, "boxes": bb, "features": feats})
-    return out
+    return BUILD.bottomup_rows(ids, boxes, dim, seed)
 
 
 def write_tsv(path: Path, images: list[dict]) -> Path:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, delimiter="\t", fieldnames=FIELDNAMES)
-        for im in images:
-            writer.writerow({
-                "image_id": im["image_id"], "image_w": im["image_w"], "image_h": im["image_h"],
-                "num_boxes": len(im["boxes"]),
-                "boxes": base64.b64encode(im["boxes"].tobytes()).decode("ascii"),
-                "features": base64.b64encode(im["features"].tobytes()).decode("ascii"),
-            })  # fmt: skip
-    return path
+    return BUILD.write_bottomup_tsv(path, images)
 
 
 def check_store(out: Path, images: list[dict], atol: float = 1e-2) -> None:

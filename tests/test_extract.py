@@ -13,11 +13,19 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms.v2.functional as TF
 
 from vqa.cli import main
 from vqa.data.features import FeatureStore
 from vqa.errors import UserError
-from vqa.features_extract import build_trunk, extract, image_transform, parse_image_id
+from vqa.features_extract import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    build_trunk,
+    extract,
+    image_transform,
+    parse_image_id,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vqa2_tiny"
 IDS = [9, 25, 30, 34, 36, 49, 61, 64]  # the train2014 images of the fixture
@@ -58,7 +66,10 @@ def reference_grid(folder: Path, image_id: int) -> np.ndarray:
 
     trunk, _ = build_trunk("resnet18", "none", seed=0)
     with Image.open(folder / f"COCO_train2014_{image_id:012d}.jpg") as im:
-        x = image_transform(64, 0.875)(im.convert("RGB"))
+        x = image_transform(64, 0.875)(im.convert("RGB"))  # uint8 [3, 64, 64]
+    x = TF.normalize(
+        TF.to_dtype(x, torch.float32, scale=True), IMAGENET_MEAN, IMAGENET_STD
+    )  # torchvision's way
     with torch.inference_mode():
         return trunk(x[None])[0].half().numpy()
 
@@ -79,7 +90,7 @@ def test_layout_ids_and_values(shared):
         assert f["grid"].shape == (8, 512, 2, 2) and f["grid"].dtype == np.float16  # (N, D, S, S), S = 64/32
         assert f["count"][0] == 8
         assert dict(f.attrs) | {} == {
-            "format": "vqa-features", "arch": "resnet18", "size": 64, "weights": "none",
+            "format": "vqa-features", "version": 1, "arch": "resnet18", "size": 64, "weights": "none",
             "central_fraction": 0.875, "pooled": False,
         }  # fmt: skip
         row = f["ids"][()].tolist().index(49)

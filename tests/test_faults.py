@@ -61,7 +61,9 @@ def wait_for(predicate, proc, timeout=120.0):
 
 
 def resume(run: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "vqa", "train", "--resume", str(run)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vqa", "train", "--resume", str(run)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -77,7 +79,10 @@ def test_resume_after_epoch_one_equals_uninterrupted(reference, tiny_data, tmp_p
 def test_sigterm_mid_epoch_checkpoints_exits_zero_and_resumes_exactly(reference, tiny_data, tmp_path):
     run = tmp_path / "r"
     proc = spawn(["train", "--config", CONFIG, *overrides(tiny_data, tmp_path, "r")])
-    wait_for(lambda: (run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 1, proc)
+    wait_for(
+        lambda: (run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 1,
+        proc,
+    )
     time.sleep(0.3)  # into epoch 2
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
@@ -145,7 +150,9 @@ def test_resume_without_checkpoint_is_one_clear_error(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch, capsys):
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
+    tiny_data, tmp_path, monkeypatch, capsys
+):
     from vqa import losses
 
     calls = {"n": 0}
@@ -169,7 +176,12 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_
 def test_warmup_then_step_decay():
     f = [lr_factor(s, steps_per_epoch=10, warmup_epochs=2, milestones=[3, 5], gamma=0.1) for s in range(70)]
     assert f[0] == pytest.approx(0.05) and f[9] == pytest.approx(0.5) and f[19] == 1.0 and f[20] == 1.0
-    assert f[29] == 1.0 and f[30] == pytest.approx(0.1) and f[49] == pytest.approx(0.1) and f[50] == pytest.approx(0.01)
+    assert (
+        f[29] == 1.0
+        and f[30] == pytest.approx(0.1)
+        and f[49] == pytest.approx(0.1)
+        and f[50] == pytest.approx(0.01)
+    )
     assert lr_factor(0, 10, 0, [], 0.1) == 1.0
 
 

@@ -115,3 +115,14 @@ def test_losses_run_in_fp32_under_bf16_logits():
 def test_unknown_loss_names_the_valid_ones():
     with pytest.raises(UserError, match="hard_ce.*soft_ce"):
         get_loss("softce")
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_reduction_none_gives_the_per_question_losses_of_the_mean(name, batch):
+    logits = torch.randn(16, A)
+    torch.manual_seed(0)
+    mean = LOSSES[name](logits, batch)
+    torch.manual_seed(0)
+    per = LOSSES[name](logits, batch, reduction="none")
+    assert per.shape == ((batch.answer >= 0).sum(),) if name == "hard_ce" else per.shape == (16,)
+    assert per.mean().item() == pytest.approx(mean.item(), rel=1e-6)

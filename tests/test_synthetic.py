@@ -74,12 +74,17 @@ def test_question_files_follow_the_official_format(tiny):
         assert list(raw) == ["info", "task_type", "data_type", "data_subtype", "questions", "license"]
         assert (raw["task_type"], raw["data_type"], raw["data_subtype"]) == ("Open-Ended", "mscoco", split)
         questions = raw["questions"]
-        assert len(questions) == syn.PRESETS["tiny"]["questions_per_image"] * n_images and len({x["question_id"] for x in questions}) == len(questions)
+        assert len(questions) == syn.PRESETS["tiny"]["questions_per_image"] * n_images and len(
+            {x["question_id"] for x in questions}
+        ) == len(questions)
         assert len({x["image_id"] for x in questions}) == n_images
         for x in questions:
             assert list(x) == ["question_id", "image_id", "question"]
             assert isinstance(x["question_id"], int) and isinstance(x["image_id"], int)
-            assert x["question_id"] // 1000 == x["image_id"] and x["question_id"] % 1000 < TINY["questions_per_image"]
+            assert (
+                x["question_id"] // 1000 == x["image_id"]
+                and x["question_id"] % 1000 < TINY["questions_per_image"]
+            )
             assert FIRST_ID[split] <= x["image_id"] < FIRST_ID[split] + syn.ID_RANGE
             assert x["question"] == x["question"].lower() and x["question"].endswith("?")
     assert not (root / "v2_mscoco_test-dev2015_annotations.json").exists()  # test-dev: questions only
@@ -270,7 +275,10 @@ def test_statistics_match_the_files_and_look_like_vqa_v2(tiny):
     assert s["mca_accuracy"]["overall"] == pytest.approx(np.mean(mca))
     q = TINY["questions_per_image"]
     assert (s["images"], s["questions"]) == (TINY["train_images"], q * TINY["train_images"])
-    assert stats["splits"]["test-dev2015"] == {"images": TINY["test_images"], "questions": q * TINY["test_images"]}
+    assert stats["splits"]["test-dev2015"] == {
+        "images": TINY["test_images"],
+        "questions": q * TINY["test_images"],
+    }
     for split in ("train2014", "val2014"):
         s = stats["splits"][split]
         h = s["human_accuracy"]

@@ -12,7 +12,7 @@ Layout written (flat boxes, so both variants share it; vqa/data/features.py read
     image_features    float16 (R, D)     (--dtype float32 keeps the TSV's precision)
     image_bb          float32 (R, 4)     x1, y1, x2, y2 in pixels, as in the TSV
     spatial_features  float32 (R, 6)     x1/W, y1/H, x2/W, y2/H, w/W, h/H (spatial_features())
-    attrs             format="vqa-features", source="bottomup-tsv", boxes_min, boxes_max
+    attrs             format="vqa-features", version=1, source="bottomup-tsv", boxes_min, boxes_max
 
 Lines are streamed and written in blocks of about BLOCK_BOXES boxes, so memory stays bounded
 whatever the file size. The file is built as OUT.tmp and renamed at the end: an interrupted or
@@ -110,7 +110,7 @@ class _Writer:
             ("image_w", (), "<i4", 4096),
             ("image_h", (), "<i4", 4096),
             ("pos_boxes", (2,), "<i8", 4096),
-            ("image_features", (dim,), dtype, 64),
+            ("image_features", (dim,), dtype, 16),  # 64 KiB chunks: an image's boxes span few of them
             ("image_bb", (4,), "<f4", 4096),
             ("spatial_features", (6,), "<f4", 4096),
         ):
@@ -149,7 +149,10 @@ class _Writer:
 
 
 def _human(nbytes: float) -> str:
-    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes / 2**10:.0f} KiB"
 
 
 def question_image_ids(paths: list[Path]) -> set[int]:
@@ -220,6 +223,7 @@ def convert_bottomup_tsv(
                 )
             f.attrs.update(
                 format="vqa-features",
+                version=1,
                 source="bottomup-tsv",
                 boxes_min=lo,
                 boxes_max=hi,
@@ -233,7 +237,7 @@ def convert_bottomup_tsv(
         bar.close()
     seconds = time.perf_counter() - start
     print(
-        f"convert: {writer.images:,} images, {writer.boxes:,} boxes ({lo}-{hi} per image), "
+        f"convert: {writer.images:,} images, {writer.boxes:,} boxes ({lo if lo == hi else f'{lo}-{hi}'} per image), "
         f"{writer.dim}-d {dtype} features -> {out} ({_human(out.stat().st_size)}) in {seconds:.1f}s"
         + (f"; {skipped:,} images of other splits skipped" if skipped else "")
     )

@@ -11,7 +11,7 @@ Layout written (vqa/data/features.py reads it; data/README.md documents it):
     ids    int64   (N,)           COCO image ids, parsed from COCO_<subtype>_<id>.jpg
     grid   float16 (N, D, S, S)   channel first
     count  int64   (1,)           rows written (= N once finished)
-    attrs  format="vqa-features", arch, size, weights, central_fraction, pooled
+    attrs  format="vqa-features", version=1, arch, size, weights, central_fraction, pooled
 
 Resuming: extracting train2014 takes hours and must survive being killed at any moment. The
 work goes to OUT.partial, an HDF5 file created once, up front, with every dataset at full size
@@ -123,15 +123,28 @@ def build_trunk(arch: str, weights: str, seed: int = 0):
 
 
 def image_transform(size: int, central_fraction: float):
-    """pytorch-vqa's: resize the shorter side to size / central_fraction, centre crop size x size."""
+    """pytorch-vqa's: resize the shorter side to size / central_fraction, centre crop size x size.
+
+    Gives uint8 [3, size, size]: scaling and normalization happen batched on the device
+    (normalize()), which makes a decoding worker about 8 times faster than torchvision's
+    ToTensor + Normalize per image and sends 4 times fewer bytes to the main process and the GPU.
+    """
     from torchvision import transforms
 
     return transforms.Compose([
         transforms.Resize(int(size / central_fraction)),
         transforms.CenterCrop(size),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        transforms.PILToTensor(),
     ])  # fmt: skip
+
+
+def normalize(x):
+    """uint8 [B, 3, H, W] -> float, scaled to [0, 1] and normalized with the ImageNet mean and std."""
+    import torch
+
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x.float() / 255 - mean) / std  # torchvision's ToTensor + Normalize, batched
 
 
 class ImageFiles:
@@ -156,11 +169,14 @@ class ImageFiles:
             with Image.open(self.paths[i]) as im:
                 return self.transform(im.convert("RGB")), i, ""
         except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for broken or truncated files
-            return torch.zeros(3, self.size, self.size), i, f"{type(e).__name__}: {e}"
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), i, f"{type(e).__name__}: {e}"
 
 
 def _human(nbytes: float) -> str:
-    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes / 2**10:.0f} KiB"
 
 
 def _partial_path(out: Path) -> Path:
@@ -178,7 +194,7 @@ def _create_partial(path: Path, capacity: int, dim: int, side: int, attrs: dict)
         f.create_dataset("ids", (capacity,), "<i8", dcpl=dcpl)
         f.create_dataset("grid", (capacity, dim, side, side), "<f2", dcpl=dcpl)
         f.create_dataset("count", data=np.zeros(1, "<i8"), dcpl=dcpl)
-        f.attrs.update(format="vqa-features", **attrs)
+        f.attrs.update(format="vqa-features", version=1, **attrs)
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -337,7 +353,7 @@ def extract(
                         failed.append(str(todo[i][1]))
                         tqdm.write(f"error: unreadable image {todo[i][1]} ({e}); skipped", file=sys.stderr)
                 if ok.any():
-                    grid = trunk(x[ok].to(dev, non_blocking=True))  # [b, D, S, S]
+                    grid = trunk(normalize(x[ok].to(dev, non_blocking=True)))  # [b, D, S, S]
                     if pooled:
                         grid = grid.mean((2, 3), keepdim=True)  # [b, D, 1, 1]
                     ids = np.asarray([todo[i][0] for i in index[ok].tolist()], np.int64)

@@ -352,7 +352,9 @@ def evaluate(model, loss_fn, loader, device, answer_types: dict[int, str], preci
     `predictions` maps question id -> answer index.
     """
     model.eval()
-    sums = [0.0, 0.0, 0.0, 0.0]  # loss, hard_ce, soft_ce, count
+    # per-question sums and counts of: the run's loss, hard_ce, soft_ce (each loss has its own
+    # count: hard_ce leaves out questions whose most common answer is outside the vocabulary)
+    sums = [0.0] * 6
     scores: dict[int, float] = {}
     predictions: dict[int, int] = {}
     for batch in loader:
@@ -360,11 +362,10 @@ def evaluate(model, loss_fn, loader, device, answer_types: dict[int, str], preci
         with autocast(device, precision):
             logits = model(batch.question, batch.question_len, batch.image, batch.image_mask)
         logits = logits.float()  # [B, A]
-        n = batch.question.shape[0]
-        sums[0] += loss_fn(logits, batch).item() * n
-        sums[1] += LOSSES["hard_ce"](logits, batch).item() * n
-        sums[2] += LOSSES["soft_ce"](logits, batch).item() * n
-        sums[3] += n
+        for i, fn in enumerate((loss_fn, LOSSES["hard_ce"], LOSSES["soft_ce"])):
+            per_question = fn(logits, batch, reduction="none")  # [B']
+            sums[2 * i] += per_question.sum().item()
+            sums[2 * i + 1] += per_question.numel()
         pred = logits.argmax(1)  # [B]
         acc = batch_accuracy(pred, batch.answer_idx, batch.answer_score)  # [B]
         for qid, p, s in zip(batch.question_id.tolist(), pred.tolist(), acc.tolist()):
@@ -377,8 +378,9 @@ def evaluate(model, loss_fn, loader, device, answer_types: dict[int, str], preci
         scores = {k: v for s, _ in gathered for k, v in s.items()}
         predictions = {k: v for _, p in gathered for k, v in p.items()}
     summary = summarize(scores, answer_types)
-    count = max(sums[3], 1)
-    out = {"loss": sums[0] / count, "hard_ce": sums[1] / count, "soft_ce": sums[2] / count}
+    out = {
+        name: sums[2 * i] / max(sums[2 * i + 1], 1) for i, name in enumerate(("loss", "hard_ce", "soft_ce"))
+    }
     out["accuracy"] = summary["overall"]
     for t in ANSWER_TYPES:
         out[f"accuracy_{t.replace('/', '_')}"] = summary["perAnswerType"].get(t, float("nan"))
