@@ -357,6 +357,7 @@ def evaluate(model, loss_fn, loader, device, answer_types: dict[int, str], preci
     sums = [0.0] * 6
     scores: dict[int, float] = {}
     predictions: dict[int, int] = {}
+    calibration: dict[int, tuple[float, float]] = {}  # confidence of the predicted answer, entropy
     for batch in loader:
         batch = batch.to(device)
         with autocast(device, precision):
@@ -366,17 +367,22 @@ def evaluate(model, loss_fn, loader, device, answer_types: dict[int, str], preci
             per_question = fn(logits, batch, reduction="none")  # [B']
             sums[2 * i] += per_question.sum().item()
             sums[2 * i + 1] += per_question.numel()
-        pred = logits.argmax(1)  # [B]
+        log_p = torch.log_softmax(logits, 1)  # [B, A]
+        confidence, pred = log_p.max(1)  # [B]
+        entropy = -(log_p.exp() * log_p).sum(1)  # [B]
         acc = batch_accuracy(pred, batch.answer_idx, batch.answer_score)  # [B]
-        for qid, p, s in zip(batch.question_id.tolist(), pred.tolist(), acc.tolist()):
+        for qid, p, s, c, h in zip(batch.question_id.tolist(), pred.tolist(), acc.tolist(),
+                                   confidence.exp().tolist(), entropy.tolist()):  # fmt: skip
             scores[qid] = s
             predictions[qid] = p
+            calibration[qid] = (c, h)
     sums = all_sum(sums, dist, device)
     if dist.enabled:
         gathered = [None] * dist.world
-        torch_dist.all_gather_object(gathered, (scores, predictions))
-        scores = {k: v for s, _ in gathered for k, v in s.items()}
-        predictions = {k: v for _, p in gathered for k, v in p.items()}
+        torch_dist.all_gather_object(gathered, (scores, predictions, calibration))
+        scores = {k: v for s, _, _ in gathered for k, v in s.items()}
+        predictions = {k: v for _, p, _ in gathered for k, v in p.items()}
+        calibration = {k: v for _, _, c in gathered for k, v in c.items()}
     summary = summarize(scores, answer_types)
     out = {
         name: sums[2 * i] / max(sums[2 * i + 1], 1) for i, name in enumerate(("loss", "hard_ce", "soft_ce"))
@@ -384,8 +390,26 @@ def evaluate(model, loss_fn, loader, device, answer_types: dict[int, str], preci
     out["accuracy"] = summary["overall"]
     for t in ANSWER_TYPES:
         out[f"accuracy_{t.replace('/', '_')}"] = summary["perAnswerType"].get(t, float("nan"))
+    qids = sorted(scores)
+    out["ece"] = expected_calibration_error([calibration[q][0] for q in qids], [scores[q] for q in qids])
+    out["entropy"] = float(np.mean([calibration[q][1] for q in qids]))
     out["predictions"] = predictions
     return out
+
+
+def expected_calibration_error(confidence: list[float], accuracy: list[float], bins: int = 15) -> float:
+    """ECE (Guo et al. 2017) with the official per-question VQA accuracy as correctness:
+    sum over equal-width confidence bins of |mean accuracy - mean confidence| weighted by bin size."""
+    conf, acc = np.asarray(confidence, np.float64), np.asarray(accuracy, np.float64)
+    if conf.size == 0:
+        return float("nan")
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            total += in_bin.mean() * abs(acc[in_bin].mean() - conf[in_bin].mean())
+    return float(total)
 
 
 # ----------------------------------------------------------------------------- files
@@ -605,6 +629,8 @@ def fit(cfg: Config, resume: bool = False) -> dict:
                         "val/accuracy_yes_no": val["accuracy_yes_no"],
                         "val/accuracy_number": val["accuracy_number"],
                         "val/accuracy_other": val["accuracy_other"],
+                        "val/ece": val["ece"],
+                        "val/entropy": val["entropy"],
                         "lr": optimizer.param_groups[0]["lr"],
                         "throughput/samples_per_s": rate,
                     }
