@@ -117,3 +117,29 @@ def test_predict_and_eval_reproduce_the_logged_accuracy(runs, tiny_data, tmp_pat
         for q in json.loads((tiny_data / Q.format(split="test-dev2015")).read_text())["questions"]
     }
     assert {r["question_id"] for r in json.loads(test.read_text())} == qids
+
+
+def test_word_vectors_initialize_the_question_embedding(tiny_data, tmp_path, capsys):
+    from vqa.data.text import QuestionVocab
+
+    train = load_split(tiny_data, "train2014", Q, A)
+    words = QuestionVocab.build(r.question for r in train).itos[2:]
+    known = words[: len(words) // 2]
+    vectors = tmp_path / "vectors.txt"  # GloVe text format, 8-d
+    vectors.write_text(
+        "".join(
+            f"{w} " + " ".join(f"{i + 0.5 * d:.1f}" for d in range(8)) + "\n" for i, w in enumerate(known)
+        )
+    )
+    args = ["train", "--config", "configs/synthetic/avg_soft.yaml", f"data.root={tiny_data}", f"out_dir={tmp_path}",
+            "train.epochs=1", "model.embed_dim=8", f"model.word_vectors={vectors}", "train.lr=1e-12",
+            "train.optimizer=sgd"]  # fmt: skip
+    assert main(args) == 0
+    assert (
+        f"word vectors: {len(known) / len(words):.1%} of the question words found" in capsys.readouterr().out
+    )
+    ckpt = torch.load(tmp_path / "avg_soft" / "checkpoints" / "last.pt", weights_only=True)
+    emb = ckpt["model"]["question.embedding.weight"]
+    qvocab = QuestionVocab.from_dict(ckpt["question_vocab"])
+    i = qvocab.stoi[known[3]]
+    assert emb[i].tolist() == pytest.approx([3 + 0.5 * d for d in range(8)], abs=1e-6)

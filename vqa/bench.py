@@ -182,9 +182,140 @@ def _bench_eval(quick: bool) -> dict:
     return bench_eval(n_questions=20000 if quick else 214354, reference_questions=2000 if quick else 10000)
 
 
+def pipeline_markdown(r: dict) -> list[str]:
+    lines = [
+        f"### Pipeline efficiency: synthetic `{r['preset']}` features from HDF5 on disk vs the same batches in memory",
+        "",
+        f"{r['batches']} training batches per measurement, rounds alternating disk and memory (median of the "
+        f"per-round ratios), {r['num_workers']} DataLoader worker(s), "
+        f"sampler {r['sampler']}, {r['device']}.",
+        "",
+        "| model | batch | image features | disk samples/s | in-memory samples/s | efficiency |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for name, m in r["models"].items():
+        lines.append(
+            f"| {name} | {m['batch_size']} | {m['image']} | {m['disk_samples_per_s']:.1f} | "
+            f"{m['memory_samples_per_s']:.1f} | **{m['efficiency']:.3f}** |"
+        )
+    return [*lines, ""]
+
+
+def memory_markdown(r: dict) -> list[str]:
+    lines = [
+        "### Peak resident memory: load the splits, build the datasets, train 20 steps (AVG, region boxes)",
+        "",
+        "| preset | train questions | val questions | train images | answers | load s | peak RSS after data MiB | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in r["presets"].items():
+        lines.append(
+            f"| {name} | {m['train_questions']:,} | {m['val_questions']:,} | {m['train_images']:,} | {m['answers']:,} | "
+            f"{m['load_seconds']:.1f} | {m['peak_rss_mib_after_data']:.0f} | {m['peak_rss_mib']:.0f} |"
+        )
+    g = r["growth"]
+    lines += ["", f"- questions grow **{g['questions']:.1f}x**, peak RSS grows **{g['peak_rss']:.2f}x**", ""]
+    return lines
+
+
+def _bench_pipeline(quick: bool) -> dict:
+    from vqa.bench_pipeline import bench_pipeline
+
+    return bench_pipeline(
+        preset="small" if quick else "paper", batches=5 if quick else 20, rounds=1 if quick else 2
+    )
+
+
+def _bench_memory(quick: bool) -> dict:
+    from vqa.bench_pipeline import bench_memory
+
+    return bench_memory(presets=("tiny", "small") if quick else ("paper", "vqa2"))
+
+
+# The synthetic `paper` preset (vqa.data.synthetic.PRESETS): a 14 x 14 grid of 256-d cells, and
+# 512-d region boxes, 2-17 per image; a batch of 64 pads to its largest image, about 15 boxes.
+PAPER_GRID, PAPER_GRID_DIM, PAPER_BOXES, PAPER_BOX_DIM = 14, 256, 16, 512
+BOX_MODELS = ("updn",)  # the region-box model; the others read the grid, as in their papers
+
+
+def _bench_models(quick: bool) -> dict:
+    from vqa.bench_models import DEFAULT_BENCH_CFG, bench_models
+    from vqa.models import MODELS
+
+    batch_size, steps = (16, 2) if quick else (64, 5)
+    grid_models = [m for m in sorted(MODELS) if m not in BOX_MODELS]
+    box_models = [m for m in sorted(MODELS) if m in BOX_MODELS]
+    common = dict(batch_size=batch_size, steps=steps, cfg=DEFAULT_BENCH_CFG)
+    rows = bench_models(image_grid=PAPER_GRID, image_dim=PAPER_GRID_DIM, models=grid_models, **common)
+    rows += bench_models(regions=PAPER_BOXES, image_dim=PAPER_BOX_DIM, models=box_models, **common)
+    for row in rows:
+        row["image"] = (
+            f"{PAPER_BOXES} boxes x {PAPER_BOX_DIM}"
+            if row["model"] in BOX_MODELS
+            else f"{PAPER_GRID}x{PAPER_GRID} grid x {PAPER_GRID_DIM}"
+        )
+    cfg = DEFAULT_BENCH_CFG
+    sizes = dict(embed_dim=cfg.embed_dim, rnn_dim=cfg.rnn_dim, hidden_dim=cfg.hidden_dim,
+                 attention_dim=cfg.attention_dim, glimpses=cfg.glimpses, mcb_dim=cfg.mcb_dim)  # fmt: skip
+    return {"batch_size": batch_size, "steps": steps, "sizes": sizes, "rows": rows}
+
+
+def models_markdown(r: dict) -> list[str]:
+    device = r["rows"][0]["device"] if r["rows"] else "cpu"
+    sizes = ", ".join(f"{k} {v:,}" for k, v in r["sizes"].items())
+    lines = [
+        f"### Models: forward+backward at the synthetic `paper` sizes, batch {r['batch_size']}, {device}",
+        "",
+        f"ModelConfig defaults ({sizes}); 3,000 answers; median of {r['steps']} steps after one warm-up step, "
+        "each model in a fresh process. Peak memory: growth of the process's high-water RSS over the steps"
+        + (" (CUDA: max allocated)." if device.startswith("cuda") else "."),
+        "",
+        "| model | image input | parameters | ms / step | samples / s | peak MiB |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {x['model']} | {x['image']} | {x['params']:,} | {x['step_ms']:,.1f} | {x['samples_per_s']:,.1f} "
+        f"| {x['peak_mib']:,.1f} |"
+        for x in r["rows"]
+    ]
+    return [*lines, ""]
+
+
+def _bench_mcb(quick: bool) -> dict:
+    from vqa.bench_models import DEFAULT_BENCH_CFG, bench_mcb
+
+    # one MCB layer as the model's attention uses it: the question vector meets a 256-d grid cell
+    return bench_mcb(batch_size=8 if quick else 32, d1=DEFAULT_BENCH_CFG.rnn_dim, d2=PAPER_GRID_DIM,
+                     out_dim=DEFAULT_BENCH_CFG.mcb_dim, steps=2 if quick else 5)  # fmt: skip
+
+
+def mcb_markdown(r: dict) -> list[str]:
+    outer = r["d1"] * r["d2"]
+    return [
+        f"### MCB layer: count sketch + FFT vs the naive outer product, batch {r['batch_size']}, {r['device']}",
+        "",
+        f"x {r['d1']}-d (question) and y {r['d2']}-d (grid cell) -> {r['out_dim']:,}-d sketch; the naive layer "
+        f"builds x (x) y ({outer:,} values per sample) and count-sketches it. Forward+backward, median of "
+        "steps, each implementation in a fresh process, one after the other.",
+        "",
+        "| implementation | ms / step | peak MiB |",
+        "|---|---:|---:|",
+        f"| FFT (`CompactBilinearPooling`) | {r['fft_ms']:,.2f} | {r['fft_peak_mib']:,.1f} |",
+        f"| naive outer product (`compact_bilinear_outer`) | {r['naive_ms']:,.2f} | {r['naive_peak_mib']:,.1f} |",
+        "",
+        f"- time naive / FFT: **{r['speedup']:.1f}x**; peak memory naive / FFT: **{r['memory_ratio']:.1f}x**; "
+        f"outputs agree to {r['max_abs_diff']:.1e} (max abs difference)",
+        "",
+    ]
+
+
 BENCHMARKS: dict[str, tuple[Callable[[bool], dict], Callable[[dict], list[str]]]] = {
     "losses": (lambda quick: bench_losses(repeats=10 if quick else 50), losses_markdown),
     "eval": (_bench_eval, eval_markdown),
+    "pipeline": (_bench_pipeline, pipeline_markdown),
+    "memory": (_bench_memory, memory_markdown),
+    "models": (_bench_models, models_markdown),
+    "mcb": (_bench_mcb, mcb_markdown),
 }
 
 

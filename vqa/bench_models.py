@@ -132,6 +132,7 @@ def bench_models(
     steps: int = 5,
     image_grid: int = 14,
     image_dim: int = 512,
+    regions: int | None = None,
     num_answers: int = 3000,
     num_tokens: int = 5000,
     question_len: int = 14,
@@ -140,7 +141,8 @@ def bench_models(
     device: str | None = None,
 ) -> list[dict]:
     """Forward+backward samples/s and peak memory (MiB) of every registered model on a
-    `image_grid` x `image_grid` grid of `image_dim`-d features; one fresh process per model.
+    `image_grid` x `image_grid` grid of `image_dim`-d features (or, when `regions` is given,
+    that many `image_dim`-d regions, e.g. boxes); one fresh process per model.
 
     `cfg` gives the model sizes (default: ModelConfig with mcb_dim 4000); its name is ignored.
     """
@@ -151,7 +153,7 @@ def bench_models(
     args = (
         batch_size,
         steps,
-        image_grid * image_grid,
+        regions or image_grid * image_grid,
         image_dim,
         num_answers,
         num_tokens,

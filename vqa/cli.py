@@ -48,6 +48,12 @@ def _predict(args) -> int:
     return predict_command(args)
 
 
+def _attention(args) -> int:
+    from vqa.attention import attention_command
+
+    return attention_command(args)
+
+
 def _extract(args) -> int:
     from vqa.features_extract import extract_command
 
@@ -61,6 +67,7 @@ def _convert(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vqa.attention import add_attention_args
     from vqa.convert import add_convert_args
     from vqa.data.synthetic import add_synth_args
     from vqa.evaluate import add_eval_args
@@ -93,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_predict_args(p)
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser(
+        "attention", help="draw where an attention model looked, one PNG per validation question"
+    )
+    add_attention_args(p)
+    p.set_defaults(func=_attention)
 
     p = sub.add_parser("extract", help="image folder -> HDF5 grid features (ResNet-152, resumable)")
     add_extract_args(p)

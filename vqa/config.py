@@ -56,6 +56,7 @@ class ModelConfig:
     mcb_dim: int = 16000  # compact bilinear output size (Fukui et al. 2016)
     dropout: float = 0.5
     normalize_image: bool = True  # L2-normalize image feature vectors
+    word_vectors: str = ""  # GloVe .txt / fastText .vec (.gz too) to initialize the question embedding; "" = random (the paper: 300-d fastText)
 
 
 @dataclass

@@ -251,9 +251,7 @@ def add_convert_args(p: argparse.ArgumentParser) -> None:
         "HDF5 (`features` + `ids`) needs no conversion: point data.features_file at it",
     )  # fmt: skip
     p.add_argument("inputs", nargs="+", type=Path, help="input files, e.g. trainval_36/*.tsv")
-    p.add_argument(
-        "--out", required=True, type=Path, help="HDF5 to write, e.g. data/vqa2/features_train2014.h5"
-    )
+    p.add_argument("--out", required=True, type=Path, help="HDF5 to write, e.g. data/vqa2/boxes_train2014.h5")
     p.add_argument(
         "--questions", nargs="+", type=Path, default=[],
         help="official questions JSON: keep only the images it asks about (split a trainval TSV)",

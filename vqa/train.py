@@ -35,6 +35,7 @@ from vqa.data.dataset import EpochSampler, ShardSampler, VQADataset, build_loade
 from vqa.data.features import FeatureStore
 from vqa.data.text import QuestionVocab
 from vqa.data.vqa2 import IMAGE_SUBTYPE, Record, load_split
+from vqa.data.word_vectors import init_embedding
 from vqa.errors import UserError
 from vqa.losses import LOSSES, get_loss
 from vqa.metrics import batch_accuracy, summarize
@@ -501,7 +502,13 @@ def fit(cfg: Config, resume: bool = False) -> dict:
         else ()
     )
     data = prepare_data(cfg, *vocabs)
-    model = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim).to(device)
+    model = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim)
+    if cfg.model.word_vectors and not ckpt:  # a resumed run restores its trained embedding
+        share = init_embedding(model.question.embedding, cfg.model.word_vectors, data.qvocab.itos)
+        data.lines.append(
+            f"word vectors: {share:.1%} of the question words found in {cfg.model.word_vectors}"
+        )
+    model.to(device)
     optimizer = build_optimizer(cfg, model)
     scaler = torch.amp.GradScaler(device.type) if cfg.train.precision == "fp16" else None
 

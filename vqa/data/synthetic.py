@@ -42,6 +42,10 @@ PRESETS: dict[str, dict] = {
     # The paper's 14x14 grid; 2048 channels would not fit the disk budget (~3 GB here).
     "paper": dict(train_images=20000, val_images=5000, test_images=1000, questions_per_image=5,
                   grid_size=14, grid_dim=256, box_dim=512),
+    # VQA v2's image counts (82,783 train / 40,504 val) and about its question counts (5 per image
+    # against 5.4), with small features so it fits the disk: for memory-growth measurements.
+    "vqa2": dict(train_images=82783, val_images=40504, test_images=0, questions_per_image=5,
+                 grid_size=7, grid_dim=16, box_dim=32),
 }
 # (split, image subtype naming the feature file, first image id of the range)
 SPLITS = (("train2014", "train2014", 1), ("val2014", "val2014", 1_000_000),
