@@ -7,9 +7,17 @@ ARGS   ?=
 NPROC  ?= 1
 PRESET ?= small
 SEEDS  ?= 3
+JOBS   ?= 2
 LOGDIR ?= runs
+# make paper: the models x losses x seeds grid of configs/$(DATA)/, then `vqa compare` into $(OUT)
+DATA   ?= synthetic
+MODELS ?= avg pool mcb
+LOSSES ?= hard_ce soft_ce
+EPOCHS ?=
+OUT    ?= reports/$(DATA)
+PAPER_RUNS ?= runs/paper_$(DATA)
 
-.PHONY: install train test test-fast lint format data tensorboard bench clean
+.PHONY: install train test test-fast lint format data tensorboard bench paper clean
 
 # The stamp is rebuilt when .venv is missing or pyproject.toml changed.
 $(VENV)/.installed: pyproject.toml
@@ -49,6 +57,11 @@ tensorboard: install
 
 bench: install
 	$(BIN)/python -m vqa.bench --out bench
+
+# Skips complete runs, resumes interrupted ones; ARGS (key=value ...) apply to every run.
+paper: install
+	$(BIN)/python -m vqa.paper --config-dir configs/$(DATA) --models "$(MODELS)" --losses "$(LOSSES)" \
+		--seeds $(SEEDS) --jobs $(JOBS) --runs-dir $(PAPER_RUNS) --out $(OUT) $(if $(EPOCHS),--epochs $(EPOCHS)) -- $(ARGS)
 
 clean:
 	rm -rf runs bench reports .pytest_cache .ruff_cache

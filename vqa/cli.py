@@ -66,8 +66,15 @@ def _convert(args) -> int:
     return convert_command(args)
 
 
+def _compare(args) -> int:
+    from vqa.compare import compare_command
+
+    return compare_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vqa.attention import add_attention_args
+    from vqa.compare import add_compare_args
     from vqa.convert import add_convert_args
     from vqa.data.synthetic import add_synth_args
     from vqa.evaluate import add_eval_args
@@ -114,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="precomputed features (bottom-up attention TSV) -> HDF5")
     add_convert_args(p)
     p.set_defaults(func=_convert)
+
+    p = sub.add_parser(
+        "compare", help="run folders -> the paper's table (mean, std, paired CI), convergence, figures"
+    )
+    add_compare_args(p)
+    p.set_defaults(func=_compare)
     return parser
 
 

@@ -1,0 +1,304 @@
+"""`vqa compare` on hand-made run folders whose every statistic is computed by hand below."""
+
+import csv
+import json
+import math
+
+import pytest
+import yaml
+
+from vqa.cli import main
+from vqa.compare import (
+    Run,
+    describe,
+    is_complete,
+    paired_difference,
+    pearson,
+    stopped_early,
+    t_cdf,
+    t_quantile,
+)
+
+T2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)  # t quantile 0.975, 2 degrees of freedom, closed form
+NAN = float("nan")
+
+
+def row(epoch, acc, *, val_loss=None, yes_no=None, number=None, other=None):
+    """One metrics.jsonl row. ECE and entropy are functions of the epoch so 'at the best epoch' shows."""
+    return {
+        "epoch": epoch, "step": 10 * epoch, "train/loss": 6.0 - 0.5 * epoch,
+        "val/loss": 5.0 - acc / 10 if val_loss is None else val_loss, "val/hard_ce": 1.0, "val/soft_ce": 1.0,
+        "val/accuracy": acc, "val/accuracy_yes_no": acc + 20 if yes_no is None else yes_no,
+        "val/accuracy_number": acc - 20 if number is None else number,
+        "val/accuracy_other": acc - 5 if other is None else other,
+        "val/ece": epoch / 100, "val/entropy": epoch / 2, "lr": 1e-3, "throughput/samples_per_s": 100.0,
+        "seconds": 1.0,
+    }  # fmt: skip
+
+
+def make_run(root, model, loss, seed, rows, *, epochs=None, data_root="data/synthetic/small", **train):
+    path = root / f"{model}_{loss}_s{seed}"
+    path.mkdir(parents=True)
+    config = {
+        "name": path.name, "out_dir": str(root),
+        "data": {"root": data_root, "train_split": "train2014", "val_split": "val2014"},
+        "model": {"name": model, "hidden_dim": 64},
+        "train": {"loss": loss, "seed": seed, "epochs": epochs or len(rows), "lr": 1e-3,
+                  "early_stop_patience": 0, **train},
+    }  # fmt: skip
+    (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def curve(accs, **kw):
+    return [row(e, a, **kw) for e, a in enumerate(accs, 1)]
+
+
+def soft(accs):  # soft_ce runs: Num is accuracy - 25 (hard: - 20) so the Num difference is negative
+    return [row(e, a, number=a - 25) for e, a in enumerate(accs, 1)]
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """AVG: 3 seeds of hard_ce and soft_ce, 1 of kl, an incomplete hard_ce; POOL: the discrepancy."""
+    r = tmp_path / "runs"
+    hard0 = curve([30, 38, 40, 39])
+    hard0[3]["val/accuracy_yes_no"] = 90.0  # a better Y/N at another epoch: not the best-All row
+    paths = [
+        make_run(r, "avg", "hard_ce", 0, hard0),  # best 40 at epoch 3
+        make_run(r, "avg", "hard_ce", 1, curve([35, 42, 41, 41])),  # best 42 at 2
+        make_run(r, "avg", "hard_ce", 2, curve([20, 30, 39, 44])),  # best 44 at 4
+        make_run(r, "avg", "soft_ce", 0, soft([40, 43, 42, 42])),  # best 43 at 2
+        make_run(r, "avg", "soft_ce", 1, soft([41, 44, 43, 43])),  # best 44 at 2
+        make_run(r, "avg", "soft_ce", 2, soft([38, 48, 47, 46])),  # best 48 at 2
+        make_run(r, "avg", "kl", 0, curve([10, 20, 30, 35])),  # never reaches the threshold
+        make_run(r, "avg", "hard_ce", 3, curve([50, 60]), epochs=4),  # incomplete: 2 of 4 epochs
+        make_run(r, "pool", "hard_ce", 0, curve([10, 20, 30, 40, 50], val_loss=None)),
+        make_run(r, "pool", "soft_ce", 0, curve([10, 20, 30, 40, 50])),
+        make_run(r, "pool", "soft_ce", 1, curve([10, 20, 30, 40, 50])),
+    ]
+    # POOL val losses: r = -2/sqrt(7) with the lowest loss at epoch 3; NaN-safe r = -1; < 3 finite: NaN
+    for path, losses in zip(paths[8:], ([3, 2, 1, 2, 1], [5, NAN, 3, 2, 1], [NAN, NAN, NAN, 2, 1])):
+        rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+        for rw, v in zip(rows, losses):
+            rw["val/loss"] = v
+        (path / "metrics.jsonl").write_text("".join(json.dumps(rw) + "\n" for rw in rows))
+    return paths
+
+
+def run_compare(capsys, paths, out, *extra):
+    code = main(["compare", *map(str, paths), "--out", str(out), *extra])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def group(summary, model, loss):
+    (g,) = [g for g in summary["groups"] if (g["model"], g["loss"]) == (model, loss)]
+    return g
+
+
+def difference(summary, model, loss):
+    (d,) = [d for d in summary["differences"] if (d["model"], d["loss"]) == (model, loss)]
+    return d
+
+
+def test_table_mean_std_and_paired_difference(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    code, stdout, _ = run_compare(capsys, runs, out)
+    assert code == 0
+    s = json.loads((out / "summary.json").read_text())
+    hard, soft_ = group(s, "avg", "hard_ce"), group(s, "avg", "soft_ce")
+    assert hard["n"] == 3 and hard["seeds"] == [0, 1, 2]  # the incomplete seed 3 is left out
+    assert hard["all"] == pytest.approx({"n": 3, "mean": 42.0, "std": 2.0})
+    assert hard["yes_no"]["mean"] == pytest.approx(62.0)  # from the best-All rows: 60, 62, 64 (not 90)
+    assert soft_["all"] == pytest.approx({"n": 3, "mean": 45.0, "std": math.sqrt(7)})
+    assert soft_["number"] == pytest.approx({"n": 3, "mean": 20.0, "std": math.sqrt(7)})
+    d = difference(s, "avg", "soft_ce")
+    assert d["n"] == 3 and d["minus"] == "hard_ce" and d["unpaired_seeds"] == []
+    half = T2 * 1.0 / math.sqrt(3)  # differences 3, 2, 4: mean 3, std 1
+    assert d["all"] == pytest.approx(
+        {"n": 3, "mean": 3.0, "std": 1.0, "ci_low": 3 - half, "ci_high": 3 + half, "t": T2}
+    )
+    assert d["number"]["mean"] == pytest.approx(-2.0) and d["number"]["ci_high"] == pytest.approx(-2 + half)
+    kl = difference(s, "avg", "kl")  # one pair: no interval
+    assert kl["n"] == 1 and kl["all"]["mean"] == pytest.approx(-5.0) and kl["all"]["ci_low"] is None
+    pool = difference(s, "pool", "soft_ce")
+    assert pool["n"] == 1 and pool["seeds"] == [0] and pool["unpaired_seeds"] == [1]
+
+    table = (out / "table.md").read_text()
+    assert table in stdout
+    lines = table.splitlines()
+    assert lines[0] == "| Model | Loss | n | All | Y/N | Num | Other |"
+    assert lines[2:6] == [
+        "| AVG | hard_ce | 3 | 42.00 ± 2.00 | 62.00 ± 2.00 | 22.00 ± 2.00 | 37.00 ± 2.00 |",
+        "| AVG | soft_ce | 3 | 45.00 ± 2.65 | 65.00 ± 2.65 | 20.00 ± 2.65 | 40.00 ± 2.65 |",
+        "| AVG | soft_ce - hard_ce | 3 | +3.00 [+0.52, +5.48] | +3.00 [+0.52, +5.48] | -2.00 [-4.48, +0.48] "
+        "| +3.00 [+0.52, +5.48] |",
+        "| AVG | kl | 1 | 35.00 | 55.00 | 15.00 | 30.00 |",
+    ]
+    assert (
+        lines[6]
+        == "| AVG | kl - hard_ce | 1 | -5.00 [CI n/a] | -5.00 [CI n/a] | -5.00 [CI n/a] | -5.00 [CI n/a] |"
+    )
+
+    with open(out / "table.csv") as f:
+        rows = {(r["model"], r["loss"], r["row"]): r for r in csv.DictReader(f)}
+    diff = rows["avg", "soft_ce", "minus_hard_ce"]
+    assert float(diff["all_mean"]) == 3.0 and float(diff["all_std"]) == 1.0
+    assert float(diff["all_ci_low"]) == pytest.approx(3 - half, abs=1e-6)
+    assert rows["avg", "hard_ce", "mean"]["all_ci_low"] == ""  # no interval on a mean row
+    assert rows["avg", "kl", "minus_hard_ce"]["all_ci_low"] == ""  # one pair
+    assert rows["avg", "kl", "mean"]["all_std"] == ""
+    assert "incomplete" in stdout and "avg_hard_ce_s3" in stdout
+
+
+def test_convergence_and_budgets(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert run_compare(capsys, runs, out)[0] == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["budgets"] == [1, 2, 5]  # those of 1, 2, 5, 10, ... that some run reaches (POOL: 5 epochs)
+    assert s["references"]["avg"]["threshold"] == pytest.approx(0.95 * 42)  # 39.9
+    per_run = {r["name"]: r for r in s["runs"]}
+    assert [per_run[f"avg_hard_ce_s{i}"]["epoch_to_threshold"] for i in range(3)] == [3, 2, 4]
+    assert [per_run[f"avg_soft_ce_s{i}"]["epoch_to_threshold"] for i in range(3)] == [1, 1, 2]
+    assert per_run["avg_kl_s0"]["epoch_to_threshold"] is None
+    hard, soft_, kl = (group(s, "avg", loss) for loss in ("hard_ce", "soft_ce", "kl"))
+    assert hard["epoch_to_threshold"] == pytest.approx({"n": 3, "mean": 3.0, "std": 1.0})
+    assert soft_["epoch_to_threshold"] == pytest.approx({"n": 3, "mean": 4 / 3, "std": math.sqrt(1 / 3)})
+    assert (hard["reached"], kl["reached"], kl["epoch_to_threshold"]["n"]) == (3, 0, 0)
+    assert hard["accuracy_at"]["1"] == pytest.approx({"n": 3, "mean": 85 / 3, "std": math.sqrt(175 / 3)})
+    assert hard["accuracy_at"]["2"]["mean"] == pytest.approx(110 / 3)
+    assert hard["accuracy_at"]["last"]["mean"] == pytest.approx(124 / 3)
+    report = (out / "report.md").read_text()
+    assert hard["accuracy_at"]["5"] == {"n": 0, "mean": None, "std": None}  # AVG runs have 4 epochs
+    assert "| AVG | kl | 1 | 0/1 | n/a | 10.00 | 20.00 | n/a | 35.00 |" in report
+    assert "| avg_kl_s0 | avg | kl | 0 | 4/4 | 4 | 35.00 | never |" in report
+
+
+def test_discrepancy_and_calibration(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert run_compare(capsys, runs, out)[0] == 0
+    s = json.loads((out / "summary.json").read_text())
+    per_run = {r["name"]: r for r in s["runs"]}
+    pool0 = per_run["pool_hard_ce_s0"]
+    assert pool0["pearson_loss_accuracy"] == pytest.approx(-2 / math.sqrt(7))
+    assert (pool0["best_loss_epoch"], pool0["best_epoch"]) == (3, 5)  # the first of two equal minima
+    assert per_run["pool_soft_ce_s0"]["pearson_loss_accuracy"] == pytest.approx(-1.0)  # the NaN epoch skipped
+    assert per_run["pool_soft_ce_s0"]["best_loss_epoch"] == 5
+    assert per_run["pool_soft_ce_s1"]["pearson_loss_accuracy"] is None  # 2 finite epochs: undefined
+    pool_soft = group(s, "pool", "soft_ce")
+    assert pool_soft["pearson_loss_accuracy"] == pytest.approx({"n": 1, "mean": -1.0, "std": None})
+    assert "| POOL | soft_ce | 2 | -1.000 (n=1) | 5.0 ± 0.0 | 5.0 ± 0.0 |" in (out / "report.md").read_text()
+    hard, soft_ = group(s, "avg", "hard_ce"), group(s, "avg", "soft_ce")
+    assert hard["best_epoch"] == pytest.approx({"n": 3, "mean": 3.0, "std": 1.0})
+    assert hard["ece"] == pytest.approx({"n": 3, "mean": 0.03, "std": 0.01})  # ECE at epochs 3, 2, 4
+    assert hard["entropy"] == pytest.approx({"n": 3, "mean": 1.5, "std": 0.5})
+    assert soft_["ece"] == pytest.approx({"n": 3, "mean": 0.02, "std": 0.0})
+    assert soft_["pearson_loss_accuracy"] == pytest.approx({"n": 3, "mean": -1.0, "std": 0.0}, abs=1e-12)
+
+
+def test_files_and_figures(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    code, stdout, _ = run_compare(capsys, runs, out)
+    assert code == 0
+    names = {p.name for p in out.iterdir()}
+    assert names == {
+        "table.md",
+        "table.csv",
+        "report.md",
+        "summary.json",
+        "figure_avg.png",
+        "figure_pool.png",
+    }
+    for m in ("avg", "pool"):
+        data = (out / f"figure_{m}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    report = (out / "report.md").read_text()
+    for section in ("Table 1", "Convergence", "Loss-accuracy discrepancy", "Calibration", "Incomplete runs"):
+        assert f"## {section}" in report or section in report
+    assert "left out" in report
+
+
+def test_allow_incomplete(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert run_compare(capsys, runs, out, "--allow-incomplete")[0] == 0
+    s = json.loads((out / "summary.json").read_text())
+    hard = group(s, "avg", "hard_ce")
+    assert hard["n"] == 4 and hard["all"]["mean"] == pytest.approx((40 + 42 + 44 + 60) / 4)
+    assert s["incomplete"] == [
+        {"path": str(runs[7]), "epochs_done": 2, "epochs_planned": 4, "included": True}
+    ]
+    assert difference(s, "avg", "soft_ce")["unpaired_seeds"] == [3]
+
+
+def test_pairing_warning(tmp_path, capsys):
+    a = make_run(tmp_path, "avg", "hard_ce", 0, curve([1, 2, 3]))
+    b = make_run(tmp_path, "avg", "soft_ce", 0, curve([1, 2, 3]), lr=3e-3)
+    code, stdout, _ = run_compare(capsys, [a, b], tmp_path / "out")
+    assert code == 0
+    assert f"warning: {b} differs from {a} in train.lr (train.lr: 0.003 vs 0.001)" in stdout
+
+
+def check_error(capsys, paths, out, *needles, extra=()):
+    code, _, err = run_compare(capsys, paths, out, *extra)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert str(needle) in lines[0], (needle, lines[0])
+    assert not out.exists()  # nothing written
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    good = make_run(tmp_path / "a", "avg", "hard_ce", 0, curve([1, 2, 3]))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    check_error(capsys, [good, empty], out, empty, "config.yaml")
+    no_metrics = make_run(tmp_path / "b", "avg", "soft_ce", 0, curve([1]))
+    (no_metrics / "metrics.jsonl").unlink()
+    check_error(capsys, [good, no_metrics], out, no_metrics, "metrics.jsonl")
+    blank = make_run(tmp_path / "c", "avg", "soft_ce", 0, [], epochs=3)
+    check_error(capsys, [good, blank], out, blank / "metrics.jsonl", "empty")
+    broken = make_run(tmp_path / "d", "avg", "soft_ce", 0, curve([1, 2]))
+    (broken / "metrics.jsonl").write_text((broken / "metrics.jsonl").read_text()[:-10] + "\n")
+    check_error(capsys, [good, broken], out, broken / "metrics.jsonl", "line 2", "malformed JSON")
+    other_data = make_run(tmp_path / "e", "avg", "soft_ce", 0, curve([1, 2, 3]), data_root="data/vqa2")
+    check_error(capsys, [good, other_data], out, other_data, "data/vqa2", "one dataset")
+    twin = make_run(tmp_path / "f", "avg", "hard_ce", 0, curve([1, 2, 3]))
+    check_error(capsys, [good, twin], out, twin, good, "seed 0")
+    unfinished = make_run(tmp_path / "g", "avg", "soft_ce", 0, curve([1]), epochs=3)
+    check_error(capsys, [unfinished], out, unfinished, "--allow-incomplete")
+    check_error(capsys, [good], out, "--budgets", extra=("--budgets", "1,x"))
+    check_error(capsys, [tmp_path / "nope"], out, tmp_path / "nope", "not a folder")
+
+
+def test_t_quantile():
+    assert t_quantile(0.975, 1) == pytest.approx(math.tan(math.pi * 0.475), rel=1e-10)  # Cauchy
+    assert t_quantile(0.975, 2) == pytest.approx(T2, rel=1e-10)
+    # published two-sided 95% / 99% critical values
+    for df, p, value in ((3, 0.975, 3.182446305284263), (10, 0.975, 2.228138851986274),
+                         (30, 0.975, 2.042272456301238), (100, 0.975, 1.983971518449634),
+                         (5, 0.995, 4.032142983557536)):  # fmt: skip
+        assert t_quantile(p, df) == pytest.approx(value, rel=1e-9), df
+    assert t_quantile(0.975, 10**7) == pytest.approx(1.959963984540054, rel=1e-6)  # the normal's
+    assert t_quantile(0.025, 4) == pytest.approx(-t_quantile(0.975, 4))
+    assert t_cdf(t_quantile(0.9, 7), 7) == pytest.approx(0.9, abs=1e-12)
+
+
+def test_small_statistics():
+    assert describe([1.0, NAN, None, 3.0]) == {"n": 2, "mean": 2.0, "std": math.sqrt(2)}
+    assert describe([]) == {"n": 0, "mean": None, "std": None}
+    assert paired_difference([2.5])["ci_low"] is None
+    assert pearson([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
+    assert math.isnan(pearson([1, 2, 3], [5, 5, 5])) and math.isnan(pearson([1, 2], [2, 1]))
+
+
+def test_best_row_and_completeness():
+    rows = curve([10, 30, 30, 20, 25])
+    run = Run(path=None, config={"train.epochs": 5}, rows=rows)
+    assert run.best_row["epoch"] == 2  # ties: the first, as training keeps the first (strict '>')
+    assert not stopped_early(rows, 0) and not stopped_early(rows, 4) and stopped_early(rows, 3)
+    assert is_complete(rows[:3], 3) and not is_complete(rows[:3], 5)
+    assert is_complete(rows[:4], 10, patience=2) and not is_complete(rows[:4], 10, patience=3)
+    assert not is_complete([], 1)
