@@ -29,6 +29,7 @@ from typing import NamedTuple
 import h5py
 import numpy as np
 
+from vqa.data.answers import normalize_answer, score_from_count
 from vqa.errors import UserError
 
 # Tables below are kept compact by hand.
@@ -477,15 +478,9 @@ def _ask(scenes: list[Scene], per_image: int, grid: int, rnd: random.Random) -> 
     return asked
 
 
-@functools.lru_cache(maxsize=65536)
-def normalize(answer: str) -> str:
-    """Official digits/articles step (reference section 3); synthetic answers hold no punctuation."""
-    words = answer.lower().split()
-    return " ".join(
-        str(NUMBER_WORDS.index(w)) if w in NUMBER_WORDS else "0" if w == "none" else w
-        for w in words
-        if w not in ("a", "an", "the")
-    )
+# The official normalization (one implementation, vqa.data.answers), cached: the statistics
+# normalize every answer of every split and the strings repeat.
+normalize = functools.lru_cache(maxsize=65536)(normalize_answer)
 
 
 def _annotate(t: Truth, rnd: random.Random) -> list[dict]:
@@ -668,13 +663,7 @@ def _write_features(path: Path, ids, scenes, boxes, grid, grid_dim, box_dim, see
 # ---------------------------------------------------------------- statistics
 
 
-SCORE = (0.0, 0.3, 0.6, 0.9, 1.0)  # k matching answers of 10 -> official accuracy (section 2)
 TYPES = ("yes/no", "number", "other")
-
-
-def _loo(m: int, n: int) -> float:
-    """Official leave-one-out accuracy when m of n reference answers match (n = 10 gives SCORE)."""
-    return (m * min(1.0, (m - 1) / 3) + (n - m) * min(1.0, m / 3)) / n
 
 
 def _by_type(scores: list[tuple[str, float]]) -> dict:
@@ -692,8 +681,8 @@ def _split_stats(anns: list[dict]) -> dict:
         c = Counter(norm)
         uniq += len(c)
         unanimous += len({x["answer"] for x in a["answers"]}) == 1
-        mca.append((a["answer_type"], SCORE[min(c[a["multiple_choice_answer"]], 4)]))
-        human.append((a["answer_type"], sum(_loo(c[x] - 1, 9) for x in norm) / 10))
+        mca.append((a["answer_type"], score_from_count(c[a["multiple_choice_answer"]])))
+        human.append((a["answer_type"], sum(score_from_count(c[x] - 1, 9) for x in norm) / 10))
         pairs[a["question"]].add(a["multiple_choice_answer"])
         if a["truth"] is not None:
             known += 1
@@ -730,7 +719,7 @@ def _prior_accuracy(train: list[dict], val: list[dict]) -> dict:
         c = by_q.get(a["question"]) or by_type.get(a["question_type"]) or overall
         guess = top(c)
         scores.append(
-            (a["answer_type"], SCORE[min(sum(normalize(x["answer"]) == guess for x in a["answers"]), 4)])
+            (a["answer_type"], score_from_count(sum(normalize(x["answer"]) == guess for x in a["answers"])))
         )
     return _by_type(scores)
 
