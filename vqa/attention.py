@@ -112,7 +112,7 @@ def _draw_grid(ax, weights: np.ndarray, hw: tuple[int, int], scene: dict | None)
 
 
 def _draw_boxes(ax, weights: np.ndarray, boxes: np.ndarray, size: tuple[float, float], scene) -> None:
-    from matplotlib import cm
+    from matplotlib import colormaps
     from matplotlib.patches import Rectangle
 
     w, h = size
@@ -121,7 +121,7 @@ def _draw_boxes(ax, weights: np.ndarray, boxes: np.ndarray, size: tuple[float, f
     for k in np.argsort(weights):  # heaviest last, on top
         x1, y1, x2, y2 = boxes[k]
         a = float(weights[k]) / top
-        colour = cm.magma(0.25 + 0.7 * a)
+        colour = colormaps["magma"](0.25 + 0.7 * a)
         ax.add_patch(
             Rectangle(
                 (x1, y1), x2 - x1, y2 - y1, fc=colour, alpha=0.05 + 0.6 * a, ec=colour, lw=0.6 + 1.4 * a
