@@ -27,8 +27,8 @@ from vqa.data.dataset import VQADataset, collate
 from vqa.data.vqa2 import IMAGE_SUBTYPE, Record
 from vqa.errors import UserError
 from vqa.metrics import batch_accuracy
-from vqa.predict import LoadedRun, load_run
-from vqa.train import features_path, load_records, open_features, resolve_device
+from vqa.predict import LoadedRun, load_run, split_dataset
+from vqa.train import features_path, resolve_device
 
 
 def has_attention(model: torch.nn.Module) -> bool:
@@ -209,14 +209,7 @@ def attention_command(args: argparse.Namespace) -> int:
         raise UserError(
             f"{args.run}: model '{run.cfg.model.name}' has no attention to draw; use a run of pool, mcb or updn"
         )
-    if args.data_root:
-        run.cfg.data.root = args.data_root
-    records = load_records(run.cfg, args.split)
-    features = open_features(run.cfg, args.split, expected_dim=run.image_dim)
-    dataset = VQADataset(
-        records, features, run.qvocab, run.avocab, run.cfg.data.max_question_len, split=args.split,
-        oov=run.cfg.data.soft_targets_oov,
-    )  # fmt: skip
+    dataset = split_dataset(run, args.split, args.data_root)
     n = min(args.n, len(dataset))
     indices = (
         list(range(n))

@@ -56,6 +56,18 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device
     return LoadedRun(cfg, model, qvocab, avocab, state["image_dim"], state["epoch"])
 
 
+def split_dataset(run: LoadedRun, split: str, data_root: str | None = None) -> VQADataset:
+    """Every question of `split`, encoded with the run's vocabularies (`data_root` overrides the run's)."""
+    if data_root:
+        run.cfg.data.root = data_root
+    records = load_records(run.cfg, split)
+    features = open_features(run.cfg, split, expected_dim=run.image_dim)
+    return VQADataset(
+        records, features, run.qvocab, run.avocab, run.cfg.data.max_question_len, split=split,
+        oov=run.cfg.data.soft_targets_oov,
+    )  # fmt: skip
+
+
 @torch.no_grad()
 def predict(
     run: LoadedRun, dataset: VQADataset, device: torch.device, batch_size: int = 256
@@ -85,14 +97,8 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
 def predict_command(args: argparse.Namespace) -> int:
     device = resolve_device("auto")
     run = load_run(args.run, args.checkpoint, device)
-    if args.data_root:
-        run.cfg.data.root = args.data_root
-    records = load_records(run.cfg, args.split)
-    features = open_features(run.cfg, args.split, expected_dim=run.image_dim)
-    dataset = VQADataset(
-        records, features, run.qvocab, run.avocab, run.cfg.data.max_question_len, split=args.split,
-        oov=run.cfg.data.soft_targets_oov,
-    )  # fmt: skip
+    dataset = split_dataset(run, args.split, args.data_root)
+    records = dataset.records
     answers = predict(run, dataset, device)
     results = [{"question_id": qid, "answer": a} for qid, a in sorted(answers.items())]
     out = Path(args.out)
