@@ -816,11 +816,13 @@ def generate(
     grid_dim: int = 128,
     box_dim: int = 128,
     features: bool = True,
+    render: bool = False,
     quiet: bool = False,
 ) -> dict:
     """Write a synthetic VQA v2 dataset into `out_dir`; return (and save as stats.json) its statistics.
 
-    The same arguments give byte-identical files. Every file is written atomically.
+    The same arguments give byte-identical files. Every file is written atomically. `render` also
+    draws every image as out_dir/images/<subtype>/COCO_<subtype>_<12-digit id>.png (vqa.data.render).
     """
     _check("seed", seed, 0, 2**63 - 1)
     counts = (train_images, val_images, test_images)
@@ -858,7 +860,7 @@ def generate(
     }
     licence = {"name": "generated data, no restrictions", "url": ""}
     stats = {"generator": "vqa synth", "seed": seed, "options": options, "splits": {}}
-    annotated = {}
+    annotated, drawn = {}, {}
     for split_no, ((split, subtype, _), n) in enumerate(zip(SPLITS, counts)):
         ids, scenes, questions, anns, truths, boxes = _make_split(
             split_no, n, seed, questions_per_image, grid_size
@@ -888,23 +890,21 @@ def generate(
             annotated[split] = [
                 dict(a, question=q["question"], truth=t) for a, q, t in zip(anns, questions, truths)
             ]
+        scene_rows = [
+            {
+                "image_id": i,
+                "width": s.width,
+                "height": s.height,
+                "objects": [dict(o._asdict(), box=r) for o, r in zip(s.objects, rows)],
+            }
+            for i, s, rows in zip(ids.tolist(), scenes, boxes[3])
+        ]
         _write_json(
             out / f"scenes_{subtype}.json",
-            {
-                "info": info,
-                "data_subtype": subtype,
-                "grid_size": grid_size,
-                "scenes": [
-                    {
-                        "image_id": i,
-                        "width": s.width,
-                        "height": s.height,
-                        "objects": [dict(o._asdict(), box=r) for o, r in zip(s.objects, rows)],
-                    }
-                    for i, s, rows in zip(ids.tolist(), scenes, boxes[3])
-                ],
-            },
+            {"info": info, "data_subtype": subtype, "grid_size": grid_size, "scenes": scene_rows},
         )
+        if render:
+            drawn[subtype] = scene_rows
         if features:
             _write_features(
                 out / f"features_{subtype}.h5",
@@ -923,6 +923,12 @@ def generate(
         say(f"wrote {split}: {n} images, {len(questions)} questions ({time.perf_counter() - start:.1f} s)")
     stats["prior_accuracy_val"] = _prior_accuracy(annotated["train2014"], annotated["val2014"])
     _write_json(out / "stats.json", stats)
+    if render:
+        from vqa.data.render import render_split
+
+        for subtype, scene_rows in drawn.items():
+            folder = render_split(out, subtype, scene_rows, grid_size)
+            say(f"rendered {len(scene_rows)} images into {folder} ({time.perf_counter() - start:.1f} s)")
     say(format_stats(stats))
     return stats
 
@@ -939,6 +945,11 @@ def add_synth_args(p: argparse.ArgumentParser) -> None:
             default=None,
             help=f"override the preset's {key.replace('_', ' ')}",
         )
+    p.add_argument(
+        "--render",
+        action="store_true",
+        help="also draw every image as OUT/images/<subtype>/COCO_<subtype>_<id>.png (for vqa extract)",
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing")
 
 
@@ -948,5 +959,5 @@ def synth_command(args) -> int:
     for key in options:
         if getattr(args, key, None) is not None:
             options[key] = getattr(args, key)
-    generate(args.out, seed=args.seed, quiet=args.quiet, **options)
+    generate(args.out, seed=args.seed, render=args.render, quiet=args.quiet, **options)
     return 0
