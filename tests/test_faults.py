@@ -157,9 +157,9 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
 
     calls = {"n": 0}
 
-    def poisoned(logits, batch):
+    def poisoned(logits, batch, reduction="mean"):
         calls["n"] += 1
-        loss = losses.soft_ce(logits, batch)
+        loss = losses.soft_ce(logits, batch, reduction=reduction)
         return loss * float("nan") if calls["n"] == 80 else loss
 
     monkeypatch.setitem(losses.LOSSES, "poisoned", poisoned)
