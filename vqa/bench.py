@@ -176,7 +176,8 @@ def eval_markdown(r: dict) -> list[str]:
     ]
 
 
-def _bench_eval(quick: bool) -> dict:
+def _bench_eval(opts: argparse.Namespace) -> dict:
+    quick = opts.quick
     from vqa.evaluate import bench_eval
 
     return bench_eval(n_questions=20000 if quick else 214354, reference_questions=2000 if quick else 10000)
@@ -218,15 +219,20 @@ def memory_markdown(r: dict) -> list[str]:
     return lines
 
 
-def _bench_pipeline(quick: bool) -> dict:
+def _bench_pipeline(opts: argparse.Namespace) -> dict:
+    quick = opts.quick
     from vqa.bench_pipeline import bench_pipeline
 
     return bench_pipeline(
-        preset="small" if quick else "paper", batches=5 if quick else 20, rounds=1 if quick else 2
+        preset="small" if quick else "paper",
+        batches=5 if quick else 10,
+        rounds=2 if quick else 4,
+        precision=opts.precision,
     )
 
 
-def _bench_memory(quick: bool) -> dict:
+def _bench_memory(opts: argparse.Namespace) -> dict:
+    quick = opts.quick
     from vqa.bench_pipeline import bench_memory
 
     return bench_memory(presets=("tiny", "small") if quick else ("paper", "vqa2"))
@@ -238,14 +244,15 @@ PAPER_GRID, PAPER_GRID_DIM, PAPER_BOXES, PAPER_BOX_DIM = 14, 256, 16, 512
 BOX_MODELS = ("updn",)  # the region-box model; the others read the grid, as in their papers
 
 
-def _bench_models(quick: bool) -> dict:
+def _bench_models(opts: argparse.Namespace) -> dict:
+    quick = opts.quick
     from vqa.bench_models import DEFAULT_BENCH_CFG, bench_models
     from vqa.models import MODELS
 
     batch_size, steps = (16, 2) if quick else (64, 5)
     grid_models = [m for m in sorted(MODELS) if m not in BOX_MODELS]
     box_models = [m for m in sorted(MODELS) if m in BOX_MODELS]
-    common = dict(batch_size=batch_size, steps=steps, cfg=DEFAULT_BENCH_CFG)
+    common = dict(batch_size=batch_size, steps=steps, cfg=DEFAULT_BENCH_CFG, precision=opts.precision)
     rows = bench_models(image_grid=PAPER_GRID, image_dim=PAPER_GRID_DIM, models=grid_models, **common)
     rows += bench_models(regions=PAPER_BOXES, image_dim=PAPER_BOX_DIM, models=box_models, **common)
     for row in rows:
@@ -281,7 +288,8 @@ def models_markdown(r: dict) -> list[str]:
     return [*lines, ""]
 
 
-def _bench_mcb(quick: bool) -> dict:
+def _bench_mcb(opts: argparse.Namespace) -> dict:
+    quick = opts.quick
     from vqa.bench_models import DEFAULT_BENCH_CFG, bench_mcb
 
     # one MCB layer as the model's attention uses it: the question vector meets a 256-d grid cell
@@ -309,8 +317,8 @@ def mcb_markdown(r: dict) -> list[str]:
     ]
 
 
-BENCHMARKS: dict[str, tuple[Callable[[bool], dict], Callable[[dict], list[str]]]] = {
-    "losses": (lambda quick: bench_losses(repeats=10 if quick else 50), losses_markdown),
+BENCHMARKS: dict[str, tuple[Callable[[argparse.Namespace], dict], Callable[[dict], list[str]]]] = {
+    "losses": (lambda opts: bench_losses(repeats=10 if opts.quick else 50), losses_markdown),
     "eval": (_bench_eval, eval_markdown),
     "pipeline": (_bench_pipeline, pipeline_markdown),
     "memory": (_bench_memory, memory_markdown),
@@ -324,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench", help="folder for results.json and results.md")
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller sizes (smoke run)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                        help="autocast precision of the models and pipeline benchmarks")  # fmt: skip
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -348,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         run, fmt = BENCHMARKS[name]
         start = time.perf_counter()
-        results[name] = run(args.quick)
+        results[name] = run(args)
         results[name]["bench_seconds"] = time.perf_counter() - start
         md += fmt(results[name])
     results["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -65,8 +65,10 @@ def _model_worker(
     num_tokens: int,
     question_len: int,
     device: str,
+    precision: str = "fp32",
 ) -> dict:
     from vqa.models import build_model
+    from vqa.train import autocast
 
     torch.manual_seed(0)
     dev = torch.device(device)
@@ -80,7 +82,9 @@ def _model_worker(
 
     def step():
         model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(question, question_len_t, image, image_mask), answer).backward()
+        with autocast(dev, precision):
+            logits = model(question, question_len_t, image, image_mask)
+        F.cross_entropy(logits.float(), answer).backward()
 
     seconds, peak = _measure(step, steps, dev)
     return {
@@ -93,6 +97,7 @@ def _model_worker(
         "samples_per_s": round(batch_size / seconds, 1),
         "peak_mib": round(peak, 1),
         "device": device,
+        "precision": precision,
     }
 
 
@@ -139,6 +144,7 @@ def bench_models(
     cfg: ModelConfig | None = None,
     models: list[str] | None = None,
     device: str | None = None,
+    precision: str = "fp32",
 ) -> list[dict]:
     """Forward+backward samples/s and peak memory (MiB) of every registered model on a
     `image_grid` x `image_grid` grid of `image_dim`-d features (or, when `regions` is given,
@@ -159,6 +165,7 @@ def bench_models(
         num_tokens,
         question_len,
         device,
+        precision,
     )
     return [_run_isolated(_model_worker, name, cfg_dict, *args) for name in (models or sorted(MODELS))]
 

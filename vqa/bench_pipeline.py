@@ -23,7 +23,7 @@ from vqa.config import Config, load_config
 from vqa.data.dataset import EpochSampler, build_loader
 from vqa.losses import get_loss
 from vqa.models import build_model
-from vqa.train import build_optimizer, prepare_data
+from vqa.train import autocast, build_optimizer, prepare_data
 
 SYNTHETIC_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "synthetic"
 
@@ -44,13 +44,15 @@ def ensure_data(cfg: Config) -> None:
     ensure_synthetic(cfg)
 
 
-def _train_steps(model, loss_fn, optimizer, batches, device) -> float:
-    """Seconds for a full training step (fetch included when `batches` is a loader iterator) per batch."""
+def _train_steps(model, loss_fn, optimizer, batches, device, precision: str = "fp32") -> float:
+    """Samples per second of full training steps (fetch included when `batches` is a loader iterator)."""
     start = time.perf_counter()
     n = 0
     for batch in batches:
         batch = batch.to(device, non_blocking=True)
-        loss = loss_fn(model(batch.question, batch.question_len, batch.image, batch.image_mask), batch)
+        with autocast(device, precision):
+            logits = model(batch.question, batch.question_len, batch.image, batch.image_mask)
+        loss = loss_fn(logits.float(), batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -68,15 +70,14 @@ def bench_pipeline(
     sampler: str = "random",
     rounds: int = 4,
     device: str | None = None,
-    precision_overrides: tuple[str, ...] = (),
+    precision: str = "fp32",
 ) -> dict:
     """Pipeline efficiency per model: disk samples/s over in-memory samples/s, same batches, one run."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     results = {"preset": preset, "batches": batches, "num_workers": num_workers, "sampler": sampler,
-               "device": str(device), "models": {}}  # fmt: skip
+               "device": str(device), "precision": precision, "models": {}}  # fmt: skip
     for name in models:
-        cfg = synthetic_config(name, preset, f"data.num_workers={num_workers}", f"data.sampler={sampler}",
-                               *precision_overrides)  # fmt: skip
+        cfg = synthetic_config(name, preset, f"data.num_workers={num_workers}", f"data.sampler={sampler}")
         ensure_data(cfg)
         data = prepare_data(cfg)
         torch.manual_seed(0)
@@ -93,12 +94,14 @@ def bench_pipeline(
         for r in range(rounds):
             sampler_.set_epoch(r)
             it = iter(loader)
-            _train_steps(model, loss_fn, optimizer, itertools.islice(it, 2), device)  # warm-up
-            disk.append(_train_steps(model, loss_fn, optimizer, itertools.islice(it, batches), device))
+            _train_steps(model, loss_fn, optimizer, itertools.islice(it, 2), device, precision)  # warm-up
+            disk.append(
+                _train_steps(model, loss_fn, optimizer, itertools.islice(it, batches), device, precision)
+            )
             del it
             sampler_.set_epoch(r)
             cached = list(itertools.islice(iter(loader), 2 + batches))[2:]  # the same batches, in memory
-            memory.append(_train_steps(model, loss_fn, optimizer, cached, device))
+            memory.append(_train_steps(model, loss_fn, optimizer, cached, device, precision))
         ratios = sorted(d / m for d, m in zip(disk, memory))
         disk_rate, mem_rate = float(np.median(disk)), float(np.median(memory))
         results["models"][name] = {
