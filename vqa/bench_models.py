@@ -15,6 +15,7 @@ import multiprocessing
 import resource
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,16 @@ DEFAULT_BENCH_CFG = ModelConfig(mcb_dim=4000)
 
 
 def _max_rss_mib() -> float:
+    """This process's peak resident set in MiB: VmHWM on Linux.
+
+    Not ru_maxrss: it survives fork + exec, so a worker spawned by a large parent starts with
+    the parent's peak and shows no growth. VmHWM belongs to the address space exec replaces.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
 

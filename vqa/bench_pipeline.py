@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
-import resource
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from vqa.bench_models import _max_rss_mib as peak_rss_mib
 from vqa.config import Config, load_config
 from vqa.data.dataset import EpochSampler, build_loader
 from vqa.losses import get_loss
@@ -113,18 +113,6 @@ def bench_pipeline(
             "efficiency_rounds": ratios,
         }
     return results
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set (VmHWM) in MiB.
-
-    Not ru_maxrss: that survives fork + exec, so a child of a large parent starts with the
-    parent's peak. VmHWM belongs to the address space, which exec replaces.
-    """
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
 
 
 def _memory_worker(preset: str, steps: int, queue) -> None:
