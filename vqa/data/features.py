@@ -21,6 +21,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
 
 from vqa.errors import UserError
 
@@ -94,8 +95,10 @@ class FeatureStore:
         row = self.index[image_id]
         data = self._dataset()
         if self.kind == "grid":
-            x = np.asarray(data[row])  # [D, H, W]
-            return x.reshape(x.shape[0], -1).T.astype(np.float32)  # [H*W, D]
+            x = np.asarray(data[row])  # [D, H, W], usually float16
+            # torch's transposing copy is ~2x faster than numpy's strided astype here: this is
+            # the costliest line of the input pipeline for grid features (make bench: pipeline)
+            return torch.from_numpy(x.reshape(x.shape[0], -1)).T.float().contiguous().numpy()  # [H*W, D]
         if self.pos_boxes is not None:
             start, end = self.pos_boxes[row]
             return np.asarray(data[start:end], dtype=np.float32)  # [n, D]
