@@ -1,6 +1,7 @@
 """Exact resume, graceful stop, kills at any moment, divergence: real runs on the tiny synthetic data."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -200,6 +201,8 @@ def test_mixed_precision_trains(tiny_data, tmp_path, precision):
     args = overrides(tiny_data, tmp_path, "r", epochs=1, batch=64) + [f"train.precision={precision}"]
     assert main(["train", "--config", CONFIG, *args]) == 0
     (row,) = metrics(tmp_path / "r")
-    assert row["train/loss"] == pytest.approx(row["train/loss"]) and 0 < row["val/accuracy"] <= 100
+    assert (
+        math.isfinite(row["train/loss"]) and math.isfinite(row["val/loss"]) and 0 < row["val/accuracy"] <= 100
+    )
     ckpt = torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)
     assert (ckpt["scaler"] is not None) == (precision == "fp16")

@@ -364,8 +364,11 @@ def evaluate(model, loss_fn, loader, device, answer_types: dict[int, str], preci
         with autocast(device, precision):
             logits = model(batch.question, batch.question_len, batch.image, batch.image_mask)
         logits = logits.float()  # [B, A]
+        computed: dict = {}  # the run's loss is usually hard_ce or soft_ce: compute each once
         for i, fn in enumerate((loss_fn, LOSSES["hard_ce"], LOSSES["soft_ce"])):
-            per_question = fn(logits, batch, reduction="none")  # [B']
+            if fn not in computed:
+                computed[fn] = fn(logits, batch, reduction="none")
+            per_question = computed[fn]  # [B']
             sums[2 * i] += per_question.sum().item()
             sums[2 * i + 1] += per_question.numel()
         log_p = torch.log_softmax(logits, 1)  # [B, A]
