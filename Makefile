@@ -56,11 +56,11 @@ tensorboard: install
 	$(BIN)/tensorboard --logdir $(LOGDIR)
 
 bench: install
-	$(BIN)/python -m vqa.bench --out bench
+	$(BIN)/vqa bench --out bench
 
 # Skips complete runs, resumes interrupted ones; ARGS (key=value ...) apply to every run.
 paper: install
-	$(BIN)/python -m vqa.paper --config-dir configs/$(DATA) --models "$(MODELS)" --losses "$(LOSSES)" \
+	$(BIN)/vqa paper --config-dir configs/$(DATA) --models "$(MODELS)" --losses "$(LOSSES)" \
 		--seeds $(SEEDS) --jobs $(JOBS) --runs-dir $(PAPER_RUNS) --out $(OUT) $(if $(EPOCHS),--epochs $(EPOCHS)) -- $(ARGS)
 
 clean:

@@ -15,4 +15,4 @@ PY
 echo "== GPU-marked tests"
 $PY -m pytest -q -m gpu tests/test_gpu.py
 echo "== models in bf16 at the synthetic paper sizes, and the pipeline"
-$PY -m vqa.bench --out bench/gpu --only losses,models,mcb,pipeline --precision bf16
+$PY -m vqa bench --out bench/gpu --only losses,models,mcb,pipeline --precision bf16

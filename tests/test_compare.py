@@ -8,16 +8,8 @@ import pytest
 import yaml
 
 from vqa.cli import main
-from vqa.compare import (
-    Run,
-    describe,
-    is_complete,
-    paired_difference,
-    pearson,
-    stopped_early,
-    t_cdf,
-    t_quantile,
-)
+from vqa.report.runs import Run, is_complete, stopped_early
+from vqa.report.stats import describe, paired_difference, pearson, t_cdf, t_quantile
 
 T2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)  # t quantile 0.975, 2 degrees of freedom, closed form
 NAN = float("nan")

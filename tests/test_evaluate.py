@@ -1,15 +1,14 @@
-"""`vqa eval`: strict file checks, the official report, legacy vs current, the benchmark entry point."""
+"""`vqa eval`: strict file checks, the official report, legacy vs current, the scoring benchmark."""
 
-import argparse
 import copy
 import json
 
 import pytest
 
+from vqa.bench.eval import bench_eval
+from vqa.cli import build_parser
 from vqa.errors import UserError
 from vqa.evaluate import (
-    add_eval_args,
-    bench_eval,
     eval_command,
     evaluate,
     format_report,
@@ -62,9 +61,10 @@ def files(tmp_path):
 
 
 def _args(a, q, r, *extra):
-    p = argparse.ArgumentParser()
-    add_eval_args(p)
-    return p.parse_args(["--results", str(r), "--annotations", str(a), "--questions", str(q), *extra])
+    """`vqa eval` arguments, parsed by the real command line."""
+    return build_parser().parse_args(
+        ["eval", "--results", str(r), "--annotations", str(a), "--questions", str(q), *extra]
+    )
 
 
 @pytest.mark.parametrize("legacy", [False, True])

@@ -1,6 +1,5 @@
 """`vqa extract`: HDF5 layout, ids, pooled vectors, unreadable images, kill and resume."""
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -18,7 +17,7 @@ import torchvision.transforms.v2.functional as TF
 from vqa.cli import main
 from vqa.data.features import FeatureStore
 from vqa.errors import UserError
-from vqa.features_extract import (
+from vqa.features.extract import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     build_trunk,
@@ -27,23 +26,15 @@ from vqa.features_extract import (
     parse_image_id,
 )
 
-FIXTURE = Path(__file__).parent / "fixtures" / "vqa2_tiny"
 IDS = [9, 25, 30, 34, 36, 49, 61, 64]  # the train2014 images of the fixture
 SMALL = dict(arch="resnet18", size=64, weights="none", workers=0, batch_size=3, device="cpu")
 
 
-def fixture_builder():
-    spec = importlib.util.spec_from_file_location("vqa2_tiny_build", FIXTURE / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory):
+def shared(tmp_path_factory, fixture_builder):
     """The fixture's 8 train2014 JPEGs and their features, extracted once (batches of 2)."""
     root = tmp_path_factory.mktemp("extract")
-    fixture_builder().write_images(root / "train2014", "train2014")
+    fixture_builder.write_images(root / "train2014", "train2014")
     extract(root / "train2014", root / "reference.h5", **{**SMALL, "batch_size": 2})
     return root
 
@@ -114,7 +105,7 @@ def test_pooled_is_the_mean_of_the_grid(shared, reference, tmp_path):
     assert FeatureStore(tmp_path / "pooled.h5", "grid").get(9).shape == (1, 512)
 
 
-def test_rerun_is_a_no_op_and_settings_are_checked(images, reference, tmp_path, capsys):
+def test_rerun_is_a_no_op_and_settings_are_checked(images, reference, tmp_path, capsys, fixture_builder):
     out = tmp_path / "f.h5"
     shutil.copy(reference["path"], out)
     mtime = out.stat().st_mtime_ns
@@ -122,13 +113,13 @@ def test_rerun_is_a_no_op_and_settings_are_checked(images, reference, tmp_path, 
     assert "nothing to do" in capsys.readouterr().out and out.stat().st_mtime_ns == mtime
     with pytest.raises(UserError, match=r"f\.h5: already extracted with other settings: size=64 \(now 96\)"):
         extract(images, out, **{**SMALL, "size": 96})
-    fixture_builder().write_images(images, "train2014", [70])  # an image the file lacks
+    fixture_builder.write_images(images, "train2014", [70])  # an image the file lacks
     with pytest.raises(UserError, match="without 1 images .*COCO_train2014_000000000070.jpg.*--overwrite"):
         extract(images, out, **SMALL)
     assert extract(images, out, overwrite=True, **SMALL)["images"] == 9
 
 
-def test_unreadable_images_are_named_and_retried(images, tmp_path, capsys):
+def test_unreadable_images_are_named_and_retried(images, tmp_path, capsys, fixture_builder):
     (images / "COCO_train2014_000000000099.jpg").write_bytes(b"not a jpeg")
     good = (images / "COCO_train2014_000000000030.jpg").read_bytes()
     (images / "COCO_train2014_000000000100.jpg").write_bytes(good[: len(good) // 2])  # truncated
@@ -143,13 +134,14 @@ def test_unreadable_images_are_named_and_retried(images, tmp_path, capsys):
     with h5py.File(out.with_name("f.h5.partial")) as f:
         assert f["count"][0] == 8 and sorted(f["ids"][:8].tolist()) == IDS  # the good ones are kept
     # the user replaces one broken file and deletes the other: only that one is extracted
-    fixture_builder().write_images(images, "train2014", [99])
+    fixture_builder.write_images(images, "train2014", [99])
     (images / "COCO_train2014_000000000100.jpg").unlink()
     assert extract(images, out, **SMALL)["images"] == 1
     assert "1 of 9 images" in capsys.readouterr().out
     with h5py.File(out) as f:  # capacity was 10: the written rows are copied into a 9-row file
         assert sorted(f["ids"][()].tolist()) == sorted([*IDS, 99]) and f["grid"].shape[0] == 9
         assert f["count"][0] == 9
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.h5", "train2014"]  # no partial or temporary file
 
 
 def test_bad_inputs_are_one_line_errors(images, tmp_path, capsys):
@@ -172,11 +164,14 @@ def test_bad_inputs_are_one_line_errors(images, tmp_path, capsys):
     (images / "000000000009.png").write_bytes(b"")
     assert "image id 9 also belongs to" in error("--images", str(images), "--out", out, *small)
     (images / "000000000009.png").unlink()
+    assert "--arch 'vgg16' is not supported; choose one of resnet18" in error(
+        "--images", str(images), "--out", out, "--arch", "vgg16", "--overwrite"
+    )  # checked by extract, not the parser: vqa/cli.py imports no torch
     args = ["--images", str(images), "--out", out, "--arch", "resnet18", "--weights", str(tmp_path / "w.pth")]
     assert "w.pth: no such file" in error(*args)
     torch.save({"nonsense": torch.zeros(1)}, tmp_path / "w.pth")
     assert "w.pth: not a state dict of torchvision resnet18" in error(*args)
-    assert not (tmp_path / "f.h5").exists() and not (tmp_path / "f.h5.partial").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "train2014", "w.pth"]  # nothing written
 
 
 @pytest.mark.slow  # a subprocess: about 10 s on a busy 2-core machine
@@ -217,14 +212,14 @@ def test_killed_extraction_resumes_to_the_same_file(images, reference, tmp_path)
 
 def test_garbage_past_the_count_is_overwritten(images, reference, tmp_path):
     """Rows a crash left half-written (past `count`) are ignored and written again."""
-    from vqa.features_extract import RowWriter, _create_partial
+    from vqa.features.writer import GridRowWriter, create_grid_file
 
     ids, grid = reference["ids"], reference["grid"]
     out = tmp_path / "f.h5"
     partial = tmp_path / "f.h5.partial"  # as a crash mid-batch leaves it: 3 rows committed, 2 more written
     attrs = dict(arch="resnet18", size=64, weights="none", central_fraction=0.875, pooled=False)
-    _create_partial(partial, 8, 512, 2, attrs)
-    writer = RowWriter(partial)
+    create_grid_file(partial, 8, 512, 2, attrs)
+    writer = GridRowWriter(partial)
     writer.write(ids[:3], grid[:3])
     writer.file.seek(writer.offsets["grid"] + 3 * writer.row_bytes)
     writer.file.write(np.full((2, 512, 2, 2), 7, "<f2").tobytes())

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from vqa.cli import main
-from vqa.train import lr_factor
+from vqa.training.optim import lr_factor
 
 CONFIG = "configs/synthetic/avg_soft.yaml"
 COMPARED = ("epoch", "step", "train/loss", "val/loss", "val/hard_ce", "val/soft_ce", "val/accuracy",
@@ -111,17 +111,17 @@ def test_sigkill_at_any_moment_then_resume(reference, tiny_data, tmp_path, delay
 
 SLOW_SECOND_CHECKPOINT = """
 import os, sys, time, pathlib
-import vqa.train
+import vqa.io
 writes = []
 real_fsync = os.fsync
 def fsync(fd):
-    if os.readlink(f"/proc/self/fd/{fd}").endswith("last.pt.tmp"):
+    if os.readlink(f"/proc/self/fd/{fd}").endswith(".last.pt.tmp"):
         writes.append(fd)
         if len(writes) == 2:  # the second last.pt (end of epoch 2): flushed, not yet renamed
             pathlib.Path(sys.argv[1]).write_text("writing")
             time.sleep(60)
     real_fsync(fd)
-vqa.train.os.fsync = fsync
+vqa.io.os.fsync = fsync
 from vqa.cli import main
 sys.exit(main(sys.argv[2:]))
 """
@@ -136,7 +136,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_last_good_one(reference, ti
     wait_for(marker.exists, proc)
     proc.kill()
     proc.wait()
-    assert (run / "checkpoints" / "last.pt.tmp").exists()  # the torn write is a temporary file
+    assert (run / "checkpoints" / ".last.pt.tmp").exists()  # the torn write is a temporary file
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and len(metrics(run)) == 2  # epoch 2 was logged, not checkpointed
     resume(run)

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
+from helpers import random_batch
 
-from vqa.bench import random_batch
 from vqa.cli import main
 from vqa.config import ModelConfig
 from vqa.losses import LOSSES
@@ -38,7 +38,7 @@ def test_model_bf16_forward_backward_on_cuda(name):
 def test_losses_agree_between_cpu_and_cuda():
     batch = random_batch(64, 3000, seed=1)
     logits = torch.randn(64, 3000)
-    for name in ("hard_ce", "soft_ce", "kl", "bce"):
+    for name in sorted(set(LOSSES) - {"sampled_ce"}):  # sampled_ce draws differently on each device
         cpu = LOSSES[name](logits, batch).item()
         gpu = LOSSES[name](logits.cuda(), batch.to(torch.device("cuda"))).item()
         assert gpu == pytest.approx(cpu, rel=1e-5), name

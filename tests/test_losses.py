@@ -3,8 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import random_batch
 
-from vqa.bench import dense_soft_ce, random_batch
+from vqa.bench.losses import dense_soft_ce
 from vqa.errors import UserError
 from vqa.losses import LOSSES, get_loss
 
@@ -12,25 +13,45 @@ A = 40
 
 
 def dense_target(batch, values):
+    """The dense float64 [B, A] target a sparse [B, K] one stands for."""
     t = torch.zeros(batch.answer_idx.shape[0], A, dtype=torch.float64)
     return t.scatter_add_(1, batch.answer_idx, values.double())
 
 
-def reference(name, logits, batch):
-    x = logits.double()
-    if name == "hard_ce":
-        valid = batch.answer >= 0
-        return F.cross_entropy(x[valid], batch.answer[valid])
+def _hard_ce(x, batch):
+    valid = batch.answer >= 0
+    return F.cross_entropy(x[valid], batch.answer[valid])
+
+
+def _soft_ce(x, batch):
+    return -(dense_target(batch, batch.answer_weight) * torch.log_softmax(x, 1)).sum(1).mean()
+
+
+def _kl(x, batch):
     w = dense_target(batch, batch.answer_weight)  # [B, A]
     logp = torch.log_softmax(x, 1)
-    if name == "soft_ce":
-        return -(w * logp).sum(1).mean()
-    if name == "kl":
-        return (torch.where(w > 0, w * (w.clamp(min=1e-300).log() - logp), torch.zeros_like(w))).sum(1).mean()
-    if name == "bce":
-        s = dense_target(batch, batch.answer_score)
-        return F.binary_cross_entropy_with_logits(x, s, reduction="mean") * A
-    raise KeyError(name)
+    return (torch.where(w > 0, w * (w.clamp(min=1e-300).log() - logp), torch.zeros_like(w))).sum(1).mean()
+
+
+def _bce(x, batch):
+    s = dense_target(batch, batch.answer_score)  # [B, A]
+    return F.binary_cross_entropy_with_logits(x, s, reduction="mean") * A
+
+
+def _sampled_ce(x, batch):
+    # The loss draws one answer per question with torch.multinomial over the [B', K] weights; from
+    # the same RNG state this replays the draw, then scores it against a dense one-hot target.
+    # (That the draws follow the counts is test_sampled_ce_draws_answers_in_proportion_to_counts.)
+    valid = batch.answer_weight.sum(1) > 0  # [B]
+    choice = torch.multinomial(batch.answer_weight[valid], 1)  # [B', 1]
+    target = torch.zeros(int(valid.sum()), A, dtype=torch.float64)
+    target.scatter_(1, batch.answer_idx[valid].gather(1, choice), 1.0)  # [B', A] one-hot
+    return -(target * torch.log_softmax(x[valid], 1)).sum(1).mean()
+
+
+# Every registered loss needs one: test_loss_and_gradient_match_dense_reference fails for a loss
+# added to LOSSES without a dense float64 reference here.
+REFERENCES = {"hard_ce": _hard_ce, "soft_ce": _soft_ce, "kl": _kl, "bce": _bce, "sampled_ce": _sampled_ce}
 
 
 @pytest.fixture
@@ -40,13 +61,17 @@ def batch():
     return b._replace(answer=torch.where(torch.arange(16) == 5, -1, b.answer))
 
 
-@pytest.mark.parametrize("name", ["hard_ce", "soft_ce", "kl", "bce"])
+@pytest.mark.parametrize("name", sorted(LOSSES))
 def test_loss_and_gradient_match_dense_reference(name, batch):
+    if name not in REFERENCES:
+        pytest.fail(f"loss '{name}' has no dense reference; add one to REFERENCES in {__file__}")
     logits = torch.randn(16, A, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     x1 = logits.clone().float().requires_grad_()
     x2 = logits.clone().requires_grad_()
+    torch.manual_seed(0)  # the same draws for a stochastic loss and its reference
     loss = LOSSES[name](x1, batch)
-    ref = reference(name, x2, batch)
+    torch.manual_seed(0)
+    ref = REFERENCES[name](x2, batch)
     loss.backward()
     ref.backward()
     assert loss.item() == pytest.approx(ref.item(), abs=1e-5, rel=1e-6)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from vqa.cli import main
 from vqa.config import dump_yaml, load_config
 from vqa.errors import UserError
-from vqa.paper import action, main, plan
+from vqa.report.paper import action, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "synthetic"
@@ -39,6 +40,7 @@ def test_plan_errors(tmp_path, capsys):
     with pytest.raises(UserError, match="train.seed.*set by the grid"):
         jobs(tmp_path, extra=("train.seed=3",))
     args = [
+        "paper",
         "--config-dir",
         str(CONFIGS),
         "--models",
@@ -101,7 +103,7 @@ def test_mismatched_run_folders_are_refused(tmp_path):
 @pytest.fixture(scope="module")
 def micro_data(tmp_path_factory):
     """Smaller than the `tiny` preset: 300 train / 100 val questions, 16-d features."""
-    from vqa.data.synthetic import generate
+    from vqa.synth.generate import generate
 
     root = tmp_path_factory.mktemp("micro")
     generate(root, seed=0, quiet=True, train_images=60, val_images=20, test_images=1, questions_per_image=5,

@@ -1,6 +1,5 @@
 """The real-data path on the tiny VQA v2 fixture: fixture format, vqa2 configs, download script, end to end."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,8 +11,8 @@ import h5py
 import pytest
 
 from vqa.config import load_config
-from vqa.data.synthetic import OFFICIAL_QUESTION_TYPES
 from vqa.data.vqa2 import load_split
+from vqa.synth.questions import OFFICIAL_QUESTION_TYPES
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "vqa2_tiny"
@@ -25,17 +24,10 @@ VQA_FILES = [
 ]
 
 
-def fixture_builder():
-    spec = importlib.util.spec_from_file_location("vqa2_tiny_build", FIXTURE / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def mirror(tmp_path_factory):
+def mirror(tmp_path_factory, fixture_builder):
     """The fixture served as the official servers serve VQA v2 and COCO (zips), over file://."""
-    return fixture_builder().build_mirror(tmp_path_factory.mktemp("mirror"))
+    return fixture_builder.build_mirror(tmp_path_factory.mktemp("mirror"))
 
 
 def download(mirror: Path, dest: Path, *args: str) -> subprocess.CompletedProcess:

@@ -12,8 +12,8 @@ import h5py
 import pytest
 from PIL import Image
 
-from vqa.data import synthetic as syn
-from vqa.data.render import COLORS, cell_centre, image_size, png_name
+from vqa.synth.generate import generate
+from vqa.synth.render import COLORS, cell_centre, image_size, png_name
 
 SMALL = dict(train_images=40, val_images=20, test_images=4, questions_per_image=4, grid_dim=16, box_dim=16)
 SUBTYPES = ("train2014", "val2014", "test2015")
@@ -27,7 +27,7 @@ def scenes(root: Path, subtype: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("render") / "synth"
-    syn.generate(root, seed=5, render=True, quiet=True, **SMALL)
+    generate(root, seed=5, render=True, quiet=True, **SMALL)
     return root
 
 
@@ -46,11 +46,11 @@ def test_every_image_has_one_png_of_the_scene_size(rendered):
 
 
 def test_same_seed_gives_byte_identical_pngs_and_render_off_writes_none(rendered, tmp_path):
-    syn.generate(tmp_path / "again", seed=5, render=True, quiet=True, **SMALL)
+    generate(tmp_path / "again", seed=5, render=True, quiet=True, **SMALL)
     for subtype in SUBTYPES:
         for p in (rendered / "images" / subtype).iterdir():
             assert (tmp_path / "again" / "images" / subtype / p.name).read_bytes() == p.read_bytes()
-    syn.generate(tmp_path / "plain", seed=5, quiet=True, **SMALL)
+    generate(tmp_path / "plain", seed=5, quiet=True, **SMALL)
     assert not (tmp_path / "plain" / "images").exists()
     for name in (
         "scenes_train2014.json",
@@ -75,8 +75,8 @@ def test_each_object_is_drawn_in_its_colour_at_its_cell_centre(rendered):
 
 def test_rendering_again_replaces_the_folder(rendered, tmp_path):
     root = tmp_path / "d"
-    syn.generate(root, seed=1, render=True, quiet=True, **SMALL)
-    syn.generate(root, seed=2, render=True, quiet=True, **SMALL)
+    generate(root, seed=1, render=True, quiet=True, **SMALL)
+    generate(root, seed=2, render=True, quiet=True, **SMALL)
     names = {p.name for p in (root / "images" / "train2014").iterdir()}
     assert names == {png_name("train2014", s["image_id"]) for s in scenes(root, "train2014")}
     assert sorted(p.name for p in (root / "images").iterdir()) == sorted(SUBTYPES)

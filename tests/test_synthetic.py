@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from collections import Counter, defaultdict
@@ -11,10 +10,16 @@ import h5py
 import numpy as np
 import pytest
 
-from vqa.data import synthetic as syn
+from vqa.cli import SYNTH_SIZES, build_parser
 from vqa.errors import UserError
+from vqa.synth import features
+from vqa.synth.annotators import most_common_answer, normalize
+from vqa.synth.generate import ID_RANGE, generate, synth_command
+from vqa.synth.presets import PRESETS
+from vqa.synth.questions import OFFICIAL_QUESTION_TYPES, question_type
+from vqa.synth.stats import format_stats
 
-TINY = syn.PRESETS["tiny"]
+TINY = PRESETS["tiny"]
 SPLITS = (
     ("train2014", "train2014", TINY["train_images"]),
     ("val2014", "val2014", TINY["val_images"]),
@@ -38,7 +43,7 @@ FEATURE_KEYS = [
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    stats = syn.generate(root, seed=0, quiet=True, **syn.PRESETS["tiny"])
+    stats = generate(root, seed=0, quiet=True, **PRESETS["tiny"])
     return root, stats
 
 
@@ -57,8 +62,8 @@ def digests(root):
 
 def test_same_seed_gives_identical_files_and_another_seed_differs(tiny, tmp_path):
     root, _ = tiny
-    syn.generate(tmp_path / "again", seed=0, quiet=True, **syn.PRESETS["tiny"])
-    syn.generate(tmp_path / "other", seed=1, quiet=True, **syn.PRESETS["tiny"])
+    generate(tmp_path / "again", seed=0, quiet=True, **PRESETS["tiny"])
+    generate(tmp_path / "other", seed=1, quiet=True, **PRESETS["tiny"])
     first = digests(root)
     assert len(first) == 12 and not [n for n in first if n.startswith(".")]  # no temp files left
     assert digests(tmp_path / "again") == first
@@ -74,7 +79,7 @@ def test_question_files_follow_the_official_format(tiny):
         assert list(raw) == ["info", "task_type", "data_type", "data_subtype", "questions", "license"]
         assert (raw["task_type"], raw["data_type"], raw["data_subtype"]) == ("Open-Ended", "mscoco", split)
         questions = raw["questions"]
-        assert len(questions) == syn.PRESETS["tiny"]["questions_per_image"] * n_images and len(
+        assert len(questions) == PRESETS["tiny"]["questions_per_image"] * n_images and len(
             {x["question_id"] for x in questions}
         ) == len(questions)
         assert len({x["image_id"] for x in questions}) == n_images
@@ -85,7 +90,7 @@ def test_question_files_follow_the_official_format(tiny):
                 x["question_id"] // 1000 == x["image_id"]
                 and x["question_id"] % 1000 < TINY["questions_per_image"]
             )
-            assert FIRST_ID[split] <= x["image_id"] < FIRST_ID[split] + syn.ID_RANGE
+            assert FIRST_ID[split] <= x["image_id"] < FIRST_ID[split] + ID_RANGE
             assert x["question"] == x["question"].lower() and x["question"].endswith("?")
     assert not (root / "v2_mscoco_test-dev2015_annotations.json").exists()  # test-dev: questions only
 
@@ -127,27 +132,25 @@ def test_annotation_files_follow_the_official_format(tiny):
 
 
 def test_question_type_is_the_longest_official_type_that_begins_the_question(tiny):
-    assert (
-        hashlib.sha256("\n".join(syn.OFFICIAL_QUESTION_TYPES).encode()).hexdigest() == OFFICIAL_TYPES_SHA256
-    )
-    assert syn.question_type("is there an orange cube?") == "is there"
-    assert syn.question_type("is there a red cube?") == "is there a"
-    assert syn.question_type("what size is the cube?") == "what"
-    assert syn.question_type("what is the color of the cube?") == "what is the color of the"
+    assert hashlib.sha256("\n".join(OFFICIAL_QUESTION_TYPES).encode()).hexdigest() == OFFICIAL_TYPES_SHA256
+    assert question_type("is there an orange cube?") == "is there"
+    assert question_type("is there a red cube?") == "is there a"
+    assert question_type("what size is the cube?") == "what"
+    assert question_type("what is the color of the cube?") == "what is the color of the"
     root, _ = tiny
     seen = Counter()
     for split, _, _ in SPLITS[:2]:
         questions, raw = load(root, split)
         for a in raw["annotations"]:
             words = questions[a["question_id"]]["question"][:-1].split()
-            matches = [t for t in syn.OFFICIAL_QUESTION_TYPES if words[: len(t.split())] == t.split()]
+            matches = [t for t in OFFICIAL_QUESTION_TYPES if words[: len(t.split())] == t.split()]
             assert a["question_type"] == max(matches, key=len)
             seen[a["question_type"]] += 1
     assert len(seen) >= 10
 
 
 def test_multiple_choice_answer_is_the_most_frequent_normalized_answer(tiny):
-    assert [syn.normalize(a) for a in ("Two", "a ball", "grey", "none", "i don't know")] == [
+    assert [normalize(a) for a in ("Two", "a ball", "grey", "none", "i don't know")] == [
         "2",
         "ball",
         "grey",
@@ -155,12 +158,12 @@ def test_multiple_choice_answer_is_the_most_frequent_normalized_answer(tiny):
         "i don't know",
     ]
     answers = [{"answer": a} for a in ["two"] * 3 + ["2"] * 2 + ["3"] * 4 + ["4"]]
-    assert syn.most_common_answer(answers) == "2"  # "two" and "2" are one answer
-    assert syn.most_common_answer([{"answer": a} for a in ["red"] * 5 + ["blue"] * 5]) == "blue"  # tie
+    assert most_common_answer(answers) == "2"  # "two" and "2" are one answer
+    assert most_common_answer([{"answer": a} for a in ["red"] * 5 + ["blue"] * 5]) == "blue"  # tie
     root, _ = tiny
     _, raw = load(root, "train2014")
     for a in raw["annotations"]:
-        counts = Counter(syn.normalize(x["answer"]) for x in a["answers"])
+        counts = Counter(normalize(x["answer"]) for x in a["answers"])
         assert counts[a["multiple_choice_answer"]] == max(counts.values())
 
 
@@ -256,7 +259,7 @@ def test_statistics_match_the_files_and_look_like_vqa_v2(tiny):
     questions, raw = load(root, "train2014")
     human, mca = [], []
     for a in raw["annotations"]:  # brute-force official metric, independent of the generator's closed form
-        norm = [syn.normalize(x["answer"]) for x in a["answers"]]
+        norm = [normalize(x["answer"]) for x in a["answers"]]
         for k, mine in enumerate(norm):
             others = norm[:k] + norm[k + 1 :]
             human.append(
@@ -288,7 +291,7 @@ def test_statistics_match_the_files_and_look_like_vqa_v2(tiny):
     prior = stats["prior_accuracy_val"]
     assert prior["overall"] < stats["splits"]["val2014"]["mca_accuracy"]["overall"] - 0.3
     assert prior["yes/no"] < 0.8 and prior["other"] < 0.5
-    table = syn.format_stats(stats)
+    table = format_stats(stats)
     assert "human acc" in table and f"{100 * h['overall']:.1f}" in table
 
 
@@ -303,32 +306,45 @@ def test_statistics_match_the_files_and_look_like_vqa_v2(tiny):
     ],
 )
 def test_bad_arguments_raise_a_user_error_before_writing(tmp_path, override, message):
-    kwargs = dict(syn.PRESETS["tiny"], seed=0) | override
+    kwargs = dict(PRESETS["tiny"], seed=0) | override
     with pytest.raises(UserError, match=message):
-        syn.generate(tmp_path / "out", quiet=True, **kwargs)
+        generate(tmp_path / "out", quiet=True, **kwargs)
     assert not (tmp_path / "out").exists()
 
 
 def test_out_that_is_a_file_is_a_user_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="not a folder"):
-        syn.generate(tmp_path / "file", quiet=True, **syn.PRESETS["tiny"])
+        generate(tmp_path / "file", quiet=True, **PRESETS["tiny"])
 
 
-def test_an_interrupted_write_leaves_nothing_behind(tmp_path):
-    def write(tmp):
-        tmp.write_text("half")
+def test_an_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A kill in the middle of the feature file leaves the JSON written so far, no half file, no temp file."""
+
+    def interrupt(*args):
         raise KeyboardInterrupt
 
+    monkeypatch.setattr(features, "_grid_block", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        syn._atomic(tmp_path / "file.json", write)
-    assert list(tmp_path.iterdir()) == []
+        generate(tmp_path, seed=0, quiet=True, **PRESETS["tiny"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "scenes_train2014.json",
+        "v2_OpenEnded_mscoco_train2014_questions.json",
+        "v2_mscoco_train2014_annotations.json",
+    ]
+
+
+def test_cli_parser_agrees_with_the_presets(capsys):
+    """vqa/cli.py repeats the preset names and sizes so that `vqa --help` needs no numpy: keep them in step."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["synth", "--help"])
+    assert "--preset {" + ",".join(PRESETS) + "}" in capsys.readouterr().out
+    assert all(tuple(sizes) == SYNTH_SIZES for sizes in PRESETS.values())
 
 
 def test_cli_options_override_the_preset(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    syn.add_synth_args(parser)
-    defaults = parser.parse_args(["--out", "x"])
+    parser = build_parser()
+    defaults = parser.parse_args(["synth", "--out", "x"])
     assert (defaults.preset, defaults.seed, defaults.train_images, defaults.quiet) == (
         "small",
         0,
@@ -337,6 +353,7 @@ def test_cli_options_override_the_preset(tmp_path, capsys):
     )
     args = parser.parse_args(
         [
+            "synth",
             "--out",
             str(tmp_path / "d"),
             "--preset",
@@ -359,7 +376,7 @@ def test_cli_options_override_the_preset(tmp_path, capsys):
             "5",
         ]
     )
-    assert syn.synth_command(args) == 0
+    assert synth_command(args) == 0
     assert "human acc" in capsys.readouterr().out
     stats = json.loads((tmp_path / "d" / "stats.json").read_text())
     assert stats["seed"] == 3 and stats["options"] == dict(
@@ -376,6 +393,6 @@ def test_cli_options_override_the_preset(tmp_path, capsys):
     with h5py.File(tmp_path / "d" / "features_test2015.h5", "r") as f:
         assert f["ids"].shape == (0,) and f["grid"].shape == (0, 8, 4, 4)
     args = parser.parse_args(
-        ["--out", str(tmp_path / "q"), "--preset", "tiny", "--train-images", "4", "--quiet"]
+        ["synth", "--out", str(tmp_path / "q"), "--preset", "tiny", "--train-images", "4", "--quiet"]
     )
-    assert syn.synth_command(args) == 0 and capsys.readouterr().out == ""
+    assert synth_command(args) == 0 and capsys.readouterr().out == ""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import os
 import random
 import textwrap
 from collections import Counter
@@ -23,12 +22,14 @@ import h5py
 import numpy as np
 import torch
 
+from vqa import io
+from vqa.data.build import features_path
 from vqa.data.dataset import VQADataset, collate
 from vqa.data.vqa2 import IMAGE_SUBTYPE, Record
+from vqa.device import resolve_device
 from vqa.errors import UserError
 from vqa.metrics import batch_accuracy
 from vqa.predict import LoadedRun, load_run, split_dataset
-from vqa.train import features_path, resolve_device
 
 
 def has_attention(model: torch.nn.Module) -> bool:
@@ -179,25 +180,11 @@ def draw(path: Path, record: Record, top, score, att: np.ndarray, geometry: Geom
         ax.set_title(f"glimpse {g + 1} (max {att[:, g].max():.2f})", fontsize=9)
     fig.suptitle(f"question {record.question_id}, image {record.image_id}", fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
+        with io.atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(fig)
-
-
-def add_attention_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, help="run folder of an attention model (pool, mcb, updn)")
-    p.add_argument("--n", type=int, default=8, help="how many questions to draw (default: 8)")
-    p.add_argument("--out", required=True, type=Path, help="folder for the PNG files")
-    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
-    p.add_argument("--split", default="val2014", help="split to take the questions from (default: val2014)")
-    p.add_argument(
-        "--seed", type=int, default=None, help="draw a seeded random sample instead of the first n"
-    )
-    p.add_argument("--data-root", default=None, help="dataset folder, if not the run's data.root")
 
 
 def attention_command(args: argparse.Namespace) -> int:

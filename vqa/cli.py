@@ -1,140 +1,193 @@
-"""`vqa` command line: one sub-command per task.
+"""`vqa` command line: every task is `vqa <verb>`.
 
-User errors (vqa.errors.UserError) end as one line on stderr and exit code 2.
+The parser is built from this file alone: no torch, numpy or h5py is imported until a verb runs, so
+`vqa --help` and `vqa eval --help` print at once. Each verb names the module and function that run
+it (VERBS); that module is imported only then. User errors (vqa.errors.UserError) end here, once for
+every verb, as one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 from vqa.errors import UserError
 
+# verb -> (module, function(args) -> exit code, one-line help)
+VERBS: dict[str, tuple[str, str, str]] = {
+    "train": ("vqa.training.fit", "train_command", "train a model from a YAML config"),
+    "synth": ("vqa.synth.generate", "synth_command",
+              "write a synthetic VQA v2 dataset (official JSON + HDF5 features)"),
+    "eval": ("vqa.evaluate", "eval_command", "score a results file exactly as the VQA evaluation server"),
+    "predict": ("vqa.predict", "predict_command",
+                "answer every question of a split with a trained run; write a results file"),
+    "attention": ("vqa.attention", "attention_command",
+                  "draw where an attention model looked, one PNG per validation question"),
+    "extract": ("vqa.features.extract", "extract_command",
+                "image folder -> HDF5 grid features (ResNet-152, resumable)"),
+    "convert": ("vqa.features.convert", "convert_command",
+                "precomputed features (bottom-up attention TSV) -> HDF5"),
+    "compare": ("vqa.report.compare", "compare_command",
+                "run folders -> the paper's table (mean, std, paired CI), convergence, figures"),
+    "paper": ("vqa.report.paper", "paper_command",
+              "train the models x losses x seeds grid, then compare it (make paper)"),
+    "bench": ("vqa.bench.main", "bench_command", "speed and memory benchmarks (make bench)"),
+}  # fmt: skip
 
-def _train(args) -> int:
-    from vqa.config import load_config
-    from vqa.train import fit
-
-    if args.resume:
-        if args.config:
-            raise UserError(
-                "pass either --config (a new run) or --resume RUN_DIR (its config.yaml is used), not both"
-            )
-        cfg = load_config(Path(args.resume) / "config.yaml", args.overrides)
-        if cfg.run_dir.resolve() != Path(args.resume).resolve():
-            cfg.out_dir, cfg.name = str(Path(args.resume).parent), Path(args.resume).name
-    else:
-        cfg = load_config(args.config, args.overrides)
-    fit(cfg, resume=bool(args.resume))
-    return 0
-
-
-def _synth(args) -> int:
-    from vqa.data.synthetic import synth_command
-
-    return synth_command(args)
-
-
-def _eval(args) -> int:
-    from vqa.evaluate import eval_command
-
-    return eval_command(args)
+PRECISIONS = ("fp32", "bf16", "fp16")
+# `vqa synth` options that override the preset's sizes (vqa.synth.presets.PRESETS has the values)
+SYNTH_SIZES = ("train_images", "val_images", "test_images", "questions_per_image", "grid_size",
+               "grid_dim", "box_dim")  # fmt: skip
 
 
-def _predict(args) -> int:
-    from vqa.predict import predict_command
-
-    return predict_command(args)
-
-
-def _attention(args) -> int:
-    from vqa.attention import attention_command
-
-    return attention_command(args)
-
-
-def _extract(args) -> int:
-    from vqa.features_extract import extract_command
-
-    return extract_command(args)
-
-
-def _convert(args) -> int:
-    from vqa.convert import convert_command
-
-    return convert_command(args)
-
-
-def _compare(args) -> int:
-    from vqa.compare import compare_command
-
-    return compare_command(args)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from vqa.attention import add_attention_args
-    from vqa.compare import add_compare_args
-    from vqa.convert import add_convert_args
-    from vqa.data.synthetic import add_synth_args
-    from vqa.evaluate import add_eval_args
-    from vqa.features_extract import add_extract_args
-    from vqa.predict import add_predict_args
-
-    parser = argparse.ArgumentParser(
-        prog="vqa", description="VQA training framework: losses, models, official scoring."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("train", help="train a model from a YAML config")
+def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML experiment file (configs/...)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoints/last.pt")
     p.add_argument(
         "overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=3e-4 model.name=pool"
     )
-    p.set_defaults(func=_train)
 
-    p = sub.add_parser("synth", help="write a synthetic VQA v2 dataset (official JSON + HDF5 features)")
-    add_synth_args(p)
-    p.set_defaults(func=_synth)
 
-    p = sub.add_parser("eval", help="score a results file exactly as the VQA evaluation server")
-    add_eval_args(p)
-    p.set_defaults(func=_eval)
+def _synth_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, type=Path, help="folder to write the dataset into")
+    p.add_argument("--preset", choices=("tiny", "small", "paper", "vqa2"), default="small",
+                   help="sizes (default: small)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
+    for key in SYNTH_SIZES:
+        p.add_argument("--" + key.replace("_", "-"), type=int, default=None,
+                       help=f"override the preset's {key.replace('_', ' ')}")  # fmt: skip
+    p.add_argument("--render", action="store_true",
+                   help="also draw every image as OUT/images/<subtype>/COCO_<subtype>_<id>.png (for vqa extract)")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="print nothing")
 
-    p = sub.add_parser(
-        "predict", help="answer every question of a split with a trained run; write a results file"
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--results", required=True, help='results JSON: [{"question_id": int, "answer": str}, ...]'
     )
-    add_predict_args(p)
-    p.set_defaults(func=_predict)
-
-    p = sub.add_parser(
-        "attention", help="draw where an attention model looked, one PNG per validation question"
+    p.add_argument("--annotations", required=True, help="official VQA v2 annotation JSON")
+    p.add_argument("--questions", required=True, help="official VQA v2 question JSON of the same split")
+    p.add_argument(
+        "--legacy", action="store_true", help="pre-2021 rules (OpenVQA, papers scored before 2021)"
     )
-    add_attention_args(p)
-    p.set_defaults(func=_attention)
+    p.add_argument("--out", default=None, help="write the JSON report here")
 
-    p = sub.add_parser("extract", help="image folder -> HDF5 grid features (ResNet-152, resumable)")
-    add_extract_args(p)
-    p.set_defaults(func=_extract)
 
-    p = sub.add_parser("convert", help="precomputed features (bottom-up attention TSV) -> HDF5")
-    add_convert_args(p)
-    p.set_defaults(func=_convert)
-
-    p = sub.add_parser(
-        "compare", help="run folders -> the paper's table (mean, std, paired CI), convergence, figures"
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="run folder written by `vqa train` (runs/<name>)")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--split", required=True, help="e.g. val2014, test-dev2015, test2015")
+    p.add_argument("--out", required=True, help="results JSON for the evaluation server")
+    p.add_argument("--data-root", default=None, help="dataset folder, if not the run's data.root")
+    p.add_argument(
+        "--report", default=None, help="with annotations: also write the `vqa eval` JSON report here"
     )
-    add_compare_args(p)
-    p.set_defaults(func=_compare)
+
+
+def _attention_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="run folder of an attention model (pool, mcb, updn)")
+    p.add_argument("--n", type=int, default=8, help="how many questions to draw (default: 8)")
+    p.add_argument("--out", required=True, type=Path, help="folder for the PNG files")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--split", default="val2014", help="split to take the questions from (default: val2014)")
+    p.add_argument(
+        "--seed", type=int, default=None, help="draw a seeded random sample instead of the first n"
+    )
+    p.add_argument("--data-root", default=None, help="dataset folder, if not the run's data.root")
+
+
+def _extract_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--images", required=True, type=Path, help="folder of COCO images, e.g. data/coco/train2014"
+    )
+    p.add_argument("--out", required=True, type=Path,
+                   help="HDF5 file to write, e.g. data/vqa2/features_train2014.h5")  # fmt: skip
+    p.add_argument("--arch", default="resnet152",
+                   help="torchvision ResNet: resnet18, resnet34, resnet50, resnet101, resnet152 (default)")  # fmt: skip
+    p.add_argument(
+        "--size", type=int, default=448, help="input side in pixels; the grid is size/32 (default: 448)"
+    )
+    p.add_argument("--weights", default="imagenet",
+                   help="imagenet (torchvision download), none (random: tests) or FILE.pth")  # fmt: skip
+    p.add_argument("--pooled", action="store_true", help="store the global average pool (a 1x1 grid) for AVG")
+    p.add_argument("--central-fraction", type=float, default=0.875,
+                   help="resize to size/fraction, centre crop (default: 0.875)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: min(8, cores))")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--overwrite", action="store_true", help="start over, ignoring OUT and OUT.partial")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights of --weights none")
+
+
+def _convert_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="source", required=True, choices=("bottomup-tsv",),
+                   help="input format: bottomup-tsv (Anderson et al. 2018; 36 or 10-100 boxes). The public grid "
+                   "HDF5 (`features` + `ids`) needs no conversion: point data.features_file at it")  # fmt: skip
+    p.add_argument("inputs", nargs="+", type=Path, help="input files, e.g. trainval_36/*.tsv")
+    p.add_argument("--out", required=True, type=Path, help="HDF5 to write, e.g. data/vqa2/boxes_train2014.h5")
+    p.add_argument("--questions", nargs="+", type=Path, default=[],
+                   help="official questions JSON: keep only the images it asks about (split a trainval TSV)")  # fmt: skip
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="region features")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders written by `vqa train`")
+    p.add_argument("--out", required=True, help="folder for table.md/.csv, report.md, summary.json, figures")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="include runs that have not finished their epochs")  # fmt: skip
+    p.add_argument("--budgets", default="1,2,5,10,20,50,100",
+                   help="epochs at which to report accuracy (those that exist, plus the last); default %(default)s")  # fmt: skip
+
+
+def _paper_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config-dir", required=True, help="folder of <model>_<hard|soft>.yaml configs")
+    p.add_argument("--models", required=True, help="space-separated, e.g. 'avg pool mcb'")
+    p.add_argument("--losses", default="hard_ce soft_ce", help="space-separated names of vqa.losses.LOSSES")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 per (model, loss)")
+    p.add_argument("--epochs", type=int, default=None, help="override train.epochs of every run")
+    p.add_argument("--runs-dir", required=True, help="where the run folders go")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="runs trained at once (each with cores / jobs threads)"
+    )
+    p.add_argument("--out", required=True, help="where `vqa compare` writes the report")
+    p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run (after --)")
+
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="bench", help="folder for results.json and results.md")
+    p.add_argument("--only", default="",
+                   help="comma-separated subset of: losses, eval, pipeline, memory, models, mcb (default: all)")  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="fewer repeats and smaller sizes (smoke run)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="autocast precision of the models and pipeline benchmarks")  # fmt: skip
+
+
+ARGUMENTS = {
+    "train": _train_args, "synth": _synth_args, "eval": _eval_args, "predict": _predict_args,
+    "attention": _attention_args, "extract": _extract_args, "convert": _convert_args,
+    "compare": _compare_args, "paper": _paper_args, "bench": _bench_args,
+}  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vqa", description="VQA training framework: losses, models, official scoring."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for verb, (_, _, help_text) in VERBS.items():
+        p = sub.add_parser(verb, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        ARGUMENTS[verb](p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    module, function, _ = VERBS[args.command]
     try:
-        return args.func(args)
+        return getattr(importlib.import_module(module), function)(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -10,33 +10,13 @@ on adversarial strings the two differ by many points, so a number without its ru
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
-import time
-from pathlib import Path
-
-import numpy as np
 
 from vqa.errors import UserError
-from vqa.metrics import official_scores, official_scores_reference, summarize
+from vqa.io import read_json, write_json_atomic
+from vqa.metrics import official_scores, summarize
 
 RESULT_HINT = 'write exactly one {"question_id": int, "answer": str} per question of the annotations'
 SHOW = 5  # offenders shown per problem
-
-
-def _read_json(path, what: str):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{what} file {path} not found; check the path") from None
-    except json.JSONDecodeError as e:
-        raise UserError(
-            f"{what} file {path} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); fix or regenerate it"
-        ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read {what} file {path} ({e}); check the path") from None
 
 
 def _show(items: list) -> str:
@@ -60,7 +40,7 @@ def load_results(path, question_ids: set[int]) -> dict[int, str]:
     answer; else duplicate, missing or extra ids) raises one UserError line that names the file, counts the
     offenders of each kind and shows the first few.
     """
-    data = _read_json(path, "results")
+    data = read_json(path, "results")
     if not isinstance(data, list):
         raise UserError(
             f"results file {path}: the top level is not a JSON list ({type(data).__name__}); {RESULT_HINT}"
@@ -109,12 +89,9 @@ def load_results(path, question_ids: set[int]) -> dict[int, str]:
 
 
 def _records(path, what: str, key: str, required: tuple[str, ...]) -> list[dict]:
-    data = _read_json(path, what)
-    if not isinstance(data, dict) or not isinstance(data.get(key), list):
-        raise UserError(
-            f"{what} file {path} has no list under key '{key}'; use an official VQA v2 {what} file"
-        )
-    records = data[key]
+    """The `key` list of an official file, each entry an object with the `required` keys and a unique
+    integer question_id."""
+    records = read_json(path, what, key=key)
     seen: set[int] = set()
     for i, r in enumerate(records):
         if not isinstance(r, dict):
@@ -194,39 +171,6 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def add_eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--results", required=True, help='results JSON: [{"question_id": int, "answer": str}, ...]'
-    )
-    p.add_argument("--annotations", required=True, help="official VQA v2 annotation JSON")
-    p.add_argument("--questions", required=True, help="official VQA v2 question JSON of the same split")
-    p.add_argument(
-        "--legacy", action="store_true", help="pre-2021 rules (OpenVQA, papers scored before 2021)"
-    )
-    p.add_argument("--out", default=None, help="write the JSON report here")
-
-
-def _write_json_atomic(path, obj) -> None:
-    """Temp file in the target folder, then os.replace: a reader never sees a half-written report."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise UserError(f"cannot write report {path} ({e}); choose another --out") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise UserError(f"cannot write report {path} ({e}); choose another --out") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def eval_command(args: argparse.Namespace) -> int:
     """`vqa eval`: check the three files, score, print the report, write --out; 0 on success."""
     annotations = load_annotations(args.annotations)
@@ -244,108 +188,11 @@ def eval_command(args: argparse.Namespace) -> int:
     report = evaluate(results, annotations, legacy=args.legacy)
     print(format_report(report))
     if args.out:
-        _write_json_atomic(args.out, report)
+        try:  # temp file + rename: a reader never sees a half-written report
+            write_json_atomic(args.out, report, indent=1)
+        except OSError as e:
+            raise UserError(
+                f"cannot write report {args.out} ({e.strerror or e}); choose another --out"
+            ) from None
         print(f"report written to {args.out}")
     return 0
-
-
-# --- Benchmark: val2014-sized scoring, fast path vs the literal per-question loop (called by vqa.bench).
-
-_VARIANTS = (  # surface forms of a canonical answer, as human annotators and models produce them
-    lambda s: s,
-    lambda s: s.capitalize(),
-    lambda s: s + ".",
-    lambda s: "the " + s,
-    lambda s: " " + s + "\n",
-    lambda s: s.upper(),
-)
-_NUMBERS = [str(i) for i in range(21)] + ["none", "zero", "two", "three", "1,000", "2.5", "10:30", "100"]
-_EXTRA = ["t-shirt", "black and white", "don't know", "dont know", "red/white", "mcdonald's", "tennis racket"]
-
-
-def _pools(rng: np.random.Generator) -> list[list[str]]:
-    syllables = "ba ke lo mi ru sa to ne di po ga fu re an is or".split()
-    words = sorted({"".join(rng.choice(syllables, size=rng.integers(2, 4))) for _ in range(1500)})
-    other = set(_EXTRA)
-    while len(other) < 4000:
-        a, b = (str(w) for w in rng.choice(words, size=2))
-        other.add([a, f"{a} {b}", f"{a}-{b}", f"{a}, {b}"][rng.integers(0, 4)])
-    return [["yes", "no"], _NUMBERS, sorted(other)]
-
-
-def _synthetic_eval_set(n: int, seed: int) -> tuple[list[dict], dict[int, str]]:
-    """Val2014-like annotations (10 answers each, realistic disagreement, strings needing normalization)
-    and predictions, built with numpy in a few seconds."""
-    rng = np.random.default_rng(seed)
-    pools = _pools(rng)
-    types = ["yes/no", "number", "other"]
-    agree = np.array([0.9, 0.6, 0.55])  # chance an annotator gives the canonical answer
-    correct = np.array([0.8, 0.45, 0.5])  # chance the prediction does
-    offsets = np.cumsum([0] + [len(p) for p in pools])
-    surface = np.array([[v(s) for v in _VARIANTS] for p in pools for s in p], dtype=object)  # [S, V]
-
-    def draw(t: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:  # Zipf-like base answers of each type
-        out = np.empty(shape, dtype=np.int64)
-        for ti, pool in enumerate(pools):
-            m = t == ti
-            w = 1.0 / np.arange(1, len(pool) + 1) ** 1.1
-            out[m] = offsets[ti] + rng.choice(len(pool), size=(int(m.sum()), *shape[1:]), p=w / w.sum())
-        return out
-
-    t = rng.choice(3, size=n, p=[0.38, 0.12, 0.50])
-    truth = draw(t, (n,))
-    base = np.where(rng.random((n, 10)) < agree[t, None], truth[:, None], draw(t, (n, 10)))  # [n, 10]
-    answers = surface[base, rng.choice(len(_VARIANTS), size=(n, 10), p=[0.8, 0.05, 0.04, 0.04, 0.03, 0.04])]
-    pred_base = np.where(rng.random(n) < correct[t], truth, draw(t, (n,)))
-    preds = surface[pred_base, rng.choice(len(_VARIANTS), size=n, p=[0.9, 0.02, 0.02, 0.02, 0.02, 0.02])]
-    qids = (np.arange(n) // 5 * 1000 + np.arange(n) % 5).tolist()  # image_id * 1000 + k
-    qtypes = ["is the", "how many", "what color is the", "what is"]
-    annotations = [
-        {
-            "question_id": qid,
-            "question_type": qtypes[ti],
-            "answer_type": types[ti],
-            "multiple_choice_answer": row[0],
-            "answers": [
-                {"answer_id": j + 1, "answer": s, "answer_confidence": "yes"} for j, s in enumerate(row)
-            ],
-        }
-        for qid, ti, row in zip(qids, t.tolist(), answers.tolist())
-    ]
-    return annotations, dict(zip(qids, preds.tolist()))
-
-
-def bench_eval(n_questions: int = 214354, seed: int = 0, reference_questions: int = 10000) -> dict:
-    """Time `official_scores` on a val2014-sized synthetic set against the literal per-question loop.
-
-    The reference loop runs on the first `reference_questions` questions and its time is scaled linearly
-    to the whole set ("reference_scaled"); "agree" says whether both gave identical (==) scores there.
-    """
-    annotations, preds = _synthetic_eval_set(n_questions, seed)
-    gts = {a["question_id"]: a["answers"] for a in annotations}
-    t0 = time.perf_counter()
-    fast = official_scores(gts, preds)
-    fast_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    report = evaluate(preds, annotations)
-    evaluate_s = time.perf_counter() - t0
-    m = min(reference_questions, n_questions)
-    subset = dict(list(gts.items())[:m])
-    t0 = time.perf_counter()
-    ref = official_scores_reference(subset, preds)
-    ref_measured = time.perf_counter() - t0
-    ref_s = ref_measured * n_questions / m
-    return {
-        "questions": n_questions,
-        "answers": sum(len(a) for a in gts.values()),
-        "rules": "current",
-        "fast_s": round(fast_s, 3),
-        "evaluate_s": round(evaluate_s, 3),
-        "reference_s": round(ref_s, 3),
-        "reference_questions": m,
-        "reference_measured_s": round(ref_measured, 3),
-        "reference_scaled": m < n_questions,
-        "speedup": round(ref_s / fast_s, 1),
-        "agree": all(fast[q] == s for q, s in ref.items()),
-        "overall": report["overall"],
-    }

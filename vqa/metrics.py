@@ -189,3 +189,20 @@ def summarize(
     if question_types is not None:
         out["perQuestionType"] = {t: _percent(v) for t, v in per_question.items()}
     return out
+
+
+def expected_calibration_error(confidence: list[float], accuracy: list[float], bins: int = 15) -> float:
+    """ECE (Guo et al. 2017) with the official per-question VQA accuracy as correctness:
+    sum over equal-width confidence bins of |mean accuracy - mean confidence| weighted by bin size."""
+    import numpy as np
+
+    conf, acc = np.asarray(confidence, np.float64), np.asarray(accuracy, np.float64)
+    if conf.size == 0:
+        return float("nan")
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            total += in_bin.mean() * abs(acc[in_bin].mean() - conf[in_bin].mean())
+    return float(total)

@@ -14,14 +14,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vqa import io
 from vqa.config import Config, config_from_dict
 from vqa.data.answers import AnswerVocab
+from vqa.data.build import build_split
 from vqa.data.dataset import VQADataset, build_loader
 from vqa.data.text import QuestionVocab
-from vqa.errors import UserError
+from vqa.device import resolve_device
 from vqa.evaluate import evaluate, format_report
 from vqa.models import build_model
-from vqa.train import load_records, open_features, resolve_device, write_text_atomic
 
 
 @dataclass
@@ -37,16 +38,7 @@ class LoadedRun:
 def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device | str = "cpu") -> LoadedRun:
     """Model, vocabularies and resolved config of a run folder, from checkpoints/<checkpoint>.pt."""
     path = Path(run_dir) / "checkpoints" / f"{checkpoint}.pt"
-    if not path.is_file():
-        raise UserError(
-            f"{path}: checkpoint not found; pass a run folder written by `vqa train` (runs/<name>)"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)  # a checkpoint cannot run code
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise UserError(
-            f"{path}: unreadable checkpoint ({type(e).__name__}); use last.pt or retrain"
-        ) from None
+    state = io.read_checkpoint(path)
     cfg = config_from_dict(state["config"], source=str(path))
     qvocab = QuestionVocab.from_dict(state["question_vocab"])
     avocab = AnswerVocab.from_dict(state["answer_vocab"])
@@ -60,12 +52,7 @@ def split_dataset(run: LoadedRun, split: str, data_root: str | None = None) -> V
     """Every question of `split`, encoded with the run's vocabularies (`data_root` overrides the run's)."""
     if data_root:
         run.cfg.data.root = data_root
-    records = load_records(run.cfg, split)
-    features = open_features(run.cfg, split, expected_dim=run.image_dim)
-    return VQADataset(
-        records, features, run.qvocab, run.avocab, run.cfg.data.max_question_len, split=split,
-        oov=run.cfg.data.soft_targets_oov,
-    )  # fmt: skip
+    return build_split(run.cfg, split, run.qvocab, run.avocab, run.image_dim)
 
 
 @torch.no_grad()
@@ -83,17 +70,6 @@ def predict(
     return out
 
 
-def add_predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, help="run folder written by `vqa train` (runs/<name>)")
-    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
-    p.add_argument("--split", required=True, help="e.g. val2014, test-dev2015, test2015")
-    p.add_argument("--out", required=True, help="results JSON for the evaluation server")
-    p.add_argument("--data-root", default=None, help="dataset folder, if not the run's data.root")
-    p.add_argument(
-        "--report", default=None, help="with annotations: also write the `vqa eval` JSON report here"
-    )
-
-
 def predict_command(args: argparse.Namespace) -> int:
     device = resolve_device("auto")
     run = load_run(args.run, args.checkpoint, device)
@@ -102,12 +78,11 @@ def predict_command(args: argparse.Namespace) -> int:
     answers = predict(run, dataset, device)
     results = [{"question_id": qid, "answer": a} for qid, a in sorted(answers.items())]
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out, json.dumps(results))
+    io.write_text_atomic(out, json.dumps(results))
     print(f"predict: {len(results):,} answers for {args.split} from {args.run} (epoch {run.epoch}) -> {out}")
     if records[0].annotation is not None:
         report = evaluate(answers, [r.annotation for r in records])
         print(format_report(report))
         if args.report:
-            write_text_atomic(Path(args.report), json.dumps(report, indent=1))
+            io.write_text_atomic(args.report, json.dumps(report, indent=1))
     return 0

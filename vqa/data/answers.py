@@ -24,6 +24,15 @@ from dataclasses import dataclass
 
 from vqa.errors import UserError
 
+# The official answer types of VQA v1 / v2 (annotation key `answer_type`), in the evaluator's order.
+ANSWER_TYPES: tuple[str, ...] = ("yes/no", "number", "other")
+
+
+def answer_type_key(answer_type: str) -> str:
+    """'yes/no' -> 'yes_no': the suffix of the `val/accuracy_*` scalars and metrics.jsonl keys."""
+    return answer_type.replace("/", "_").replace(" ", "_")
+
+
 # --- The official evaluator's tables (verbatim; tests check them against docs/vqa-normalization-tables.json).
 # fmt: off
 CONTRACTIONS: dict[str, str] = {

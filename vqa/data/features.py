@@ -25,7 +25,17 @@ import torch
 
 from vqa.errors import UserError
 
-GRID_KEYS = ("grid", "features")
+# The layout (data/README.md): names the readers below look up and vqa/features/writer.py writes.
+FORMAT, VERSION = "vqa-features", 1  # file attributes `format` and `version`
+IDS = "ids"  # int64 (N,): the image id of each row
+GRID = "grid"  # float16 (N, D, S, S), channel first
+PUBLIC_GRID = "features"  # the same, as pytorch-vqa's preprocess-images.py names it
+GRID_KEYS = (GRID, PUBLIC_GRID)
+IMAGE_FEATURES = "image_features"  # (R, D) flat boxes of all images, or (N, K, D) fixed boxes
+IMAGE_BB = "image_bb"  # float32 (R, 4): x1, y1, x2, y2 in pixels
+SPATIAL_FEATURES = "spatial_features"  # float32 (R, 6): x1/W, y1/H, x2/W, y2/H, w/W, h/H
+POS_BOXES = "pos_boxes"  # int64 (N, 2): [start, end) rows of image n in the flat box arrays
+IMAGE_W, IMAGE_H = "image_w", "image_h"  # int32 (N,): image size in pixels
 
 
 class FeatureStore:
@@ -39,9 +49,9 @@ class FeatureStore:
         except OSError as e:
             raise UserError(f"{self.path}: not a readable HDF5 file ({e}); regenerate it") from None
         with f:
-            if "ids" not in f:
+            if IDS not in f:
                 raise UserError(f"{self.path}: no 'ids' dataset; expected the layout in data/README.md")
-            ids = f["ids"][()].astype(np.int64)
+            ids = f[IDS][()].astype(np.int64)
             self.index = {int(i): row for row, i in enumerate(ids)}
             if len(self.index) != len(ids):
                 raise UserError(f"{self.path}: 'ids' holds duplicate image ids; the file is corrupt")
@@ -55,13 +65,13 @@ class FeatureStore:
                 self.dim, self.max_regions = shape[1], shape[2] * shape[3]
                 self.pos_boxes = None
             elif kind == "boxes":
-                if "image_features" not in f:
+                if IMAGE_FEATURES not in f:
                     raise UserError(f"{self.path}: no 'image_features' (region boxes); set data.features: grid")
-                self.key = "image_features"
+                self.key = IMAGE_FEATURES
                 shape = f[self.key].shape
                 self.dim = shape[-1]
-                if "pos_boxes" in f:  # adaptive: flat rows, [start, end) per image
-                    self.pos_boxes = f["pos_boxes"][()].astype(np.int64)
+                if POS_BOXES in f:  # adaptive: flat rows, [start, end) per image
+                    self.pos_boxes = f[POS_BOXES][()].astype(np.int64)
                     if self.pos_boxes.shape != (len(ids), 2) or len(shape) != 2:
                         raise UserError(f"{self.path}: 'pos_boxes' {self.pos_boxes.shape} does not match 'ids'/'image_features'")
                     self.max_regions = int((self.pos_boxes[:, 1] - self.pos_boxes[:, 0]).max(initial=0))

@@ -8,10 +8,10 @@ Test splits (test-dev2015, test2015) have questions only.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vqa import io
 from vqa.errors import UserError
 
 # Split -> the image subtype its images (and so its features) belong to: test-dev
@@ -33,17 +33,8 @@ class Record:
 
 def read_json(path: Path, key: str) -> list[dict]:
     """The list under `key` of an official JSON file, or a one-line UserError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found; run `make data` for synthetic data or see data/README.md")
-    try:
-        with open(path) as f:
-            obj = json.load(f)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}; re-download or regenerate it") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get(key), list):
-        raise UserError(f"{path}: expected an object with a list under '{key}' (official VQA v2 format)")
-    return obj[key]
+    what = key if key in ("questions", "annotations") else "JSON"
+    return io.read_json(path, what, key, hint="run `make data` for synthetic data or see data/README.md")
 
 
 def _field(item: dict, key: str, tp: type, path: Path, index: int):

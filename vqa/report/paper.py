@@ -1,13 +1,13 @@
-"""`make paper`: train the models x losses x seeds grid, then `vqa compare` it.
+"""`vqa paper` (`make paper`): train the models x losses x seeds grid, then `vqa compare` it.
 
 The grid reproduces the paper's Table 1 and Figures 1-2 (Ilievski & Feng 2017) with several seeds.
-Run `<model>_<loss>_s<seed>` lives in RUNS_DIR and is trained from `<config dir>/<model>_hard.yaml`
+Run `<model>_<loss>_s<seed>` lives in --runs-dir and is trained from `<config dir>/<model>_hard.yaml`
 (hard_ce) or `<model>_soft.yaml` (soft_ce; any other loss: the soft config with `train.loss`
 overridden). A complete run is skipped, an interrupted one (checkpoints/last.pt, fewer epochs) is
 resumed, a missing one is started. Each run is its own `vqa train` process: a failure names its run,
 and the runs already complete stay complete for the next invocation.
 
-    python -m vqa.paper --config-dir configs/synthetic --models "avg pool mcb" --losses "hard_ce soft_ce" \\
+    vqa paper --config-dir configs/synthetic --models "avg pool mcb" --losses "hard_ce soft_ce" \\
         --seeds 3 --runs-dir runs/paper_synthetic --out reports/synthetic [--epochs N] [-- key=value ...]
 """
 
@@ -24,9 +24,10 @@ from pathlib import Path
 
 import yaml
 
-from vqa.compare import compare_runs, is_complete, read_rows, stopped_early
 from vqa.config import Config, config_from_dict, load_config, parse_override, to_dict
 from vqa.errors import UserError
+from vqa.report.compare import compare_runs
+from vqa.report.runs import flatten, is_complete, read_rows, stopped_early
 
 CONFIG_SUFFIX = {"hard_ce": "hard", "soft_ce": "soft"}  # other losses: the soft config, train.loss overridden
 GRID_KEYS = ("name", "out_dir", "train.seed", "train.loss", "model.name")  # set by the grid, not by overrides
@@ -47,7 +48,7 @@ class Job:
 def plan(config_dir: Path, models: list[str], losses: list[str], seeds: int, runs_dir: Path,
          epochs: int | None, extra: list[str]) -> list[Job]:  # fmt: skip
     """Every run of the grid with its resolved config; checks all of them before anything runs."""
-    from vqa.losses import LOSSES
+    from vqa.losses import LOSSES  # torch: only once a grid is planned
 
     for text in extra:
         key = parse_override(text)[0]
@@ -81,16 +82,14 @@ def plan(config_dir: Path, models: list[str], losses: list[str], seeds: int, run
     return jobs
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
+def _rows(job: Job) -> list[dict]:
+    path = job.run_dir / "metrics.jsonl"
+    return read_rows(path) if path.is_file() else []
 
 
 def action(job: Job) -> tuple[str, int]:
     """('skip' | 'resume' | 'start', epochs done) for a job, from its run folder."""
-    rows = read_rows(job.run_dir / "metrics.jsonl") if (job.run_dir / "metrics.jsonl").is_file() else []
+    rows = _rows(job)
     saved_path = job.run_dir / "config.yaml"
     if not saved_path.is_file():
         return "start", 0
@@ -100,7 +99,7 @@ def action(job: Job) -> tuple[str, int]:
         raise UserError(
             f"{saved_path}: not valid YAML; delete {job.run_dir} to start the run again"
         ) from None
-    want, have = _flat(to_dict(job.cfg)), _flat(to_dict(saved))
+    want, have = flatten(to_dict(job.cfg)), flatten(to_dict(saved))
     diff = [k for k in want if k not in RESUMABLE_KEYS and want[k] != have.get(k)]
     if diff:
         k = diff[0]
@@ -145,8 +144,7 @@ def train(job: Job, what: str, jobs: int = 1) -> None:
     finally:
         if log is not None:
             log.close()
-    rows = read_rows(job.run_dir / "metrics.jsonl") if (job.run_dir / "metrics.jsonl").is_file() else []
-    if code != 0 or not is_complete(rows, job.cfg.train.epochs, job.cfg.train.early_stop_patience):
+    if code != 0 or not is_complete(_rows(job), job.cfg.train.epochs, job.cfg.train.early_stop_patience):
         raise UserError(
             f"{job.run_dir}: `{' '.join(cmd[2:])}` "
             + (f"failed (exit code {code})" if code else "stopped before its last epoch")
@@ -160,63 +158,48 @@ def _duration(seconds: float) -> str:
     return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s" if m else f"{seconds:.1f}s"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vqa.paper", description=__doc__.split("\n")[0])
-    p.add_argument("--config-dir", required=True, help="folder of <model>_<hard|soft>.yaml configs")
-    p.add_argument("--models", required=True, help="space-separated, e.g. 'avg pool mcb'")
-    p.add_argument("--losses", default="hard_ce soft_ce", help="space-separated names of vqa.losses.LOSSES")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 per (model, loss)")
-    p.add_argument("--epochs", type=int, default=None, help="override train.epochs of every run")
-    p.add_argument("--runs-dir", required=True, help="where the run folders go")
-    p.add_argument(
-        "--jobs", type=int, default=1, help="runs trained at once (each with cores / jobs threads)"
+def run_grid(args: argparse.Namespace) -> None:
+    """Plan, check every run folder, train what is missing (--jobs at once), then compare the grid."""
+    start = time.perf_counter()
+    jobs = plan(Path(args.config_dir), args.models.split(), args.losses.split(), args.seeds,
+                Path(args.runs_dir), args.epochs, args.overrides)  # fmt: skip
+    actions = [action(job) for job in jobs]  # every run folder checked before anything trains
+    counts = {what: sum(a == what for a, _ in actions) for what in ("start", "resume", "skip")}
+    print(f"paper: {len(jobs)} runs in {args.runs_dir}: {counts['skip']} complete, "
+          f"{counts['resume']} to resume, {counts['start']} to train", flush=True)  # fmt: skip
+
+    def run(i: int, job: Job, what: str, done: int) -> None:
+        epochs = job.cfg.train.epochs
+        say = {"skip": f"complete ({done}/{epochs} epochs), skipped",
+               "resume": f"resuming after epoch {done} of {epochs}",
+               "start": f"training {epochs} epochs"}[what]  # fmt: skip
+        print(f"paper: [{i}/{len(jobs)}] {job.run_dir}: {say}", flush=True)
+        if what != "skip":
+            train(job, what, args.jobs)
+            if args.jobs > 1:
+                print(f"paper: [{i}/{len(jobs)}] {job.run_dir}: done", flush=True)
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(run, i, job, what, done)
+                   for i, (job, (what, done)) in enumerate(zip(jobs, actions), 1)]  # fmt: skip
+        for f in futures:
+            f.result()  # the first failure, in grid order
+    names = ",".join(j.name for j in jobs)
+    runs = f"{args.runs_dir}/{{{names}}}" if len(jobs) > 1 else str(jobs[0].run_dir)
+    compare_runs([j.run_dir for j in jobs], args.out, command=f"vqa compare {runs} --out {args.out}")
+    took = _duration(time.perf_counter() - start)
+    print(
+        f"paper: done in {took} wall time: {len(jobs)} runs ({counts['start']} trained, "
+        f"{counts['resume']} resumed, {counts['skip']} skipped), report in {args.out}/",
+        flush=True,
     )
-    p.add_argument("--out", required=True, help="where `vqa compare` writes the report")
-    p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run (after --)")
-    args = p.parse_args(argv)
+
+
+def paper_command(args: argparse.Namespace) -> int:
+    """`vqa paper` (arguments parsed by vqa.cli, which also turns a UserError into one line)."""
     try:
-        start = time.perf_counter()
-        jobs = plan(Path(args.config_dir), args.models.split(), args.losses.split(), args.seeds,
-                    Path(args.runs_dir), args.epochs, args.overrides)  # fmt: skip
-        actions = [action(job) for job in jobs]  # every run folder checked before anything trains
-        counts = {what: sum(a == what for a, _ in actions) for what in ("start", "resume", "skip")}
-        print(f"paper: {len(jobs)} runs in {args.runs_dir}: {counts['skip']} complete, "
-              f"{counts['resume']} to resume, {counts['start']} to train", flush=True)  # fmt: skip
-
-        def run(i: int, job: Job, what: str, done: int) -> None:
-            epochs = job.cfg.train.epochs
-            say = {"skip": f"complete ({done}/{epochs} epochs), skipped",
-                   "resume": f"resuming after epoch {done} of {epochs}",
-                   "start": f"training {epochs} epochs"}[what]  # fmt: skip
-            print(f"paper: [{i}/{len(jobs)}] {job.run_dir}: {say}", flush=True)
-            if what != "skip":
-                train(job, what, args.jobs)
-                if args.jobs > 1:
-                    print(f"paper: [{i}/{len(jobs)}] {job.run_dir}: done", flush=True)
-
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(run, i, job, what, done)
-                       for i, (job, (what, done)) in enumerate(zip(jobs, actions), 1)]  # fmt: skip
-            for f in futures:
-                f.result()  # the first failure, in grid order
-        names = ",".join(j.name for j in jobs)
-        runs = f"{args.runs_dir}/{{{names}}}" if len(jobs) > 1 else str(jobs[0].run_dir)
-        command = f"vqa compare {runs} --out {args.out}"
-        compare_runs([j.run_dir for j in jobs], args.out, command=command)
-        took = _duration(time.perf_counter() - start)
-        print(
-            f"paper: done in {took} wall time: {len(jobs)} runs ({counts['start']} trained, "
-            f"{counts['resume']} resumed, {counts['skip']} skipped), report in {args.out}/",
-            flush=True,
-        )
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+        run_grid(args)
+    except KeyboardInterrupt:  # each run checkpointed on the signal: say how to go on
         print("interrupted; rerun to resume", file=sys.stderr)
         return 130
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,18 +7,16 @@ so 2048 x 14 x 14 per image (S = size / 32), stored float16. `--pooled` stores t
 pool instead, as a 1 x 1 grid: the AVG model's "penultimate-layer" vector (its mean over the
 14 x 14 grid is the same vector, so the full grid serves AVG too).
 
-Layout written (vqa/data/features.py reads it; data/README.md documents it):
+Layout written (vqa/features/writer.py; vqa/data/features.py reads it, data/README.md documents it):
     ids    int64   (N,)           COCO image ids, parsed from COCO_<subtype>_<id>.jpg
     grid   float16 (N, D, S, S)   channel first
     count  int64   (1,)           rows written (= N once finished)
     attrs  format="vqa-features", version=1, arch, size, weights, central_fraction, pooled
 
 Resuming: extracting train2014 takes hours and must survive being killed at any moment. The
-work goes to OUT.partial, an HDF5 file created once, up front, with every dataset at full size
-(contiguous storage, allocated but never filled, so a sparse file) and closed again. From then
-on only raw bytes are written, at the fixed file offsets of those datasets: a batch's rows, an
-fsync, then the 8 bytes of `count`, another fsync. HDF5's own metadata is never touched again,
-so a crash cannot leave a file h5py fails to open, and rows past `count` are ignored and
+work goes to OUT.partial, created once at full size and then written only as raw rows at fixed
+offsets, each batch committed by an fsync'd `count` (writer.py: create_grid_file, GridRowWriter).
+A crash cannot leave a file h5py fails to open, and rows past `count` are ignored and
 overwritten. Running the same command again continues after row `count`; when every image is
 done OUT.partial is renamed to OUT.
 """
@@ -36,7 +34,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from vqa.data.features import IDS
 from vqa.errors import UserError
+from vqa.features.writer import GridRowWriter, create_grid_file, finish_grid_file
+from vqa.io import human_bytes
 
 ARCHS = (  # torchvision classifiers whose trunk is conv1 .. layer4 (children()[:-2])
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -82,6 +83,11 @@ def list_images(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found.items())
 
 
+def check_arch(arch: str) -> None:
+    if arch not in ARCHS:  # the parser has no choices=: it stays free of torch (vqa/cli.py)
+        raise UserError(f"--arch '{arch}' is not supported; choose one of {', '.join(ARCHS)}")
+
+
 def build_trunk(arch: str, weights: str, seed: int = 0):
     """The convolutional trunk (conv1 .. layer4) of a torchvision ResNet, in eval mode, and its width.
 
@@ -92,8 +98,7 @@ def build_trunk(arch: str, weights: str, seed: int = 0):
     import torchvision
     from torch import nn
 
-    if arch not in ARCHS:
-        raise UserError(f"--arch '{arch}' is not supported; choose one of {', '.join(ARCHS)}")
+    check_arch(arch)
     torch.manual_seed(seed)
     if weights == "imagenet":
         try:
@@ -172,84 +177,8 @@ class ImageFiles:
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), i, f"{type(e).__name__}: {e}"
 
 
-def _human(nbytes: float) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.1f} {unit}"
-    return f"{nbytes / 2**10:.0f} KiB"
-
-
 def _partial_path(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
-
-
-def _create_partial(path: Path, capacity: int, dim: int, side: int, attrs: dict) -> None:
-    """OUT.partial with every dataset at full size, contiguous, allocated early and never filled."""
-    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
-    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # file offsets fixed from the start
-    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)  # no zeros written: a sparse file
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset("ids", (capacity,), "<i8", dcpl=dcpl)
-        f.create_dataset("grid", (capacity, dim, side, side), "<f2", dcpl=dcpl)
-        f.create_dataset("count", data=np.zeros(1, "<i8"), dcpl=dcpl)
-        f.attrs.update(format="vqa-features", version=1, **attrs)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-class RowWriter:
-    """Raw writes into OUT.partial: rows at fixed offsets, then the committed count (see module doc)."""
-
-    def __init__(self, path: Path):
-        with h5py.File(path, "r") as f:
-            self.capacity, self.dim, self.side = f["grid"].shape[:3]
-            self.offsets = {k: f[k].id.get_offset() for k in ("ids", "grid", "count")}
-            self.count = int(f["count"][0])
-            self.done = set(f["ids"][: self.count].tolist())
-        if self.count > self.capacity or None in self.offsets.values():
-            raise UserError(f"{path}: not a partial extraction of `vqa extract`; delete it and run again")
-        self.row_bytes = self.dim * self.side * self.side * 2
-        self.file = open(path, "rb+")  # noqa: SIM115 - closed by close()
-
-    def write(self, ids: np.ndarray, grid: np.ndarray) -> None:
-        """Append rows (ids [b], grid [b, D, S, S]) and commit them; a crash keeps the old count."""
-        n = len(ids)
-        f = self.file
-        f.seek(self.offsets["grid"] + self.count * self.row_bytes)
-        f.write(np.ascontiguousarray(grid, "<f2").tobytes())
-        f.seek(self.offsets["ids"] + self.count * 8)
-        f.write(np.asarray(ids, "<i8").tobytes())
-        f.flush()
-        os.fsync(f.fileno())  # the rows are on disk before the count says so
-        f.seek(self.offsets["count"])
-        f.write(np.asarray([self.count + n], "<i8").tobytes())
-        f.flush()
-        os.fsync(f.fileno())
-        self.count += n
-        self.done.update(int(i) for i in ids)
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _finish(partial: Path, out: Path, count: int, capacity: int) -> None:
-    """Rename OUT.partial to OUT; when images were removed mid-way, copy the written rows first."""
-    if count == capacity:
-        os.replace(partial, out)
-        return
-    tmp = out.with_name(out.name + ".tmp")
-    with h5py.File(partial, "r") as src, h5py.File(tmp, "w") as dst:
-        dst.attrs.update(src.attrs)
-        dst["ids"] = src["ids"][:count]
-        dst["count"] = np.asarray([count], "<i8")
-        grid = dst.create_dataset("grid", (count, *src["grid"].shape[1:]), "<f2")
-        for start in range(0, count, 256):
-            grid[start : start + 256] = src["grid"][start : min(start + 256, count)]
-    os.replace(tmp, out)
-    partial.unlink()
 
 
 def _check_settings(path: Path, attrs: dict, what: str) -> None:
@@ -282,12 +211,13 @@ def extract(
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from vqa.train import resolve_device
+    from vqa.device import resolve_device
 
     if size < 32 or batch_size < 1 or workers < 0 or not 0 < central_fraction <= 1:
         raise UserError(
             "--size must be >= 32, --batch-size >= 1, --workers >= 0, --central-fraction in (0, 1]"
         )
+    check_arch(arch)  # before --overwrite deletes anything
     images, out = Path(images), Path(out)
     partial = _partial_path(out)
     weights_tag = weights if weights in ("imagenet", "none") else f"file:{Path(weights).name}"
@@ -298,7 +228,7 @@ def extract(
     elif out.exists():
         _check_settings(out, attrs, "already extracted")
         with h5py.File(out, "r") as f:
-            have = set(f["ids"][()].tolist())
+            have = set(f[IDS][()].tolist())
         missing = [p for i, p in files if i not in have]
         if missing:
             raise UserError(
@@ -321,9 +251,9 @@ def extract(
         need = len(files) * dim * side * side * 2
         free = shutil.disk_usage(out.parent).free
         if need > free:
-            print(f"warning: {out} needs {_human(need)}, {_human(free)} free", file=sys.stderr)
-        _create_partial(partial, len(files), dim, side, attrs)
-    writer = RowWriter(partial)
+            print(f"warning: {out} needs {human_bytes(need)}, {human_bytes(free)} free", file=sys.stderr)
+        create_grid_file(partial, len(files), dim, side, attrs)
+    writer = GridRowWriter(partial)
     todo = [(i, p) for i, p in files if i not in writer.done]
     if writer.count + len(todo) > writer.capacity:
         writer.close()
@@ -382,50 +312,19 @@ def extract(
             f"replace or delete them, then run the same command again: the {writer.count:,} images "
             f"extracted are kept in {partial}"
         )
-    _finish(partial, out, writer.count, writer.capacity)
+    finish_grid_file(partial, out, writer.count, writer.capacity)
     print(
         f"extract: {done:,} images in {seconds:.1f}s ({done / max(seconds, 1e-9):.1f} img/s); "
-        f"{out} holds {writer.count:,} images, {_human(out.stat().st_size)}"
+        f"{out} holds {writer.count:,} images, {human_bytes(out.stat().st_size)}"
     )
     return {"images": done, "failed": failed, "out": out}
 
 
-def add_extract_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--images", required=True, type=Path, help="folder of COCO images, e.g. data/coco/train2014"
-    )
-    p.add_argument(
-        "--out", required=True, type=Path, help="HDF5 file to write, e.g. data/vqa2/features_train2014.h5"
-    )
-    p.add_argument(
-        "--arch", default="resnet152", choices=ARCHS, help="torchvision ResNet (default: resnet152)"
-    )
-    p.add_argument(
-        "--size", type=int, default=448, help="input side in pixels; the grid is size/32 (default: 448)"
-    )
-    p.add_argument(
-        "--weights",
-        default="imagenet",
-        help="imagenet (torchvision download), none (random: tests) or FILE.pth",
-    )
-    p.add_argument("--pooled", action="store_true", help="store the global average pool (a 1x1 grid) for AVG")
-    p.add_argument(
-        "--central-fraction",
-        type=float,
-        default=0.875,
-        help="resize to size/fraction, centre crop (default: 0.875)",
-    )
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="decoding processes")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--overwrite", action="store_true", help="start over, ignoring OUT and OUT.partial")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights of --weights none")
-
-
 def extract_command(args: argparse.Namespace) -> int:
+    workers = min(8, os.cpu_count() or 1) if args.workers is None else args.workers
     extract(
         args.images, args.out, arch=args.arch, size=args.size, weights=args.weights, pooled=args.pooled,
-        central_fraction=args.central_fraction, batch_size=args.batch_size, workers=args.workers,
+        central_fraction=args.central_fraction, batch_size=args.batch_size, workers=workers,
         device=args.device, overwrite=args.overwrite, seed=args.seed,
     )  # fmt: skip
     return 0

@@ -1,0 +1,128 @@
+"""Config -> data: records, vocabularies, feature stores and Datasets.
+
+Everything that turns a config into data lives here, so the trainer, `vqa predict`,
+`vqa attention` and the benchmarks ask for datasets instead of assembling them:
+
+    ensure_synthetic(cfg)               generate the synthetic data a config points at, if missing
+    data = build_datasets(cfg)          train + val Datasets, vocabularies from the training split
+    ds = build_split(cfg, split, ...)   any split with given vocabularies (predict, attention)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vqa.config import Config
+from vqa.data.answers import AnswerVocab
+from vqa.data.dataset import EpochSampler, ShardSampler, VQADataset, build_loader
+from vqa.data.features import FeatureStore
+from vqa.data.text import QuestionVocab
+from vqa.data.vqa2 import IMAGE_SUBTYPE, Record, load_split
+from vqa.errors import UserError
+
+
+def ensure_synthetic(cfg: Config) -> None:
+    """Generate the synthetic dataset a config points at when it is missing (`make train` on a fresh clone)."""
+    root = Path(cfg.data.root)
+    if not cfg.data.synth_preset or (root / "stats.json").exists():
+        return
+    from vqa.synth.generate import generate
+    from vqa.synth.presets import PRESETS
+
+    print(
+        f"data: {root} is missing; generating the synthetic '{cfg.data.synth_preset}' preset there",
+        flush=True,
+    )
+    generate(root, seed=0, **PRESETS[cfg.data.synth_preset])
+
+
+def features_path(cfg: Config, split: str) -> Path:
+    """The HDF5 file holding the images of `split` (test-dev2015 images live in test2015's file)."""
+    return Path(cfg.data.root) / cfg.data.features_file.format(split=IMAGE_SUBTYPE.get(split, split))
+
+
+def load_records(cfg: Config, split: str) -> list[Record]:
+    return load_split(Path(cfg.data.root), split, cfg.data.questions, cfg.data.annotations)
+
+
+def open_features(cfg: Config, split: str, expected_dim: int | None = None) -> FeatureStore:
+    """The feature store of `split`, checked against the expected feature size."""
+    store = FeatureStore(features_path(cfg, split), cfg.data.features, cfg.data.preload)
+    expected = expected_dim or cfg.data.feature_dim
+    if expected and store.dim != expected:
+        raise UserError(
+            f"{store.path}: '{store.key}' has feature dim {store.dim} but {expected} is expected "
+            "(data.feature_dim, the training split or the checkpoint); use features of the same extractor"
+        )
+    return store
+
+
+@dataclass
+class Data:
+    train: VQADataset
+    val: VQADataset
+    qvocab: QuestionVocab
+    avocab: AnswerVocab
+    image_dim: int
+    lines: list[str] = field(default_factory=list)  # what was built and what was left out, for the log
+
+
+def build_datasets(
+    cfg: Config, qvocab: QuestionVocab | None = None, avocab: AnswerVocab | None = None
+) -> Data:
+    """Train and val Datasets with vocabularies (from the training split unless given), and a
+    report of every question left out or changed."""
+    train_records = load_records(cfg, cfg.data.train_split)
+    val_records = load_records(cfg, cfg.data.val_split)
+    for split, recs in ((cfg.data.train_split, train_records), (cfg.data.val_split, val_records)):
+        if recs[0].annotation is None:
+            raise UserError(f"split '{split}' has no annotations; train and validate on annotated splits")
+    qvocab = qvocab or QuestionVocab.build((r.question for r in train_records), cfg.data.min_token_count)
+    avocab = avocab or AnswerVocab.build([r.annotation for r in train_records], cfg.data.max_answers)
+    train_feats = open_features(cfg, cfg.data.train_split)
+    val_feats = open_features(cfg, cfg.data.val_split, expected_dim=train_feats.dim)
+    common = dict(qvocab=qvocab, avocab=avocab, max_question_len=cfg.data.max_question_len,
+                  oov=cfg.data.soft_targets_oov)  # fmt: skip
+    # The hard loss has no target for a question whose most common answer is outside
+    # the vocabulary; both losses train on the same questions so runs compare fairly.
+    train = VQADataset(train_records, train_feats, split=cfg.data.train_split, drop_hard_oov=True, **common)
+    val = VQADataset(val_records, val_feats, split=cfg.data.val_split, **common)
+    lines = [
+        f"{len(qvocab):,} question words, {len(avocab):,} answers, image features {train_feats.kind} dim {train_feats.dim}"
+    ]
+    lines += train.report.lines() + val.report.lines()
+    return Data(train, val, qvocab, avocab, train_feats.dim, lines)
+
+
+def build_split(
+    cfg: Config, split: str, qvocab: QuestionVocab, avocab: AnswerVocab, image_dim: int
+) -> VQADataset:
+    """Every question of `split` (test splits included), encoded with a trained run's vocabularies."""
+    records = load_records(cfg, split)
+    features = open_features(cfg, split, expected_dim=image_dim)
+    return VQADataset(records, features, qvocab, avocab, cfg.data.max_question_len, split=split,
+                      oov=cfg.data.soft_targets_oov)  # fmt: skip
+
+
+@dataclass
+class Loaders:
+    train_sampler: EpochSampler  # set_epoch() and `start` (the resume position) are set per epoch
+    train: Any  # DataLoader
+    val: Any
+
+
+def build_loaders(cfg: Config, data: Data, batch_size: int, world: int = 1, rank: int = 0,
+                  pin_memory: bool = False) -> Loaders:  # fmt: skip
+    """This process's training loader (its shard of an epoch order fixed by (seed, epoch); questions
+    of one image together with data.sampler=image_grouped) and validation loader (its shard, no
+    padding: every question counts once)."""
+    group = cfg.data.sampler == "image_grouped"
+    sampler = EpochSampler(data.train, world, rank, shuffle=True, seed=cfg.train.seed, group_by_image=group)
+    workers = cfg.data.num_workers
+    train = build_loader(data.train, batch_size, sampler, workers, pin_memory=pin_memory)
+    val = build_loader(
+        data.val, batch_size, ShardSampler(len(data.val), world, rank), workers, pin_memory=pin_memory
+    )
+    return Loaders(sampler, train, val)

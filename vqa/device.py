@@ -1,0 +1,26 @@
+"""Device resolution and mixed precision, once for the package (training, predict, attention,
+extract and the benchmarks all use these; nothing calls `.cuda()`)."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+
+from vqa.errors import UserError
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda when available, else cpu; an explicit cuda without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"config: train.device is '{name}' but no CUDA device is available; use auto or cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str):
+    """torch.autocast for `precision` bf16 / fp16 on `device`; nothing for fp32."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)

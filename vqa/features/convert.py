@@ -1,0 +1,166 @@
+"""`vqa convert`: precomputed image features -> our HDF5 layout.
+
+Bottom-up attention features (Anderson et al. 2018; github.com/peteanderson80/bottom-up-attention)
+come as TSV files, one image per line, columns image_id, image_w, image_h, num_boxes, boxes,
+features; boxes and features are base64 of float32 arrays [num_boxes, 4] (x1, y1, x2, y2 in
+pixels) and [num_boxes, D]. Both public variants convert the same way: 36 boxes per image, or 10
+to 100.
+
+Layout written (flat boxes, so both variants share it; vqa/features/writer.py writes it and its
+docstring lists the dtypes; vqa/data/features.py reads it):
+    ids, image_w, image_h, pos_boxes (N, 2)   one row per image
+    image_features (R, D), image_bb (R, 4), spatial_features (R, 6)   one row per box
+    attrs   format="vqa-features", version=1, source="bottomup-tsv", boxes_min, boxes_max, files
+
+Lines are streamed and written in blocks of about BLOCK_BOXES boxes (writer.BoxWriter), so
+memory stays bounded whatever the file size. The file is built under a temporary name and renamed
+at the end (vqa.io.atomic_path): an interrupted or failed conversion leaves nothing at OUT.
+
+The public grid layout (pytorch-vqa's preprocess-images.py: `features` (N, 2048, 14, 14) and
+`ids`) needs no conversion: vqa/data/features.py reads it as it is (data/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from vqa.errors import UserError
+from vqa.features.writer import BoxWriter, ImageBoxes, layout_attrs
+from vqa.io import atomic_path, human_bytes, read_json
+
+FIELDS = ("image_id", "image_w", "image_h", "num_boxes", "boxes", "features")
+
+
+def _decode(text: bytes, where: str, name: str, rows: int, cols: int | None) -> np.ndarray:
+    try:
+        flat = np.frombuffer(base64.b64decode(text, validate=True), np.float32)
+    except (binascii.Error, ValueError):
+        raise UserError(f"{where}: column '{name}' is not base64 of float32; the file is damaged") from None
+    if flat.size % rows or (cols is not None and flat.size != rows * cols):
+        expected = f"{rows} x {cols}" if cols is not None else f"a multiple of {rows}"
+        raise UserError(
+            f"{where}: '{name}' holds {flat.size} floats, expected {expected} (num_boxes = {rows})"
+        )
+    return flat.reshape(rows, -1)
+
+
+def read_bottomup_tsv(path: Path) -> Iterator[tuple[int, int, ImageBoxes]]:
+    """(line number, bytes read, ImageBoxes) for each line of one bottom-up attention TSV file, streamed."""
+    with open(path, "rb") as fh:
+        for line_no, line in enumerate(fh, 1):
+            line = line.rstrip(b"\r\n")
+            if not line:
+                continue
+            where = f"{path}:{line_no}"
+            parts = line.split(b"\t")
+            if len(parts) != len(FIELDS):
+                raise UserError(
+                    f"{where}: {len(parts)} tab-separated columns, expected {len(FIELDS)} "
+                    f"({', '.join(FIELDS)}); pass bottom-up attention TSV files"
+                )
+            try:
+                image_id, w, h, n = (int(float(p)) for p in parts[:4])
+            except ValueError:
+                raise UserError(f"{where}: image_id, image_w, image_h, num_boxes must be numbers") from None
+            if w <= 0 or h <= 0 or n < 1:
+                raise UserError(
+                    f"{where}: image {image_id} has size {w}x{h} and {n} boxes; the file is damaged"
+                )
+            boxes = _decode(parts[4], where, "boxes", n, 4)
+            features = _decode(parts[5], where, "features", n, None)
+            yield line_no, len(line), ImageBoxes(image_id, w, h, boxes, features)
+
+
+def question_image_ids(paths: list[Path]) -> set[int]:
+    """Image ids asked about in official questions files."""
+    return {int(q["image_id"]) for p in paths for q in read_json(p, "questions", key="questions")}
+
+
+def convert_bottomup_tsv(
+    inputs: list[Path],
+    out: Path,
+    questions: list[Path] = (),
+    dtype: str = "float16",
+    overwrite: bool = False,
+) -> dict:
+    """Bottom-up attention TSV files -> `out` (flat boxes); `questions` keeps only their images."""
+    from tqdm import tqdm
+
+    inputs, out = [Path(p) for p in inputs], Path(out)
+    for path in inputs:
+        if not path.is_file():
+            raise UserError(f"{path}: TSV file not found; pass the unpacked bottom-up attention .tsv files")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: already exists; pass --overwrite to replace it")
+    wanted = question_image_ids([Path(q) for q in questions]) if questions else None
+    seen: set[int] = set()
+    skipped = 0
+    lo, hi = None, 0
+    start = time.perf_counter()
+    bar = tqdm(
+        total=sum(p.stat().st_size for p in inputs), unit="B", unit_scale=True, desc="convert", disable=None
+    )
+    try:
+        with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+            writer = None
+            for path in inputs:
+                for line_no, nbytes, row in read_bottomup_tsv(path):
+                    bar.update(nbytes)
+                    if wanted is not None and row.image_id not in wanted:
+                        skipped += 1
+                        continue
+                    if row.image_id in seen:
+                        raise UserError(f"{path}:{line_no}: image {row.image_id} appears a second time")
+                    if writer is None:
+                        writer = BoxWriter(f, row.features.shape[1], dtype)
+                    if row.features.shape[1] != writer.dim:
+                        raise UserError(
+                            f"{path}:{line_no}: image {row.image_id} has {row.features.shape[1]}-d features, "
+                            f"earlier images {writer.dim}-d; convert files of one extractor together"
+                        )
+                    seen.add(row.image_id)
+                    n = len(row.boxes)
+                    lo, hi = n if lo is None else min(lo, n), max(hi, n)
+                    writer.add(row)
+            if writer is None:
+                raise UserError(
+                    f"{', '.join(map(str, inputs))}: no image to convert; check the files and --questions"
+                )
+            writer.flush()
+            if wanted is not None and wanted - seen:
+                missing = sorted(wanted - seen)
+                raise UserError(
+                    f"{len(missing):,} images of {', '.join(map(str, questions))} are in no TSV file "
+                    f"(first: image {missing[0]}); pass every TSV file of the split"
+                )
+            f.attrs.update(
+                layout_attrs(
+                    source="bottomup-tsv",
+                    boxes_min=lo,
+                    boxes_max=hi,
+                    files=json.dumps([p.name for p in inputs]),
+                )
+            )
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    print(
+        f"convert: {writer.images:,} images, {writer.boxes:,} boxes ({lo if lo == hi else f'{lo}-{hi}'} per image), "
+        f"{writer.dim}-d {dtype} features -> {out} ({human_bytes(out.stat().st_size)}) in {seconds:.1f}s"
+        + (f"; {skipped:,} images of other splits skipped" if skipped else "")
+    )
+    return {"images": writer.images, "boxes": writer.boxes, "skipped": skipped, "out": out}
+
+
+def convert_command(args: argparse.Namespace) -> int:
+    convert_bottomup_tsv(args.inputs, args.out, args.questions, args.dtype, args.overwrite)
+    return 0

@@ -1,0 +1,193 @@
+"""HDF5 writers of the feature layout that vqa/data/features.py reads (data/README.md documents it).
+
+The names come from vqa/data/features.py; the dtypes and file attributes are fixed here, once for
+`vqa extract` (grid) and `vqa convert` (boxes):
+    ids               int64   (N,)           image ids
+    grid              float16 (N, D, S, S)   channel first
+    image_features    float16 (R, D)         flat boxes of all images (--dtype float32 keeps a TSV's precision)
+    image_bb          float32 (R, 4)         x1, y1, x2, y2 in pixels
+    spatial_features  float32 (R, 6)         x1/W, y1/H, x2/W, y2/H, w/W, h/H (spatial_features())
+    pos_boxes         int64   (N, 2)         [start, end) rows of image n in the flat box arrays
+    image_w, image_h  int32   (N,)           image size in pixels
+    attrs             format="vqa-features", version=1, and what made the file
+
+Grid rows are written crash-safe (GridRowWriter): the file is created once with every dataset at
+full size (contiguous storage, allocated but never filled, so a sparse file) and closed again.
+From then on only raw bytes are written, at the fixed file offsets of those datasets: a batch's
+rows, an fsync, then the 8 bytes of `count`, another fsync. HDF5's own metadata is never touched
+again, so a crash cannot leave a file h5py fails to open, and rows past `count` are ignored and
+overwritten by the next write.
+
+Boxes are appended in blocks of about BLOCK_BOXES boxes to resizable datasets (BoxWriter), so
+memory stays bounded whatever the number of images.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import h5py
+import numpy as np
+
+from vqa.data.features import (
+    FORMAT,
+    GRID,
+    IDS,
+    IMAGE_BB,
+    IMAGE_FEATURES,
+    IMAGE_H,
+    IMAGE_W,
+    POS_BOXES,
+    SPATIAL_FEATURES,
+    VERSION,
+)
+from vqa.errors import UserError
+from vqa.io import atomic_path
+
+ID_DTYPE, GRID_DTYPE, SIZE_DTYPE, BOX_DTYPE = "<i8", "<f2", "<i4", "<f4"
+COUNT = "count"  # int64 (1,): grid rows committed (= N once finished); extract's resume point
+BLOCK_BOXES = 4096  # boxes buffered between writes: 4096 x 2048 float32 = 32 MiB
+
+
+def layout_attrs(**extra) -> dict:
+    """The file attributes every writer sets: format, version, then what made the file."""
+    return {"format": FORMAT, "version": VERSION, **extra}
+
+
+def spatial_features(boxes: np.ndarray, image_w: float, image_h: float) -> np.ndarray:
+    """[n, 4] pixel boxes (x1, y1, x2, y2) -> [n, 6] (x1/W, y1/H, x2/W, y2/H, w/W, h/H)."""
+    scale = np.asarray([image_w, image_h, image_w, image_h], np.float32)
+    rel = boxes.astype(np.float32) / scale  # [n, 4]
+    wh = rel[:, 2:4] - rel[:, 0:2]  # [n, 2]
+    return np.concatenate([rel, wh], axis=1)
+
+
+# ---------------------------------------------------------------- grid: fixed offsets, resumable
+
+
+def create_grid_file(path: Path, capacity: int, dim: int, side: int, attrs: dict) -> None:
+    """`path` with ids, grid and count at full size, contiguous, allocated early and never filled."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # file offsets fixed from the start
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)  # no zeros written: a sparse file
+    with atomic_path(path, durable=True) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset(IDS, (capacity,), ID_DTYPE, dcpl=dcpl)
+            f.create_dataset(GRID, (capacity, dim, side, side), GRID_DTYPE, dcpl=dcpl)
+            f.create_dataset(COUNT, data=np.zeros(1, ID_DTYPE), dcpl=dcpl)
+            f.attrs.update(layout_attrs(**attrs))
+
+
+class GridRowWriter:
+    """Raw writes into a file of create_grid_file(): rows at fixed offsets, then the committed count."""
+
+    def __init__(self, path: Path):
+        with h5py.File(path, "r") as f:
+            self.capacity, self.dim, self.side = f[GRID].shape[:3]
+            self.offsets = {k: f[k].id.get_offset() for k in (IDS, GRID, COUNT)}
+            self.count = int(f[COUNT][0])
+            self.done = set(f[IDS][: self.count].tolist())
+        if self.count > self.capacity or None in self.offsets.values():
+            raise UserError(f"{path}: not a partial extraction of `vqa extract`; delete it and run again")
+        self.row_bytes = self.dim * self.side * self.side * 2
+        self.file = open(path, "rb+")  # noqa: SIM115 - closed by close()
+
+    def write(self, ids: np.ndarray, grid: np.ndarray) -> None:
+        """Append rows (ids [b], grid [b, D, S, S]) and commit them; a crash keeps the old count."""
+        n = len(ids)
+        f = self.file
+        f.seek(self.offsets[GRID] + self.count * self.row_bytes)
+        f.write(np.ascontiguousarray(grid, GRID_DTYPE).tobytes())
+        f.seek(self.offsets[IDS] + self.count * 8)
+        f.write(np.asarray(ids, ID_DTYPE).tobytes())
+        f.flush()
+        os.fsync(f.fileno())  # the rows are on disk before the count says so
+        f.seek(self.offsets[COUNT])
+        f.write(np.asarray([self.count + n], ID_DTYPE).tobytes())
+        f.flush()
+        os.fsync(f.fileno())
+        self.count += n
+        self.done.update(int(i) for i in ids)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def finish_grid_file(partial: Path, out: Path, count: int, capacity: int) -> None:
+    """Rename `partial` to `out`; when fewer rows than its capacity were written, copy those first."""
+    if count == capacity:
+        os.replace(partial, out)
+        return
+    with atomic_path(out) as tmp, h5py.File(partial, "r") as src, h5py.File(tmp, "w") as dst:
+        dst.attrs.update(src.attrs)
+        dst[IDS] = src[IDS][:count]
+        dst[COUNT] = np.asarray([count], ID_DTYPE)
+        grid = dst.create_dataset(GRID, (count, *src[GRID].shape[1:]), GRID_DTYPE)
+        for start in range(0, count, 256):
+            grid[start : start + 256] = src[GRID][start : min(start + 256, count)]
+    partial.unlink()
+
+
+# ---------------------------------------------------------------- boxes: flat, appended in blocks
+
+
+class ImageBoxes(NamedTuple):
+    """One image's regions, as BoxWriter appends them."""
+
+    image_id: int
+    image_w: int
+    image_h: int
+    boxes: np.ndarray  # float32 [n, 4]
+    features: np.ndarray  # float32 [n, D]
+
+
+class BoxWriter:
+    """Resizable flat-box datasets in an open file, appended in blocks of about BLOCK_BOXES boxes."""
+
+    def __init__(self, f: h5py.File, dim: int, dtype: str):
+        self.f, self.dim, self.dtype = f, dim, dtype
+        self.images = self.boxes = 0
+        for name, shape, tp, chunk in (
+            (IDS, (), ID_DTYPE, 4096),
+            (IMAGE_W, (), SIZE_DTYPE, 4096),
+            (IMAGE_H, (), SIZE_DTYPE, 4096),
+            (POS_BOXES, (2,), ID_DTYPE, 4096),
+            (IMAGE_FEATURES, (dim,), dtype, 16),  # 64 KiB chunks: an image's boxes span few of them
+            (IMAGE_BB, (4,), BOX_DTYPE, 4096),
+            (SPATIAL_FEATURES, (6,), BOX_DTYPE, 4096),
+        ):
+            f.create_dataset(name, (0, *shape), tp, maxshape=(None, *shape), chunks=(chunk, *shape))
+        self.buf: list[ImageBoxes] = []
+
+    def add(self, image: ImageBoxes) -> None:
+        self.buf.append(image)
+        if sum(len(r.boxes) for r in self.buf) >= BLOCK_BOXES:
+            self.flush()
+
+    def _append(self, name: str, data: np.ndarray) -> None:
+        ds = self.f[name]
+        start = ds.shape[0]
+        ds.resize(start + len(data), axis=0)
+        ds[start:] = data
+
+    def flush(self) -> None:
+        if not self.buf:
+            return
+        counts = np.asarray([len(r.boxes) for r in self.buf], np.int64)
+        ends = self.boxes + np.cumsum(counts)
+        self._append(IDS, np.asarray([r.image_id for r in self.buf], np.int64))
+        self._append(IMAGE_W, np.asarray([r.image_w for r in self.buf], np.int32))
+        self._append(IMAGE_H, np.asarray([r.image_h for r in self.buf], np.int32))
+        self._append(POS_BOXES, np.stack([ends - counts, ends], axis=1))  # [b, 2]
+        self._append(IMAGE_FEATURES, np.concatenate([r.features for r in self.buf]).astype(self.dtype))
+        self._append(IMAGE_BB, np.concatenate([r.boxes for r in self.buf]))
+        self._append(
+            SPATIAL_FEATURES,
+            np.concatenate([spatial_features(r.boxes, r.image_w, r.image_h) for r in self.buf]),
+        )
+        self.images += len(self.buf)
+        self.boxes = int(ends[-1])
+        self.buf = []

@@ -1,0 +1,172 @@
+"""Files, once for the whole package: atomic writes and strict JSON reading.
+
+Atomic: every file the project writes goes to a temporary name in the target folder and is
+renamed over the target only when complete (os.replace is atomic on POSIX), so a kill at any
+moment leaves the old file or the new one, never a torn one, and a failed write leaves no
+temporary file behind. `durable=True` also fsyncs the file and the folder (checkpoints).
+
+Strict JSON: a missing file, bytes that are not UTF-8, malformed JSON, NaN / Infinity (not
+JSON), or a missing top-level key end in one UserError line naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from vqa.errors import UserError
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: str | Path, durable: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it over `path`, else remove it.
+
+    For writers that want a file name (h5py, matplotlib, torch.save):
+        with atomic_path(out) as tmp:
+            h5py.File(tmp, "w") ...
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A fixed name, not a random one: a write killed half-way leaves `.NAME.tmp`, which the
+    # next write of the same file replaces, so kills never pile up stale copies (checkpoints
+    # are hundreds of MB at VQA v2 sizes).
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield tmp
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if durable:
+            fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes, durable: bool = False) -> None:
+    with atomic_path(path, durable) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | Path, text: str, durable: bool = False) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"), durable)
+
+
+def write_json_atomic(path: str | Path, obj, indent: int | None = None, durable: bool = False) -> None:
+    """Strict JSON (NaN / Infinity refused: write None for a missing value) written atomically."""
+    write_text_atomic(path, dumps(obj, indent) + ("\n" if indent is not None else ""), durable)
+
+
+def dumps(obj, indent: int | None = None) -> str:
+    """json.dumps that refuses NaN / Infinity, which are not JSON (jq and browsers reject them)."""
+    return json.dumps(obj, indent=indent, allow_nan=False)
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(text: str | bytes):
+    """json.loads that refuses NaN / Infinity (the standard library accepts them by default)."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def read_json(path: str | Path, what: str = "JSON", key: str | None = None, key_type: type = list,
+              hint: str = "check the path"):  # fmt: skip
+    """The decoded JSON of `path` (or its `key` entry, checked to be a `key_type`), or a UserError line.
+
+    `what` names the file's role in messages ("annotations", "results"); `hint` says what to do
+    when the file is missing.
+    """
+    path = Path(path)
+    try:
+        data = loads(path.read_bytes())
+    except FileNotFoundError:
+        raise UserError(f"{what} file {path} not found; {hint}") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} file {path} is a folder; pass the file itself") from None
+    except json.JSONDecodeError as e:
+        raise UserError(
+            f"{what} file {path} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
+            "fix or regenerate it"
+        ) from None
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{what} file {path} is not UTF-8 text (byte {e.start}); is it JSON? re-download or regenerate it"
+        ) from None
+    except ValueError as e:  # NaN / Infinity
+        raise UserError(f"{what} file {path} is not strict JSON ({e}); fix or regenerate it") from None
+    except OSError as e:
+        raise UserError(f"cannot read {what} file {path} ({e.strerror}); check the path") from None
+    if key is None:
+        return data
+    if not isinstance(data, dict) or not isinstance(data.get(key), key_type):
+        raise UserError(
+            f"{what} file {path} has no {key_type.__name__} under key '{key}'; use an official-format {what} file"
+        )
+    return data[key]
+
+
+def read_jsonl(path: str | Path, what: str = "JSON lines") -> list[dict]:
+    """One strict JSON object per non-empty line (metrics.jsonl); a bad line is named by number."""
+    path = Path(path)
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(loads(line))
+        except ValueError as e:
+            raise UserError(
+                f"{what} file {path}: line {n} is not valid JSON ({e}); fix or delete the line"
+            ) from None
+    return rows
+
+
+def human_bytes(nbytes: float) -> str:
+    """Disk sizes in extract's and convert's lines: '1.5 GiB', '12.0 MiB', '300 KiB'."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes / 2**10:.0f} KiB"
+
+
+# The keys every checkpoint of `vqa train` holds (vqa.training.checkpoint writes them).
+RUN_CHECKPOINT_KEYS = ("model", "config", "question_vocab", "answer_vocab", "image_dim", "epoch")
+
+
+def read_checkpoint(
+    path: str | Path, hint: str = "pass a run folder written by `vqa train` (runs/<name>)"
+) -> dict:
+    """A run checkpoint, loaded with weights_only=True (a checkpoint file cannot run code), or one
+    UserError line: missing, unreadable (torch's multi-line advice is never shown), or not a run's."""
+    import torch  # here, not at the top: `vqa eval` and the command line never need torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found; {hint}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file for the user
+        raise UserError(
+            f"{path}: not a readable checkpoint ({type(e).__name__}); delete it, or use the other "
+            "checkpoint (last.pt / best.pt) of the run"
+        ) from None
+    missing = [k for k in RUN_CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise UserError(
+            f"{path}: not a `vqa train` checkpoint (no '{missing[0]}'); pass a run folder written by `vqa train`"
+        )
+    return state

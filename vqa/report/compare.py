@@ -1,0 +1,196 @@
+"""`vqa compare`: run folders -> the paper's Table 1 and Figures 1-2, with statistics over seeds.
+
+Ilievski & Feng (2017) report one run per (model, loss). Here runs are grouped by
+(model.name, train.loss) and paired across losses by (model, seed): same data, same seed,
+config otherwise equal. From each run's metrics.jsonl (one row per epoch) we report
+
+(a) best validation accuracy (All, Y/N, Num, Other from the row of the epoch with the best
+    val/accuracy, as the paper does): mean and sample std (ddof=1) over seeds, and for every
+    loss other than hard_ce the paired per-seed difference minus hard_ce with a 95% t interval;
+(b) convergence: the first epoch reaching 95% of the model's hard_ce best accuracy (mean over
+    seeds) and the accuracy at fixed epoch budgets;
+(c) the loss-accuracy discrepancy: Pearson r between val/loss and val/accuracy across epochs,
+    and the epochs of the lowest val/loss and of the best val/accuracy;
+(d) calibration at the best epoch: ECE and mean entropy of the predicted answer distribution;
+(e) one figure per model in the paper's style (figures.py).
+
+Outputs in --out: table.md, table.csv, report.md (every section; tables.py), summary.json (every
+number), figure_<model>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from vqa.errors import UserError
+from vqa.io import write_json_atomic, write_text_atomic
+from vqa.report.figures import write_figures
+from vqa.report.runs import COLUMNS, REFERENCE, Run, load_runs, num, ordered
+from vqa.report.stats import CONFIDENCE, describe, paired_difference, pearson
+from vqa.report.tables import report_markdown, table_csv, table_markdown
+
+BUDGETS = (1, 2, 5, 10, 20, 50, 100)  # epochs at which accuracy is reported (the cli's --budgets default)
+FRACTION = 0.95  # convergence: first epoch reaching this fraction of the hard_ce best accuracy
+# per-run numbers aggregated by (model, loss) as mean ± std
+GROUP_STATS = (*COLUMNS, "best_epoch", "epoch_to_threshold", "pearson_loss_accuracy", "best_loss_epoch",
+               "ece", "entropy")  # fmt: skip
+
+
+def run_summary(r: Run, budgets: list[int], threshold: float | None) -> dict:
+    """One run's numbers: best epoch and its accuracies and calibration, convergence, discrepancy."""
+    best = r.best_row
+    acc, loss, epochs = r.series("val/accuracy"), r.series("val/loss"), r.epochs  # [epochs]
+    reached = np.nonzero(acc >= threshold)[0] if threshold is not None else []
+    accuracy_at = {str(e): float(acc[epochs == e][0]) for e in budgets if (epochs == e).any()}
+    accuracy_at["last"] = float(acc[-1])
+    return {
+        "name": r.name,
+        "path": str(r.path),
+        "model": r.model,
+        "loss": r.loss,
+        "seed": r.seed,
+        "complete": r.complete,
+        "epochs_done": int(epochs[-1]),
+        "epochs_planned": r.config["train.epochs"],
+        "best_epoch": int(best["epoch"]),
+        **{c: num(best.get(key)) for c, key in COLUMNS.items()},
+        "val_loss": num(best.get("val/loss")),
+        "ece": num(best.get("val/ece")),
+        "entropy": num(best.get("val/entropy")),
+        "epoch_to_threshold": int(epochs[reached[0]]) if len(reached) else None,
+        "accuracy_at": accuracy_at,
+        "pearson_loss_accuracy": pearson(loss, acc),
+        "best_loss_epoch": int(epochs[np.nanargmin(loss)]) if np.isfinite(loss).any() else None,
+    }
+
+
+def compare(runs: list[Run], budgets: Iterable[int] = BUDGETS) -> dict:
+    """Every number of the report as plain data (NaN or None where undefined).
+
+    references: per model, the hard_ce runs' best accuracy (mean over seeds) and the convergence
+    threshold; runs: `run_summary` of each; groups: per (model, loss) mean ± std of GROUP_STATS and of
+    the accuracy at each budget; differences: per (model, loss != hard_ce) the paired per-seed
+    differences minus hard_ce of All, Y/N, Num, Other with their t interval.
+    """
+    last = max(int(r.epochs[-1]) for r in runs)
+    budgets = [b for b in budgets if b <= last]
+    models = ordered(r.model for r in runs)
+    losses = ordered(r.loss for r in runs)
+    references = {}
+    for m in models:
+        ref = describe(r.best_row["val/accuracy"] for r in runs if r.model == m and r.loss == REFERENCE)
+        ref["threshold"] = FRACTION * ref["mean"] if ref["n"] else None
+        references[m] = ref
+    per_run = [run_summary(r, budgets, references[r.model]["threshold"]) for r in runs]
+    groups, differences = [], []
+    for m in models:
+        hard = {s["seed"]: s for s in per_run if s["model"] == m and s["loss"] == REFERENCE}
+        for loss in losses:
+            rs = [s for s in per_run if s["model"] == m and s["loss"] == loss]
+            if not rs:
+                continue
+            group = {"model": m, "loss": loss, "n": len(rs), "seeds": [s["seed"] for s in rs]}
+            group["runs"] = [s["name"] for s in rs]
+            group.update({k: describe(s[k] for s in rs) for k in GROUP_STATS})
+            group["reached"] = sum(s["epoch_to_threshold"] is not None for s in rs)
+            group["accuracy_at"] = {
+                b: describe(s["accuracy_at"].get(b) for s in rs) for b in [*map(str, budgets), "last"]
+            }
+            groups.append(group)
+            if loss == REFERENCE or not hard:
+                continue
+            paired = [s for s in rs if s["seed"] in hard]
+            diff = {"model": m, "loss": loss, "minus": REFERENCE, "n": len(paired)}
+            diff["seeds"] = [s["seed"] for s in paired]
+            diff["unpaired_seeds"] = sorted({s["seed"] for s in rs} ^ set(hard))
+            diff["confidence"] = CONFIDENCE
+            for c in COLUMNS:
+                diff[c] = paired_difference(s[c] - hard[s["seed"]][c] for s in paired)
+            differences.append(diff)
+    return {
+        "fraction": FRACTION,
+        "budgets": budgets,
+        "references": references,
+        "runs": per_run,
+        "groups": groups,
+        "differences": differences,
+    }
+
+
+def _json_safe(x):
+    """NaN / Infinity -> None, so summary.json is strict JSON (null: undefined)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def compare_runs(
+    paths: Iterable[str | Path],
+    out: str | Path,
+    allow_incomplete: bool = False,
+    budgets: Iterable[int] = BUDGETS,
+    command: str = "vqa compare",
+) -> dict:
+    """Read run folders, write every output into `out`, print the table; return the summary.
+
+    Every input is read and checked before anything is written; each file is written atomically."""
+    runs, incomplete, warnings = load_runs(paths, allow_incomplete)
+    summary = compare(runs, budgets)
+    summary["incomplete"] = [
+        {
+            "path": str(r.path),
+            "epochs_done": int(r.epochs[-1]),
+            "epochs_planned": r.config["train.epochs"],
+            "included": allow_incomplete,
+        }
+        for r in incomplete
+    ]
+    summary["warnings"] = warnings
+    summary["command"] = command
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    texts = {
+        "table.md": table_markdown(summary),
+        "table.csv": table_csv(summary),
+        "report.md": report_markdown(summary, command),
+    }
+    for name, text in texts.items():
+        write_text_atomic(out / name, text)
+    write_json_atomic(out / "summary.json", _json_safe(summary), indent=1)
+    figures = write_figures(runs, list(summary["references"]), out)
+    print(texts["table.md"], end="")
+    for i in summary["incomplete"]:
+        what = "included" if allow_incomplete else "left out (--allow-incomplete includes it)"
+        print(f"note: {i['path']} is incomplete ({i['epochs_done']} of {i['epochs_planned']} epochs); {what}")
+    for w in warnings:
+        print(f"warning: {w}")
+    print(f"compare: {len(runs)} runs -> {out}/ ({', '.join([*texts, 'summary.json', *figures])})")
+    return summary
+
+
+def parse_budgets(text: str) -> list[int]:
+    """'1,2,5' -> [1, 2, 5] (sorted, unique); a UserError unless every entry is a positive integer."""
+    try:
+        budgets = sorted({int(b) for b in text.split(",") if b.strip()})
+    except ValueError:
+        budgets = [0]
+    if not budgets or budgets[0] < 1:
+        raise UserError(f"--budgets '{text}': give positive epochs separated by commas, e.g. 1,2,5,10")
+    return budgets
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    """`vqa compare RUN_DIR ... --out DIR [--allow-incomplete] [--budgets 1,2,5]` (vqa.cli parses)."""
+    command = " ".join(["vqa compare", *args.runs, "--out", args.out])
+    command += " --allow-incomplete" if args.allow_incomplete else ""
+    compare_runs(args.runs, args.out, args.allow_incomplete, parse_budgets(args.budgets), command)
+    return 0

@@ -1,0 +1,74 @@
+"""The paper's Figures 1-2 from run folders: one PNG per model, one colour per loss.
+
+matplotlib's object API (Figure + Agg canvas on savefig), not pyplot: no global figure state, no
+display needed, and it is imported only when a figure is drawn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vqa.io import atomic_path
+from vqa.report.runs import Run, ordered
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+FIGURE_CURVES = (  # (metrics key, line style, label, right axis)
+    ("train/loss", "--", "train loss", False),
+    ("val/loss", "-", "val loss", False),
+    ("val/accuracy", ":", "val accuracy", True),
+)
+
+
+def plot_model(runs: list[Run], model: str, colors: dict[str, str], path: Path) -> None:
+    """The paper's Figures 1-2 for one model: train loss dashed and val loss solid (left axis), val
+    accuracy dotted (right axis), one colour per loss; mean over seeds with a light min-max band."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(7.5, 4.8))
+    ax = fig.add_subplot()
+    ax2 = ax.twinx()
+    counts, handles = [], {}
+    losses = ordered(r.loss for r in runs if r.model == model)
+    for loss in losses:
+        group = [r for r in runs if r.model == model and r.loss == loss]
+        counts.append(f"{loss} n={len(group)}")
+        epochs = np.unique(np.concatenate([r.epochs for r in group]))
+        for key, style, label, right in FIGURE_CURVES:
+            values = np.full((len(group), len(epochs)), np.nan)  # [runs, epochs]
+            for i, r in enumerate(group):
+                values[i, np.searchsorted(epochs, r.epochs)] = r.series(key)
+            ok = np.isfinite(values).any(0)  # [epochs]
+            axis = ax2 if right else ax
+            mean = np.nanmean(values[:, ok], 0)
+            (handles[f"{loss} {label}"],) = axis.plot(epochs[ok], mean, style, color=colors[loss], lw=1.8)
+            if len(group) > 1:
+                lo, hi = np.nanmin(values[:, ok], 0), np.nanmax(values[:, ok], 0)
+                axis.fill_between(epochs[ok], lo, hi, color=colors[loss], alpha=0.12, lw=0)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("loss")
+    ax2.set_ylabel("validation accuracy (%)")
+    ax.set_title(
+        f"{model.upper()}: train loss (dashed), val loss (solid), val accuracy (dotted)\n"
+        f"mean over seeds ({', '.join(counts)}); band: min-max",
+        fontsize=9,
+    )
+    # legend: one row per loss (matplotlib fills columns first)
+    labels = [f"{loss} {label}" for _, _, label, _ in FIGURE_CURVES for loss in losses]
+    fig.legend([handles[k] for k in labels], labels, fontsize=7, ncol=3, loc="lower center", frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout(rect=(0, 0.01 + 0.035 * len(losses), 1, 1))  # room for the legend below
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")  # the temporary name ends in .tmp: say the format
+
+
+def write_figures(runs: list[Run], models: list[str], out: Path) -> list[str]:
+    """figure_<model>.png in `out` for each model, a loss keeping its colour across models; the names."""
+    colors = {loss: PALETTE[i % len(PALETTE)] for i, loss in enumerate(ordered(r.loss for r in runs))}
+    names = [f"figure_{m}.png" for m in models]
+    for m, name in zip(models, names):
+        plot_model(runs, m, colors, out / name)
+    return names

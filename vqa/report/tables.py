@@ -1,0 +1,145 @@
+"""The text of `vqa compare`: the paper's Table 1 as Markdown and CSV, and report.md (every section).
+
+Everything here renders the summary dict of vqa.report.compare.compare (plain data, NaN or None where
+a number is undefined); nothing is computed that the summary does not hold.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+from vqa.report.runs import COLUMNS, REFERENCE
+from vqa.report.stats import CONFIDENCE
+
+HEADERS = {"all": "All", "yes_no": "Y/N", "number": "Num", "other": "Other"}  # the paper's column names
+RUN_HEADER = ["run", "model", "loss", "seed", "epochs", "best epoch", "All", "epoch to threshold",
+              "r(val loss, val acc)", "best-loss epoch", "ECE", "entropy"]  # fmt: skip
+
+
+def _f(x, digits: int = 2, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _pm(d: dict, digits: int = 2, of: int | None = None) -> str:
+    """'mean ± std'; 'mean' for one value; 'n/a' for none; '(n=k)' when only k of `of` runs have a value."""
+    if d["n"] == 0:
+        return "n/a"
+    text = _f(d["mean"], digits) + (f" ± {_f(d['std'], digits)}" if d["std"] is not None else "")
+    return text + (f" (n={d['n']})" if of is not None and d["n"] != of else "")
+
+
+def _ci(d: dict) -> str:
+    """'+mean [+low, +high]'; the interval is n/a with one pair."""
+    if d["n"] == 0:
+        return "n/a"
+    ci = "CI n/a" if d["ci_low"] is None else f"{_f(d['ci_low'], sign=True)}, {_f(d['ci_high'], sign=True)}"
+    return f"{_f(d['mean'], sign=True)} [{ci}]"
+
+
+def _md(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]) + "\n"
+
+
+def _differences_of(summary: dict, group: dict) -> list[dict]:
+    return [d for d in summary["differences"] if (d["model"], d["loss"]) == (group["model"], group["loss"])]
+
+
+def table_markdown(summary: dict) -> str:
+    """The paper's Table 1: best validation accuracy per (model, loss), each loss then minus hard_ce."""
+    rows = []
+    for g in summary["groups"]:
+        rows.append([g["model"].upper(), g["loss"], g["n"], *(_pm(g[c], of=g["n"]) for c in COLUMNS)])
+        for d in _differences_of(summary, g):
+            rows.append(
+                [g["model"].upper(), f"{d['loss']} - {d['minus']}", d["n"], *(_ci(d[c]) for c in COLUMNS)]
+            )
+    note = (
+        "\nBest validation accuracy (%, official VQA metric; All, Y/N, Num, Other from the epoch of the "
+        "best All), mean ± sample std over n seeds. Rows 'x - hard_ce': mean of the per-seed differences "
+        f"[{CONFIDENCE:.0%} t interval, n - 1 degrees of freedom].\n"
+    )
+    return _md(["Model", "Loss", "n", *HEADERS.values()], rows) + note
+
+
+def table_csv(summary: dict) -> str:
+    """Table 1 unrounded: one row per (model, loss) and per difference; empty cells where undefined."""
+    stats = ("mean", "std", "ci_low", "ci_high")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["model", "loss", "row", "n", "seeds", *(f"{c}_{s}" for c in COLUMNS for s in stats)])
+
+    def cells(d: dict) -> list:
+        return ["" if d.get(s) is None else round(d[s], 6) for s in stats]
+
+    for g in summary["groups"]:
+        seeds = " ".join(map(str, g["seeds"]))
+        w.writerow([g["model"], g["loss"], "mean", g["n"], seeds, *(x for c in COLUMNS for x in cells(g[c]))])
+        for d in _differences_of(summary, g):
+            seeds = " ".join(map(str, d["seeds"]))
+            row = f"minus_{d['minus']}"
+            w.writerow(
+                [d["model"], d["loss"], row, d["n"], seeds, *(x for c in COLUMNS for x in cells(d[c]))]
+            )
+    return buf.getvalue()
+
+
+def report_markdown(summary: dict, command: str) -> str:
+    """Every section: Table 1, convergence, loss-accuracy discrepancy, calibration, runs, figures."""
+    budgets = [*map(str, summary["budgets"]), "last"]
+    thresholds = "; ".join(
+        f"{m.upper()} {_f(r['threshold'])} (= {summary['fraction']:.0%} of {_f(r['mean'])}, n={r['n']})"
+        if r["n"]
+        else f"{m.upper()} n/a (no {REFERENCE} runs)"
+        for m, r in summary["references"].items()
+    )
+    conv, disc, cal = [], [], []
+    for g in summary["groups"]:
+        key = [g["model"].upper(), g["loss"], g["n"]]
+        reached = f"{g['reached']}/{g['n']}" if summary["references"][g["model"]]["n"] else "n/a"
+        conv.append([*key, reached, _pm(g["epoch_to_threshold"], 1)])
+        conv[-1] += [_pm(g["accuracy_at"][b], of=g["n"]) for b in budgets]
+        disc.append([*key, _pm(g["pearson_loss_accuracy"], 3, g["n"]), _pm(g["best_loss_epoch"], 1, g["n"])])
+        disc[-1].append(_pm(g["best_epoch"], 1, g["n"]))
+        cal.append([*key, _pm(g["ece"], 4, g["n"]), _pm(g["entropy"], 3, g["n"])])
+    runs = []
+    for s in summary["runs"]:
+        epochs = f"{s['epochs_done']}/{s['epochs_planned']}" + ("" if s["complete"] else " (incomplete)")
+        to_threshold = s["epoch_to_threshold"] or (
+            "never" if summary["references"][s["model"]]["n"] else "n/a"
+        )
+        runs.append([s["name"], s["model"], s["loss"], s["seed"], epochs, s["best_epoch"], _f(s["all"])])
+        runs[-1] += [to_threshold, _f(s["pearson_loss_accuracy"], 3), s["best_loss_epoch"]]
+        runs[-1] += [_f(s["ece"], 4), _f(s["entropy"], 3)]
+    parts = [
+        f"# Loss comparison: {len(summary['runs'])} runs\n\nMade by `{command}`.\n",
+        "## Best validation accuracy (Table 1)\n\n" + table_markdown(summary),
+        "## Convergence\n\nFirst epoch whose val accuracy reaches the model's threshold, mean ± std over "
+        f"the runs that reach it ('reached' counts them). Thresholds: {thresholds}. Then val accuracy at "
+        "epoch budgets, mean ± std.\n\n"
+        + _md(["Model", "Loss", "n", "reached", "epoch to threshold", *(f"acc@{b}" for b in budgets)], conv),
+        "## Loss-accuracy discrepancy\n\nPearson r between val loss (the run's own loss) and val accuracy "
+        "across epochs (near -1: they move together; towards 0 or positive: the loss stops tracking the "
+        "accuracy), and the epochs of the lowest val loss and of the best val accuracy.\n\n"
+        + _md(["Model", "Loss", "n", "r(val loss, val acc)", "best-loss epoch", "best-accuracy epoch"], disc),
+        "## Calibration at the best epoch\n\nExpected calibration error (15 bins, the official "
+        "per-question accuracy as correctness) and mean entropy of the predicted answer distribution "
+        "(nats).\n\n" + _md(["Model", "Loss", "n", "ECE", "entropy"], cal),
+        "## Runs\n\n" + _md(RUN_HEADER, runs),
+        "## Figures\n\n" + "".join(f"![{m}](figure_{m}.png)\n" for m in summary["references"]),
+    ]
+    if summary.get("incomplete"):
+        lines = [
+            f"- {i['path']}: {i['epochs_done']} of {i['epochs_planned']} epochs, "
+            + ("included" if i["included"] else "left out")
+            + "\n"
+            for i in summary["incomplete"]
+        ]
+        parts.append("## Incomplete runs\n\n" + "".join(lines))
+    if summary.get("warnings"):
+        parts.append("## Warnings\n\n" + "".join(f"- {w}\n" for w in summary["warnings"]))
+    return "\n".join(parts)

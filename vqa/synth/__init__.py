@@ -1,0 +1,16 @@
+"""The built-in synthetic VQA v2 dataset (`vqa synth`): official-format JSON plus HDF5 features.
+
+One job per module, in the order the data is made:
+    presets.py     named sizes (tiny, small, paper, vqa2); pure Python, cheap to import
+    scenes.py      scenes of objects on a grid, and the seeded random helpers every module shares
+    questions.py   question templates: parameters, wording, official question type, true answer
+    ask.py         which questions each image gets: balanced answers, complementary pairs
+    annotators.py  ten simulated annotators per question; the multiple-choice answer
+    features.py    grid and box features (a fixed random encoder) written as HDF5
+    stats.py       statistics of the written splits and the question-only prior
+    render.py      optional PNG drawings of the scenes (`--render`)
+    generate.py    generate() and `vqa synth`: ties the above together, writes every file atomically
+
+Nothing is imported here, so `import vqa.synth.presets` stays light (no numpy, no h5py).
+Layout of the written files: data/README.md, "Synthetic data".
+"""

@@ -1,0 +1,84 @@
+"""Ten simulated annotators per question, who disagree the way people do.
+
+Perception slips (turning the intended answer into a confusable one), genuinely ambiguous
+questions (the truth is a distribution), synonyms the official normalization does not fold,
+and rare junk. A per-question difficulty multiplies the slip rate, which makes agreement vary
+from question to question like VQA v2's.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections import Counter
+
+from vqa.data.answers import normalize_answer
+from vqa.synth.questions import Truth
+from vqa.synth.scenes import REGIONS, pick, weighted
+
+# fmt: off
+SLIP = {"yesno": 0.08, "count": 0.08, "color": 0.4, "shape": 0.3, "size": 0.4,
+        "material": 0.35, "where": 0.25}
+DIFFICULTY = {0.2: 0.35, 1.0: 0.3, 2.5: 0.2, 5.0: 0.15}  # slip multiplier -> probability
+CONFUSIONS = {
+    "yes": ("no",), "no": ("yes",),
+    "red": ("orange", "pink", "maroon"), "orange": ("red", "yellow", "brown"),
+    "yellow": ("orange", "beige", "gold"), "green": ("teal", "blue", "olive"),
+    "blue": ("purple", "teal", "navy"), "purple": ("blue", "pink", "violet"),
+    "gray": ("silver", "white", "black"), "brown": ("orange", "tan", "red"),
+    "cube": ("cylinder", "square", "rectangle"), "sphere": ("circle", "round"),
+    "cylinder": ("cube", "can", "round"), "cone": ("triangle", "cylinder", "pyramid"),
+    "small": ("large", "medium"), "large": ("small", "medium"),
+    "rubber": ("plastic", "metal", "wood"), "metal": ("rubber", "steel", "plastic"),
+}
+VARIANTS = {  # synonyms the official normalization does not fold
+    "gray": (("grey", 0.3),), "sphere": (("ball", 0.25),), "large": (("big", 0.3),),
+    "small": (("little", 0.1), ("tiny", 0.1)), "metal": (("metallic", 0.2), ("shiny", 0.1)),
+    "rubber": (("matte", 0.15),), "center": (("middle", 0.3),), "cube": (("block", 0.1), ("box", 0.05)),
+}
+JUNK_P = 0.008
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+# fmt: on
+
+# The official normalization (one implementation, vqa.data.answers), cached: the statistics
+# normalize every answer of every split and the strings repeat.
+normalize = functools.lru_cache(maxsize=65536)(normalize_answer)
+
+
+def annotate(t: Truth, rnd: random.Random) -> list[dict]:
+    """Ten people answer independently (answer_id 1..10), in the official answer format."""
+    slip = min(0.7, weighted(rnd, DIFFICULTY) * SLIP[t.kind] + t.hard)
+    probs = dict(t.dist)
+    out = []
+    for k in range(1, 11):
+        a, conf, u = weighted(rnd, probs), "yes", rnd.random()
+        if u < JUNK_P:
+            a = pick(rnd, ("i don't know",) if t.kind == "yesno" else ("i don't know", "yes", "nothing"))
+            conf = "no" if rnd.random() < 0.6 else "maybe"
+        elif u < JUNK_P + slip:
+            if t.kind == "count":
+                n = int(a)
+                a = str(n + 1 if n == 0 or rnd.random() < 0.45 else n - 1)
+            elif t.kind == "where":
+                a = pick(rnd, [r for r in REGIONS if r != a])
+            else:
+                a = pick(rnd, CONFUSIONS[a])
+            conf = weighted(rnd, {"maybe": 0.6, "yes": 0.3, "no": 0.1})
+        elif rnd.random() < 0.08:
+            conf = "maybe"
+        u = rnd.random()
+        for variant, p in VARIANTS.get(a, ()):
+            if u < p:
+                a = variant
+                break
+            u -= p
+        if t.kind == "count" and a.isdigit() and int(a) <= 10 and rnd.random() < 0.04:
+            a = NUMBER_WORDS[int(a)]  # folded by the official normalization
+        out.append({"answer_id": k, "answer": a, "answer_confidence": conf})
+    return out
+
+
+def most_common_answer(answers: list[dict]) -> str:
+    """Most frequent normalized answer; ties go to the alphabetically first."""
+    c = Counter(normalize(a["answer"]) for a in answers)
+    return min(c, key=lambda a: (-c[a], a))

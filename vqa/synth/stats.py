@@ -1,0 +1,110 @@
+"""Statistics of the written splits: agreement, answer balance, accuracies, question-only prior.
+
+They are computed from the annotations exactly as written (answers normalized the official
+way), saved as stats.json and printed by `vqa synth`, so a reader can check at a glance that the
+data looks like VQA v2: human accuracy well under 100%, yes/no about balanced, and a
+question-only prior far below what a model that looks can reach.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from vqa.data.answers import ANSWER_TYPES, score_from_count
+from vqa.synth.annotators import normalize
+
+
+def _by_type(scores: list[tuple[str, float]]) -> dict:
+    """Mean score overall and per answer type (None for a type with no question)."""
+    out = {"overall": sum(s for _, s in scores) / max(len(scores), 1)}
+    for t in ANSWER_TYPES:
+        sel = [s for a, s in scores if a == t]
+        out[t] = sum(sel) / len(sel) if sel else None
+    return out
+
+
+def split_stats(anns: list[dict]) -> dict:
+    """Statistics of one annotated split.
+
+    `anns` are the official annotations plus each question's text ("question") and intended
+    answer ("truth", None when the question is ambiguous).
+    """
+    mca, human, uniq, unanimous, known, right, pairs = [], [], 0, 0, 0, 0, defaultdict(set)
+    for a in anns:
+        norm = [normalize(x["answer"]) for x in a["answers"]]
+        c = Counter(norm)
+        uniq += len(c)
+        unanimous += len({x["answer"] for x in a["answers"]}) == 1
+        mca.append((a["answer_type"], score_from_count(c[a["multiple_choice_answer"]])))
+        # the official human accuracy: each answer scored against the other nine
+        human.append((a["answer_type"], sum(score_from_count(c[x] - 1, 9) for x in norm) / 10))
+        pairs[a["question"]].add(a["multiple_choice_answer"])
+        if a["truth"] is not None:
+            known += 1
+            right += a["multiple_choice_answer"] == normalize(a["truth"])
+    yn = [a["multiple_choice_answer"] for a in anns if a["answer_type"] == "yes/no"]
+    num = Counter(a["multiple_choice_answer"] for a in anns if a["answer_type"] == "number")
+    n = max(len(anns), 1)
+    return {
+        "mean_unique_answers": uniq / n,
+        "unanimous": unanimous / n,
+        "answer_types": dict(Counter(a["answer_type"] for a in anns)),
+        "mca_is_true_answer": right / max(known, 1),
+        "paired_questions": sum(len(pairs[a["question"]]) > 1 for a in anns) / n,
+        "yes_share": yn.count("yes") / max(len(yn), 1),
+        "top_number_share": max(num.values(), default=0) / max(sum(num.values()), 1),
+        "mca_accuracy": _by_type(mca),
+        "human_accuracy": _by_type(human),
+    }
+
+
+def prior_accuracy(train: list[dict], val: list[dict]) -> dict:
+    """Answer the most common training answer of the same question string, else question type."""
+    by_q, by_type = defaultdict(Counter), defaultdict(Counter)
+    for a in train:
+        by_q[a["question"]][a["multiple_choice_answer"]] += 1
+        by_type[a["question_type"]][a["multiple_choice_answer"]] += 1
+    overall = Counter(a["multiple_choice_answer"] for a in train)
+
+    def top(c: Counter) -> str:
+        return min(c, key=lambda x: (-c[x], x))
+
+    scores = []
+    for a in val:
+        c = by_q.get(a["question"]) or by_type.get(a["question_type"]) or overall
+        guess = top(c)
+        scores.append(
+            (a["answer_type"], score_from_count(sum(normalize(x["answer"]) == guess for x in a["answers"])))
+        )
+    return _by_type(scores)
+
+
+def format_stats(stats: dict) -> str:
+    """The statistics as a compact table (shares and accuracies in percent)."""
+
+    def pct(d: dict) -> str:
+        return "".join(
+            "     -" if d[k] is None else f"{100 * d[k]:6.1f}" for k in ("overall",) + ANSWER_TYPES
+        )
+
+    cols = "".join(f"{h:>6}" for h in ("all", "y/n", "num", "other"))
+    lines = [
+        f"{'split':<13}{'images':>7}{'questions':>10}{'uniq/q':>7}{'unanim':>7}{'paired':>7}{'MCA=true':>9}"
+        f"  | MCA acc{cols}  | human acc{cols}"
+    ]
+    for split, s in stats["splits"].items():
+        row = f"{split:<13}{s['images']:>7}{s['questions']:>10}"
+        if "mca_accuracy" in s:
+            row += (
+                f"{s['mean_unique_answers']:>7.2f}{100 * s['unanimous']:>7.1f}{100 * s['paired_questions']:>7.1f}"
+                f"{100 * s['mca_is_true_answer']:>9.1f}  |        {pct(s['mca_accuracy'])}  |          "
+                f"{pct(s['human_accuracy'])}"
+            )
+        lines.append(row)
+    t = stats["splits"]["train2014"]
+    lines.append(f"{'question-only prior, val':<60}  |        {pct(stats['prior_accuracy_val'])}  |")
+    lines.append(
+        f"(percent; prior: most common train answer of the same question, else question type; "
+        f"train yes {100 * t['yes_share']:.1f}% of yes/no, top count {100 * t['top_number_share']:.1f}% of number)"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""Checkpoints: everything a run needs to continue exactly, written atomically.
+
+A checkpoint is a plain dict (torch.save) with the model, optimizer, scheduler and scaler states,
+the run's Progress (epochs done, optimizer steps, the position inside an interrupted epoch, the best
+validation metrics, the early-stopping counter), every RNG state, the resolved config, both
+vocabularies and the image feature size; `vqa predict` reads the same file (vqa.io.read_checkpoint).
+It is written to a temporary file, fsynced and renamed (vqa.io.atomic_path with durable=True), so a
+kill at any moment leaves the previous checkpoint or the new one, never a torn file. It is read with
+weights_only=True: a checkpoint cannot run code, which is why the numpy RNG state is stored as plain
+lists.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vqa import io
+from vqa.config import Config, to_dict
+from vqa.errors import UserError
+from vqa.training.loop import EpochState, TrainState
+
+
+@dataclass
+class Progress:
+    """Where a run stands between steps: what a resume continues from."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken (when restored; the TrainState counts them while training)
+    partial: EpochState | None = None  # position inside epoch `epoch + 1` when stopped mid-way
+    best: dict = field(default_factory=lambda: {"accuracy": -1.0})  # val metrics of the best epoch
+    bad_epochs: int = 0  # epochs since the best one (early stopping)
+
+    def end_epoch(self, epoch: int, val: dict) -> bool:
+        """Record a finished epoch's validation; True when it is the best so far."""
+        is_best = val["accuracy"] > self.best["accuracy"]
+        self.bad_epochs = 0 if is_best else self.bad_epochs + 1
+        if is_best:
+            self.best = {"epoch": epoch, **{k: v for k, v in val.items() if k != "predictions"}}
+        self.epoch, self.partial = epoch, None
+        return is_best
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],  # plain types: weights_only loads them
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(
+        (state["numpy"][0], np.asarray(state["numpy"][1], dtype=np.uint32), *state["numpy"][2:])
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir: Path, model, state: TrainState, progress: Progress, cfg: Config, data,
+                    is_best: bool) -> None:  # fmt: skip
+    """checkpoints/last.pt (and best.pt when `is_best`), each written atomically and durably.
+
+    `model` is the bare module (not its DDP / compiled wrapper, whose state dict keys differ);
+    optimizer, scheduler, scaler and the step count come from the TrainState.
+    """
+    scaler = state.scaler
+    ckpt = {
+        "model": model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "epoch": progress.epoch,
+        "step": state.step,
+        "epoch_state": progress.partial.__dict__ if progress.partial else None,
+        "best": progress.best,
+        "bad_epochs": progress.bad_epochs,
+        "rng": rng_state(),
+        "config": to_dict(cfg),
+        "question_vocab": data.qvocab.to_dict(),
+        "answer_vocab": data.avocab.to_dict(),
+        "image_dim": data.image_dim,
+    }
+    folder = run_dir / "checkpoints"
+    for name in ("last.pt", "best.pt") if is_best else ("last.pt",):
+        with io.atomic_path(folder / name, durable=True) as tmp:
+            torch.save(ckpt, tmp)
+
+
+def load_for_resume(run_dir: Path) -> dict:
+    """checkpoints/last.pt of a run, for `vqa train --resume`."""
+    path = run_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise UserError(f"{path}: no checkpoint to resume from; start the run without --resume")
+    return io.read_checkpoint(path)
+
+
+def restore(ckpt: dict, model, optimizer, scheduler, scaler) -> Progress:
+    """Load every state of `ckpt` into the given objects and the RNGs; return the run's Progress."""
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if scaler is not None and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
+    partial = EpochState(**ckpt["epoch_state"]) if ckpt["epoch_state"] else None
+    return Progress(ckpt["epoch"], ckpt["step"], partial, ckpt["best"], ckpt["bad_epochs"])

@@ -1,0 +1,152 @@
+"""`vqa train`: `fit(cfg)` wires data, model, loss, optimizer and loaders, then runs the epochs.
+
+Each epoch is `train_one_epoch` then `evaluate` (loop.py), logged by the RunLog (runlog.py) and
+checkpointed (checkpoint.py). The same function runs one process or one process per device under
+torchrun (DDP); only rank 0 writes. SIGTERM / SIGINT finish the current step, write a checkpoint and
+exit 0; `fit(cfg, resume=True)` continues exactly where the last checkpoint left off, mid-epoch
+included, RNG states and all.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from vqa.config import Config, load_config
+from vqa.data.answers import AnswerVocab
+from vqa.data.build import build_datasets, build_loaders, ensure_synthetic
+from vqa.data.text import QuestionVocab
+from vqa.data.word_vectors import init_embedding
+from vqa.errors import UserError
+from vqa.losses import get_loss
+from vqa.models import build_model
+from vqa.training.checkpoint import Progress, load_for_resume, restore, save_checkpoint
+from vqa.training.distributed import barrier, init_distributed, shutdown
+from vqa.training.loop import StopRequest, TrainState, epoch_totals, evaluate, train_one_epoch
+from vqa.training.optim import build_optimizer, build_scheduler
+from vqa.training.runlog import RunLog, best_line
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit(cfg: Config, resume: bool = False) -> dict:
+    """Train `cfg` to completion (or to a stop signal); returns the best validation metrics."""
+    loss_fn = get_loss(cfg.train.loss)
+    dist, device = init_distributed(cfg.train.device)
+    run_dir = cfg.run_dir
+    ckpt = load_for_resume(run_dir) if resume else None
+    if cfg.train.batch_size % dist.world:
+        raise UserError(
+            f"config: train.batch_size {cfg.train.batch_size} (global) must divide by {dist.world} processes"
+        )
+    batch_size = cfg.train.batch_size // dist.world  # per process; the global batch stays the config's
+    if dist.main:
+        ensure_synthetic(cfg)
+    barrier(dist)
+    seed_everything(cfg.train.seed)
+    vocabs = (
+        (QuestionVocab.from_dict(ckpt["question_vocab"]), AnswerVocab.from_dict(ckpt["answer_vocab"]))
+        if ckpt
+        else ()
+    )
+    data = build_datasets(cfg, *vocabs)
+    model = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim)
+    if cfg.model.word_vectors and not ckpt:  # a resumed run restores its trained embedding
+        share = init_embedding(model.question.embedding, cfg.model.word_vectors, data.qvocab.itos)
+        data.lines.append(
+            f"word vectors: {share:.1%} of the question words found in {cfg.model.word_vectors}"
+        )
+    model.to(device)
+    optimizer = build_optimizer(cfg.train, model)
+    scaler = torch.amp.GradScaler(device.type) if cfg.train.precision == "fp16" else None
+
+    loaders = build_loaders(cfg, data, batch_size, dist.world, dist.rank, pin_memory=device.type == "cuda")
+    scheduler = build_scheduler(
+        cfg.train, optimizer, math.ceil(loaders.train_sampler.num_samples / batch_size)
+    )
+    answer_types = {r.question_id: r.answer_type for r in data.val.records}
+    progress = restore(ckpt, model, optimizer, scheduler, scaler) if ckpt else Progress()
+
+    train_model = DistributedDataParallel(model) if dist.enabled else model
+    if cfg.train.compile:
+        train_model = torch.compile(train_model)
+    state = TrainState(train_model, loss_fn, optimizer, scheduler, device, scaler, cfg.train.precision,
+                       cfg.train.grad_clip, dist, progress.step)  # fmt: skip
+    log = RunLog(cfg, dist.main, resume, progress.epoch + 1, progress.step)
+    for line in data.lines:
+        log.say(f"data: {line}")
+    n_params = sum(p.numel() for p in model.parameters())
+    where = f"{device}" + (f" x {dist.world} processes" if dist.enabled else "")
+    log.say(f"run: {run_dir}  model {cfg.model.name} ({n_params:,} parameters)  loss {cfg.train.loss}  "
+            f"precision {cfg.train.precision}  device {where}"
+            + (f"  resuming after epoch {progress.epoch}, step {progress.step}" if resume else ""))  # fmt: skip
+
+    stopped = False
+    try:
+        with StopRequest() as stop:
+            for epoch in range(progress.epoch + 1, cfg.train.epochs + 1):
+                loaders.train_sampler.set_epoch(epoch)
+                loaders.train_sampler.start = progress.partial.batches * batch_size if progress.partial else 0
+                desc = f"epoch {epoch}/{cfg.train.epochs}"
+                progress.partial, stopped = train_one_epoch(
+                    state, loaders.train, progress.partial, stop, log.step, desc
+                )
+                if stopped:
+                    if dist.main:
+                        save_checkpoint(run_dir, model, state, progress, cfg, data, is_best=False)
+                    break
+                train_loss, rate, seconds = epoch_totals(progress.partial, dist, device)
+                val = evaluate(
+                    train_model, loss_fn, loaders.val, device, answer_types, cfg.train.precision, dist
+                )
+                is_best = progress.end_epoch(epoch, val)
+                log.epoch(epoch, state.step, train_loss, val, optimizer.param_groups[0]["lr"], rate, seconds)
+                if is_best:
+                    log.predictions(val["predictions"], data.avocab)
+                if dist.main:
+                    save_checkpoint(run_dir, model, state, progress, cfg, data, is_best)
+                patience = cfg.train.early_stop_patience
+                if patience and progress.bad_epochs >= patience:
+                    log.say(f"early stop: no better val accuracy for {progress.bad_epochs} epochs "
+                            f"(best: epoch {progress.best['epoch']})")  # fmt: skip
+                    break
+    except FloatingPointError as e:  # a non-finite loss, caught before the optimizer step
+        raise UserError(
+            f"training diverged: {e}; the last good checkpoint is {run_dir / 'checkpoints' / 'last.pt'}; "
+            "lower train.lr or set train.grad_clip, then --resume"
+        ) from None
+    finally:
+        log.close()
+        shutdown(dist)
+    if stopped:
+        log.say(
+            f"stopped by signal at step {state.step}; checkpoint written. Resume with: vqa train --resume {run_dir}"
+        )
+    elif progress.best["accuracy"] >= 0:
+        log.say(best_line(progress.best, run_dir))
+    return progress.best
+
+
+def train_command(args) -> int:
+    """`vqa train --config FILE [overrides]` or `vqa train --resume RUN_DIR [overrides]`."""
+    if args.resume:
+        if args.config:
+            raise UserError(
+                "pass either --config (a new run) or --resume RUN_DIR (its config.yaml is used), not both"
+            )
+        cfg = load_config(Path(args.resume) / "config.yaml", args.overrides)
+        if cfg.run_dir.resolve() != Path(args.resume).resolve():
+            cfg.out_dir, cfg.name = str(Path(args.resume).parent), Path(args.resume).name
+    else:
+        cfg = load_config(args.config, args.overrides)
+    fit(cfg, resume=bool(args.resume))
+    return 0

@@ -1,0 +1,102 @@
+"""What a run writes into its folder besides checkpoints: config.yaml, TensorBoard event files (per
+epoch in the run folder, per step in steps/), metrics.jsonl, the printed epoch lines and the best
+epoch's predictions file. Only the main rank writes; on other ranks every method does nothing.
+
+On resume, whatever a killed run logged after its last checkpoint is dropped: metrics.jsonl is cut
+to the checkpoint's epochs and the TensorBoard writers purge later events (purge_step), so curves
+never hold duplicate points.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+from vqa import io
+from vqa.config import Config, dump_yaml
+from vqa.data.answers import ANSWER_TYPES, AnswerVocab, answer_type_key
+
+# val metrics logged as `val/<name>` every epoch, in this order
+VAL_SCALARS = ("loss", "hard_ce", "soft_ce", "accuracy",
+               *(f"accuracy_{answer_type_key(t)}" for t in ANSWER_TYPES), "ece", "entropy")  # fmt: skip
+
+
+def read_metrics(path: Path, up_to_epoch: int) -> list[dict]:
+    """metrics.jsonl lines of the epochs a checkpoint covers (a kill can leave one more)."""
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["epoch"] <= up_to_epoch]
+
+
+def epoch_line(epoch: int, epochs: int, train_loss: float, val: dict, rate: float, seconds: float) -> str:
+    return (
+        f"epoch {epoch}/{epochs}  train_loss {train_loss:.4f}  val_loss {val['loss']:.4f}  "
+        f"acc {val['accuracy']:.2f}  yes/no {val['accuracy_yes_no']:.2f}  number {val['accuracy_number']:.2f}  "
+        f"other {val['accuracy_other']:.2f}  ({rate:.0f} samples/s, {seconds:.1f}s)"
+    )
+
+
+def best_line(best: dict, run_dir: Path) -> str:
+    return (
+        f"best: epoch {best['epoch']}  acc {best['accuracy']:.2f}  yes/no {best['accuracy_yes_no']:.2f}  "
+        f"number {best['accuracy_number']:.2f}  other {best['accuracy_other']:.2f}  ({run_dir})"
+    )
+
+
+class RunLog:
+    """The run folder's logs. `start_epoch` / `step` are where the run continues (1 / 0 when new)."""
+
+    def __init__(self, cfg: Config, enabled: bool, resume: bool, start_epoch: int, step: int):
+        self.cfg, self.enabled, self.run_dir = cfg, enabled, cfg.run_dir
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.writer = self.steps_writer = None
+        if not enabled:
+            return
+        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        io.write_text_atomic(self.run_dir / "config.yaml", dump_yaml(cfg))
+        rows = read_metrics(self.metrics_path, start_epoch - 1)
+        io.write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=start_epoch if resume else None)
+        self.steps_writer = SummaryWriter(
+            log_dir=str(self.run_dir / "steps"), purge_step=step + 1 if resume else None
+        )
+
+    def say(self, line: str) -> None:
+        if self.enabled:
+            print(line, flush=True)
+
+    def step(self, step: int, loss: float) -> None:
+        """train/loss_step every `train.log_every` optimizer steps."""
+        if self.steps_writer is not None and step % self.cfg.train.log_every == 0:
+            self.steps_writer.add_scalar("train/loss_step", loss, step)
+
+    def epoch(self, epoch: int, step: int, train_loss: float, val: dict, lr: float, rate: float,
+              seconds: float) -> None:  # fmt: skip
+        """The epoch line, every scalar to TensorBoard and one line of metrics.jsonl."""
+        if not self.enabled:
+            return
+        print(epoch_line(epoch, self.cfg.train.epochs, train_loss, val, rate, seconds), flush=True)
+        scalars = {"train/loss": train_loss, **{f"val/{k}": val[k] for k in VAL_SCALARS}, "lr": lr,
+                   "throughput/samples_per_s": rate}  # fmt: skip
+        for name, value in scalars.items():
+            self.writer.add_scalar(name, value, epoch)
+        self.writer.flush()
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps({"epoch": epoch, "step": step, **scalars, "seconds": seconds}) + "\n")
+
+    def predictions(self, predictions: dict[int, int], avocab: AnswerVocab) -> None:
+        """The validation answers as a results file in the server's format: [{"question_id", "answer"}]."""
+        if not self.enabled:
+            return
+        results = [{"question_id": qid, "answer": avocab.itos[i]} for qid, i in sorted(predictions.items())]
+        io.write_text_atomic(
+            self.run_dir / f"predictions_{self.cfg.data.val_split}.json", json.dumps(results)
+        )
+
+    def close(self) -> None:
+        for w in (self.writer, self.steps_writer):
+            if w is not None:
+                w.close()
