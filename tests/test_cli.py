@@ -53,7 +53,7 @@ def test_missing_data_root(tmp_path):
 def test_malformed_json(data, tmp_path):
     path = data / "v2_mscoco_val2014_annotations.json"
     path.write_text(path.read_text()[:-20])
-    check_error(train(data, tmp_path / "runs"), str(path), "malformed JSON")
+    check_error(train(data, tmp_path / "runs"), str(path), "is not valid JSON")
     assert not (tmp_path / "runs").exists()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -94,6 +95,7 @@ class Config:
         return Path(self.out_dir) / self.name
 
 
+# The valid values of every enumerated setting (registry names are added by _registry_choices)
 CHOICES = {
     "data.features": ("grid", "boxes"),
     "data.soft_targets_oov": ("drop", "renormalize"),
@@ -206,12 +208,41 @@ def config_from_dict(raw: dict, source: str = "checkpoint") -> Config:
     return cfg
 
 
+def _registry_choices() -> dict[str, tuple[str, ...]]:
+    """Names whose valid values are a registry's keys (imported here, when a config is validated,
+    so a typo in model.name or train.loss fails before any data is read or generated)."""
+    from vqa.losses import LOSSES
+    from vqa.models import MODELS
+    from vqa.synth.presets import PRESETS
+
+    return {
+        "model.name": tuple(sorted(MODELS)),
+        "train.loss": tuple(sorted(LOSSES)),
+        "data.synth_preset": ("", *PRESETS),
+    }
+
+
+def _floats(node: Any, prefix: str = ""):
+    """(dotted key, value) of every float field, nested sections included."""
+    for f in fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _floats(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float):
+            yield f"{prefix}{f.name}", value
+
+
 def validate(cfg: Config) -> None:
-    for key, allowed in CHOICES.items():
+    """Every value in range and every name valid, before anything is read, generated or trained."""
+    for key, value in _floats(cfg):
+        if not math.isfinite(value):
+            raise UserError(f"config: '{key}' is {value}; give a finite number")
+    for key, allowed in {**CHOICES, **_registry_choices()}.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
-            raise UserError(f"config: '{key}' is {value!r}; choose one of {', '.join(allowed)}")
+            shown = ", ".join(repr(a) if a == "" else a for a in allowed)
+            raise UserError(f"config: '{key}' is {value!r}; choose one of {shown}")
     positive = {
         "data.max_answers": cfg.data.max_answers,
         "data.max_question_len": cfg.data.max_question_len,
@@ -231,6 +262,17 @@ def validate(cfg: Config) -> None:
         raise UserError(f"config: 'model.dropout' must be in [0, 1), got {cfg.model.dropout}")
     if cfg.train.lr <= 0:
         raise UserError(f"config: 'train.lr' must be positive, got {cfg.train.lr}")
+    non_negative = {
+        "train.weight_decay": cfg.train.weight_decay,
+        "train.grad_clip": cfg.train.grad_clip,
+        "data.min_token_count": cfg.data.min_token_count,
+        "data.feature_dim": cfg.data.feature_dim,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise UserError(f"config: '{key}' must be >= 0, got {value}")
+    if not 0.0 < cfg.train.lr_decay_factor <= 1.0:
+        raise UserError(f"config: 'train.lr_decay_factor' must be in (0, 1], got {cfg.train.lr_decay_factor}")
     if cfg.train.warmup_epochs < 0 or cfg.train.early_stop_patience < 0:
         raise UserError("config: 'train.warmup_epochs' and 'train.early_stop_patience' must be >= 0")
     if cfg.data.num_workers < 0:

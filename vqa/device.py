@@ -10,12 +10,13 @@ import torch
 from vqa.errors import UserError
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> cuda when available, else cpu; an explicit cuda without a GPU is a user error."""
+def resolve_device(name: str, setting: str = "config: train.device") -> torch.device:
+    """`auto` -> cuda when available, else cpu; an explicit cuda without a GPU is a user error
+    naming `setting` (the config key or command-line option the name came from)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"config: train.device is '{name}' but no CUDA device is available; use auto or cpu")
+        raise UserError(f"{setting} is '{name}' but no CUDA device is available; use auto or cpu")
     return torch.device(name)
 
 

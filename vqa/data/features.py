@@ -21,7 +21,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 
 from vqa.errors import UserError
 
@@ -108,6 +107,8 @@ class FeatureStore:
             x = np.asarray(data[row])  # [D, H, W], usually float16
             # torch's transposing copy is ~2x faster than numpy's strided astype here: this is
             # the costliest line of the input pipeline for grid features (make bench: pipeline)
+            import torch  # here: `vqa convert` imports this module's layout names without torch
+
             return torch.from_numpy(x.reshape(x.shape[0], -1)).T.float().contiguous().numpy()  # [H*W, D]
         if self.pos_boxes is not None:
             start, end = self.pos_boxes[row]

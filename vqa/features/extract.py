@@ -241,7 +241,7 @@ def extract(
         _check_settings(partial, attrs, "an interrupted extraction was started")
 
     trunk, dim = build_trunk(arch, weights, seed)
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device")
     trunk.to(dev)
     with torch.inference_mode():
         side = trunk(torch.zeros(1, 3, size, size, device=dev)).shape[-1]

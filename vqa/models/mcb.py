@@ -132,14 +132,15 @@ class MCBModel(nn.Module):
         num_tokens: int,
         num_answers: int,
         image_dim: int,
-        embed_dim: int = 300,
-        rnn_dim: int = 1024,
-        mcb_dim: int = 16000,
-        attention_dim: int = 512,
-        glimpses: int = 2,
-        dropout: float = 0.5,
-        rnn: str = "lstm",
-        normalize_image: bool = True,
+        *,  # sizes by name, all explicit: the builder passes ModelConfig's values
+        embed_dim: int,
+        rnn_dim: int,
+        mcb_dim: int,
+        attention_dim: int,
+        glimpses: int,
+        dropout: float,
+        rnn: str,
+        normalize_image: bool,
         seed: int = 0,
     ):
         super().__init__()

@@ -27,14 +27,15 @@ class PoolModel(nn.Module):
         num_tokens: int,
         num_answers: int,
         image_dim: int,
-        embed_dim: int = 300,
-        rnn_dim: int = 2400,
-        hidden_dim: int = 1200,
-        attention_dim: int = 1200,
-        glimpses: int = 2,
-        dropout: float = 0.5,
-        rnn: str = "lstm",
-        normalize_image: bool = True,
+        *,  # sizes by name, all explicit: the builder passes ModelConfig's values
+        embed_dim: int,
+        rnn_dim: int,
+        hidden_dim: int,
+        attention_dim: int,
+        glimpses: int,
+        dropout: float,
+        rnn: str,
+        normalize_image: bool,
     ):
         super().__init__()
         self.question = QuestionEncoder(num_tokens, embed_dim, rnn_dim, rnn=rnn, dropout=dropout)

@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from vqa.data import features as L  # the HDF5 layout names the store reads
 from vqa.io import atomic_path
 from vqa.synth.scenes import ATTR_ORDER, ATTRIBUTES, STUFF, Obj, Scene, pick, shuffle
 
@@ -149,23 +150,23 @@ def write_features(
     spatial = np.concatenate([bb / np.tile(size, 2), (bb[:, 2:] - bb[:, :2]) / size], axis=1)
     with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
         for k, v in (
-            ("format", "vqa-features"),
-            ("version", 1),
+            ("format", L.FORMAT),
+            ("version", L.VERSION),
             ("grid_size", grid),
             ("generator", "vqa synth"),
             ("seed", seed),
         ):
             f.attrs[k] = v
-        f.create_dataset("ids", data=np.asarray(ids, np.int64), track_times=False)
-        g = f.create_dataset("grid", (len(scenes), grid_dim, grid, grid), np.float16, track_times=False)
+        f.create_dataset(L.IDS, data=np.asarray(ids, np.int64), track_times=False)
+        g = f.create_dataset(L.GRID, (len(scenes), grid_dim, grid, grid), np.float16, track_times=False)
         for a in range(0, len(scenes), CHUNK):
             g[a : a + CHUNK] = _grid_block(scenes[a : a + CHUNK], grid, genc, base, rng)
         for name, data in (
-            ("image_features", np.maximum(feats, 0).astype(np.float16)),
-            ("image_bb", bb),
-            ("spatial_features", spatial.astype(np.float32)),
-            ("pos_boxes", pos),
-            ("image_w", wh[:, 0]),
-            ("image_h", wh[:, 1]),
+            (L.IMAGE_FEATURES, np.maximum(feats, 0).astype(np.float16)),
+            (L.IMAGE_BB, bb),
+            (L.SPATIAL_FEATURES, spatial.astype(np.float32)),
+            (L.POS_BOXES, pos),
+            (L.IMAGE_W, wh[:, 0]),
+            (L.IMAGE_H, wh[:, 1]),
         ):
             f.create_dataset(name, data=data, track_times=False)
