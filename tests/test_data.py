@@ -107,10 +107,10 @@ def test_missing_features_name_the_image(tiny_data, tmp_path):
 @pytest.mark.parametrize(
     "mutate, match",
     [
-        (lambda p: p.write_text("{not json"), "malformed JSON at line 1"),
+        (lambda p: p.write_text("{not json"), r"is not valid JSON \(.* at line 1"),
         (lambda p: p.write_text(json.dumps({"questions": []})), "has no questions"),
-        (lambda p: p.write_text(json.dumps({"question": []})), "list under 'questions'"),
-        (lambda p: p.unlink(), "file not found"),
+        (lambda p: p.write_text(json.dumps({"question": []})), "no list under key 'questions'"),
+        (lambda p: p.unlink(), "questions file .* not found"),
         (
             lambda p: p.write_text(
                 json.dumps({"questions": [{"question_id": "1", "image_id": 1, "question": "?"}]})

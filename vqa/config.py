@@ -107,6 +107,26 @@ CHOICES = {
 }
 
 
+def _positive(v) -> bool:
+    return v > 0
+
+
+def _non_negative(v) -> bool:
+    return v >= 0
+
+
+# (key, check, what it must be): the valid range of every numeric setting
+RANGES = [
+    *((k, _positive, "positive") for k in ("data.max_answers", "data.max_question_len", "train.epochs",
+      "train.batch_size", "model.embed_dim", "model.rnn_dim", "model.hidden_dim", "model.attention_dim",
+      "model.glimpses", "model.mcb_dim", "train.log_every", "train.lr")),
+    *((k, _non_negative, ">= 0") for k in ("train.weight_decay", "train.grad_clip", "train.warmup_epochs",
+      "train.early_stop_patience", "data.num_workers", "data.min_token_count", "data.feature_dim")),
+    ("model.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.lr_decay_factor", lambda v: 0 < v <= 1, "in (0, 1]"),
+]  # fmt: skip
+
+
 def _closest(key: str, valid: list[str]) -> str:
     match = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
     return f" (did you mean '{match[0]}'?)" if match else ""
@@ -243,40 +263,11 @@ def validate(cfg: Config) -> None:
         if value not in allowed:
             shown = ", ".join(repr(a) if a == "" else a for a in allowed)
             raise UserError(f"config: '{key}' is {value!r}; choose one of {shown}")
-    positive = {
-        "data.max_answers": cfg.data.max_answers,
-        "data.max_question_len": cfg.data.max_question_len,
-        "train.epochs": cfg.train.epochs,
-        "train.batch_size": cfg.train.batch_size,
-        "model.embed_dim": cfg.model.embed_dim,
-        "model.rnn_dim": cfg.model.rnn_dim,
-        "model.hidden_dim": cfg.model.hidden_dim,
-        "model.glimpses": cfg.model.glimpses,
-        "model.mcb_dim": cfg.model.mcb_dim,
-        "train.log_every": cfg.train.log_every,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise UserError(f"config: '{key}' must be positive, got {value}")
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise UserError(f"config: 'model.dropout' must be in [0, 1), got {cfg.model.dropout}")
-    if cfg.train.lr <= 0:
-        raise UserError(f"config: 'train.lr' must be positive, got {cfg.train.lr}")
-    non_negative = {
-        "train.weight_decay": cfg.train.weight_decay,
-        "train.grad_clip": cfg.train.grad_clip,
-        "data.min_token_count": cfg.data.min_token_count,
-        "data.feature_dim": cfg.data.feature_dim,
-    }
-    for key, value in non_negative.items():
-        if value < 0:
-            raise UserError(f"config: '{key}' must be >= 0, got {value}")
-    if not 0.0 < cfg.train.lr_decay_factor <= 1.0:
-        raise UserError(f"config: 'train.lr_decay_factor' must be in (0, 1], got {cfg.train.lr_decay_factor}")
-    if cfg.train.warmup_epochs < 0 or cfg.train.early_stop_patience < 0:
-        raise UserError("config: 'train.warmup_epochs' and 'train.early_stop_patience' must be >= 0")
-    if cfg.data.num_workers < 0:
-        raise UserError(f"config: 'data.num_workers' must be >= 0, got {cfg.data.num_workers}")
+    for key, check, text in RANGES:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not check(value):
+            raise UserError(f"config: '{key}' is {value}; it must be {text}")
     if sorted(cfg.train.lr_decay_epochs) != cfg.train.lr_decay_epochs:
         raise UserError("config: 'train.lr_decay_epochs' must be increasing, e.g. [30, 60]")
     dev = cfg.train.device
