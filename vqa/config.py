@@ -77,6 +77,10 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (torch.autocast; fp16 uses a gradient scaler)
     compile: bool = False  # torch.compile the model
     grad_clip: float = 0.0  # max grad norm; 0 disables
+    accumulate: int = 1  # gradient accumulation: one optimizer step every N micro-batches of batch_size / N
+    tf32: bool = (
+        True  # CUDA: TF32 for fp32 matmuls and cuDNN convolutions (~10 mantissa bits; no effect on CPU)
+    )
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 50  # steps between train/loss scalars
@@ -119,7 +123,7 @@ def _non_negative(v) -> bool:
 RANGES = [
     *((k, _positive, "positive") for k in ("data.max_answers", "data.max_question_len", "train.epochs",
       "train.batch_size", "model.embed_dim", "model.rnn_dim", "model.hidden_dim", "model.attention_dim",
-      "model.glimpses", "model.mcb_dim", "train.log_every", "train.lr")),
+      "model.glimpses", "model.mcb_dim", "train.log_every", "train.lr", "train.accumulate")),
     *((k, _non_negative, ">= 0") for k in ("train.weight_decay", "train.grad_clip", "train.warmup_epochs",
       "train.early_stop_patience", "data.num_workers", "data.min_token_count", "data.feature_dim")),
     ("model.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
