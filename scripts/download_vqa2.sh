@@ -1,66 +1,201 @@
 #!/usr/bin/env bash
 # Download VQA v2 (questions and annotations of train, val, test-dev, test) and the COCO
-# 2014/2015 images from their official locations, into the layout data/README.md documents:
+# 2014/2015 images from their official locations and, on request, the bottom-up attention
+# region features (converted with `vqa convert`) and pretrained word vectors, into the layout
+# data/README.md documents:
 #
 #   DEST/vqa2/v2_OpenEnded_mscoco_{train2014,val2014,test-dev2015,test2015}_questions.json
 #   DEST/vqa2/v2_mscoco_{train2014,val2014}_annotations.json
 #   DEST/coco/{train2014,val2014,test2015}/COCO_<subtype>_<12-digit id>.jpg
+#   DEST/vqa2/boxes_{train2014,val2014,test2015}.h5            --features bottomup36
+#   DEST/vqa2/boxes_adaptive_{train2014,val2014,test2015}.h5   --features bottomup-adaptive
+#   DEST/wordvec/glove.6B.300d.txt                             --word-vectors glove
+#   DEST/wordvec/crawl-300d-2M.vec                             --word-vectors fasttext
 #
-# Usage: scripts/download_vqa2.sh [--no-images] [--keep-zips] [DEST]     (DEST defaults to data)
+# Usage: scripts/download_vqa2.sh [--no-images] [--features F] [--word-vectors W] [--keep-zips] [DEST]
+#        (DEST defaults to data)
 #
-#   --no-images   only the VQA JSON files (about 50 MB of zips): for users who convert precomputed features
-#                 instead of extracting them from the images (also: VQA_NO_IMAGES=1)
-#   --keep-zips   keep the archives in DEST/downloads after unpacking (default: delete them,
-#                 about 31 GB for the images)
+#   --no-images         only the VQA JSON files (about 50 MB of zips), not the COCO images (31 GB of zips)
+#                       that `vqa extract` reads; enough with --features (also: VQA_NO_IMAGES=1)
+#   --features F        bottomup36 | bottomup-adaptive | none (default). The bottom-up attention features
+#                       of Anderson et al. (2018): 36 boxes per image (trainval_36.zip 25 GB, test2015_36.zip
+#                       17 GB), or 10-100 (trainval.zip 23 GB, test2015.zip 15 GB). Each trainval file is
+#                       split by `vqa convert --questions` into train2014 and val2014. bottomup36 writes the
+#                       boxes_{split}.h5 files that configs/vqa2/updn_*.yaml read; bottomup-adaptive writes
+#                       boxes_adaptive_{split}.h5 (train with data.features_file='boxes_adaptive_{split}.h5').
+#   --word-vectors W    glove | fasttext | none (default): 300-d word vectors for model.word_vectors.
+#                       glove: glove.6B.300d.txt from glove.6B.zip (822 MB); fasttext: crawl-300d-2M.vec
+#                       from crawl-300d-2M.vec.zip (1.4 GB), the file configs/vqa2/base.yaml names
+#   --keep-zips         keep the archives in DEST/downloads, and the unpacked feature TSVs in DEST/bottomup
+#                       (default: delete each archive once unpacked, and the TSVs once converted)
 #
-# Environment: VQA_BASE_URL (default https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa) and
-# COCO_BASE_URL (default http://images.cocodataset.org/zips) replace the servers, e.g. with a
-# mirror or a file:// folder (the tests serve tests/fixtures/vqa2_tiny this way).
+# Sources; each variable replaces one, e.g. with a mirror or a file:// folder (the tests serve
+# tests/fixtures/vqa2_tiny this way; its build.py writes such a mirror):
+#   VQA_BASE_URL        https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa
+#   COCO_BASE_URL       http://images.cocodataset.org/zips
+#   FEATURES_BASE_URL   https://storage.googleapis.com/up-down-attention, the last location that
+#                       github.com/peteanderson80/bottom-up-attention gives (README, Feb 2021). Its
+#                       bucket was reported gone in May 2025 (that repository's issue #132): point
+#                       FEATURES_BASE_URL at a mirror that holds the same zips.
+#   VECTORS_BASE_URL    https://nlp.stanford.edu/data (glove) or
+#                       https://dl.fbaipublicfiles.com/fasttext/vectors-english (fasttext)
+#   VQA_CMD             the `vqa` command that converts the features (default: `vqa` on PATH, else this
+#                       checkout's .venv/bin/vqa)
 #
-# Safe to interrupt and run again: an archive downloads into DEST/downloads/NAME.part and
-# resumes from there (curl -C -); it is unpacked into a temporary folder whose files are
-# moved into place only when unzip succeeded; whatever is already in place is skipped.
+# Verification: no publisher gives a checksum. A downloaded archive is checked against the exact
+# sizes in PUBLISHED below where one is known; the others are not verified beyond what curl and
+# unzip check (the transfer length, and each unpacked file's CRC-32). VQA_MANIFEST=FILE adds or
+# replaces entries: lines `GROUP/NAME BYTES SHA256` ('-' where unknown), GROUP being vqa, coco,
+# bottomup or wordvec, e.g. the MANIFEST of a mirror (`sha256sum` and `wc -c` give the values).
+# An archive that fails its check is deleted, and the script stops with one line saying why.
+#
+# Safe to interrupt and run again: an archive downloads into DEST/downloads/[GROUP/]NAME.part and
+# resumes from there (curl -C -); it is unpacked into a temporary folder whose files are moved
+# into place only when unzip succeeded; `vqa convert` writes each HDF5 file under a temporary name
+# and renames it when complete; whatever is already in place is skipped.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
+die() { echo "error: $1" >&2; exit "${2:-1}"; }
+
+# The exact sizes known for the publishers' archives: GROUP/NAME BYTES SHA256 ('-': not published).
+# glove.6B.zip: the Content-Length of nlp.stanford.edu (wget logs from 2019 and 2022 agree).
+# crawl-300d-2M.vec.zip: the Content-Length of dl.fbaipublicfiles.com (a wget log of 2020).
+# trainval_36.zip: the Content-Length of the publisher's earlier host, imagecaption.blob.core.windows.net
+# (a wget log in github.com/peteanderson80/bottom-up-attention issue #96, January 2021).
+# The other feature archives have only rounded sizes on the publisher's page: not verified.
+PUBLISHED="
+wordvec/glove.6B.zip 862182613 -
+wordvec/crawl-300d-2M.vec.zip 1523785255 -
+bottomup/trainval_36.zip 26349147849 -
+"
 
 DEST=""
 NO_IMAGES=${VQA_NO_IMAGES:-0}
 KEEP_ZIPS=0
+FEATURES=none
+WORD_VECTORS=none
 while [[ $# -gt 0 ]]; do
   case $1 in
     --no-images) NO_IMAGES=1 ;;
     --keep-zips) KEEP_ZIPS=1 ;;
+    --features=* | --word-vectors=*) set -- "${1%%=*}" "${1#*=}" "${@:2}"; continue ;;
+    --features | --word-vectors)
+      [[ $# -ge 2 ]] || die "$1 needs a value; see scripts/download_vqa2.sh --help" 2
+      if [[ $1 == --features ]]; then FEATURES=$2; else WORD_VECTORS=$2; fi
+      shift ;;
     -h | --help) usage; exit 0 ;;
-    -*) echo "error: unknown option '$1'; see scripts/download_vqa2.sh --help" >&2; exit 2 ;;
+    -*) die "unknown option '$1'; see scripts/download_vqa2.sh --help" 2 ;;
     *)
-      if [[ -n $DEST ]]; then echo "error: more than one DEST ('$DEST', '$1')" >&2; exit 2; fi
+      [[ -z $DEST ]] || die "more than one DEST ('$DEST', '$1')" 2
       DEST=$1 ;;
   esac
   shift
 done
+case $FEATURES in bottomup36 | bottomup-adaptive | none) ;;
+  *) die "--features is '$FEATURES'; choose bottomup36, bottomup-adaptive or none" 2 ;;
+esac
+case $WORD_VECTORS in glove | fasttext | none) ;;
+  *) die "--word-vectors is '$WORD_VECTORS'; choose glove, fasttext or none" 2 ;;
+esac
 DEST=${DEST:-data}
 VQA_BASE_URL=${VQA_BASE_URL:-https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa}
 COCO_BASE_URL=${COCO_BASE_URL:-http://images.cocodataset.org/zips}
-
-command -v curl >/dev/null || { echo "error: curl not found; install it (apt-get install curl)" >&2; exit 2; }
-if command -v unzip >/dev/null; then
-  unpack_zip() { unzip -q -o "$1" -d "$2"; }
-else
-  PYTHON=$(command -v python3 || command -v python) || { echo "error: neither unzip nor python3 found; install unzip" >&2; exit 2; }
-  unpack_zip() { "$PYTHON" -m zipfile -e "$1" "$2"; }
+FEATURES_BASE_URL=${FEATURES_BASE_URL:-https://storage.googleapis.com/up-down-attention}
+if [[ -n ${VQA_MANIFEST:-} && ! -f $VQA_MANIFEST ]]; then
+  die "VQA_MANIFEST=$VQA_MANIFEST: file not found; give lines 'GROUP/NAME BYTES SHA256', or unset it" 2
 fi
+
+command -v curl >/dev/null || die "curl not found; install it (apt-get install curl)" 2
+PYTHON=$(command -v python3 || command -v python || true)
+if command -v unzip >/dev/null; then
+  unpack_zip() { unzip -q -o "$1" "${@:3}" -d "$2"; }  # unpack_zip ZIP INTO [MEMBER...]
+else
+  [[ -n $PYTHON ]] || die "neither unzip nor python3 found; install unzip" 2
+  unpack_zip() {
+    "$PYTHON" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2], sys.argv[3:] or None)' "$@"
+  }
+fi
+if command -v sha256sum >/dev/null; then
+  sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+elif command -v shasum >/dev/null; then
+  sha256_of() { shasum -a 256 "$1" | cut -d' ' -f1; }
+else
+  [[ -n $PYTHON ]] || die "none of sha256sum, shasum or python3 found; install coreutils" 2
+  sha256_of() {
+    "$PYTHON" -c 'import hashlib, sys
+h = hashlib.sha256()
+with open(sys.argv[1], "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
+print(h.hexdigest())' "$1"
+  }
+fi
+
+# The `vqa` command, found only when features are to be converted, before anything downloads.
+VQA=()
+find_vqa() {
+  local repo
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  if [[ -n ${VQA_CMD:-} ]]; then
+    read -ra VQA <<<"$VQA_CMD"
+  elif command -v vqa >/dev/null; then
+    VQA=(vqa)
+  elif [[ -x $repo/.venv/bin/vqa ]]; then
+    VQA=("$repo/.venv/bin/vqa")
+  else
+    die "--features needs \`vqa convert\`, and no vqa command was found: run \`make install\` (or pip install -e .) and activate the environment, or set VQA_CMD" 2
+  fi
+  "${VQA[@]}" convert --help >/dev/null 2>&1 ||
+    die "\`${VQA[*]} convert --help\` failed: the vqa command does not run; reinstall it (make install) or set VQA_CMD" 2
+  [[ ${VQA[*]} == vqa ]] || echo "vqa: \`vqa convert\` runs as ${VQA[*]}"
+}
+[[ $FEATURES == none ]] || find_vqa
 
 DL="$DEST/downloads"
 mkdir -p "$DL" "$DEST/vqa2"
 
-# fetch URL FILE: download URL to FILE, resuming FILE.part; FILE appears only when complete.
+# expected KEY: "BYTES SHA256 SOURCE" for GROUP/NAME: from VQA_MANIFEST, else PUBLISHED, else "- - -".
+expected() {
+  local line=""
+  [[ -z ${VQA_MANIFEST:-} ]] || line=$(awk -v k="$1" '$1 == k { print $2, $3, "VQA_MANIFEST"; exit }' "$VQA_MANIFEST")
+  [[ -n $line ]] || line=$(awk -v k="$1" '$1 == k { print $2, $3, "the publisher'"'"'s size"; exit }' <<<"$PUBLISHED")
+  echo "${line:-- - -}"
+}
+
+# verify FILE KEY URL_VAR: check a finished download against its expected size and SHA256;
+# on a mismatch delete it and stop.
+verify() {
+  local file=$1 key=$2 var=$3 bytes sha from size actual
+  read -r bytes sha from <<<"$(expected "$key")"
+  if [[ $bytes == - && $sha == - ]]; then
+    echo "unverified $key: no published size or checksum (curl checked the transfer; unzip checks each file's CRC)"
+    return
+  fi
+  size=$(wc -c <"$file" | tr -d ' ')
+  if [[ $bytes != - && $size != "$bytes" ]]; then
+    rm -f "$file"
+    die "$key is $size bytes, not $bytes ($from); deleted it: check $var, or list the file in VQA_MANIFEST if your mirror holds another build"
+  fi
+  if [[ $sha != - ]]; then
+    actual=$(sha256_of "$file")
+    if [[ $actual != "$sha" ]]; then
+      rm -f "$file"
+      die "$key has SHA256 $actual, not $sha ($from); deleted it: run the script again, or check $var"
+    fi
+  fi
+  echo "verified $key: $size bytes$([[ $sha == - ]] || echo ", SHA256 $sha") ($from)"
+}
+
+# fetch URL FILE KEY URL_VAR: download URL to FILE, resuming FILE.part; FILE appears only when
+# complete and verified.
 fetch() {
-  local url=$1 out=$2
+  local url=$1 out=$2 key=$3 var=$4
   if [[ -f $out ]]; then
     echo "have $out"
     return
   fi
+  mkdir -p "$(dirname "$out")"
   if [[ -f $out.part ]]; then
     echo "resume $url ($(wc -c <"$out.part" | tr -d ' ') bytes already in $out.part)"
   else
@@ -69,28 +204,31 @@ fetch() {
   if ! curl --fail --location --retry 5 --retry-delay 10 --continue-at - --progress-bar \
     --output "$out.part" "$url"; then
     if [[ -s $out.part ]]; then
-      echo "error: download of $url stopped; run the script again to resume from $out.part" >&2
+      die "download of $url stopped; run the script again to resume from $out.part"
     else
       rm -f "$out.part"
-      echo "error: could not download $url; check the connection or the URL base (VQA_BASE_URL, COCO_BASE_URL)" >&2
+      die "could not download $url; check the connection or the URL base ($var)"
     fi
-    exit 1
   fi
+  verify "$out.part" "$key" "$var"
   mv "$out.part" "$out"
 }
 
-# unpack ZIP INTO: unzip into INTO/.unpack-NAME, then move each top-level entry into INTO
-# (a folder or file moved by rename is either wholly there or not at all).
+# unpack ZIP INTO [MEMBER...]: unzip (only MEMBERs, if given) into INTO/.unpack-NAME, then move
+# each top-level entry into INTO (a folder or file moved by rename is either wholly there or not).
 unpack() {
   local zip=$1 into=$2 tmp
+  shift 2
   tmp="$into/.unpack-$(basename "$zip" .zip)"
   rm -rf "$tmp"
   mkdir -p "$tmp"
   echo "unpack $zip -> $into"
-  if ! unpack_zip "$zip" "$tmp"; then
+  if ! unpack_zip "$zip" "$tmp" "$@" >/dev/null; then
     rm -rf "$tmp"
-    echo "error: $zip is not a valid zip archive; delete it and run the script again" >&2
-    exit 1
+    if [[ $# -gt 0 ]]; then
+      die "$zip is not a valid zip archive or lacks $*; delete it and run the script again"
+    fi
+    die "$zip is not a valid zip archive; delete it and run the script again"
   fi
   local entry
   for entry in "$tmp"/* "$tmp"/.[!.]*; do
@@ -102,41 +240,118 @@ unpack() {
   [[ $KEEP_ZIPS == 1 ]] || rm -f "$zip"
 }
 
-# get BASE_URL NAME INTO TARGET...: skip when every TARGET (relative to INTO) is in place,
-# else download NAME and unpack it into INTO, then check that the targets appeared.
+# get BASE_URL KEY INTO [--only] TARGET...: skip when every TARGET (relative to INTO) is in place,
+# else download GROUP/NAME = KEY and unpack it into INTO (with --only: just the TARGETs, which are
+# then archive members), then check that the targets appeared. VQA and COCO archives download
+# to DEST/downloads/NAME, the others to DEST/downloads/GROUP/NAME.
 get() {
-  local base=$1 name=$2 into=$3
+  local base=$1 key=$2 into=$3 name=${2#*/} only=0 var file
   shift 3
+  if [[ $1 == --only ]]; then only=1; shift; fi
+  case $key in
+    vqa/*) var=VQA_BASE_URL file=$DL/$name ;;
+    coco/*) var=COCO_BASE_URL file=$DL/$name ;;
+    bottomup/*) var=FEATURES_BASE_URL file=$DL/$key ;;
+    *) var=VECTORS_BASE_URL file=$DL/$key ;;
+  esac
   local target missing=0
   for target in "$@"; do [[ -e $into/$target ]] || missing=1; done
   if [[ $missing == 0 ]]; then
     echo "skip $name: $(printf '%s ' "$@")already in $into"
     return
   fi
-  fetch "${base%/}/$name" "$DL/$name"
-  unpack "$DL/$name" "$into"
+  fetch "${base%/}/$name" "$file" "$key" "$var"
+  mkdir -p "$into"
+  if [[ $only == 1 ]]; then unpack "$file" "$into" "$@"; else unpack "$file" "$into"; fi
   for target in "$@"; do
-    if [[ ! -e $into/$target ]]; then
-      echo "error: $name did not contain $target; check the URL base ${base%/}" >&2
-      exit 1
-    fi
+    [[ -e $into/$target ]] || die "$name did not contain $target; check the URL base ${base%/} ($var)"
   done
 }
 
+# features ZIP OUT:SPLIT... -- MEMBER...: the bottom-up TSVs MEMBER of ZIP (from FEATURES_BASE_URL)
+# -> DEST/vqa2/OUT by `vqa convert`, keeping the images of SPLIT's questions (all when SPLIT is
+# empty). Skipped when every OUT exists; the TSVs are deleted once every OUT is written.
+features() {
+  local zip=$1 outs=() tsvs=() spec out split args
+  shift
+  while [[ $1 != -- ]]; do outs+=("$1"); shift; done
+  shift
+  local missing=()
+  for spec in "${outs[@]}"; do [[ -e $DEST/vqa2/${spec%%:*} ]] || missing+=("$spec"); done
+  if [[ ${#missing[@]} == 0 ]]; then
+    echo "skip $zip: $(for spec in "${outs[@]}"; do printf '%s ' "${spec%%:*}"; done)already in $DEST/vqa2"
+    return
+  fi
+  get "$FEATURES_BASE_URL" "bottomup/$zip" "$DEST/bottomup" --only "$@"
+  for spec in "$@"; do tsvs+=("$DEST/bottomup/$spec"); done
+  for spec in "${missing[@]}"; do
+    out=$DEST/vqa2/${spec%%:*} split=${spec#*:}
+    args=(convert --from bottomup-tsv "${tsvs[@]}")
+    [[ -z $split ]] || args+=(--questions "$DEST/vqa2/v2_OpenEnded_mscoco_${split}_questions.json")
+    args+=(--out "$out")
+    echo "vqa ${args[*]}"
+    "${VQA[@]}" "${args[@]}" ||
+      die "\`vqa ${args[*]}\` failed (its message is above) and wrote nothing; the TSVs stay in $DEST/bottomup: fix the cause and run the script again"
+  done
+  if [[ $KEEP_ZIPS == 0 ]]; then
+    for spec in "$@"; do rm -rf "${DEST:?}/bottomup/${spec%%/*}"; done
+    rmdir "$DEST/bottomup" 2>/dev/null || true
+  fi
+}
+
 V=v2_OpenEnded_mscoco
-get "$VQA_BASE_URL" v2_Questions_Train_mscoco.zip "$DEST/vqa2" ${V}_train2014_questions.json
-get "$VQA_BASE_URL" v2_Questions_Val_mscoco.zip "$DEST/vqa2" ${V}_val2014_questions.json
-get "$VQA_BASE_URL" v2_Questions_Test_mscoco.zip "$DEST/vqa2" ${V}_test2015_questions.json ${V}_test-dev2015_questions.json
-get "$VQA_BASE_URL" v2_Annotations_Train_mscoco.zip "$DEST/vqa2" v2_mscoco_train2014_annotations.json
-get "$VQA_BASE_URL" v2_Annotations_Val_mscoco.zip "$DEST/vqa2" v2_mscoco_val2014_annotations.json
+get "$VQA_BASE_URL" vqa/v2_Questions_Train_mscoco.zip "$DEST/vqa2" ${V}_train2014_questions.json
+get "$VQA_BASE_URL" vqa/v2_Questions_Val_mscoco.zip "$DEST/vqa2" ${V}_val2014_questions.json
+get "$VQA_BASE_URL" vqa/v2_Questions_Test_mscoco.zip "$DEST/vqa2" ${V}_test2015_questions.json ${V}_test-dev2015_questions.json
+get "$VQA_BASE_URL" vqa/v2_Annotations_Train_mscoco.zip "$DEST/vqa2" v2_mscoco_train2014_annotations.json
+get "$VQA_BASE_URL" vqa/v2_Annotations_Val_mscoco.zip "$DEST/vqa2" v2_mscoco_val2014_annotations.json
 
 if [[ $NO_IMAGES == 1 ]]; then
   echo "images skipped (--no-images)"
 else
   mkdir -p "$DEST/coco"
   for subtype in train2014 val2014 test2015; do
-    get "$COCO_BASE_URL" "$subtype.zip" "$DEST/coco" "$subtype"
+    get "$COCO_BASE_URL" "coco/$subtype.zip" "$DEST/coco" "$subtype"
   done
 fi
-rmdir "$DL" 2>/dev/null || true
+
+BOXES=""
+case $FEATURES in
+  bottomup36)
+    features trainval_36.zip boxes_train2014.h5:train2014 boxes_val2014.h5:val2014 -- \
+      trainval_36/trainval_resnet101_faster_rcnn_genome_36.tsv
+    features test2015_36.zip boxes_test2015.h5: -- test2015_36/test2015_resnet101_faster_rcnn_genome_36.tsv
+    BOXES=boxes ;;
+  bottomup-adaptive)
+    K=trainval/karpathy
+    features trainval.zip boxes_adaptive_train2014.h5:train2014 boxes_adaptive_val2014.h5:val2014 -- \
+      ${K}_train_resnet101_faster_rcnn_genome.tsv.0 ${K}_train_resnet101_faster_rcnn_genome.tsv.1 \
+      ${K}_val_resnet101_faster_rcnn_genome.tsv ${K}_test_resnet101_faster_rcnn_genome.tsv
+    features test2015.zip boxes_adaptive_test2015.h5: -- test2015/test2015_resnet101_faster_rcnn_genome.tsv
+    BOXES=boxes_adaptive ;;
+esac
+
+VECTORS=""
+case $WORD_VECTORS in
+  glove)
+    VECTORS=glove.6B.300d.txt
+    get "${VECTORS_BASE_URL:-https://nlp.stanford.edu/data}" wordvec/glove.6B.zip "$DEST/wordvec" --only "$VECTORS" ;;
+  fasttext)
+    VECTORS=crawl-300d-2M.vec
+    get "${VECTORS_BASE_URL:-https://dl.fbaipublicfiles.com/fasttext/vectors-english}" wordvec/crawl-300d-2M.vec.zip \
+      "$DEST/wordvec" --only "$VECTORS" ;;
+esac
+
+rmdir "$DL/bottomup" "$DL/wordvec" "$DL" 2>/dev/null || true
 echo "done: $DEST/vqa2$([[ $NO_IMAGES == 1 ]] || echo " and $DEST/coco")"
+ROOT=""
+[[ $DEST == data ]] || ROOT=" data.root=$DEST/vqa2"
+if [[ $BOXES == boxes ]]; then
+  echo "boxes: $DEST/vqa2/boxes_{train2014,val2014,test2015}.h5, for \`vqa train --config configs/vqa2/updn_soft.yaml$ROOT\`"
+elif [[ -n $BOXES ]]; then
+  echo "boxes: $DEST/vqa2/boxes_adaptive_{train2014,val2014,test2015}.h5, for \`vqa train --config configs/vqa2/updn_soft.yaml$ROOT data.features_file='boxes_adaptive_{split}.h5'\`"
+fi
+if [[ -n $VECTORS ]]; then
+  echo "word vectors: $DEST/wordvec/$VECTORS, for \`vqa train --config configs/vqa2/<model>.yaml$ROOT model.word_vectors=$DEST/wordvec/$VECTORS\`$(
+    [[ $DEST/wordvec/$VECTORS != data/wordvec/crawl-300d-2M.vec ]] || echo " (or uncomment model.word_vectors in configs/vqa2/base.yaml)")"
+fi

@@ -84,8 +84,8 @@ def test_skip_resume_start(tmp_path):
     assert action(d) == ("resume", 2)
     write_run(e, 3, accs=[50, 40, 30])  # early stopping ended it: 2 epochs without a better accuracy
     assert action(e) == ("skip", 3)
-    write_run(f, 0, checkpoint=False)  # killed before its first checkpoint
-    assert action(f) == ("start", 0)
+    write_run(f, 0, checkpoint=False)  # killed before its first checkpoint: --resume starts it from its config
+    assert action(f) == ("resume", 0)
 
 
 def test_mismatched_run_folders_are_refused(tmp_path):

@@ -319,7 +319,8 @@ def test_out_that_is_a_file_is_a_user_error(tmp_path):
 
 
 def test_an_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
-    """A kill in the middle of the feature file leaves the JSON written so far, no half file, no temp file."""
+    """An interrupt in the middle of the feature file leaves the output folder as it was (here: empty),
+    no half file and no temporary folder: the dataset is swapped in only when complete."""
 
     def interrupt(*args):
         raise KeyboardInterrupt
@@ -327,11 +328,8 @@ def test_an_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
     monkeypatch.setattr(features, "_grid_block", interrupt)
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path, seed=0, quiet=True, **PRESETS["tiny"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "scenes_train2014.json",
-        "v2_OpenEnded_mscoco_train2014_questions.json",
-        "v2_mscoco_train2014_annotations.json",
-    ]
+    assert list(tmp_path.iterdir()) == []
+    assert not tmp_path.with_name(f".{tmp_path.name}.tmp").exists()
 
 
 def test_cli_parser_agrees_with_the_presets(capsys):

@@ -44,7 +44,9 @@ SYNTH_SIZES = ("train_images", "val_images", "test_images", "questions_per_image
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML experiment file (configs/...)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoints/last.pt")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a run from its checkpoints/last.pt (a run without one starts from its config.yaml)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace a run folder that already holds a run")
     p.add_argument(
         "overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=3e-4 model.name=pool"
     )
@@ -78,8 +80,12 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run folder written by `vqa train` (runs/<name>)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
-    p.add_argument("--split", required=True, help="e.g. val2014, test-dev2015, test2015")
-    p.add_argument("--out", required=True, help="results JSON for the evaluation server")
+    p.add_argument("--split", required=True,
+                   help="e.g. val2014, or test2015: the complete file every EvalAI phase scores (test-dev2015 alone is refused there)")  # fmt: skip
+    p.add_argument("--out", default=None, metavar="DIR_OR_FILE",
+                   help="results JSON, or a folder for it under the server's name "
+                   "vqa_OpenEnded_mscoco_<split>_<name>_results.json (default: the run folder)")  # fmt: skip
+    p.add_argument("--name", default=None, help="<name> in the server's file name (default: the run's name)")
     p.add_argument("--data-root", default=None, help="dataset folder, if not the run's data.root")
     p.add_argument(
         "--report", default=None, help="with annotations: also write the `vqa eval` JSON report here"

@@ -176,21 +176,52 @@ def _merge(node: Any, raw: dict, prefix: str, source: str) -> None:
             setattr(node, key, _check_type(value, hints[key], full, source))
 
 
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict, str]]:
-    """The layers of a config file, base first: [(mapping, source name), ...]."""
+def _yaml_problem(e: yaml.YAMLError, text: str) -> str:
+    """'<problem> at line L column C' from a YAML error (its problem_mark), on one line."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    if mark is not None:
+        line, column = mark.line + 1, mark.column + 1
+    elif isinstance(getattr(e, "position", None), int):  # a reader error: a character YAML refuses
+        before = text[: e.position]
+        line, column = before.count("\n") + 1, e.position - (before.rfind("\n") + 1) + 1
+    else:
+        return " ".join(problem.split())
+    return " ".join(f"{problem} at line {line} column {column}".split())
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = (), missing: str = "") -> list[tuple[dict, str]]:
+    """The layers of a config file, base first: [(mapping, source name), ...]. `missing` replaces the
+    message for a missing top-level file."""
     if not path.is_file():
-        raise UserError(f"{path}: config file not found; pass an existing YAML file")
+        if path.is_dir():
+            raise UserError(f"{path}: is a folder, not a config file; pass a YAML file (configs/...)")
+        raise UserError(missing or f"{path}: config file not found; pass an existing YAML file")
     if path.resolve() in seen:
         raise UserError(f"{path}: 'base:' chain loops back to this file")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {e.start}); is it a YAML config? pass a YAML file (configs/...)"
+        ) from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the config file ({e.strerror}); check the path") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{path}: not valid YAML ({_yaml_problem(e, text)}); fix the file") from None
+    raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a config must be a mapping of keys")
     layers = []
     base = raw.pop("base", None)
     if base is not None:
+        if not isinstance(base, str) or not base.strip():
+            raise UserError(
+                f"{path}: 'base' is {base!r}; it must be a relative path string naming the YAML file this one "
+                "extends (e.g. base: ../base.yaml)"
+            )
         layers = _read_yaml(path.parent / base, (*seen, path.resolve()))
     return [*layers, (raw, str(path))]
 
@@ -212,10 +243,11 @@ def _nest(key: str, value: Any) -> dict:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Build a validated Config from a YAML file (with `base:`) and dotted overrides."""
+def load_config(path: str | Path | None = None, overrides: list[str] = (), missing: str = "") -> Config:
+    """Build a validated Config from a YAML file (with `base:`) and dotted overrides. `missing`: the
+    message when `path` does not exist (default: config file not found)."""
     cfg = Config()
-    layers = _read_yaml(Path(path)) if path is not None else []
+    layers = _read_yaml(Path(path), missing=missing) if path is not None else []
     for raw, source in layers:
         _merge(cfg, raw, "", source)
     for text in overrides:
@@ -223,6 +255,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         _merge(cfg, _nest(key, value), "", "override")
     validate(cfg)
     return cfg
+
+
+def load_run_config(run_dir: str | Path, overrides: list[str] = ()) -> Config:
+    """The resolved config.yaml of a run folder (`vqa train --resume RUN_DIR`), with overrides; a missing
+    folder or a folder without config.yaml is one line saying so and what to pass instead."""
+    run_dir = Path(run_dir)
+    hint = "pass a run folder written by `vqa train` (runs/<name>), or start a new run with --config"
+    if not run_dir.exists():
+        missing = f"--resume {run_dir}: run folder does not exist; {hint}"
+    elif not run_dir.is_dir():
+        missing = f"--resume {run_dir}: not a folder; {hint}"
+    else:
+        missing = f"--resume {run_dir}: the folder has no config.yaml, so it is not a run folder; {hint}"
+    return load_config(run_dir / "config.yaml", overrides, missing=missing)
 
 
 def config_from_dict(raw: dict, source: str = "checkpoint") -> Config:
@@ -277,6 +323,25 @@ def validate(cfg: Config) -> None:
     dev = cfg.train.device
     if not (dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:")):
         raise UserError(f"config: 'train.device' is {dev!r}; choose auto, cpu, cuda or cuda:N")
+    for key in SPLIT_TEMPLATES:
+        _check_template(key, getattr(cfg.data, key.split(".")[1]))
+
+
+# File names formatted with the split's name ("train2014"): {split} is their only placeholder.
+SPLIT_TEMPLATES = ("data.questions", "data.annotations", "data.features_file")
+
+
+def _check_template(key: str, template: str) -> None:
+    """A file-name template must format with split= alone, so a typo fails when the config loads,
+    not when the data is read."""
+    try:
+        template.format(split="x")
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as e:
+        bad = f" ({{{e.args[0]}}} is unknown)" if isinstance(e, KeyError) else f" ({e})"
+        raise UserError(
+            f"config: '{key}' is {template!r}{bad}; the only placeholder is {{split}} (the split's name, "
+            "e.g. v2_mscoco_{split}_annotations.json); write {{ and }} for a literal brace"
+        ) from None
 
 
 def to_dict(cfg: Config) -> dict:

@@ -25,3 +25,12 @@ def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def configure_cuda(device: torch.device, tf32: bool) -> None:
+    """TF32 for fp32 matmuls and cuDNN convolutions on Ampere and later (train.tf32, on by default):
+    about 10 mantissa bits instead of 23 in the products, fp32 accumulation, several times the
+    fp32 throughput. No effect on the CPU."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32

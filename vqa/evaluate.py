@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from vqa.data.answers import ANSWERS_PER_QUESTION, has_all_answers
 from vqa.errors import UserError
 from vqa.io import read_json, write_json_atomic
 from vqa.metrics import official_scores, summarize
@@ -33,8 +34,9 @@ def _clip(s: str) -> str:
     return s if len(s) <= 60 else s[:57] + "..."
 
 
-def load_results(path, question_ids: set[int]) -> dict[int, str]:
+def load_results(path, question_ids: set[int], optional: set[int] = frozenset()) -> dict[int, str]:
     """{question_id: answer} from a results file covering exactly `question_ids`, strictly checked.
+    Ids in `optional` (questions that are not scored) may be present or absent.
 
     Any problem (not a list, an entry that is not an object, a non-integer question_id, a non-string
     answer; else duplicate, missing or extra ids) raises one UserError line that names the file, counts the
@@ -72,7 +74,7 @@ def load_results(path, question_ids: set[int]) -> dict[int, str]:
     ]
     if not problems:  # the id set is only meaningful once every entry is well-formed
         missing = sorted(question_ids - results.keys())
-        extra = sorted(results.keys() - question_ids)
+        extra = sorted(results.keys() - question_ids - optional)
         dup = sorted(set(duplicate))
         problems = [
             f"{len(items)} {label} ({_show(items)})"
@@ -125,16 +127,20 @@ def load_annotations(path) -> list[dict]:
     annotations = _records(path, "annotations", "annotations", required)
     for a in annotations:
         answers = a["answers"]
-        if (
-            not isinstance(answers, list)
-            or not answers
-            or not all(isinstance(x, dict) and isinstance(x.get("answer"), str) for x in answers)
+        if not isinstance(answers, list) or not all(
+            isinstance(x, dict) and isinstance(x.get("answer"), str) for x in answers
         ):
             raise UserError(
-                f"annotations file {path}: question_id {a['question_id']} key 'answers' is not a non-empty list of "
+                f"annotations file {path}: question_id {a['question_id']} key 'answers' is not a list of "
                 f'{{"answer": str, ...}} objects; use an official VQA v2 annotation file'
             )
     return annotations
+
+
+def unscored_ids(annotations: list[dict]) -> list[int]:
+    """Question ids whose annotation does not have exactly 10 answers: not scored, as training leaves them
+    out (vqa.data.answers.has_all_answers), and counted in the report."""
+    return [a["question_id"] for a in annotations if not has_all_answers(a)]
 
 
 def load_questions(path) -> list[dict]:
@@ -146,7 +152,16 @@ def evaluate(results: dict[int, str], annotations: list[dict], legacy: bool = Fa
     """The official report for predictions `results` against `annotations` (the official evalQA and
     accuracy dicts): overall, perAnswerType, perQuestionType in percent, perQuestion {qid: round(100 *
     score, 2)}, plus the rules used and the number of questions. Questions are taken in annotation order,
-    as the official tool takes them, so the rounded means match it exactly."""
+    as the official tool takes them, so the rounded means match it exactly. A question whose annotation
+    does not have exactly 10 answers is not scored; the report counts it under "skipped"."""
+    skipped = unscored_ids(annotations)
+    if skipped:
+        annotations = [a for a in annotations if has_all_answers(a)]
+        if not annotations:
+            raise UserError(
+                f"no annotation has exactly {ANSWERS_PER_QUESTION} answers, so nothing can be scored; "
+                "use official-format annotations (10 answers per question)"
+            )
     gts = {a["question_id"]: a["answers"] for a in annotations}
     scores = official_scores(gts, results, legacy=legacy)
     answer_types = {a["question_id"]: a["answer_type"] for a in annotations}
@@ -155,6 +170,9 @@ def evaluate(results: dict[int, str], annotations: list[dict], legacy: bool = Fa
     report["perQuestion"] = {qid: round(100 * s, 2) for qid, s in scores.items()}
     report["rules"] = "legacy" if legacy else "current"
     report["questions"] = len(scores)
+    if skipped:
+        report["skipped"] = {"reason": f"annotation without exactly {ANSWERS_PER_QUESTION} answers",
+                             "questions": len(skipped), "question_ids": skipped}  # fmt: skip
     return report
 
 
@@ -168,6 +186,10 @@ def format_report(report: dict) -> str:
         width = max((len(t) for t in table), default=0)
         lines.append(f"{title}:")
         lines += [f"  {t:<{width}}  {table[t]:6.2f}" for t in sorted(table)]
+    if report.get("skipped"):
+        skipped = report["skipped"]
+        lines.append(f"skipped: {skipped['questions']} questions not scored, {skipped['reason']} "
+                     f"(question ids {_show(skipped['question_ids'])}); training leaves them out too")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -184,7 +206,8 @@ def eval_command(args: argparse.Namespace) -> int:
             f"({len(only_q)} only in the questions ({_show(only_q)}), {len(only_a)} only in the annotations "
             f"({_show(only_a)})); pass the two files of the same split"
         )
-    results = load_results(args.results, ann_ids)
+    skipped = set(unscored_ids(annotations))
+    results = load_results(args.results, ann_ids - skipped, optional=skipped)
     report = evaluate(results, annotations, legacy=args.legacy)
     print(format_report(report))
     if args.out:

@@ -1,13 +1,27 @@
 """`vqa predict`: load a run, answer every question of a split, write a results file for the server.
 
-Test splits (test-dev2015, test2015) have no annotations: only the results file is written.
-With annotations, the results are also scored exactly as the evaluation server scores them.
+    vqa predict --run R --split test2015 [--out DIR_OR_FILE] [--name NAME]
+
+The results file is a JSON list of {"question_id", "answer"}. --out a folder (default: the run
+folder) gets the evaluation server's name, vqa_OpenEnded_mscoco_<split>_<name>_results.json with
+<name> = --name or the run's name; --out a file path is used as it is.
+
+Which file goes where (VQA v2; section 4 of docs/vqa-reference.md): test-dev is a subset of
+test2015, and the EvalAI server scores every phase (Test-Dev, Test-Standard, Test-Challenge) from
+the complete test2015 file, each on its own part; a test-dev2015 file alone is refused there.
+So `--split test2015` is the submission; the printed lines say what each file is for.
+
+Nothing is dropped silently: the answered question ids must equal those of the split's questions
+file, or nothing is written. Test splits (test-dev2015, test2015) have no annotations: only the
+results file is written. With annotations, the results are also scored exactly as the evaluation
+server scores them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +35,25 @@ from vqa.data.build import build_split
 from vqa.data.dataset import VQADataset, build_loader
 from vqa.data.text import QuestionVocab
 from vqa.device import resolve_device
+from vqa.errors import UserError
 from vqa.evaluate import evaluate, format_report
 from vqa.models import build_model
+
+# The evaluation server's name for a results file: task OpenEnded, data type mscoco, the split
+# (its "subtype") and the method's name.
+SERVER_NAME = "vqa_OpenEnded_mscoco_{split}_{name}_results.json"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # safe in a file name, no spaces
+# VQA v2's test questions (reference section 4): a smaller file will not be accepted by the server.
+VQA2_QUESTIONS = {"test-dev2015": 107_394, "test2015": 447_793}
+# What each test file is for on the evaluation server (EvalAI, which hosts the VQA Challenge). Its
+# refusal of a partial file reads: "you need to upload predictions on ALL test questions for test-dev
+# evaluation unlike previous years when you needed to upload predictions on test-dev questions only".
+PHASES = {
+    "test2015": "the complete file: upload it to any EvalAI phase (Test-Dev, Test-Standard, Test-Challenge); "
+    "each scores its own part, and papers report the Test-Standard accuracy",
+    "test-dev2015": "test-dev questions only: EvalAI refuses it in every phase, Test-Dev included, and it "
+    "gives no test-standard accuracy; submit the test2015 file (vqa predict --split test2015)",
+}
 
 
 @dataclass
@@ -70,19 +101,96 @@ def predict(
     return out
 
 
+def server_name(split: str, name: str) -> str:
+    """vqa_OpenEnded_mscoco_<split>_<name>_results.json, or a UserError line for a bad name."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise UserError(
+            f"name '{name}' cannot go into the results file name; pass --name with letters, digits, '_', '-' "
+            "or '.' only (e.g. --name pool-soft)"
+        )
+    return SERVER_NAME.format(split=split, name=name)
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Refuse, before any work, a target that cannot be written: a folder in the way, a file where
+    a folder must be, or a folder without write permission."""
+    if path.is_dir():
+        raise UserError(f"{option} {path}: a folder of that name is in the way; pass another file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(
+                    f"{option} {path}: {parent} is a file, not a folder; pass a folder or a file path inside one"
+                )
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UserError(f"{option} {path}: folder {parent} is not writable; choose another {option}")
+            return
+
+
+def results_path(out: str | None, run_dir: str | Path, name: str) -> Path:
+    """The file to write: `out` itself when it names a file, else `name` inside the folder `out`
+    (default: the run folder). A folder is an existing one, a path ending in '/', or a new path
+    without a suffix."""
+    path = Path(out) if out else Path(run_dir)
+    if not out or path.is_dir() or out.endswith(("/", os.sep)) or (not path.exists() and not path.suffix):
+        path = path / name
+    check_writable(path, "--out")
+    return path
+
+
+def check_complete(answers: dict[int, str], questions_file: Path, split: str) -> int:
+    """The number of questions of `questions_file`; a UserError line unless `answers` holds exactly
+    one answer for each of them (a results file missing questions is never written)."""
+    expected = {q["question_id"] for q in io.read_json(questions_file, "questions", "questions")}
+    missing = sorted(expected - answers.keys())
+    extra = sorted(answers.keys() - expected)
+    if missing:
+        raise UserError(
+            f"{split}: {len(missing):,} of {len(expected):,} questions of {questions_file} have no answer "
+            f"(first: {missing[:3]}); nothing written. Give every image of the split features and run again"
+        )
+    if extra:
+        raise UserError(
+            f"{split}: {len(extra):,} answers are for questions not in {questions_file} (first: {extra[:3]}); "
+            "nothing written. Use the questions file of the split the features belong to"
+        )
+    return len(expected)
+
+
+def split_lines(split: str, n: int, path: Path, name: str) -> list[str]:
+    """What the results file is for on the server, and its name there when --out renamed it."""
+    lines = []
+    if split in PHASES:
+        official = VQA2_QUESTIONS[split]
+        size = f"{n:,} questions" + ("" if n == official else f"; VQA v2's {split} has {official:,}")
+        lines.append(f"{split} ({size}): {PHASES[split]}")
+    if path.name != name:
+        lines.append(f"the evaluation server's name for this file: {name}")
+    return lines
+
+
 def predict_command(args: argparse.Namespace) -> int:
     device = resolve_device("auto")
     run = load_run(args.run, args.checkpoint, device)
+    name = server_name(args.split, args.name or run.cfg.name)
+    out = results_path(args.out, args.run, name)
+    if args.report:
+        check_writable(Path(args.report), "--report")
     dataset = split_dataset(run, args.split, args.data_root)
-    records = dataset.records
     answers = predict(run, dataset, device)
+    questions_file = Path(run.cfg.data.root) / run.cfg.data.questions.format(split=args.split)
+    n = check_complete(answers, questions_file, args.split)
     results = [{"question_id": qid, "answer": a} for qid, a in sorted(answers.items())]
-    out = Path(args.out)
-    io.write_text_atomic(out, json.dumps(results))
+    io.write_json_atomic(out, results)
     print(f"predict: {len(results):,} answers for {args.split} from {args.run} (epoch {run.epoch}) -> {out}")
+    for line in split_lines(args.split, n, out, name):
+        print(f"predict: {line}")
+    records = dataset.records
     if records[0].annotation is not None:
         report = evaluate(answers, [r.annotation for r in records])
         print(format_report(report))
         if args.report:
-            io.write_text_atomic(args.report, json.dumps(report, indent=1))
+            io.write_json_atomic(args.report, report, indent=1)
+    elif args.report:
+        print(f"predict: no --report: {args.split} has no annotations to score against")
     return 0

@@ -200,6 +200,19 @@ class AnswerVocab:
         return cls(itos)
 
 
+# Every question of the official VQA v1 / v2 annotations has exactly 10 human answers (OK-VQA lists its
+# 5 answers twice; VizWiz has 10): the 0 / .3 / .6 / .9 / 1 scores and the K <= 10 target slots assume it.
+ANSWERS_PER_QUESTION = 10
+
+
+def has_all_answers(annotation: dict) -> bool:
+    """Whether an annotation holds exactly ANSWERS_PER_QUESTION answers. The rule, the same for training,
+    validation and `vqa eval`: a question without them is left out of training and of scoring alike,
+    counted and reported (vqa.data.dataset.EncodeReport, vqa.evaluate), never an error or a traceback."""
+    answers = annotation.get("answers")
+    return isinstance(answers, list) and len(answers) == ANSWERS_PER_QUESTION
+
+
 @dataclass
 class Targets:
     """Per-question targets (the Batch contract of DESIGN.md, before padding)."""

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from vqa.data.answers import AnswerVocab, build_targets
+from vqa.data.answers import ANSWERS_PER_QUESTION, AnswerVocab, build_targets, has_all_answers
 from vqa.data.features import FeatureStore
 from vqa.data.text import QuestionVocab
 from vqa.data.vqa2 import Record
@@ -51,6 +51,8 @@ class EncodeReport:
     dropped_hard_oov: int = 0  # left out of training for that reason
     no_answer_in_vocab: int = 0  # no human answer in the vocabulary at all
     truncated: int = 0  # questions longer than max_question_len
+    not_all_answers: list[int] = field(default_factory=list)  # ids of annotations without exactly 10 answers
+    not_all_answers_kept: bool = False  # kept without targets (prediction) instead of left out
     target_weight_lost: float = 0.0  # mean share of the 10 answers outside the vocabulary
     notes: list[str] = field(default_factory=list)
 
@@ -61,6 +63,14 @@ class EncodeReport:
             f"({self.dropped_hard_oov:,} left out of training); no answer in vocabulary: {self.no_answer_in_vocab:,}; "
             f"truncated questions: {self.truncated:,}; target weight outside vocabulary: {100 * self.target_weight_lost:.2f}%"
         ]
+        if self.not_all_answers:
+            ids = self.not_all_answers
+            shown = ", ".join(map(str, ids[:5])) + (", ..." if len(ids) > 5 else "")
+            what = "kept without targets (not scored)" if self.not_all_answers_kept else "left out"
+            out.append(
+                f"{self.split}: {len(ids):,} questions whose annotation does not have exactly "
+                f"{ANSWERS_PER_QUESTION} answers {what}, as `vqa eval` leaves them out (question ids {shown})"
+            )
         return out + self.notes
 
 
@@ -75,9 +85,13 @@ class VQADataset(Dataset):
         split: str,
         oov: str = "drop",
         drop_hard_oov: bool = False,
+        keep_unscored: bool = False,
     ):
+        """`keep_unscored`: keep a question whose annotation does not have exactly 10 answers (see
+        `has_all_answers`) without targets, as a test question (to predict its answer), instead of
+        leaving it out (training and validation). Either way it is counted in `report`."""
         self.features = features
-        self.report = EncodeReport(split, questions=len(records))
+        self.report = EncodeReport(split, questions=len(records), not_all_answers_kept=keep_unscored)
         missing = [r for r in records if r.image_id not in features]
         if missing:
             r = missing[0]
@@ -91,7 +105,12 @@ class VQADataset(Dataset):
         answer_idx, answer_weight, answer_score = [], [], []
         lost = 0.0
         for r in records:
-            if r.annotation is not None:
+            scored = r.annotation is not None and has_all_answers(r.annotation)
+            if r.annotation is not None and not scored:
+                self.report.not_all_answers.append(r.question_id)
+                if not keep_unscored:
+                    continue
+            if scored:
                 t = build_targets(r.annotation, avocab, oov=oov)
                 if t.answer < 0:
                     self.report.hard_answer_oov += 1
@@ -107,7 +126,7 @@ class VQADataset(Dataset):
                 s = np.zeros(K, np.float32)
                 idx[:n], w[:n], s[:n] = t.answer_idx, t.answer_weight, t.answer_score
                 answer.append(t.answer)
-            else:  # test split: no targets
+            else:  # test split (or a kept question without 10 answers): no targets
                 idx, w, s = np.zeros(K, np.int64), np.zeros(K, np.float32), np.zeros(K, np.float32)
                 answer.append(-1)
             answer_idx.append(idx)
@@ -119,6 +138,11 @@ class VQADataset(Dataset):
             lengths.append(n_tok)
             keep.append(r)
         if not keep:
+            if len(self.report.not_all_answers) == len(records):
+                raise UserError(
+                    f"split '{split}': no annotation has exactly {ANSWERS_PER_QUESTION} answers, so no question "
+                    "can be trained or scored; use official-format annotations (10 answers per question)"
+                )
             raise UserError(
                 f"split '{split}': no question left after filtering; check data.root and data.max_answers"
             )

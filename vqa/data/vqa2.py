@@ -40,7 +40,9 @@ def read_json(path: Path, key: str) -> list[dict]:
 def _field(item: dict, key: str, tp: type, path: Path, index: int):
     value = item.get(key) if isinstance(item, dict) else None
     if not isinstance(value, tp) or isinstance(value, bool):
-        raise UserError(f"{path}: entry {index} has no valid '{key}' ({tp.__name__}); fix or regenerate the file")
+        raise UserError(
+            f"{path}: entry {index} has no valid '{key}' ({tp.__name__}); fix or regenerate the file"
+        )
     return value
 
 
@@ -54,7 +56,9 @@ def load_split(root: Path, split: str, questions_tpl: str, annotations_tpl: str)
         qid = _field(q, "question_id", int, q_path, i)
         if qid in records:
             raise UserError(f"{q_path}: question_id {qid} appears twice; the file is corrupt")
-        records[qid] = Record(qid, _field(q, "image_id", int, q_path, i), _field(q, "question", str, q_path, i))
+        records[qid] = Record(
+            qid, _field(q, "image_id", int, q_path, i), _field(q, "question", str, q_path, i)
+        )
     if not records:
         raise UserError(f"{q_path}: split '{split}' has no questions; point data.root at a complete dataset")
     a_path = root / annotations_tpl.format(split=split)
@@ -63,9 +67,14 @@ def load_split(root: Path, split: str, questions_tpl: str, annotations_tpl: str)
     for i, a in enumerate(read_json(a_path, "annotations")):
         qid = _field(a, "question_id", int, a_path, i)
         if qid not in records:
-            raise UserError(f"{a_path}: annotation for question_id {qid} has no question in {q_path.name}")
+            raise UserError(
+                f"{a_path}: annotation for question_id {qid} has no question in {q_path}; use the questions "
+                f"and annotations files of the same split (data.questions, data.annotations; split '{split}')"
+            )
         answers = _field(a, "answers", list, a_path, i)
         rec = records[qid]
+        if rec.annotation is not None:
+            raise UserError(f"{a_path}: question_id {qid} has two annotations; the file is corrupt")
         rec.answers = [_field(x, "answer", str, a_path, i) for x in answers]
         rec.multiple_choice_answer = _field(a, "multiple_choice_answer", str, a_path, i)
         rec.answer_type = _field(a, "answer_type", str, a_path, i)
@@ -75,6 +84,6 @@ def load_split(root: Path, split: str, questions_tpl: str, annotations_tpl: str)
     if missing:
         raise UserError(
             f"{a_path}: {len(missing)} questions of {q_path.name} have no annotation (first: {missing[:3]}); "
-            "use matching questions and annotations files"
+            f"use the questions and annotations files of the same split (data.questions, data.annotations; split '{split}')"
         )
     return list(records.values())

@@ -5,14 +5,26 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 
 class QuestionEncoder(nn.Module):
-    """Word embedding + single-layer LSTM/GRU; returns the last valid hidden state.
+    """Word embedding + single-layer LSTM/GRU; returns the hidden state at each question's last word.
 
-    Padding is token 0. Sequences are packed so the state is taken at each
-    question's own last word, not at the padded end (pytorch-vqa does the same).
+    The RNN runs over the whole padded question [B, T] (T = data.max_question_len, the same for
+    every batch) and the output at position question_len - 1 is gathered. For a unidirectional
+    RNN that equals the final state of a packed run exactly (the state at step t depends on steps
+    <= t only; tests/test_models.py checks it) while keeping the step free of what packing
+    costs: `pack_padded_sequence` wants its lengths on the CPU (a device-to-host sync per step
+    when the batch is on the GPU) and its data-dependent batch sizes break a torch.compile graph.
+    `question_len` may live on any device; it is moved to the RNN output's device for the gather.
+
+    Precision: the RNN always runs in fp32, outside autocast. CUDA autocast's cuDNN RNN rule casts
+    the input, weights and state to float16 whatever the autocast dtype (ATen's
+    aten/src/ATen/cudnn/AutocastRNN.cpp hard-codes kHalf for `_cudnn_rnn`), so under bf16 the RNN
+    would silently run in fp16 without the gradient scaler bf16 runs do not use; CPU autocast
+    runs LSTM (not GRU) in bf16. The RNN is a small share of a step's work; fp32 keeps it out of
+    both traps. The output is fp32; the layers after it autocast as usual, so logits come out
+    in the autocast dtype.
     """
 
     def __init__(
@@ -28,11 +40,25 @@ class QuestionEncoder(nn.Module):
 
     def forward(self, question: torch.Tensor, question_len: torch.Tensor) -> torch.Tensor:
         x = self.tanh(self.dropout(self.embedding(question)))  # [B, T, E]
-        lengths = question_len.clamp(min=1).cpu()  # an empty question still reads one pad token
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        _, state = self.rnn(packed)
-        h = state[0] if isinstance(state, tuple) else state  # LSTM gives (h, c)
-        return h[-1]  # [B, H]
+        with torch.autocast(x.device.type, enabled=False):  # fp32 RNN: see the class docstring
+            out, _ = self.rnn(x.float())  # [B, T, H], fp32
+        # an empty question still reads one pad token, as packing with lengths clamped to 1 did
+        last = (question_len.to(out.device).clamp(min=1) - 1).view(-1, 1, 1)  # [B, 1, 1]
+        return out.gather(1, last.expand(-1, 1, out.shape[-1])).squeeze(1)  # [B, H]
+
+
+def compile_model(model: nn.Module, **kwargs) -> nn.Module:
+    """torch.compile(model, **kwargs) with the question RNN traced into the model's graph.
+
+    Dynamo breaks the graph at every nn.LSTM / nn.GRU unless torch._dynamo.config.allow_rnn is
+    set (a process-wide flag, False by default; read when a frame is traced, so it is set here,
+    before the first call). With it the RNN is traced like any other layer: AOT autograd
+    decomposes it into T steps of matmuls, T fixed by the data's max_question_len. Batch size
+    (the last partial batch) and box counts vary: with the default dynamic=None the first change
+    of each recompiles once with that dimension symbolic, then never again.
+    """
+    torch._dynamo.config.allow_rnn = True
+    return torch.compile(model, **kwargs)
 
 
 class MLP(nn.Module):

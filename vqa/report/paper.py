@@ -115,9 +115,9 @@ def action(job: Job) -> tuple[str, int]:
         )
     if stopped_early(rows, patience) or (done == epochs and saved.train.epochs == epochs):
         return "skip", done
-    if (job.run_dir / "checkpoints" / "last.pt").is_file():
-        return "resume", done  # also a complete run whose config asked for other epochs: rewrites it
-    return "start", 0
+    # also a complete run whose config asked for other epochs (rewrites it), and a run killed before
+    # its first checkpoint: `vqa train --resume` starts that one from its saved config
+    return "resume", done
 
 
 def train(job: Job, what: str, jobs: int = 1) -> None:

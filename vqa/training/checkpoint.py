@@ -53,18 +53,28 @@ def rng_state() -> dict:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()  # this process's own device only (one per DDP rank)
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def cuda_state_for(saved, local_rank: int):
+    """The CUDA RNG state to restore on this process's device. Checkpoints hold one state; older
+    ones held a list over every visible GPU, which may be longer or shorter than this machine's:
+    take this rank's entry, else the first, never index a device that does not exist."""
+    if isinstance(saved, (list, tuple)):
+        return saved[local_rank] if local_rank < len(saved) else (saved[0] if saved else None)
+    return saved
+
+
+def set_rng_state(state: dict, local_rank: int = 0) -> None:
     random.setstate(state["python"])
     np.random.set_state(
         (state["numpy"][0], np.asarray(state["numpy"][1], dtype=np.uint32), *state["numpy"][2:])
     )
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = cuda_state_for(state.get("cuda"), local_rank)
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda)  # the current device: fit() set it to this rank's GPU
 
 
 def save_checkpoint(run_dir: Path, model, state: TrainState, progress: Progress, cfg: Config, data,
@@ -97,21 +107,40 @@ def save_checkpoint(run_dir: Path, model, state: TrainState, progress: Progress,
             torch.save(ckpt, tmp)
 
 
-def load_for_resume(run_dir: Path) -> dict:
-    """checkpoints/last.pt of a run, for `vqa train --resume`."""
+def load_for_resume(run_dir: Path) -> dict | None:
+    """checkpoints/last.pt of a run, for `vqa train --resume`; None when the run was stopped before
+    its first checkpoint (it then starts from its saved config)."""
     path = run_dir / "checkpoints" / "last.pt"
-    if not path.is_file():
-        raise UserError(f"{path}: no checkpoint to resume from; start the run without --resume")
-    return io.read_checkpoint(path)
+    return io.read_checkpoint(path) if path.is_file() else None
 
 
-def restore(ckpt: dict, model, optimizer, scheduler, scaler) -> Progress:
+# Settings that fix a checkpoint's tensor shapes or its meaning: a resume must not change them.
+FIXED_ON_RESUME = ("model.name", "model.embed_dim", "model.rnn", "model.rnn_dim", "model.hidden_dim",
+                   "model.attention_dim", "model.glimpses", "model.mcb_dim", "model.normalize_image",
+                   "data.features", "data.max_question_len", "train.loss", "train.optimizer")  # fmt: skip
+
+
+def check_resumable(ckpt: dict, cfg: Config, run_dir: Path) -> None:
+    """Refuse, before anything is loaded, an override that changes what the checkpoint was trained as."""
+    saved = ckpt["config"]
+    now = to_dict(cfg)
+    for key in FIXED_ON_RESUME:
+        section, name = key.split(".")
+        before, after = saved.get(section, {}).get(name), now[section][name]
+        if before != after:
+            raise UserError(
+                f"{run_dir}: the run was trained with {key}={before!r}; a resume cannot change it to {after!r} "
+                f"(drop the override, or start a new run with another name=)"
+            )
+
+
+def restore(ckpt: dict, model, optimizer, scheduler, scaler, local_rank: int = 0) -> Progress:
     """Load every state of `ckpt` into the given objects and the RNGs; return the run's Progress."""
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
-    set_rng_state(ckpt["rng"])
+    set_rng_state(ckpt["rng"], local_rank)
     partial = EpochState(**ckpt["epoch_state"]) if ckpt["epoch_state"] else None
     return Progress(ckpt["epoch"], ckpt["step"], partial, ckpt["best"], ckpt["bad_epochs"])

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as torch_dist
 
 from vqa.device import resolve_device
+from vqa.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,12 @@ def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
     dist = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
     device = resolve_device(device_name)
     if device.type == "cuda" and dist.enabled:
+        visible = torch.cuda.device_count()
+        if dist.local_rank >= visible:
+            raise UserError(
+                f"process {dist.local_rank} of this node has no GPU: {visible} visible and {world} processes "
+                f"started; use NPROC={visible} (torchrun --nproc_per_node {visible}) or train.device=cpu"
+            )
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
     if dist.enabled and not torch_dist.is_initialized():

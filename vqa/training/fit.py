@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,11 @@ from vqa.data.answers import AnswerVocab
 from vqa.data.build import build_datasets, build_loaders, ensure_synthetic
 from vqa.data.text import QuestionVocab
 from vqa.data.word_vectors import init_embedding
+from vqa.device import configure_cuda
 from vqa.errors import UserError
 from vqa.losses import get_loss
 from vqa.models import build_model
-from vqa.training.checkpoint import Progress, load_for_resume, restore, save_checkpoint
+from vqa.training.checkpoint import Progress, check_resumable, load_for_resume, restore, save_checkpoint
 from vqa.training.distributed import barrier, init_distributed, shutdown
 from vqa.training.loop import StopRequest, TrainState, epoch_totals, evaluate, train_one_epoch
 from vqa.training.optim import build_optimizer, build_scheduler
@@ -38,17 +40,60 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fit(cfg: Config, resume: bool = False) -> dict:
-    """Train `cfg` to completion (or to a stop signal); returns the best validation metrics."""
+def log_line(dist, line: str) -> None:
+    if dist.main:
+        print(line, flush=True)
+
+
+def diverged(error: str, cfg: Config, main: bool) -> str:
+    """The one line for a non-finite loss. A run that never wrote a checkpoint leaves no folder
+    behind (nothing in it could be resumed); advice names what is not set yet."""
+    last = cfg.run_dir / "checkpoints" / "last.pt"
+    if last.is_file():
+        where = (
+            f"the last good checkpoint is {last} (resume with: vqa train --resume {cfg.run_dir} train.lr=...)"
+        )
+    else:
+        if main:
+            shutil.rmtree(cfg.run_dir, ignore_errors=True)
+        where = f"no checkpoint was written yet, so the run folder {cfg.run_dir} was removed"
+    advice = f"lower train.lr (now {cfg.train.lr:g})"
+    if cfg.train.grad_clip <= 0:
+        advice += " or set train.grad_clip (e.g. 1.0)"
+    return f"training diverged: {error}; {where}; {advice}"
+
+
+def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train `cfg` to completion (or to a stop signal); returns the best validation metrics.
+
+    A new run refuses a run folder that already holds a run unless `overwrite`; `resume` continues
+    from checkpoints/last.pt (or starts from the saved config when the run has no checkpoint yet)."""
     loss_fn = get_loss(cfg.train.loss)
     dist, device = init_distributed(cfg.train.device)
+    configure_cuda(device, cfg.train.tf32)
     run_dir = cfg.run_dir
     ckpt = load_for_resume(run_dir) if resume else None
-    if cfg.train.batch_size % dist.world:
-        raise UserError(
-            f"config: train.batch_size {cfg.train.batch_size} (global) must divide by {dist.world} processes"
+    if resume and ckpt is None:
+        log_line(
+            dist, f"resume: {run_dir} has no checkpoint yet; starting the run from its saved config.yaml"
         )
-    batch_size = cfg.train.batch_size // dist.world  # per process; the global batch stays the config's
+        resume = False
+    elif ckpt:
+        check_resumable(ckpt, cfg, run_dir)
+    elif not overwrite and any(
+        (run_dir / f).exists() for f in ("config.yaml", "metrics.jsonl", "checkpoints")
+    ):
+        raise UserError(
+            f"{run_dir} already holds a run; continue it with `vqa train --resume {run_dir}`, choose another "
+            "name=..., or pass --overwrite to replace it"
+        )
+    parts = dist.world * cfg.train.accumulate
+    if cfg.train.batch_size % parts:
+        raise UserError(
+            f"config: train.batch_size {cfg.train.batch_size} (global) must divide by {dist.world} processes x "
+            f"train.accumulate {cfg.train.accumulate}"
+        )
+    batch_size = cfg.train.batch_size // parts  # micro-batch per process; the global batch stays the config's
     if dist.main:
         ensure_synthetic(cfg)
     barrier(dist)
@@ -71,17 +116,19 @@ def fit(cfg: Config, resume: bool = False) -> dict:
 
     loaders = build_loaders(cfg, data, batch_size, dist.world, dist.rank, pin_memory=device.type == "cuda")
     scheduler = build_scheduler(
-        cfg.train, optimizer, math.ceil(loaders.train_sampler.num_samples / batch_size)
+        cfg.train,
+        optimizer,
+        math.ceil(math.ceil(loaders.train_sampler.num_samples / batch_size) / cfg.train.accumulate),
     )
     answer_types = {r.question_id: r.answer_type for r in data.val.records}
-    progress = restore(ckpt, model, optimizer, scheduler, scaler) if ckpt else Progress()
+    progress = restore(ckpt, model, optimizer, scheduler, scaler, dist.local_rank) if ckpt else Progress()
 
     train_model = DistributedDataParallel(model) if dist.enabled else model
     if cfg.train.compile:
         train_model = torch.compile(train_model)
     state = TrainState(train_model, loss_fn, optimizer, scheduler, device, scaler, cfg.train.precision,
-                       cfg.train.grad_clip, dist, progress.step)  # fmt: skip
-    log = RunLog(cfg, dist.main, resume, progress.epoch + 1, progress.step)
+                       cfg.train.grad_clip, cfg.train.accumulate, cfg.train.log_every, dist, progress.step)  # fmt: skip
+    log = RunLog(cfg, dist.main, resume, progress.epoch + 1, progress.step, overwrite)
     for line in data.lines:
         log.say(f"data: {line}")
     n_params = sum(p.numel() for p in model.parameters())
@@ -119,11 +166,9 @@ def fit(cfg: Config, resume: bool = False) -> dict:
                     log.say(f"early stop: no better val accuracy for {progress.bad_epochs} epochs "
                             f"(best: epoch {progress.best['epoch']})")  # fmt: skip
                     break
-    except FloatingPointError as e:  # a non-finite loss, caught before the optimizer step
-        raise UserError(
-            f"training diverged: {e}; the last good checkpoint is {run_dir / 'checkpoints' / 'last.pt'}; "
-            "lower train.lr or set train.grad_clip, then --resume"
-        ) from None
+    except FloatingPointError as e:  # a non-finite loss, read back at the next sync point
+        log.close()
+        raise UserError(diverged(str(e), cfg, dist.main)) from None
     finally:
         log.close()
         shutdown(dist)
@@ -148,5 +193,5 @@ def train_command(args) -> int:
             cfg.out_dir, cfg.name = str(Path(args.resume).parent), Path(args.resume).name
     else:
         cfg = load_config(args.config, args.overrides)
-    fit(cfg, resume=bool(args.resume))
+    fit(cfg, resume=bool(args.resume), overwrite=args.overwrite)
     return 0

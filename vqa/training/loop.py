@@ -8,13 +8,16 @@ caller sees the whole split.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from vqa.data.answers import ANSWER_TYPES, answer_type_key
@@ -36,22 +39,24 @@ class TrainState:
     scaler: torch.amp.GradScaler | None = None  # fp16 only
     precision: str = "fp32"
     grad_clip: float = 0.0  # max gradient norm; 0 = off
+    accumulate: int = 1  # micro-batches per optimizer step
+    log_every: int = 50  # optimizer steps between host syncs (loss read back, NaN check, stop vote)
     dist: Dist = SINGLE
     step: int = 0
 
 
 @dataclass
 class EpochState:
-    """Progress through one epoch, enough to resume it mid-way."""
+    """Progress through one epoch, enough to resume it mid-way (always at an optimizer-step boundary)."""
 
-    batches: int = 0  # batches this rank has finished
+    batches: int = 0  # micro-batches this rank has finished
     loss_sum: float = 0.0  # sum over this rank's samples of the batch-mean loss
     samples: int = 0
     seconds: float = 0.0
 
 
 class StopRequest:
-    """SIGTERM / SIGINT set a flag; the loop finishes its step, checkpoints and exits 0."""
+    """SIGTERM / SIGINT set a flag; the loop finishes its optimizer step, checkpoints and exits 0."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -72,6 +77,28 @@ class StopRequest:
             signal.signal(s, handler)
 
 
+def _no_sync(model: torch.nn.Module):
+    """DDP's no_sync (skip the gradient all-reduce) for all but the last micro-batch of a step."""
+    ddp = getattr(model, "_orig_mod", model)  # under torch.compile
+    return ddp.no_sync() if isinstance(ddp, DistributedDataParallel) else nullcontext()
+
+
+def _optimizer_step(state: TrainState) -> None:
+    if state.scaler is not None:
+        state.scaler.unscale_(state.optimizer)  # clip the true gradients
+    if state.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), state.grad_clip)
+    if state.scaler is not None:
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+    else:
+        state.optimizer.step()
+    if state.scheduler is not None:
+        state.scheduler.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+
+
 def train_one_epoch(
     state: TrainState,
     loader,
@@ -82,58 +109,72 @@ def train_one_epoch(
 ) -> tuple[EpochState, bool]:
     """One pass over `loader`, resuming from `progress`. Returns (progress, stopped early).
 
-    Every step, ranks agree on whether to stop (a signal on any rank) and whether the loss
-    is finite (on every rank), so all ranks leave the loop together. A non-finite loss raises
-    FloatingPointError naming the step, before the optimizer sees it.
+    Each optimizer step takes `state.accumulate` micro-batches: the gradient of micro-batch j is
+    that of (n_j / N) x its mean loss, N the step's samples, so the step equals one step on the
+    whole batch (exactly for every loss that averages over all questions of a batch).
+
+    The loss, a non-finite loss and the stop vote stay on the device and are read back once
+    every `state.log_every` steps (and at the end), so the GPU never waits for the host in
+    between. A non-finite loss raises FloatingPointError naming the step it happened at. Ranks
+    agree on stopping (a signal on any rank) at those sync points, so they leave together.
     """
-    model, optimizer, scaler, dist, device = (
-        state.model,
-        state.optimizer,
-        state.scaler,
-        state.dist,
-        state.device,
-    )
+    model, dist, device = state.model, state.dist, state.device
     model.train()
     progress = progress or EpochState()
     start = time.perf_counter() - progress.seconds
-    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None if dist.main else True)
-    for batch in bar:
-        batch = batch.to(device, non_blocking=True)
-        with autocast(device, state.precision):
-            logits = model(batch.question, batch.question_len, batch.image, batch.image_mask)  # [B, A]
-        loss = state.loss_fn(logits.float(), batch)  # fp32 whatever the autocast precision
-        flags = all_sum([float(not torch.isfinite(loss)), float(bool(stop and stop.requested))], dist, device)
-        if flags[0]:
-            raise FloatingPointError(f"loss is {loss.item()} at step {state.step + 1}")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)  # clip the true gradients
-        else:
-            loss.backward()
-        if state.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), state.grad_clip)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        if state.scheduler is not None:
-            state.scheduler.step()
-        state.step += 1
-        n = batch.question.shape[0]
-        progress.batches += 1
-        progress.loss_sum += loss.item() * n
-        progress.samples += n
-        progress.seconds = time.perf_counter() - start
-        bar.set_postfix(
-            loss=f"{progress.loss_sum / progress.samples:.4f}",
-            samples_per_s=f"{progress.samples / progress.seconds:.0f}",
-        )
-        if on_step is not None:
-            on_step(state.step, loss.item())
-        if flags[1]:
-            return progress, True
+    remaining = len(loader)  # micro-batches left in this epoch (a resumed sampler skips the done ones)
+    bar = tqdm(total=progress.batches + remaining, initial=progress.batches, desc=desc, leave=False,
+               dynamic_ncols=True, disable=None if dist.main else True)  # fmt: skip
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # sum of batch-mean loss x samples
+    first_bad = torch.full((), -1, dtype=torch.int64, device=device)  # first step with a non-finite loss
+    bad_value = torch.zeros((), dtype=torch.float32, device=device)  # ... and that loss
+    batches = iter(loader)
+    state.optimizer.zero_grad(set_to_none=True)
+    while True:
+        group = list(itertools.islice(batches, state.accumulate))  # one optimizer step of micro-batches
+        if not group:
+            break
+        n_step = sum(b.question.shape[0] for b in group)
+        step_loss = torch.zeros((), dtype=torch.float32, device=device)
+        for j, batch in enumerate(group):
+            batch = batch.to(device, non_blocking=True)
+            n = batch.question.shape[0]
+            with _no_sync(model) if j < len(group) - 1 else nullcontext():
+                with autocast(device, state.precision):
+                    logits = model(
+                        batch.question, batch.question_len, batch.image, batch.image_mask
+                    )  # [B, A]
+                loss = state.loss_fn(logits.float(), batch) * (n / n_step)  # fp32 whatever the autocast
+                (state.scaler.scale(loss) if state.scaler is not None else loss).backward()
+            step_loss += loss.detach()
+        bad = ~torch.isfinite(step_loss) & (first_bad < 0)
+        first_bad = torch.where(bad, state.step + 1, first_bad)
+        bad_value = torch.where(bad, step_loss, bad_value)
+        _optimizer_step(state)
+        loss_sum += step_loss.double() * n_step
+        progress.batches += len(group)
+        progress.samples += n_step
+        remaining -= len(group)
+        bar.update(len(group))
+        end = remaining == 0
+        if state.step % state.log_every == 0 or end or (stop and stop.requested and not dist.enabled):
+            # the one host sync: loss, NaN step and stop vote read back together
+            flags = torch.stack([first_bad.double(), bad_value.double(), step_loss.double(), loss_sum])
+            bad_step, bad_loss, last_loss, total = flags.tolist()
+            if bad_step >= 0:
+                raise FloatingPointError(f"loss is {bad_loss} at step {int(bad_step)}")
+            progress.loss_sum += total
+            loss_sum.zero_()
+            progress.seconds = time.perf_counter() - start
+            bar.set_postfix(loss=f"{progress.loss_sum / progress.samples:.4f}",
+                            samples_per_s=f"{progress.samples / progress.seconds:.0f}", refresh=False)  # fmt: skip
+            if on_step is not None and state.step % state.log_every == 0:
+                on_step(state.step, last_loss)
+            if all_sum([float(bool(stop and stop.requested))], dist, device)[0] and not end:
+                bar.close()
+                return progress, True
+    bar.close()
+    progress.seconds = time.perf_counter() - start
     return progress, False
 
 
@@ -159,13 +200,16 @@ def evaluate(model, loss_fn, loader, device, answer_types: dict[int, str], preci
     """
     model.eval()
     # per-question sums and counts of: the run's loss, hard_ce, soft_ce (each loss has its own
-    # count: hard_ce leaves out questions whose most common answer is outside the vocabulary)
-    sums = [0.0] * 6
-    scores: dict[int, float] = {}
-    predictions: dict[int, int] = {}
-    calibration: dict[int, tuple[float, float]] = {}  # confidence of the predicted answer, entropy
+    # count: hard_ce leaves out questions whose most common answer is outside the vocabulary),
+    # kept on the device and read back once per pass, like the per-question results below
+    sums = torch.zeros(6, dtype=torch.float64, device=device)
+    qids, columns = (
+        [],
+        [],
+    )  # question ids (CPU) and [B, 4] device tensors: prediction, score, confidence, entropy
     for batch in loader:
-        batch = batch.to(device)
+        qids.append(batch.question_id)
+        batch = batch.to(device, non_blocking=True)
         with autocast(device, precision):
             logits = model(batch.question, batch.question_len, batch.image, batch.image_mask)
         logits = logits.float()  # [B, A]
@@ -174,18 +218,21 @@ def evaluate(model, loss_fn, loader, device, answer_types: dict[int, str], preci
             if fn not in computed:
                 computed[fn] = fn(logits, batch, reduction="none")
             per_question = computed[fn]  # [B']
-            sums[2 * i] += per_question.sum().item()
+            sums[2 * i] += per_question.sum().double()
             sums[2 * i + 1] += per_question.numel()
         log_p = torch.log_softmax(logits, 1)  # [B, A]
         confidence, pred = log_p.max(1)  # [B]
         entropy = -(log_p.exp() * log_p).sum(1)  # [B]
         acc = batch_accuracy(pred, batch.answer_idx, batch.answer_score)  # [B]
-        for qid, p, s, c, h in zip(batch.question_id.tolist(), pred.tolist(), acc.tolist(),
-                                   confidence.exp().tolist(), entropy.tolist()):  # fmt: skip
-            scores[qid] = s
-            predictions[qid] = p
-            calibration[qid] = (c, h)
-    sums = all_sum(sums, dist, device)
+        columns.append(
+            torch.stack([pred.double(), acc.double(), confidence.exp().double(), entropy.double()], 1)
+        )
+    rows = torch.cat(columns).cpu().tolist() if columns else []
+    ids = torch.cat(qids).tolist() if qids else []
+    scores = {q: r[1] for q, r in zip(ids, rows)}
+    predictions = {q: int(r[0]) for q, r in zip(ids, rows)}
+    calibration = {q: (r[2], r[3]) for q, r in zip(ids, rows)}
+    sums = all_sum(sums.tolist(), dist, device)
     scores, predictions, calibration = all_gather_dicts((scores, predictions, calibration), dist)
     summary = summarize(scores, answer_types)
     out = {
@@ -193,9 +240,11 @@ def evaluate(model, loss_fn, loader, device, answer_types: dict[int, str], preci
     }
     out["accuracy"] = summary["overall"]
     for t in ANSWER_TYPES:
-        out[f"accuracy_{answer_type_key(t)}"] = summary["perAnswerType"].get(t, float("nan"))
+        # None, not NaN, when the split has no question of that type: metrics.jsonl stays strict JSON
+        out[f"accuracy_{answer_type_key(t)}"] = summary["perAnswerType"].get(t)
     qids = sorted(scores)
-    out["ece"] = expected_calibration_error([calibration[q][0] for q in qids], [scores[q] for q in qids])
-    out["entropy"] = float(np.mean([calibration[q][1] for q in qids]))
+    ece = expected_calibration_error([calibration[q][0] for q in qids], [scores[q] for q in qids])
+    out["ece"] = ece if qids else None
+    out["entropy"] = float(np.mean([calibration[q][1] for q in qids])) if qids else None
     out["predictions"] = predictions
     return out

@@ -10,6 +10,7 @@ never hold duplicate points.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
@@ -31,30 +32,40 @@ def read_metrics(path: Path, up_to_epoch: int) -> list[dict]:
     return [r for r in rows if r["epoch"] <= up_to_epoch]
 
 
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    """A metric for the printed lines; '-' where the split has none (e.g. no number questions)."""
+    return "-" if value is None else format(value, spec)
+
+
+def _types(m: dict) -> str:
+    return "  ".join(f"{t} {_fmt(m[f'accuracy_{answer_type_key(t)}'])}" for t in ANSWER_TYPES)
+
+
 def epoch_line(epoch: int, epochs: int, train_loss: float, val: dict, rate: float, seconds: float) -> str:
     return (
-        f"epoch {epoch}/{epochs}  train_loss {train_loss:.4f}  val_loss {val['loss']:.4f}  "
-        f"acc {val['accuracy']:.2f}  yes/no {val['accuracy_yes_no']:.2f}  number {val['accuracy_number']:.2f}  "
-        f"other {val['accuracy_other']:.2f}  ({rate:.0f} samples/s, {seconds:.1f}s)"
+        f"epoch {epoch}/{epochs}  train_loss {train_loss:.4f}  val_loss {_fmt(val['loss'], '.4f')}  "
+        f"acc {_fmt(val['accuracy'])}  {_types(val)}  ({rate:.0f} samples/s, {seconds:.1f}s)"
     )
 
 
 def best_line(best: dict, run_dir: Path) -> str:
-    return (
-        f"best: epoch {best['epoch']}  acc {best['accuracy']:.2f}  yes/no {best['accuracy_yes_no']:.2f}  "
-        f"number {best['accuracy_number']:.2f}  other {best['accuracy_other']:.2f}  ({run_dir})"
-    )
+    return f"best: epoch {best['epoch']}  acc {_fmt(best['accuracy'])}  {_types(best)}  ({run_dir})"
 
 
 class RunLog:
     """The run folder's logs. `start_epoch` / `step` are where the run continues (1 / 0 when new)."""
 
-    def __init__(self, cfg: Config, enabled: bool, resume: bool, start_epoch: int, step: int):
+    def __init__(self, cfg: Config, enabled: bool, resume: bool, start_epoch: int, step: int,
+                 overwrite: bool = False):  # fmt: skip
         self.cfg, self.enabled, self.run_dir = cfg, enabled, cfg.run_dir
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.writer = self.steps_writer = None
         if not enabled:
             return
+        if (
+            overwrite and not resume
+        ):  # `vqa train --overwrite`: the old run goes, now that the new one is ready
+            shutil.rmtree(self.run_dir, ignore_errors=True)
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         io.write_text_atomic(self.run_dir / "config.yaml", dump_yaml(cfg))
         rows = read_metrics(self.metrics_path, start_epoch - 1)
@@ -82,10 +93,11 @@ class RunLog:
         scalars = {"train/loss": train_loss, **{f"val/{k}": val[k] for k in VAL_SCALARS}, "lr": lr,
                    "throughput/samples_per_s": rate}  # fmt: skip
         for name, value in scalars.items():
-            self.writer.add_scalar(name, value, epoch)
+            if value is not None:  # a metric the split does not have is absent from the curves
+                self.writer.add_scalar(name, value, epoch)
         self.writer.flush()
         with open(self.metrics_path, "a") as f:
-            f.write(json.dumps({"epoch": epoch, "step": step, **scalars, "seconds": seconds}) + "\n")
+            f.write(io.dumps({"epoch": epoch, "step": step, **scalars, "seconds": seconds}) + "\n")
 
     def predictions(self, predictions: dict[int, int], avocab: AnswerVocab) -> None:
         """The validation answers as a results file in the server's format: [{"question_id", "answer"}]."""
