@@ -42,12 +42,13 @@
 #   VQA_CMD             the `vqa` command that converts the features (default: `vqa` on PATH, else this
 #                       checkout's .venv/bin/vqa)
 #
-# Verification: no publisher gives a checksum. A downloaded archive is checked against the exact
-# sizes in PUBLISHED below where one is known; the others are not verified beyond what curl and
-# unzip check (the transfer length, and each unpacked file's CRC-32). VQA_MANIFEST=FILE adds or
-# replaces entries: lines `GROUP/NAME BYTES SHA256` ('-' where unknown), GROUP being vqa, coco,
-# bottomup or wordvec, e.g. the MANIFEST of a mirror (`sha256sum` and `wc -c` give the values).
-# An archive that fails its check is deleted, and the script stops with one line saying why.
+# Verification: no publisher gives a checksum. glove.6B.zip, crawl-300d-2M.vec.zip and
+# trainval_36.zip are checked against their exact sizes (the PUBLISHED table in this script says
+# where each comes from); the other archives are not verified beyond what curl and unzip check (the
+# transfer, and each unpacked file's CRC-32). VQA_MANIFEST=FILE adds or replaces entries: lines
+# `GROUP/NAME BYTES SHA256` ('-' where unknown), GROUP being vqa, coco, bottomup or wordvec, e.g.
+# for a mirror (`wc -c` and `sha256sum` give the values). An archive that fails its check is
+# deleted, and the script stops with one line saying why.
 #
 # Safe to interrupt and run again: an archive downloads into DEST/downloads/[GROUP/]NAME.part and
 # resumes from there (curl -C -); it is unpacked into a temporary folder whose files are moved
@@ -152,14 +153,19 @@ find_vqa() {
 }
 [[ $FEATURES == none ]] || find_vqa
 
+PROGRESS=(--progress-bar)
+[[ -t 2 ]] || PROGRESS=(--silent --show-error)  # a progress bar only on a terminal, not in logs
+
 DL="$DEST/downloads"
 mkdir -p "$DL" "$DEST/vqa2"
+trap 'rmdir "$DL/bottomup" "$DL/wordvec" 2>/dev/null || true' EXIT  # folders an early stop left empty
 
 # expected KEY: "BYTES SHA256 SOURCE" for GROUP/NAME: from VQA_MANIFEST, else PUBLISHED, else "- - -".
 expected() {
-  local line=""
-  [[ -z ${VQA_MANIFEST:-} ]] || line=$(awk -v k="$1" '$1 == k { print $2, $3, "VQA_MANIFEST"; exit }' "$VQA_MANIFEST")
-  [[ -n $line ]] || line=$(awk -v k="$1" '$1 == k { print $2, $3, "the publisher'"'"'s size"; exit }' <<<"$PUBLISHED")
+  # shellcheck disable=SC2016  # an awk program
+  local find='$1 == k { print ($2 == "" ? "-" : $2), ($3 == "" ? "-" : $3), src; exit }' line=""
+  [[ -z ${VQA_MANIFEST:-} ]] || line=$(awk -v k="$1" -v src=VQA_MANIFEST "$find" "$VQA_MANIFEST")
+  [[ -n $line ]] || line=$(awk -v k="$1" -v src="the publisher's size" "$find" <<<"$PUBLISHED")
   echo "${line:-- - -}"
 }
 
@@ -178,7 +184,7 @@ verify() {
     die "$key is $size bytes, not $bytes ($from); deleted it: check $var, or list the file in VQA_MANIFEST if your mirror holds another build"
   fi
   if [[ $sha != - ]]; then
-    actual=$(sha256_of "$file")
+    actual=$(sha256_of "$file") || die "could not compute the SHA256 of $file (see above)"
     if [[ $actual != "$sha" ]]; then
       rm -f "$file"
       die "$key has SHA256 $actual, not $sha ($from); deleted it: run the script again, or check $var"
@@ -201,7 +207,7 @@ fetch() {
   else
     echo "download $url"
   fi
-  if ! curl --fail --location --retry 5 --retry-delay 10 --continue-at - --progress-bar \
+  if ! curl --fail --location --retry 5 --retry-delay 10 --continue-at - "${PROGRESS[@]}" \
     --output "$out.part" "$url"; then
     if [[ -s $out.part ]]; then
       die "download of $url stopped; run the script again to resume from $out.part"

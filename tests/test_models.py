@@ -10,7 +10,7 @@ import torch
 
 from vqa.config import ModelConfig
 from vqa.models import MODELS, build_model
-from vqa.models.layers import l2_normalize
+from vqa.models.layers import QuestionEncoder, compile_model, l2_normalize
 from vqa.models.mcb import CompactBilinearPooling, compact_bilinear_outer, signed_sqrt, signed_sqrt_l2
 
 NUM_TOKENS, NUM_ANSWERS, IMAGE_DIM = 20, 7, 16
@@ -108,6 +108,73 @@ def test_parameter_count(name):
         f"\n{name}: {small:,} parameters (test sizes); {full:,} (default ModelConfig, 15k words, 3k answers, 2048-d)"
     )
     assert 0 < small < full
+
+
+@pytest.mark.parametrize("rnn", ["lstm", "gru"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_rnn_runs_fp32_and_logits_bf16_under_autocast(name, rnn):
+    """CPU autocast would run an LSTM in bf16 (CUDA autocast: any cuDNN RNN in fp16); the encoder opts out."""
+    model = small_model(name, rnn=rnn)
+    seen = []
+    model.question.rnn.register_forward_hook(lambda mod, args, out: seen.append((args[0].dtype, out[0].dtype)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(*make_inputs("boxes"))
+    assert seen == [(torch.float32, torch.float32)]
+    assert logits.dtype == torch.bfloat16  # the layers after the RNN still autocast
+
+
+@pytest.mark.parametrize("rnn", ["lstm", "gru"])
+def test_gathered_state_equals_packed_final_state(rnn):
+    """The output at question_len - 1 of an unpacked run is the final state of a packed run."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    torch.manual_seed(0)
+    encoder = QuestionEncoder(NUM_TOKENS, 8, 12, rnn=rnn)
+    question = torch.randint(1, NUM_TOKENS, (6, 7))
+    question_len = torch.tensor([7, 3, 1, 0, 5, 2])  # unequal, one empty (reads one pad token)
+    question[torch.arange(7)[None, :] >= question_len[:, None]] = 0
+    gathered = encoder(question, question_len)  # [B, H]
+    x = encoder.tanh(encoder.embedding(question))
+    packed = pack_padded_sequence(x, question_len.clamp(min=1), batch_first=True, enforce_sorted=False)
+    _, state = encoder.rnn(packed)
+    final = (state[0] if rnn == "lstm" else state)[-1]  # [B, H]
+    torch.testing.assert_close(gathered, final, rtol=0, atol=1e-6)
+    other = question.clone()
+    other[question == 0] = 3  # what follows the last word does not matter
+    torch.testing.assert_close(encoder(other, question_len)[question_len > 0], gathered[question_len > 0])
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_compiles_to_one_graph(name):
+    """compile_model lets Dynamo trace the question RNN: one graph, no break, on every model."""
+    torch._dynamo.reset()
+    model = small_model(name)
+    with torch._dynamo.config.patch(allow_rnn=False):  # torch's default, restored after
+        compile_model(model, backend="eager")  # sets the flag Dynamo reads when it traces
+        explanation = torch._dynamo.explain(model)(*make_inputs("boxes"))
+    assert explanation.graph_count == 1 and explanation.graph_break_count == 0
+    assert not explanation.break_reasons, [r.reason for r in explanation.break_reasons]
+
+
+def test_compiled_model_recompiles_once_per_varying_dim():
+    """The last partial batch and varying box counts each cost one recompile, then stay symbolic."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = small_model("updn")
+    question, question_len, _, _ = make_inputs("boxes")
+    with torch._dynamo.config.patch(allow_rnn=False):
+        compiled = compile_model(model, backend="eager")
+        for batch, boxes in [(4, 5), (3, 5), (4, 7), (2, 6), (4, 3), (3, 9)]:
+            image = torch.randn(batch, boxes, IMAGE_DIM)
+            mask = torch.arange(boxes)[None, :] < torch.tensor([boxes, 2, 1, 3][:batch])[:, None]
+            torch.testing.assert_close(
+                compiled(question[:batch], question_len[:batch], image, mask),
+                model(question[:batch], question_len[:batch], image, mask),
+            )
+    assert counters["stats"]["unique_graphs"] == 3  # static, then batch symbolic, then boxes too
+    assert not counters["graph_break"]
 
 
 # ---- the compact bilinear pooling layer ----------------------------------------------------------

@@ -2,16 +2,23 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+import zipfile
 from collections import Counter
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 from vqa.config import load_config
+from vqa.data.features import FeatureStore
+from vqa.data.text import PAD, UNK
 from vqa.data.vqa2 import load_split
+from vqa.data.word_vectors import load_word_vectors
+from vqa.features.convert import read_bottomup_tsv
 from vqa.synth.questions import OFFICIAL_QUESTION_TYPES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,8 +37,17 @@ def mirror(tmp_path_factory, fixture_builder):
     return fixture_builder.build_mirror(tmp_path_factory.mktemp("mirror"))
 
 
-def download(mirror: Path, dest: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "VQA_BASE_URL": f"file://{mirror}/vqa", "COCO_BASE_URL": f"file://{mirror}/coco"}
+def download(mirror: Path, dest: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """The download script on `mirror` (VQA, COCO, bottom-up features, word vectors); `env` adds variables."""
+    env = {
+        **os.environ,
+        "VQA_BASE_URL": f"file://{mirror}/vqa",
+        "COCO_BASE_URL": f"file://{mirror}/coco",
+        "FEATURES_BASE_URL": f"file://{mirror}/bottomup",
+        "VECTORS_BASE_URL": f"file://{mirror}/wordvec",
+        "VQA_CMD": f"{sys.executable} -m vqa",  # this interpreter's vqa, whatever PATH holds
+        **env,
+    }
     return subprocess.run(["bash", str(SCRIPT), *args, str(dest)], capture_output=True, text=True, env=env)
 
 
@@ -129,6 +145,216 @@ def test_download_failures_leave_nothing_half_done(mirror, tmp_path):
     assert not list((dest / "vqa2").iterdir())
     bad = subprocess.run(["bash", str(SCRIPT), "--bogus"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown option '--bogus'" in bad.stderr
+
+
+# --features -> (the boxes files it writes, the public archives and their TSV members).
+FEATURES = {
+    "bottomup36": (
+        "boxes_{}.h5",
+        {
+            "trainval_36.zip": ["trainval_36/trainval_resnet101_faster_rcnn_genome_36.tsv"],
+            "test2015_36.zip": ["test2015_36/test2015_resnet101_faster_rcnn_genome_36.tsv"],
+        },
+    ),
+    "bottomup-adaptive": (
+        "boxes_adaptive_{}.h5",
+        {
+            "trainval.zip": [
+                f"trainval/karpathy_{part}_resnet101_faster_rcnn_genome.tsv{suffix}"
+                for part, suffix in (("train", ".0"), ("train", ".1"), ("val", ""), ("test", ""))
+            ],
+            "test2015.zip": ["test2015/test2015_resnet101_faster_rcnn_genome.tsv"],
+        },
+    ),
+}
+VECTORS = {
+    "glove": ("glove.6B.zip", "glove.6B.300d.txt"),
+    "fasttext": ("crawl-300d-2M.vec.zip", "crawl-300d-2M.vec"),
+}
+SPLIT_QUESTIONS = {
+    "train2014": ["train2014"],
+    "val2014": ["val2014"],
+    "test2015": ["test2015", "test-dev2015"],
+}
+
+
+def mirror_features(mirror: Path, features: str, tmp_path: Path) -> dict[int, np.ndarray]:
+    """Image id -> region features of every TSV row of the mirror's archives for `features`."""
+    rows = {}
+    for archive, members in FEATURES[features][1].items():
+        with zipfile.ZipFile(mirror / "bottomup" / archive) as z:
+            for member in members:
+                for _, _, row in read_bottomup_tsv(Path(z.extract(member, tmp_path / "tsv"))):
+                    rows[row.image_id] = row.features
+    return rows
+
+
+def files_and_mtimes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("features,vectors", [("bottomup36", "glove"), ("bottomup-adaptive", "fasttext")])
+def test_download_features_and_word_vectors(mirror, tmp_path, features, vectors):
+    dest = tmp_path / "data"
+    proc = download(
+        mirror, dest, "--no-images", "--features", features, "--word-vectors", vectors,
+        VQA_MANIFEST=str(mirror / "MANIFEST"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert sum(x.startswith("vqa convert --from bottomup-tsv ") for x in lines) == 3
+    pattern, members = FEATURES[features]
+    archives = [*members, VECTORS[vectors][0]]
+    for name in archives:  # each checked against the mirror's MANIFEST (size and SHA256)
+        assert any(x.startswith("verified ") and f"/{name}: " in x and "SHA256" in x for x in lines), name
+
+    # the boxes files, where the configs look for them (adaptive: under the name the script prints)
+    if features == "bottomup36":
+        cfg = load_config(REPO / "configs" / "vqa2" / "updn_soft.yaml")
+        assert cfg.data.features_file.format(split="{}") == pattern
+    else:
+        assert f"data.features_file='{pattern.format('{split}')}'" in proc.stdout
+    source = mirror_features(mirror, features, tmp_path)
+    for split, question_splits in SPLIT_QUESTIONS.items():
+        store = FeatureStore(dest / "vqa2" / pattern.format(split), kind="boxes")
+        asked = {r.image_id for s in question_splits for r in load_split(FIXTURE, s, QUESTIONS, ANNOTATIONS)}
+        assert set(store.index) == asked  # every image the split asks about, and no other
+        assert store.dim == 2048
+        for image_id in asked:  # the TSV's values, stored float16
+            expected = source[image_id].astype(np.float16).astype(np.float32)
+            np.testing.assert_array_equal(store.get(image_id), expected)
+        with h5py.File(store.path) as f:
+            boxes = (int(f.attrs["boxes_min"]), int(f.attrs["boxes_max"]))
+        assert boxes == (36, 36) if features == "bottomup36" else 10 <= boxes[0] <= boxes[1] <= 100
+
+    # the word vectors, as the publisher's archive holds them, where the configs' line points
+    name, member = VECTORS[vectors]
+    with zipfile.ZipFile(mirror / "wordvec" / name) as z:
+        assert (dest / "wordvec" / member).read_bytes() == z.read(member)
+    if vectors == "fasttext":
+        line = re.search(r"word_vectors: (\S+)", (REPO / "configs" / "vqa2" / "base.yaml").read_text())
+        assert (
+            line
+            and line.group(1) == "data/wordvec/crawl-300d-2M.vec"
+            and (tmp_path / line.group(1)).is_file()
+        )
+    assert f"model.word_vectors={dest}/wordvec/{member}" in proc.stdout
+    _, found, share = load_word_vectors(dest / "wordvec" / member, [PAD, UNK, "what", "color", "is"], 300)
+    assert share == 1.0 and found.tolist() == [False, False, True, True, True]
+
+    # nothing else is left: no archives, TSVs, temporary folders or files
+    assert sorted(p.name for p in dest.iterdir()) == ["vqa2", "wordvec"]
+    assert sorted(p.name for p in (dest / "vqa2").iterdir()) == sorted(
+        [*VQA_FILES, *(pattern.format(s) for s in SPLIT_QUESTIONS)]
+    )
+    assert [p.name for p in (dest / "wordvec").iterdir()] == [member]
+
+    before = files_and_mtimes(dest)
+    again = download(mirror, dest, "--no-images", "--features", features, "--word-vectors", vectors)
+    assert again.returncode == 0, again.stderr
+    lines = again.stdout.splitlines()
+    assert sum(x.startswith("skip ") for x in lines) == 5 + 2 + 1
+    assert not any(
+        x.startswith(("download ", "resume ", "unpack ", "verified ", "vqa convert")) for x in lines
+    )
+    assert files_and_mtimes(dest) == before
+
+
+def test_download_refuses_a_mismatch_and_leaves_nothing(mirror, tmp_path):
+    dest, bad = tmp_path / "data", tmp_path / "bad"
+    bad.mkdir()
+    manifest = {"VQA_MANIFEST": str(mirror / "MANIFEST")}
+    # one bit flipped, same size: the mirror's SHA256 catches it
+    data = bytearray((mirror / "bottomup" / "trainval_36.zip").read_bytes())
+    data[len(data) // 2] ^= 1
+    (bad / "trainval_36.zip").write_bytes(data)
+    proc = download(
+        mirror, dest, "--no-images", "--features", "bottomup36", FEATURES_BASE_URL=f"file://{bad}", **manifest
+    )
+    errors = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert proc.returncode == 1 and len(errors) == 1, proc.stderr
+    assert errors[0].startswith("error: bottomup/trainval_36.zip has SHA256 ") and "deleted it" in errors[0]
+    assert sorted(p.name for p in dest.iterdir()) == ["downloads", "vqa2"]
+    assert not list((dest / "downloads").iterdir())  # no archive, no .part
+    assert sorted(p.name for p in (dest / "vqa2").iterdir()) == sorted(VQA_FILES)  # no boxes file
+
+    # cut short: the size catches it (the MANIFEST's, or the publisher's where no manifest is given)
+    (bad / "trainval_36.zip").write_bytes(data[:1000])
+    proc = download(
+        mirror, dest, "--no-images", "--features", "bottomup36", FEATURES_BASE_URL=f"file://{bad}", **manifest
+    )
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        "error: bottomup/trainval_36.zip is 1000 bytes, not "
+        f"{len(data)} (VQA_MANIFEST); deleted it: check FEATURES_BASE_URL, or list the file in VQA_MANIFEST "
+        "if your mirror holds another build"
+    ]
+    # the fixture's tiny glove.6B.zip without a manifest: the publisher's size refuses it
+    proc = download(mirror, dest, "--no-images", "--word-vectors", "glove")
+    size = (mirror / "wordvec" / "glove.6B.zip").stat().st_size
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        f"error: wordvec/glove.6B.zip is {size} bytes, not 862182613 (the publisher's size); deleted it: "
+        "check VECTORS_BASE_URL, or list the file in VQA_MANIFEST if your mirror holds another build"
+    ]
+    assert sorted(p.name for p in dest.iterdir()) == ["downloads", "vqa2"]
+    assert not list((dest / "downloads").iterdir())
+
+    # the right file: it goes through (and the earlier failures left nothing in the way)
+    proc = download(mirror, dest, "--no-images", "--word-vectors", "glove", **manifest)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in dest.iterdir()) == ["vqa2", "wordvec"]
+
+
+def test_download_conversion_failure_is_named_and_resumable(mirror, tmp_path, fixture_builder):
+    """A TSV without half the val2014 images: `vqa convert` stops, the script names it, nothing half-written."""
+    dest, bad = tmp_path / "data", tmp_path / "bad"
+    ids = fixture_builder.image_ids("train2014") + fixture_builder.image_ids("val2014")
+    rows = fixture_builder.bottomup_rows(ids[:-4], seed=1)
+    member = "trainval_36/trainval_resnet101_faster_rcnn_genome_36.tsv"
+    bad.mkdir()
+    with zipfile.ZipFile(bad / "trainval_36.zip", "w") as z:
+        z.writestr(member, fixture_builder.bottomup_tsv_text(rows))
+    size = (bad / "trainval_36.zip").stat().st_size
+    (bad / "MANIFEST").write_text(f"bottomup/trainval_36.zip {size} -\n")  # a size alone also works
+    proc = download(
+        mirror, dest, "--no-images", "--features", "bottomup36",
+        FEATURES_BASE_URL=f"file://{bad}", VQA_MANIFEST=str(bad / "MANIFEST"),
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert f"verified bottomup/trainval_36.zip: {size} bytes (VQA_MANIFEST)" in proc.stdout
+    assert "4 images of " in proc.stderr and "val2014_questions.json are in no TSV file" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: `vqa convert --from bottomup-tsv ") and "boxes_val2014.h5` failed" in last
+    assert last.endswith(
+        f"wrote nothing; the TSVs stay in {dest}/bottomup: fix the cause and run the script again"
+    )
+    assert sorted(p.name for p in (dest / "vqa2").iterdir()) == sorted([*VQA_FILES, "boxes_train2014.h5"])
+    assert (dest / "bottomup" / member).is_file()  # kept for the next run
+
+    # the next run converts what is missing from the TSVs in place, without downloading again
+    (dest / "bottomup" / member).write_text(
+        fixture_builder.bottomup_tsv_text(fixture_builder.bottomup_rows(ids)),
+        newline="",
+    )
+    proc = download(
+        mirror, dest, "--no-images", "--features", "bottomup36", VQA_MANIFEST=str(mirror / "MANIFEST")
+    )
+    assert proc.returncode == 0, proc.stderr
+    converted = [x for x in proc.stdout.splitlines() if x.startswith("vqa convert")]
+    assert len(converted) == 2 and converted[0].endswith("boxes_val2014.h5")
+    assert f"skip trainval_36.zip: {member} already in {dest}/bottomup" in proc.stdout
+    assert sorted(p.name for p in dest.iterdir()) == ["vqa2"]
+
+
+def test_download_options_are_checked_before_anything_downloads(mirror, tmp_path):
+    for args, message in (
+        (["--features", "resnet"], "--features is 'resnet'; choose bottomup36, bottomup-adaptive or none"),
+        (["--word-vectors=word2vec"], "--word-vectors is 'word2vec'; choose glove, fasttext or none"),
+    ):
+        proc = download(mirror, tmp_path / "data", *args)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    proc = download(mirror, tmp_path / "data", "--features", "bottomup36", VQA_CMD=str(tmp_path / "no-vqa"))
+    assert proc.returncode == 2 and "convert --help` failed: the vqa command does not run" in proc.stderr
+    assert not (tmp_path / "data").exists()
 
 
 def vqa(*args: str) -> subprocess.CompletedProcess:

@@ -121,7 +121,8 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--central-fraction", type=float, default=0.875,
                    help="resize to size/fraction, centre crop (default: 0.875)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: min(8, cores))")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decoding processes (default: every CPU core this process may use)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--overwrite", action="store_true", help="start over, ignoring OUT and OUT.partial")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights of --weights none")

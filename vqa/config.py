@@ -236,6 +236,16 @@ def parse_override(text: str) -> tuple[str, Any]:
         return key.strip(), value
 
 
+def _field_type(key: str) -> Any:
+    """The declared type of dotted `key` ("train.lr" -> float), or None for an unknown key."""
+    node: Any = Config
+    for part in key.split("."):
+        if not (dataclasses.is_dataclass(node) and part in {f.name for f in fields(node)}):
+            return None
+        node = typing.get_type_hints(node)[part]
+    return node
+
+
 def _nest(key: str, value: Any) -> dict:
     out: Any = value
     for part in reversed(key.split(".")):
@@ -252,6 +262,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), missi
         _merge(cfg, raw, "", source)
     for text in overrides:
         key, value = parse_override(text)
+        if not isinstance(value, str) and _field_type(key) is str:
+            value = text.split("=", 1)[1]  # text as written: name=2024, data.questions={split}.json
         _merge(cfg, _nest(key, value), "", "override")
     validate(cfg)
     return cfg
@@ -263,7 +275,7 @@ def load_run_config(run_dir: str | Path, overrides: list[str] = ()) -> Config:
     run_dir = Path(run_dir)
     hint = "pass a run folder written by `vqa train` (runs/<name>), or start a new run with --config"
     if not run_dir.exists():
-        missing = f"--resume {run_dir}: run folder does not exist; {hint}"
+        missing = f"--resume {run_dir}: run folder does not exist (no config.yaml to resume from); {hint}"
     elif not run_dir.is_dir():
         missing = f"--resume {run_dir}: not a folder; {hint}"
     else:

@@ -21,10 +21,14 @@ paths mutates its inputs (`official_scores_reference(..., in_place=True)` reprod
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from torch import Tensor
+import numpy as np
 
 from vqa.data.answers import clean_whitespace, normalize_answer, process_digit_article, process_punctuation
+
+if TYPE_CHECKING:  # torch only for the type hint: `vqa eval` never imports torch
+    from torch import Tensor
 
 Answers = list[str] | list[dict]  # one question's ground truth: distinct strings, or dicts with "answer"
 
@@ -51,20 +55,20 @@ class _Cache(dict):
         return out
 
 
-def _texts(answers: Answers) -> tuple[list[str], bool]:
-    """Answer texts, and whether the answers are pairwise distinct objects for the leave-one-out.
+class _Ids(dict):
+    """Interning table: str -> int, numbered 0, 1, ... in order of first appearance."""
 
-    The official loop leaves one answer out with `item != gtAnsDatum` on whole dicts, so answers are
-    distinct by answer_id even when their text repeats; dicts without a unique answer_id that are otherwise
-    equal are left out all at once. Plain strings count as distinct answers (as if numbered 1..n).
-    """
-    if not answers or isinstance(answers[0], str):
-        return answers, True
-    ids = {a.get("answer_id") for a in answers}
-    return [a["answer"] for a in answers], None not in ids and len(ids) == len(answers)
+    def __missing__(self, s: str) -> int:
+        i = self[s] = len(self)
+        return i
 
 
-def _leave_one_out(items: list[dict], res: str) -> float:
+def _ids_of(strings: list[str], table: _Ids) -> np.ndarray:
+    """The ids of `strings` in `table` (adding new strings), as int64 [len(strings)]."""
+    return np.fromiter(map(table.__getitem__, strings), np.int64, len(strings))
+
+
+def _leave_one_out(items: list[dict], res) -> float:
     """The official scoring loop on one question's (already normalized) answer dicts, literally."""
     gt_acc = []
     for gt in items:
@@ -72,6 +76,88 @@ def _leave_one_out(items: list[dict], res: str) -> float:
         matching = [item for item in other if item["answer"] == res]
         gt_acc.append(min(1, float(len(matching)) / 3))
     return float(sum(gt_acc)) / len(gt_acc)
+
+
+_MAX_PATTERN = 30  # questions with more distinct answers than this are scored one by one (VQA has 10)
+
+
+def _pattern_score(n: int, mask: int) -> float:
+    """The official loop's score for n distinct answers of which those at the set bits of `mask` equal the
+    prediction. The score depends only on this pattern (the float sum's last bit on where the matches sit),
+    so running the literal loop once per pattern gives every question's score bit for bit."""
+    return _leave_one_out([{"answer_id": j, "answer": (mask >> j) & 1} for j in range(n)], 1)
+
+
+def _key_map(fn: Callable[[str], str], strings: list[str], needed: np.ndarray, keys: _Ids) -> np.ndarray:
+    """[len(strings)] int64: keys[fn(strings[i])] for the ids i in `needed` (-1 elsewhere); fn runs once
+    per distinct string."""
+    out = np.full(len(strings), -1, np.int64)
+    u = np.unique(needed)
+    out[u] = np.fromiter((keys[fn(strings[i])] for i in u.tolist()), np.int64, len(u))
+    return out
+
+
+def _row_any(flags: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per question (rows of the flat array beginning at `starts`, each non-empty): any flag set."""
+    return np.logical_or.reduceat(flags, starts) if len(flags) else np.zeros(0, bool)
+
+
+def distinct_answer_scores(
+    texts: list[str], lengths: np.ndarray, preds: list[str], legacy: bool = False
+) -> np.ndarray:
+    """Official accuracy [Q] (float64) of one predicted string per question, when each question's ground
+    truth answers are distinct (unique answer_id, as in every VQA release): bit for bit the official loop.
+
+    `texts` holds every question's answer strings, question after question (lengths[i] >= 1 of them for
+    question i). Vectorized: every distinct string is interned and cleaned / normalized once, the compared
+    keys become integer ids, unanimity and matches are array operations, and each question's score is
+    that of its match pattern (`_pattern_score`, the literal loop run once per distinct pattern).
+    """
+    lengths = np.asarray(lengths, np.int64)
+    n = len(lengths)
+    if n != len(preds) or int(lengths.sum()) != len(texts) or (n and lengths.min() < 1):
+        raise ValueError("need one prediction and at least one answer per question, lengths summing to texts")
+    starts = np.zeros(n, np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    row = np.repeat(np.arange(n), lengths)  # question of each answer
+    raw_ids = _Ids()
+    gt, pred = _ids_of(texts, raw_ids), _ids_of(preds, raw_ids)
+    strings = list(raw_ids)
+    keys = _Ids()  # the strings the evaluator compares, as ids
+    if legacy:  # ground truth raw, punctuation only when not unanimous; prediction always normalized
+        split = _row_any(gt != gt[starts][row], starts)  # [Q] not unanimous
+        split_a = split[row]
+        raw_key = _key_map(str, strings, gt[~split_a], keys)
+        punct_key = _key_map(process_punctuation, strings, gt[split_a], keys)
+        gt_key = np.where(split_a, punct_key[gt], raw_key[gt])
+        pred_key = _key_map(_normalize_cleaned, strings, pred, keys)[pred]
+    else:  # cleaned; normalized (prediction too) unless the cleaned ground truth is unanimous
+        clean = _key_map(clean_whitespace, strings, np.arange(len(strings)), keys)
+        gt, pred = clean[gt], clean[pred]
+        split = _row_any(gt != gt[starts][row], starts)
+        split_a = split[row]
+        cleaned = list(keys)
+        norm = _key_map(normalize_answer, cleaned, np.concatenate([gt[split_a], pred[split]]), keys)
+        gt_key = np.where(split_a, norm[gt], gt)
+        pred_key = np.where(split, norm[pred], pred)
+    match = gt_key == pred_key[row]  # [A]
+    scores = np.empty(n, np.float64)
+    small = lengths <= _MAX_PATTERN
+    pos = np.arange(len(texts)) - starts[row]  # position of each answer in its question
+    bits = np.where(match & small[row], np.left_shift(1, np.minimum(pos, _MAX_PATTERN)), 0)
+    pattern = np.add.reduceat(bits, starts) * 64 + lengths if n else np.zeros(0, np.int64)
+    uniq, inverse = np.unique(pattern[small], return_inverse=True)
+    values = np.array([_pattern_score(int(p) % 64, int(p) // 64) for p in uniq.tolist()], np.float64)
+    scores[small] = values[inverse.reshape(-1)]
+    for i in np.flatnonzero(~small).tolist():  # very long answer lists: the literal loop on key ids
+        s, e = int(starts[i]), int(starts[i] + lengths[i])
+        items = [{"answer_id": j, "answer": k} for j, k in enumerate(gt_key[s:e].tolist())]
+        scores[i] = _leave_one_out(items, int(pred_key[i]))
+    return scores
+
+
+def _normalize_cleaned(s: str) -> str:
+    return normalize_answer(clean_whitespace(s))
 
 
 def _check(gts: dict[int, Answers], preds: dict[int, str]) -> None:
@@ -83,42 +169,93 @@ def _check(gts: dict[int, Answers], preds: dict[int, str]) -> None:
         raise ValueError(f"{len(empty)} questions have no ground-truth answers, e.g. {empty[:5]}")
 
 
+def _distinct_rows(answer_lists: list[Answers]) -> np.ndarray:
+    """[Q] bool: whether a question's answers are pairwise distinct objects for the leave-one-out.
+
+    The official loop leaves one answer out with `item != gtAnsDatum` on whole dicts, so answers are
+    distinct by answer_id even when their text repeats; dicts without a unique answer_id may be equal and
+    are scored by the literal loop (False here, conservatively). Plain strings count as distinct answers
+    (as if numbered 1..n). Vectorized for integer ids 0..31 (`distinct_small_ids`); any other row is
+    checked with a set.
+    """
+    n = len(answer_lists)
+    is_str = np.fromiter((isinstance(a[0], str) for a in answer_lists), bool, n)
+    out = is_str.copy()
+    dict_rows = np.flatnonzero(~is_str).tolist()
+    if not dict_rows:
+        return out
+    lists = [answer_lists[i] for i in dict_rows]
+    lengths = np.fromiter(map(len, lists), np.int64, len(lists))
+    try:
+        ids = np.array([x.get("answer_id") for a in lists for x in a])
+    except ValueError:  # ragged nested values: not plain ids
+        ids = None
+    # only Python ints (and bools, equal to 0 / 1 as in Python) give a 1-D int64 array
+    if ids is not None and ids.ndim == 1 and ids.dtype == np.int64:
+        distinct, slow = distinct_small_ids(ids, lengths)
+    else:
+        distinct, slow = np.zeros(len(lists), bool), np.ones(len(lists), bool)
+    for j in np.flatnonzero(slow).tolist():
+        keys = {x.get("answer_id") for x in lists[j]}
+        distinct[j] = None not in keys and len(keys) == len(lists[j])
+    out[dict_rows] = distinct
+    return out
+
+
+def distinct_small_ids(ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For integer answer ids flattened question by question (lengths[i] >= 1 each): per question whether
+    its ids are pairwise distinct, and whether it could not be decided here (an id outside 0..31: check
+    those with a set). Ids 0..31 are distinct iff the sum of 2**id equals their bitwise or (no carry; the
+    int64 sum cannot overflow)."""
+    if len(lengths) == 0:
+        return np.zeros(0, bool), np.zeros(0, bool)
+    starts = np.zeros(len(lengths), np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    in_range = (ids >= 0) & (ids < 32)
+    bit = np.left_shift(1, np.where(in_range, ids, 0))
+    undecided = ~np.logical_and.reduceat(in_range, starts)
+    distinct = (np.add.reduceat(bit, starts) == np.bitwise_or.reduceat(bit, starts)) & ~undecided
+    return distinct, undecided
+
+
+def _texts(answers: Answers) -> list[str]:
+    return answers if isinstance(answers[0], str) else [a["answer"] for a in answers]
+
+
 def official_scores(gts: dict[int, Answers], preds: dict[int, str], legacy: bool = False) -> dict[int, float]:
     """Per-question official accuracy in [0, 1] of the string predictions, current or legacy rules.
 
-    Equal (==) to `official_scores_reference`: each distinct string is cleaned / normalized once (cache),
-    then the score comes from the count k of ground-truth keys equal to the prediction key. For k = 1..3 the
-    float sum is taken in the official order, since its last bit depends on where the matches sit. The
-    inputs are not modified.
+    Equal (==) to `official_scores_reference`. Questions whose answers are distinct (`_distinct_rows`: every
+    VQA release) go through the vectorized `distinct_answer_scores`; the others (dicts without unique
+    answer_id, which the official loop leaves out together) through the literal loop on normalized copies.
+    The inputs are not modified.
     """
     _check(gts, preds)
+    qids = list(gts)
+    lists = list(gts.values())
+    distinct = _distinct_rows(lists)
+    rows = np.flatnonzero(distinct).tolist()
+    scores = np.empty(len(qids), np.float64)
+    texts = [t for i in rows for t in _texts(lists[i])]
+    lengths = np.fromiter((len(lists[i]) for i in rows), np.int64, len(rows))
+    scores[distinct] = distinct_answer_scores(texts, lengths, [preds[qids[i]] for i in rows], legacy)
     clean = _Cache(clean_whitespace).__getitem__
     norm = _Cache(normalize_answer).__getitem__
     punct = _Cache(process_punctuation).__getitem__
-    scores: dict[int, float] = {}
-    for qid, answers in gts.items():
-        raw, distinct = _texts(answers)
+    for i in np.flatnonzero(~distinct).tolist():  # the official loop on normalized copies
+        answers, pred = lists[i], preds[qids[i]]
+        raw = _texts(answers)
         if legacy:  # ground truth raw, punctuation only when not unanimous; prediction always normalized
             keys = list(map(punct, raw)) if len(set(raw)) > 1 else raw
-            res = norm(clean(preds[qid]))
+            res = norm(clean(pred))
         else:
             keys = list(map(clean, raw))
             if len(set(keys)) > 1:
-                keys = list(map(norm, keys))
-                res = norm(clean(preds[qid]))
+                keys, res = list(map(norm, keys)), norm(clean(pred))
             else:
-                res = clean(preds[qid])
-        k = keys.count(res)
-        if not distinct:
-            scores[qid] = _leave_one_out([dict(a, answer=key) for a, key in zip(answers, keys)], res)
-        elif k == 0:
-            scores[qid] = 0.0
-        elif k >= 4:
-            scores[qid] = 1.0
-        else:
-            hit, miss = min(1, float(k - 1) / 3), min(1, float(k) / 3)
-            scores[qid] = float(sum([hit if key == res else miss for key in keys])) / len(keys)
-    return scores
+                res = clean(pred)
+        scores[i] = _leave_one_out([dict(a, answer=key) for a, key in zip(answers, keys)], res)
+    return dict(zip(qids, scores.tolist()))
 
 
 def official_scores_reference(
@@ -166,6 +303,28 @@ def _percent(values: list[float]) -> float:
     return round(100 * float(sum(values)) / len(values), 2)
 
 
+def _groups(values: np.ndarray, labels: list) -> dict:
+    """{label: _percent(the values of that label, in order)}, labels in order of first appearance.
+
+    Python's own sum over the same floats in the same order as the official per-type lists."""
+    codes_of = {}
+    codes = np.fromiter((codes_of.setdefault(t, len(codes_of)) for t in labels), np.int64, len(labels))
+    order = np.argsort(codes, kind="stable")  # grouped by label, each group in the original order
+    bounds = np.searchsorted(codes[order], np.arange(1, len(codes_of)))
+    return {t: _percent(part.tolist()) for t, part in zip(codes_of, np.split(values[order], bounds))}
+
+
+def summarize_scores(scores: np.ndarray, answer_types: list, question_types: list | None = None) -> dict:
+    """`summarize` on parallel sequences: per-question scores [Q] and each question's types."""
+    if len(scores) == 0:
+        raise ValueError("no per-question scores to summarize")
+    scores = np.asarray(scores, np.float64)
+    out = {"overall": _percent(scores.tolist()), "perAnswerType": _groups(scores, answer_types)}
+    if question_types is not None:
+        out["perQuestionType"] = _groups(scores, question_types)
+    return out
+
+
 def summarize(
     scores: dict[int, float], answer_types: dict[int, str], question_types: dict[int, str] | None = None
 ) -> dict:
@@ -174,21 +333,19 @@ def summarize(
     Means are over unrounded per-question scores, summed in the order of `scores` (the official order is
     the annotation file's). "perQuestionType" is present only when `question_types` is given.
     """
-    if not scores:
-        raise ValueError("no per-question scores to summarize")
-    per_answer: dict[str, list[float]] = {}
-    per_question: dict[str, list[float]] = {}
-    for qid, s in scores.items():
-        per_answer.setdefault(answer_types[qid], []).append(s)
-        if question_types is not None:
-            per_question.setdefault(question_types[qid], []).append(s)
-    out = {
-        "overall": _percent(list(scores.values())),
-        "perAnswerType": {t: _percent(v) for t, v in per_answer.items()},
-    }
-    if question_types is not None:
-        out["perQuestionType"] = {t: _percent(v) for t, v in per_question.items()}
-    return out
+    return summarize_scores(
+        np.fromiter(scores.values(), np.float64, len(scores)),
+        [answer_types[q] for q in scores],
+        None if question_types is None else [question_types[q] for q in scores],
+    )
+
+
+def percent_scores(scores: np.ndarray) -> list[float]:
+    """round(100 * s, 2) of each score (the report's per-question numbers), Python's round once per
+    distinct value."""
+    values, inverse = np.unique(np.asarray(scores, np.float64), return_inverse=True)
+    rounded = np.array([round(100 * v, 2) for v in values.tolist()], np.float64)
+    return rounded[inverse.reshape(-1)].tolist()
 
 
 def expected_calibration_error(confidence: list[float], accuracy: list[float], bins: int = 15) -> float:
