@@ -195,8 +195,8 @@ def test_data_file_rows(tiny_data, tmp_path):
     assert not runs.exists()
 
 
-def _answers(n: int, text: str = "ans") -> list[dict]:
-    return [{"answer_id": i + 1, "answer": f"{text}{i}", "answer_confidence": "yes"} for i in range(n)]
+def _answers(n: int, pool: list[str]) -> list[dict]:
+    return [{"answer_id": i + 1, "answer": pool[i % len(pool)], "answer_confidence": "yes"} for i in range(n)]
 
 
 def test_questions_without_10_answers_are_left_out_of_training_and_eval_alike(tiny_data, tmp_path):
@@ -208,8 +208,11 @@ def test_questions_without_10_answers_are_left_out_of_training_and_eval_alike(ti
         questions, anns = read(root / Q.format(split=split)), read(root / A.format(split=split))
         questions["questions"] = questions["questions"][:n]
         anns["annotations"] = anns["annotations"][:n]
+        # answers in the vocabulary: more than 10 distinct ones overflowed the 10 target slots
+        pool = sorted({a["multiple_choice_answer"] for a in anns["annotations"]})
+        assert len(pool) > 10
         for a, count in zip(anns["annotations"], (25, 0, 5)):
-            a["answers"] = _answers(count)
+            a["answers"] = _answers(count, pool)
         skipped[split] = [a["question_id"] for a in anns["annotations"][:3]]
         write(root / Q.format(split=split), questions)
         write(root / A.format(split=split), anns)

@@ -21,6 +21,7 @@ from vqa.features.extract import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     build_trunk,
+    default_workers,
     extract,
     image_transform,
     parse_image_id,
@@ -244,3 +245,58 @@ def test_paper_grid_is_14_by_14_at_448(images, tmp_path):
         assert f["ids"][()].tolist() == [9]
     trunk, dim = build_trunk("resnet152", "none")
     assert dim == 2048 and trunk[-1][-1].conv3.out_channels == 2048  # layer4's last block
+
+
+def test_rows_are_written_on_one_background_thread_in_order(images, reference, tmp_path, monkeypatch):
+    import threading
+
+    from vqa.features.writer import GridRowWriter
+
+    calls = []
+    write = GridRowWriter.write
+
+    def spy(self, ids, grid):
+        calls.append((threading.current_thread().name, self.count, ids.tolist()))
+        write(self, ids, grid)
+
+    monkeypatch.setattr(GridRowWriter, "write", spy)
+    assert extract(images, tmp_path / "f.h5", **SMALL)["images"] == 8
+    assert [c[0] for c in calls] == ["extract-writer"] * 3  # batches of 3, 3, 2: not the main thread
+    assert [c[1] for c in calls] == [0, 3, 6] and sum((c[2] for c in calls), []) == IDS
+    with h5py.File(tmp_path / "f.h5") as f:
+        np.testing.assert_allclose(f["grid"][()], reference["grid"], atol=1e-3)
+
+
+def test_a_failed_write_in_the_thread_is_a_user_error_and_resumes(images, reference, tmp_path, monkeypatch):
+    """An error in the writer thread stops the extraction in the main thread; committed rows stay."""
+    import errno
+
+    from vqa.features.writer import GridRowWriter
+
+    write = GridRowWriter.write
+
+    def full_disk(self, ids, grid):
+        if self.count >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, ids, grid)
+
+    monkeypatch.setattr(GridRowWriter, "write", full_disk)
+    out = tmp_path / "f.h5"
+    with pytest.raises(
+        UserError, match=r"f\.h5\.partial: write failed \(No space left on device\).*after image 3"
+    ):
+        extract(images, out, **SMALL)
+    with h5py.File(tmp_path / "f.h5.partial") as f:
+        assert f["count"][0] == 3 and f["ids"][:3].tolist() == IDS[:3]
+    monkeypatch.setattr(GridRowWriter, "write", write)
+    assert extract(images, out, **SMALL)["images"] == 5  # the same command continues
+    with h5py.File(out) as f:
+        assert f["ids"][()].tolist() == IDS
+        np.testing.assert_allclose(f["grid"][()], reference["grid"], atol=1e-3)
+
+
+def test_workers_default_to_the_usable_cores(images, tmp_path, capsys):
+    assert default_workers() >= 1
+    args = ["--arch", "resnet18", "--size", "64", "--weights", "none", "--device", "cpu"]
+    assert main(["extract", "--images", str(images), "--out", str(tmp_path / "f.h5"), *args]) == 0
+    assert f", {default_workers()} workers" in capsys.readouterr().out

@@ -1,5 +1,17 @@
-"""CUDA checks, run by scripts/gpu_check.sh on a GPU machine; skipped on the CPU."""
+"""CUDA checks, run by scripts/gpu_check.sh on a GPU machine; skipped on the CPU.
 
+Mixed precision with unequal question lengths and a compact bilinear size that is not a power of
+two; all four models through `vqa train` in bf16 and fp16; an exact resume with the CUDA RNG; DDP
+with NCCL; torch.compile; feature extraction and the memory probe on the GPU.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from helpers import random_batch
@@ -8,31 +20,86 @@ from vqa.cli import main
 from vqa.config import ModelConfig
 from vqa.losses import LOSSES
 from vqa.models import MODELS, build_model
+from vqa.models.layers import QuestionEncoder, compile_model
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
+NUM_TOKENS, NUM_ANSWERS, IMAGE_DIM = 20, 30, 24
+SIZES = dict(embed_dim=16, rnn_dim=32, hidden_dim=32, attention_dim=16, mcb_dim=1000, dropout=0.0)
+RUN = ["train.device=cuda", "data.num_workers=2", "model.mcb_dim=1000"]  # every `vqa train` here
+COMPARED = ("epoch", "step", "train/loss", "val/loss", "val/hard_ce", "val/soft_ce", "val/accuracy", "lr")
+
+
+@pytest.fixture
+def exact_fp32():
+    """TF32 off for comparisons to 1e-5 (fit() turns it on process-wide with train.tf32)."""
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def cuda_model(name: str, **overrides) -> torch.nn.Module:
+    torch.manual_seed(0)
+    cfg = ModelConfig(name=name, **{**SIZES, **overrides})
+    return build_model(cfg, NUM_TOKENS, NUM_ANSWERS, IMAGE_DIM).cuda()
+
+
+def cuda_inputs(batch: int = 8, length: int = 9, boxes: int = 12, seed: int = 1):
+    """Questions of unequal lengths 1..length (padded with 0), boxes with 3..boxes valid; on CUDA."""
+    g = torch.Generator().manual_seed(seed)
+    question_len = torch.randint(1, length + 1, (batch,), generator=g)
+    question_len[0] = length
+    question = torch.randint(1, NUM_TOKENS, (batch, length), generator=g)
+    question[torch.arange(length)[None, :] >= question_len[:, None]] = 0
+    num_boxes = torch.randint(3, boxes + 1, (batch,), generator=g)
+    image_mask = torch.arange(boxes)[None, :] < num_boxes[:, None]  # [B, N]
+    image = torch.randn(batch, boxes, IMAGE_DIM, generator=g) * image_mask[..., None]
+    # question_len stays on the CPU, as Batch.to leaves it
+    return question.cuda(), question_len, image.cuda(), image_mask.cuda()
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+# ---- the models in mixed precision ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_model_bf16_forward_backward_on_cuda(name):
-    cfg = ModelConfig(
-        name=name, embed_dim=16, rnn_dim=32, hidden_dim=32, attention_dim=16, mcb_dim=64, dropout=0.0
+    """bf16 logits, an fp32 question RNN (CUDA autocast would run cuDNN's in fp16), finite gradients."""
+    model = cuda_model(name)
+    seen = []
+    model.question.rnn.register_forward_hook(
+        lambda mod, args, out: seen.append((args[0].dtype, out[0].dtype))
     )
-    model = build_model(cfg, num_tokens=20, num_answers=30, image_dim=24).cuda()
-    q = torch.randint(1, 20, (8, 6), device="cuda")
-    qlen = torch.full((8,), 6, device="cuda")
-    image = torch.randn(8, 12, 24, device="cuda")
-    mask = torch.ones(8, 12, dtype=torch.bool, device="cuda")
-    mask[:, 9:] = False
-    batch = random_batch(8, 30, k=4).to(torch.device("cuda"))
+    batch = random_batch(8, NUM_ANSWERS, k=4).to(torch.device("cuda"))
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        logits = model(q, qlen, image, mask)
+        logits = model(*cuda_inputs())
+    assert seen == [(torch.float32, torch.float32)]
+    assert logits.dtype == torch.bfloat16 and logits.shape == (8, NUM_ANSWERS)
     loss = LOSSES["soft_ce"](logits.float(), batch)
     loss.backward()
     assert torch.isfinite(loss)
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+
+
+@pytest.mark.parametrize("rnn", ["lstm", "gru"])
+def test_gathered_state_equals_packed_cudnn_state(rnn, exact_fp32):
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    torch.manual_seed(0)
+    encoder = QuestionEncoder(NUM_TOKENS, 16, 32, rnn=rnn).cuda()
+    question, question_len, _, _ = cuda_inputs(batch=16)
+    gathered = encoder(question, question_len)
+    x = encoder.tanh(encoder.embedding(question))
+    _, state = encoder.rnn(pack_padded_sequence(x, question_len, batch_first=True, enforce_sorted=False))
+    torch.testing.assert_close(gathered, (state[0] if rnn == "lstm" else state)[-1], rtol=0, atol=1e-5)
 
 
 def test_losses_agree_between_cpu_and_cuda():
@@ -44,10 +111,118 @@ def test_losses_agree_between_cpu_and_cuda():
         assert gpu == pytest.approx(cpu, rel=1e-5), name
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
-def test_training_run_on_cuda(tiny_data, tmp_path, precision):
-    args = ["train", "--config", "configs/synthetic/avg_soft.yaml", f"data.root={tiny_data}", f"out_dir={tmp_path}",
-            "train.epochs=2", "train.device=cuda", f"train.precision={precision}", "data.num_workers=2"]  # fmt: skip
+# ---- `vqa train` on the GPU -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_training_run_on_cuda(name, precision, tiny_data, tmp_path):
+    args = ["train", "--config", f"configs/synthetic/{name}_soft.yaml", f"data.root={tiny_data}",
+            f"out_dir={tmp_path}", "name=run", "train.epochs=1", f"train.precision={precision}", *RUN]  # fmt: skip
     assert main(args) == 0
-    ckpt = torch.load(tmp_path / "avg_soft" / "checkpoints" / "last.pt", weights_only=True)
-    assert ckpt["epoch"] == 2 and ckpt["best"]["accuracy"] > 0
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["best"]["accuracy"] > 0
+    (m,) = metrics(tmp_path / "run")
+    assert all(m[k] is not None and np.isfinite(m[k]) for k in ("train/loss", "val/loss", "val/accuracy"))
+
+
+def test_resume_with_the_cuda_rng_equals_uninterrupted(tiny_data, tmp_path):
+    """Dropout draws from the CUDA generator: a resumed run must restore it to match the uninterrupted one."""
+    common = ["--config", "configs/synthetic/avg_soft.yaml", f"data.root={tiny_data}", f"out_dir={tmp_path}",
+              "model.dropout=0.3", *RUN]  # fmt: skip
+    assert main(["train", *common, "name=ref", "train.epochs=2"]) == 0
+    assert main(["train", *common, "name=r", "train.epochs=1"]) == 0
+    assert "cuda" in torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)["rng"]
+    assert main(["train", "--resume", str(tmp_path / "r"), "train.epochs=2"]) == 0
+    ref, resumed = metrics(tmp_path / "ref"), metrics(tmp_path / "r")
+    assert len(ref) == len(resumed) == 2
+    for a, b in zip(ref, resumed):
+        for key in COMPARED:
+            assert a[key] == pytest.approx(b[key], abs=1e-5), (a["epoch"], key)
+
+
+def test_ddp_with_nccl_on_every_gpu(tiny_data, tmp_path):
+    gpus = torch.cuda.device_count()
+    if gpus < 2:
+        pytest.skip(f"DDP with NCCL needs 2 or more GPUs; {gpus} visible")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(gpus)]
+    args = ["--config", "configs/synthetic/avg_hard.yaml", f"data.root={tiny_data}", f"out_dir={tmp_path}",
+            "name=ddp", "train.epochs=1", f"train.batch_size={32 * gpus}", *RUN]  # fmt: skip
+    proc = subprocess.run([*torchrun, "-m", "vqa", "train", *args], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"x {gpus} processes" in proc.stdout and proc.stdout.count("epoch 1/1") == 1  # rank 0 prints
+    (m,) = metrics(tmp_path / "ddp")
+    assert np.isfinite(m["train/loss"]) and m["val/accuracy"] > 0
+
+
+# ---- torch.compile --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_compiled_model_matches_eager_and_trains(name, exact_fp32):
+    """The default backend (Inductor), no graph break; a few bf16 steps, the last on a partial batch."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = cuda_model(name)
+    compiled = compile_model(model)
+    inputs = cuda_inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(*inputs), model(*inputs), rtol=1e-3, atol=1e-4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for step in range(4):
+        batch = 8 if step < 3 else 5  # the last partial batch of an epoch
+        question, question_len, image, mask = cuda_inputs(seed=step)
+        targets = random_batch(batch, NUM_ANSWERS, k=4, seed=step).to(torch.device("cuda"))
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = compiled(question[:batch], question_len[:batch], image[:batch], mask[:batch])
+        loss = LOSSES["soft_ce"](logits.float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        assert torch.isfinite(loss), step
+    assert not counters["graph_break"], dict(counters["graph_break"])
+
+
+def test_training_run_compiled_on_cuda(tiny_data, tmp_path):
+    args = ["train", "--config", "configs/synthetic/updn_soft.yaml", f"data.root={tiny_data}", f"out_dir={tmp_path}",
+            "name=run", "train.epochs=1", "train.precision=bf16", "train.compile=true", *RUN]  # fmt: skip
+    assert main(args) == 0
+    (m,) = metrics(tmp_path / "run")
+    assert np.isfinite(m["train/loss"]) and m["val/accuracy"] > 0
+
+
+# ---- tools on the GPU -----------------------------------------------------------------------------
+
+
+def test_extract_on_cuda_matches_cpu(fixture_builder, tmp_path):
+    """Pinned batches, channels-last, bf16 autocast, rows written by the background thread."""
+    import h5py
+
+    from vqa.features.extract import extract
+
+    fixture_builder.write_images(tmp_path / "train2014", "train2014")
+    small = dict(arch="resnet18", size=64, weights="none", workers=2, batch_size=3)
+    extract(tmp_path / "train2014", tmp_path / "cpu.h5", device="cpu", **small)
+    extract(tmp_path / "train2014", tmp_path / "cuda.h5", device="cuda", **small)
+    assert torch.backends.cudnn.benchmark
+    with h5py.File(tmp_path / "cpu.h5") as a, h5py.File(tmp_path / "cuda.h5") as b:
+        assert a["ids"][()].tolist() == b["ids"][()].tolist() and b["grid"].dtype == np.float16
+        cpu, gpu = a["grid"][()].astype(np.float32), b["grid"][()].astype(np.float32)
+    assert np.isfinite(gpu).all()
+    assert np.linalg.norm(gpu - cpu) / np.linalg.norm(cpu) < 5e-2  # bf16 trunk against fp32
+
+
+def test_peak_bytes_measures_on_the_device_of_the_tensors():
+    from vqa.bench.measure import peak_bytes
+
+    x = torch.randn(1024, 1024, device="cuda")
+    assert peak_bytes(lambda: x @ x, "cuda") >= 4 * 1024 * 1024
+    cpu = torch.randn(256, 256)
+    assert peak_bytes(lambda: cpu @ cpu) >= 4 * 256 * 256  # CPU tensors: the CPU tracer
+    with pytest.raises(ValueError, match="nothing was allocated on cuda"):
+        peak_bytes(lambda: cpu @ cpu, "cuda")
+    with pytest.raises(ValueError, match="made tensors on cuda"):
+        peak_bytes(lambda: x @ x, "cpu")

@@ -92,7 +92,7 @@ def test_a_file_that_is_not_a_run_checkpoint_is_one_line(run, tmp_path, capsys):
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "nowhere")]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "not a run folder (no config.yaml)" in line
+    assert "run folder does not exist" in line
 
 
 def test_io_refuses_nan_on_write_and_read(tmp_path):

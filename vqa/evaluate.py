@@ -17,7 +17,7 @@ import numpy as np
 
 from vqa.data.answers import ANSWERS_PER_QUESTION, has_all_answers
 from vqa.errors import UserError
-from vqa.io import read_json, read_json_as, write_json_atomic
+from vqa.io import gc_paused, read_json, read_json_as, write_json_atomic
 from vqa.metrics import (
     distinct_answer_scores,
     distinct_small_ids,
@@ -188,7 +188,12 @@ def evaluate(results: dict[int, str], annotations: list[dict], legacy: bool = Fa
 
 
 def _report(
-    qids: list[int], scores: np.ndarray, answer_types: list, question_types: list, legacy: bool, skipped: list[int]
+    qids: list[int],
+    scores: np.ndarray,
+    answer_types: list,
+    question_types: list,
+    legacy: bool,
+    skipped: list[int],
 ) -> dict:
     """The report of `evaluate` from the scored questions' ids, scores [Q] and types, in annotation order."""
     report = summarize_scores(scores, answer_types, question_types)
@@ -256,7 +261,9 @@ def typed_report(args: argparse.Namespace) -> dict | None:
         or {q.question_id for q in question_file.questions} != ann_ids
     ):
         return None
-    skipped = [a.question_id for a in annotations if len(a.answers) != ANSWERS_PER_QUESTION]  # has_all_answers
+    skipped = [
+        a.question_id for a in annotations if len(a.answers) != ANSWERS_PER_QUESTION
+    ]  # has_all_answers
     if skipped:
         annotations = [a for a in annotations if len(a.answers) == ANSWERS_PER_QUESTION]
     qids = [a.question_id for a in annotations]
@@ -265,12 +272,15 @@ def typed_report(args: argparse.Namespace) -> dict | None:
         return None
     preds = {r.question_id: r.answer for r in results}
     # exactly the scored ids, each once; the skipped ones may be there or not
-    if len(preds) != len(results) or not preds.keys() <= ann_ids or len(preds.keys() - set(skipped)) != len(qids):
+    if (
+        len(preds) != len(results)
+        or not preds.keys() <= ann_ids
+        or len(preds.keys() - set(skipped)) != len(qids)
+    ):
         return None
     lengths = np.full(len(annotations), ANSWERS_PER_QUESTION, np.int64)
-    distinct, undecided = distinct_small_ids(
-        np.array([x.answer_id for a in annotations for x in a.answers], np.int64), lengths
-    )
+    ids = [x.answer_id for a in annotations for x in a.answers]
+    distinct, undecided = distinct_small_ids(np.fromiter(ids, np.int64, len(ids)), lengths)
     for i in np.flatnonzero(undecided).tolist():
         distinct[i] = len({x.answer_id for x in annotations[i].answers}) == ANSWERS_PER_QUESTION
     if not distinct.all():  # equal answer ids: the official loop compares whole answer dicts
@@ -324,17 +334,21 @@ def checked_report(args: argparse.Namespace) -> dict:
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    """`vqa eval`: check the three files, score, print the report, write --out; 0 on success."""
-    report = typed_report(args)
-    if report is None:
-        report = checked_report(args)
-    print(format_report(report))
-    if args.out:
-        try:  # temp file + rename: a reader never sees a half-written report
-            write_json_atomic(args.out, report, indent=1)
-        except OSError as e:
-            raise UserError(
-                f"cannot write report {args.out} ({e.strerror or e}); choose another --out"
-            ) from None
-        print(f"report written to {args.out}")
+    """`vqa eval`: check the three files, score, print the report, write --out; 0 on success.
+
+    Without garbage collection: nothing here builds a reference cycle, and the collector would walk the
+    decoded files' half a million containers again and again."""
+    with gc_paused():
+        report = typed_report(args)
+        if report is None:
+            report = checked_report(args)
+        print(format_report(report))
+        if args.out:
+            try:  # temp file + rename: a reader never sees a half-written report
+                write_json_atomic(args.out, report, indent=1)
+            except OSError as e:
+                raise UserError(
+                    f"cannot write report {args.out} ({e.strerror or e}); choose another --out"
+                ) from None
+            print(f"report written to {args.out}")
     return 0

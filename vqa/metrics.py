@@ -20,12 +20,18 @@ paths mutates its inputs (`official_scores_reference(..., in_place=True)` reprod
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vqa.data.answers import clean_whitespace, normalize_answer, process_digit_article, process_punctuation
+from vqa.data.answers import (
+    PUNCTUATION,
+    clean_whitespace,
+    process_digit_article,
+    process_punctuation,
+)
 
 if TYPE_CHECKING:  # torch only for the type hint: `vqa eval` never imports torch
     from torch import Tensor
@@ -128,7 +134,7 @@ def distinct_answer_scores(
         split = _row_any(gt != gt[starts][row], starts)  # [Q] not unanimous
         split_a = split[row]
         raw_key = _key_map(str, strings, gt[~split_a], keys)
-        punct_key = _key_map(process_punctuation, strings, gt[split_a], keys)
+        punct_key = _key_map(_punctuation, strings, gt[split_a], keys)
         gt_key = np.where(split_a, punct_key[gt], raw_key[gt])
         pred_key = _key_map(_normalize_cleaned, strings, pred, keys)[pred]
     else:  # cleaned; normalized (prediction too) unless the cleaned ground truth is unanimous
@@ -137,7 +143,7 @@ def distinct_answer_scores(
         split = _row_any(gt != gt[starts][row], starts)
         split_a = split[row]
         cleaned = list(keys)
-        norm = _key_map(normalize_answer, cleaned, np.concatenate([gt[split_a], pred[split]]), keys)
+        norm = _key_map(_normalize, cleaned, np.concatenate([gt[split_a], pred[split]]), keys)
         gt_key = np.where(split_a, norm[gt], gt)
         pred_key = np.where(split, norm[pred], pred)
     match = gt_key == pred_key[row]  # [A]
@@ -156,8 +162,23 @@ def distinct_answer_scores(
     return scores
 
 
+# Any character process_punctuation acts on (the 21 and the period): a string without one is returned as is.
+_TOUCHED = re.compile("[" + re.escape("".join(PUNCTUATION) + ".") + "]")
+
+
+def _punctuation(s: str) -> str:
+    """process_punctuation(s), skipping its 21 replaces and regex when no character would change (most
+    answers)."""
+    return process_punctuation(s) if _TOUCHED.search(s) else s
+
+
+def _normalize(s: str) -> str:
+    """normalize_answer(s), with the same shortcut."""
+    return process_digit_article(_punctuation(s))
+
+
 def _normalize_cleaned(s: str) -> str:
-    return normalize_answer(clean_whitespace(s))
+    return _normalize(clean_whitespace(s))
 
 
 def _check(gts: dict[int, Answers], preds: dict[int, str]) -> None:
@@ -240,8 +261,8 @@ def official_scores(gts: dict[int, Answers], preds: dict[int, str], legacy: bool
     lengths = np.fromiter((len(lists[i]) for i in rows), np.int64, len(rows))
     scores[distinct] = distinct_answer_scores(texts, lengths, [preds[qids[i]] for i in rows], legacy)
     clean = _Cache(clean_whitespace).__getitem__
-    norm = _Cache(normalize_answer).__getitem__
-    punct = _Cache(process_punctuation).__getitem__
+    norm = _Cache(_normalize).__getitem__
+    punct = _Cache(_punctuation).__getitem__
     for i in np.flatnonzero(~distinct).tolist():  # the official loop on normalized copies
         answers, pred = lists[i], preds[qids[i]]
         raw = _texts(answers)
@@ -307,8 +328,8 @@ def _groups(values: np.ndarray, labels: list) -> dict:
     """{label: _percent(the values of that label, in order)}, labels in order of first appearance.
 
     Python's own sum over the same floats in the same order as the official per-type lists."""
-    codes_of = {}
-    codes = np.fromiter((codes_of.setdefault(t, len(codes_of)) for t in labels), np.int64, len(labels))
+    codes_of = {t: i for i, t in enumerate(dict.fromkeys(labels))}
+    codes = np.fromiter(map(codes_of.__getitem__, labels), np.int64, len(labels))
     order = np.argsort(codes, kind="stable")  # grouped by label, each group in the original order
     bounds = np.searchsorted(codes[order], np.arange(1, len(codes_of)))
     return {t: _percent(part.tolist()) for t, part in zip(codes_of, np.split(values[order], bounds))}

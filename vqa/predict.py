@@ -177,6 +177,9 @@ def predict_command(args: argparse.Namespace) -> int:
     if args.report:
         check_writable(Path(args.report), "--report")
     dataset = split_dataset(run, args.split, args.data_root)
+    if dataset.report.not_all_answers:  # answered here, left out of the scores like `vqa eval` does
+        print(f"predict: {len(dataset.report.not_all_answers):,} questions of {args.split} have no 10 answers: "
+              "answered, not scored")  # fmt: skip
     answers = predict(run, dataset, device)
     questions_file = Path(run.cfg.data.root) / run.cfg.data.questions.format(split=args.split)
     n = check_complete(answers, questions_file, args.split)

@@ -102,8 +102,9 @@ def build_split(
     """Every question of `split` (test splits included), encoded with a trained run's vocabularies."""
     records = load_records(cfg, split)
     features = open_features(cfg, split, expected_dim=image_dim)
+    # keep_unscored: predict answers every question, also those `vqa eval` does not score
     return VQADataset(records, features, qvocab, avocab, cfg.data.max_question_len, split=split,
-                      oov=cfg.data.soft_targets_oov)  # fmt: skip
+                      oov=cfg.data.soft_targets_oov, keep_unscored=True)  # fmt: skip
 
 
 @dataclass

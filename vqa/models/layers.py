@@ -15,8 +15,9 @@ class QuestionEncoder(nn.Module):
     RNN that equals the final state of a packed run exactly (the state at step t depends on steps
     <= t only; tests/test_models.py checks it) while keeping the step free of what packing
     costs: `pack_padded_sequence` wants its lengths on the CPU (a device-to-host sync per step
-    when the batch is on the GPU) and its data-dependent batch sizes break a torch.compile graph.
-    `question_len` may live on any device; it is moved to the RNN output's device for the gather.
+    when they are on the GPU) and its data-dependent batch sizes break a torch.compile graph.
+    `question_len` may live on any device: the gather wants it on the RNN output's device, and a
+    CPU copy (Batch.to keeps it there, pinned by the loader) goes over without blocking the host.
 
     Precision: the RNN always runs in fp32, outside autocast. CUDA autocast's cuDNN RNN rule casts
     the input, weights and state to float16 whatever the autocast dtype (ATen's
@@ -43,7 +44,8 @@ class QuestionEncoder(nn.Module):
         with torch.autocast(x.device.type, enabled=False):  # fp32 RNN: see the class docstring
             out, _ = self.rnn(x.float())  # [B, T, H], fp32
         # an empty question still reads one pad token, as packing with lengths clamped to 1 did
-        last = (question_len.to(out.device).clamp(min=1) - 1).view(-1, 1, 1)  # [B, 1, 1]
+        lengths = question_len.to(out.device, non_blocking=True)  # [B]; no host sync
+        last = (lengths.clamp(min=1) - 1).view(-1, 1, 1)  # [B, 1, 1]
         return out.gather(1, last.expand(-1, 1, out.shape[-1])).squeeze(1)  # [B, H]
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from vqa.config import Config, load_config
+from vqa.config import Config, load_config, load_run_config
 from vqa.data.answers import AnswerVocab
 from vqa.data.build import build_datasets, build_loaders, ensure_synthetic
 from vqa.data.text import QuestionVocab
@@ -188,12 +188,7 @@ def train_command(args) -> int:
             raise UserError(
                 "pass either --config (a new run) or --resume RUN_DIR (its config.yaml is used), not both"
             )
-        if not (Path(args.resume) / "config.yaml").is_file():
-            raise UserError(
-                f"--resume {args.resume}: not a run folder (no config.yaml); pass a folder written by "
-                "`vqa train` (runs/<name>), or start a new run with --config"
-            )
-        cfg = load_config(Path(args.resume) / "config.yaml", args.overrides)
+        cfg = load_run_config(args.resume, args.overrides)
         if cfg.run_dir.resolve() != Path(args.resume).resolve():
             cfg.out_dir, cfg.name = str(Path(args.resume).parent), Path(args.resume).name
     else:
