@@ -143,11 +143,11 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_last_good_one(reference, ti
     assert_same_metrics(reference, run)
 
 
-def test_resume_without_checkpoint_is_one_clear_error(tmp_path, capsys):
+def test_resume_of_a_folder_without_config_is_one_clear_error(tmp_path, capsys):
+    """(A run folder with a config but no checkpoint starts from its config: tests/test_loop.py.)"""
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "config.yaml").write_text("name: r\n")
     assert main(["train", "--resume", str(tmp_path / "r")]) == 2
-    assert "no checkpoint to resume from" in capsys.readouterr().err
+    assert "has no config.yaml, so it is not a run folder" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -45,6 +45,12 @@ class Progress:
         return is_best
 
 
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def rng_state() -> dict:
     np_state = np.random.get_state()
     state = {
@@ -144,3 +150,24 @@ def restore(ckpt: dict, model, optimizer, scheduler, scaler, local_rank: int = 0
     set_rng_state(ckpt["rng"], local_rank)
     partial = EpochState(**ckpt["epoch_state"]) if ckpt["epoch_state"] else None
     return Progress(ckpt["epoch"], ckpt["step"], partial, ckpt["best"], ckpt["bad_epochs"])
+
+
+def open_run(cfg: Config, resume: bool, overwrite: bool) -> dict | None:
+    """The checkpoint a run continues from (None for a new run, or a resumed run that never wrote one),
+    after the checks that must come before anything is read or written: a new run never replaces a
+    folder that holds a run unless `overwrite`; a resume never changes what the checkpoint was
+    trained as."""
+    run_dir = cfg.run_dir
+    ckpt = load_for_resume(run_dir) if resume else None
+    if ckpt:
+        check_resumable(ckpt, cfg, run_dir)
+    elif (
+        not resume
+        and not overwrite
+        and any((run_dir / f).exists() for f in ("config.yaml", "metrics.jsonl", "checkpoints"))
+    ):
+        raise UserError(
+            f"{run_dir} already holds a run; continue it with `vqa train --resume {run_dir}`, choose another "
+            "name=..., or pass --overwrite to replace it"
+        )
+    return ckpt

@@ -10,11 +10,8 @@ included, RNG states and all.
 from __future__ import annotations
 
 import math
-import random
-import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -27,40 +24,18 @@ from vqa.device import configure_cuda
 from vqa.errors import UserError
 from vqa.losses import get_loss
 from vqa.models import build_model
-from vqa.training.checkpoint import Progress, check_resumable, load_for_resume, restore, save_checkpoint
+from vqa.training.checkpoint import Progress, open_run, restore, save_checkpoint, seed_everything
 from vqa.training.distributed import barrier, init_distributed, shutdown
-from vqa.training.loop import StopRequest, TrainState, epoch_totals, evaluate, train_one_epoch
+from vqa.training.loop import (
+    StopRequest,
+    TrainState,
+    epoch_totals,
+    evaluate,
+    micro_batch_size,
+    train_one_epoch,
+)
 from vqa.training.optim import build_optimizer, build_scheduler
-from vqa.training.runlog import RunLog, best_line
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def log_line(dist, line: str) -> None:
-    if dist.main:
-        print(line, flush=True)
-
-
-def diverged(error: str, cfg: Config, main: bool) -> str:
-    """The one line for a non-finite loss. A run that never wrote a checkpoint leaves no folder
-    behind (nothing in it could be resumed); advice names what is not set yet."""
-    last = cfg.run_dir / "checkpoints" / "last.pt"
-    if last.is_file():
-        where = (
-            f"the last good checkpoint is {last} (resume with: vqa train --resume {cfg.run_dir} train.lr=...)"
-        )
-    else:
-        if main:
-            shutil.rmtree(cfg.run_dir, ignore_errors=True)
-        where = f"no checkpoint was written yet, so the run folder {cfg.run_dir} was removed"
-    advice = f"lower train.lr (now {cfg.train.lr:g})"
-    if cfg.train.grad_clip <= 0:
-        advice += " or set train.grad_clip (e.g. 1.0)"
-    return f"training diverged: {error}; {where}; {advice}"
+from vqa.training.runlog import RunLog, best_line, diverged
 
 
 def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
@@ -72,28 +47,15 @@ def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
     dist, device = init_distributed(cfg.train.device)
     configure_cuda(device, cfg.train.tf32)
     run_dir = cfg.run_dir
-    ckpt = load_for_resume(run_dir) if resume else None
+    ckpt = open_run(cfg, resume, overwrite)  # refuses what it must before anything is read or written
     if resume and ckpt is None:
-        log_line(
-            dist, f"resume: {run_dir} has no checkpoint yet; starting the run from its saved config.yaml"
-        )
+        if dist.main:
+            print(
+                f"resume: {run_dir} has no checkpoint yet; starting the run from its saved config.yaml",
+                flush=True,
+            )
         resume = False
-    elif ckpt:
-        check_resumable(ckpt, cfg, run_dir)
-    elif not overwrite and any(
-        (run_dir / f).exists() for f in ("config.yaml", "metrics.jsonl", "checkpoints")
-    ):
-        raise UserError(
-            f"{run_dir} already holds a run; continue it with `vqa train --resume {run_dir}`, choose another "
-            "name=..., or pass --overwrite to replace it"
-        )
-    parts = dist.world * cfg.train.accumulate
-    if cfg.train.batch_size % parts:
-        raise UserError(
-            f"config: train.batch_size {cfg.train.batch_size} (global) must divide by {dist.world} processes x "
-            f"train.accumulate {cfg.train.accumulate}"
-        )
-    batch_size = cfg.train.batch_size // parts  # micro-batch per process; the global batch stays the config's
+    batch_size = micro_batch_size(cfg.train, dist.world)  # per process and micro-batch
     if dist.main:
         ensure_synthetic(cfg)
     barrier(dist)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from vqa.data.answers import ANSWER_TYPES, answer_type_key
 from vqa.device import autocast
+from vqa.errors import UserError
 from vqa.losses import LOSSES
 from vqa.metrics import batch_accuracy, expected_calibration_error, summarize
 from vqa.training.distributed import SINGLE, Dist, all_gather_dicts, all_sum
@@ -75,6 +76,18 @@ class StopRequest:
     def __exit__(self, *exc) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
+
+
+def micro_batch_size(cfg, world: int) -> int:
+    """Samples per process and micro-batch: the global `train.batch_size` split over `world`
+    processes and `train.accumulate` micro-batches."""
+    parts = world * cfg.accumulate
+    if cfg.batch_size % parts:
+        raise UserError(
+            f"config: train.batch_size {cfg.batch_size} (global) must divide by {world} processes x "
+            f"train.accumulate {cfg.accumulate}"
+        )
+    return cfg.batch_size // parts
 
 
 def _no_sync(model: torch.nn.Module):

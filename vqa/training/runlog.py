@@ -52,6 +52,24 @@ def best_line(best: dict, run_dir: Path) -> str:
     return f"best: epoch {best['epoch']}  acc {_fmt(best['accuracy'])}  {_types(best)}  ({run_dir})"
 
 
+def diverged(error: str, cfg: Config, main: bool) -> str:
+    """The one line for a non-finite loss. A run that never wrote a checkpoint leaves no folder
+    behind (nothing in it could be resumed); advice names what is not set yet."""
+    last = cfg.run_dir / "checkpoints" / "last.pt"
+    if last.is_file():
+        where = (
+            f"the last good checkpoint is {last} (resume with: vqa train --resume {cfg.run_dir} train.lr=...)"
+        )
+    else:
+        if main:
+            shutil.rmtree(cfg.run_dir, ignore_errors=True)
+        where = f"no checkpoint was written yet, so the run folder {cfg.run_dir} was removed"
+    advice = f"lower train.lr (now {cfg.train.lr:g})"
+    if cfg.train.grad_clip <= 0:
+        advice += " or set train.grad_clip (e.g. 1.0)"
+    return f"training diverged: {error}; {where}; {advice}"
+
+
 class RunLog:
     """The run folder's logs. `start_epoch` / `step` are where the run continues (1 / 0 when new)."""
 
