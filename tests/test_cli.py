@@ -95,3 +95,30 @@ def test_empty_split(data, tmp_path):
 def test_synth_refuses_a_file_as_output(tmp_path):
     (tmp_path / "f").write_text("x")
     check_error(vqa("synth", "--out", str(tmp_path / "f"), "--preset", "tiny"), str(tmp_path / "f"))
+
+
+def test_the_command_line_starts_without_heavy_imports():
+    """`vqa --help` and every verb's --help build the parser without torch, numpy or h5py."""
+    code = (
+        "import sys, vqa.cli\n"
+        "p = vqa.cli.build_parser()\n"
+        "for verb in vqa.cli.VERBS:\n"
+        "    try:\n"
+        "        p.parse_args([verb, '--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'h5py', 'matplotlib') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_every_verb_names_a_function_that_exists():
+    import importlib
+
+    from vqa.cli import ARGUMENTS, VERBS
+
+    assert set(ARGUMENTS) == set(VERBS)
+    for verb, (module, function, _) in VERBS.items():
+        assert callable(getattr(importlib.import_module(module), function)), verb

@@ -1,3 +1,6 @@
+from dataclasses import asdict
+from pathlib import Path
+
 import pytest
 
 from vqa.config import load_config
@@ -20,18 +23,63 @@ def test_base_inheritance_and_overrides(tmp_path):
     assert cfg.train.lr_decay_epochs == [2, 4]
 
 
-def test_shipped_synthetic_pairs_differ_only_in_the_loss():
-    from dataclasses import asdict
-    from pathlib import Path
+CONFIGS = Path(__file__).parents[1] / "configs"
+FOLDERS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir())
 
-    root = Path(__file__).parents[1] / "configs" / "synthetic"
-    for hard in sorted(root.glob("*_hard.yaml")):
+
+def test_every_config_folder_is_checked():
+    assert {"synthetic", "vqa2", "vqa1", "vqacp2", "vizwiz", "okvqa"} <= set(FOLDERS)
+    assert {f"synthetic-{s}" for s in ("vqa1", "vqacp2", "vizwiz", "okvqa")} <= set(FOLDERS)
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_shipped_pairs_differ_only_in_the_loss(folder):
+    """Every <model>_hard.yaml of every folder has a <model>_soft.yaml that differs in train.loss and
+    name alone, and `make paper DATA=<folder>` finds the default models (avg pool mcb)."""
+    root = CONFIGS / folder
+    hards = sorted(root.glob("*_hard.yaml"))
+    assert {p.stem for p in hards} >= {"avg_hard", "pool_hard", "mcb_hard"}
+    assert {p.stem.replace("_soft", "_hard") for p in root.glob("*_soft.yaml")} == {p.stem for p in hards}
+    for hard in hards:
         a = asdict(load_config(hard))
         b = asdict(load_config(hard.with_name(hard.name.replace("_hard", "_soft"))))
         diff = {k for k in a if a[k] != b[k]} | {
             f"{s}.{k}" for s in ("data", "model", "train") for k in a[s] if a[s][k] != b[s][k]
         }
         assert diff == {"name", "train", "train.loss"}, hard.name
+        assert (a["train"]["loss"], b["train"]["loss"]) == ("hard_ce", "soft_ce"), hard.name
+        assert a["model"]["name"] == hard.stem.split("_")[0]
+
+
+@pytest.mark.parametrize("source", ["vqa1", "vqacp2", "vizwiz", "okvqa"])
+def test_source_configs_and_their_synthetic_stand_ins(source):
+    """configs/<source>/ reads the real files; configs/synthetic-<source>/ generates the same format."""
+    real = load_config(CONFIGS / source / "avg_soft.yaml")
+    synth = load_config(CONFIGS / f"synthetic-{source}" / "avg_soft.yaml")
+    assert real.data.source == synth.data.source == synth.data.synth_format == source
+    assert real.data.root == f"data/{source}" and real.data.synth_preset == ""
+    assert synth.data.root == f"data/synthetic/small-{source}" and synth.data.synth_preset == "small"
+    assert (real.data.train_split, real.data.val_split) == (synth.data.train_split, synth.data.val_split)
+    assert synth.model == load_config(CONFIGS / "synthetic" / "avg_soft.yaml").model
+
+
+def test_published_settings_of_the_source_configs():
+    """VizWiz: the published VizWiz baseline's protocol; VQA-CP UpDn: the published UpDn baseline's."""
+    viz = load_config(CONFIGS / "vizwiz" / "pool_soft.yaml")
+    assert (viz.train.lr, viz.train.batch_size, viz.train.epochs, viz.train.lr_decay_epochs) == (
+        1e-3,
+        128,
+        50,
+        [],
+    )
+    assert (viz.data.max_answers, viz.data.max_question_len) == (3000, 26)
+    cp = load_config(CONFIGS / "vqacp2" / "updn_soft.yaml")
+    assert (cp.train.lr, cp.train.batch_size, cp.train.epochs, cp.train.grad_clip) == (2e-3, 512, 15, 0.25)
+    assert (cp.data.val_split, cp.data.max_question_len, cp.data.features) == ("test", 14, "boxes")
+    assert (
+        load_config(CONFIGS / "vqacp2" / "pool_soft.yaml").train
+        == load_config(CONFIGS / "vqa2" / "pool_soft.yaml").train
+    )  # the other models keep the paper's protocol
 
 
 @pytest.mark.parametrize(

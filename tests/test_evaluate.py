@@ -2,6 +2,8 @@
 
 import copy
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -9,13 +11,16 @@ from vqa.bench.eval import bench_eval
 from vqa.cli import build_parser
 from vqa.errors import UserError
 from vqa.evaluate import (
+    checked_report,
     eval_command,
     evaluate,
     format_report,
     load_annotations,
     load_questions,
     load_results,
+    typed_report,
 )
+from vqa.io import dumps, loads, read_json
 
 # qid: (answers, prediction, answer type, question type, current score, legacy score), worked by hand
 CASES = {
@@ -214,8 +219,134 @@ def test_load_questions(tmp_path):
 
 
 def test_bench_eval_agrees_on_a_small_set():
-    b = bench_eval(n_questions=3000, seed=1, reference_questions=500)
-    assert b["agree"] is True
+    b = bench_eval(n_questions=3000, seed=1, repeats=2, reference_questions=500)
+    assert b["identical"] is True and b["identical_unrounded"] is True
     assert b["questions"] == 3000 and b["answers"] == 30000 and b["reference_scaled"] is True
-    assert b["speedup"] > 1
+    assert b["reference_questions"] == 500 and len(b["eval_runs_s"]) == 2
+    assert b["speedup"] > 0 and b["target_speedup"] == 15 and isinstance(b["target_holds"], bool)
     assert 40 < b["overall"] < 90  # realistic disagreement, not all-or-nothing
+
+
+def test_eval_never_imports_torch(files, tmp_path):
+    """`vqa eval` is a scoring tool: importing torch would cost seconds and it uses none of it."""
+    a, q, r = files
+    argv = ["eval", "--results", str(r), "--annotations", str(a), "--questions", str(q),
+            "--out", str(tmp_path / "report.json")]  # fmt: skip
+    code = f"import sys; from vqa.cli import main; rc = main({argv!r}); print('torch' in sys.modules); sys.exit(rc)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines()[-1] == "False"
+    assert json.loads((tmp_path / "report.json").read_text())["overall"] == 78.0
+
+
+def _skipping_files(tmp_path):
+    """CASES plus a question with 9 answers (not scored, absent from the results) and one with 11
+    (not scored, answered anyway)."""
+    anns = _annotations()
+    extra = [
+        {"question_id": 7, "image_id": 0, "question_type": "what is", "answer_type": "other",
+         "multiple_choice_answer": "x", "answers": [{"answer_id": i + 1, "answer": "x"} for i in range(9)]},
+        {"question_id": 8, "image_id": 0, "question_type": "what is", "answer_type": "other",
+         "multiple_choice_answer": "x", "answers": [{"answer_id": i + 1, "answer": "x"} for i in range(11)]},
+    ]  # fmt: skip
+    anns = anns[:2] + extra + anns[2:]
+    a = _write(tmp_path / "A.json", {"annotations": anns})
+    q = _write(
+        tmp_path / "Q.json",
+        {"questions": [{"question_id": x["question_id"], "image_id": 0, "question": "?"} for x in anns]},
+    )
+    results = [{"question_id": qid, "answer": v[1]} for qid, v in CASES.items()] + [
+        {"question_id": 8, "answer": "x"}
+    ]
+    r = _write(tmp_path / "R.json", results)
+    return a, q, r
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+@pytest.mark.parametrize("skipping", [False, True])
+def test_typed_and_checked_paths_give_the_same_report(files, tmp_path, legacy, skipping):
+    a, q, r = _skipping_files(tmp_path) if skipping else files
+    args = _args(a, q, r, *(["--legacy"] if legacy else []))
+    fast = typed_report(args)
+    assert fast is not None  # the plain official form takes the fast path
+    slow = checked_report(args)
+    assert fast == slow and list(fast) == list(slow)
+    assert dumps(fast, 1) == dumps(slow, 1)
+    if skipping:
+        assert fast["skipped"]["question_ids"] == [7, 8] and fast["questions"] == 5
+
+
+def _mutated(files, tmp_path, which, mutate):
+    a, q, r = files
+    path = {"annotations": a, "questions": q, "results": r}[which]
+    data = json.loads(path.read_text())
+    mutate(data)
+    out = _write(tmp_path / f"mutated_{path.name}", data)
+    return _args(*[out if p == path else p for p in (a, q, r)])
+
+
+@pytest.mark.parametrize(
+    "which, mutate",
+    [
+        ("annotations", lambda d: [x.pop("answer_id") for a in d["annotations"] for x in a["answers"]]),
+        ("annotations", lambda d: d["annotations"][0]["answers"][1].update(answer_id=1)),  # a repeated id
+        ("annotations", lambda d: d["annotations"][0]["answers"][1].update(answer_id="b")),
+        ("annotations", lambda d: d["annotations"][1].update(question_type=None)),
+        ("annotations", lambda d: d.update(annotations=d["annotations"] + d["annotations"][:1])),
+        ("questions", lambda d: d["questions"].pop()),
+        ("results", lambda d: d.append({"question_id": 1, "answer": "yes"})),
+        ("results", lambda d: d[0].update(answer=3)),
+    ],
+)
+def test_files_outside_the_plain_form_take_the_checked_path(files, tmp_path, which, mutate):
+    """Anything the typed fast path does not take, the checked path scores (exactly) or words."""
+    args = _mutated(files, tmp_path, which, mutate)
+    assert typed_report(args) is None
+    try:
+        report = checked_report(args)
+    except UserError:
+        return
+    results = {x["question_id"]: x["answer"] for x in read_json(args.results)}
+    assert report == evaluate(results, load_annotations(args.annotations))
+
+
+def test_large_answer_ids_stay_on_the_typed_path(files, tmp_path):
+    args = _mutated(
+        files, tmp_path, "annotations", lambda d: d["annotations"][4]["answers"][1].update(answer_id=2**40)
+    )
+    fast = typed_report(args)
+    assert fast is not None and fast == checked_report(args)
+
+
+def test_equal_answer_dicts_are_left_out_together_in_the_report(files, tmp_path):
+    """Without answer ids, equal answer dicts are left out together (the official quirk): question 5
+    (3 x cat, 7 x dog, prediction "Cat.") scores 7 x 1 / 10 instead of 0.9."""
+    args = _mutated(files, tmp_path, "annotations",
+                    lambda d: [x.pop("answer_id") for a in d["annotations"] for x in a["answers"]])  # fmt: skip
+    assert typed_report(args) is None
+    assert checked_report(args)["perQuestion"][5] == 70.0
+
+
+def test_strict_json_reading_keeps_the_standard_library_wording(tmp_path):
+    bad = _write(tmp_path / "bad.json", '{"a": 1,\n "b": [1, 2,, 3]}')
+    with pytest.raises(
+        UserError, match=r"bad\.json is not valid JSON \(Expecting value at line 2 column 13\)"
+    ):
+        read_json(bad)
+    with pytest.raises(UserError, match="not strict JSON"):
+        read_json(_write(tmp_path / "nan.json", "[1, NaN]"))
+    (tmp_path / "latin.json").write_bytes(b'["caf\xe9"]')
+    with pytest.raises(UserError, match=r"is not UTF-8 text \(byte 5\)"):
+        read_json(tmp_path / "latin.json")
+    # what the fast decoder refuses but JSON allows, the standard library decodes
+    (tmp_path / "bom.json").write_bytes(b'\xef\xbb\xbf{"a": [1e400, "\\ud800"]}')
+    assert read_json(tmp_path / "bom.json") == {"a": [float("inf"), "\ud800"]}
+    assert loads(b'{"x": [1, 2.5, null, true, "\\u00e9"]}') == {"x": [1, 2.5, None, True, "\u00e9"]}
+
+
+@pytest.mark.parametrize("indent", [None, 1, 2, 4])
+def test_dumps_is_the_standard_library_text(indent):
+    obj = {"a": {}, "b": [], "c": [1, {"x": "\u00e9\n", "y": None, "z": [[]]}], 1: 2.5, "big": 10**20,
+           "f": [1e16, 1e-7, -0.0, 0.1], "t": True, "lone": "\ud800"}  # fmt: skip
+    assert dumps(obj, indent) == json.dumps(obj, indent=indent, allow_nan=False)
+    with pytest.raises(ValueError):
+        dumps({"a": [float("nan")]}, indent)

@@ -160,30 +160,35 @@ def test_ddp_with_nccl_on_every_gpu(tiny_data, tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_compiled_model_matches_eager_and_trains(name, exact_fp32):
-    """The default backend (Inductor), no graph break; a few bf16 steps, the last on a partial batch."""
+def test_compiled_model_matches_eager_and_trains(name):
+    """The default backend (Inductor), one graph and no break; three bf16 training steps.
+
+    One compilation per model (fwd + bwd at fixed shapes) keeps gpu_check short; the recompile
+    for a partial batch is tested on the CPU (test_models.py) and by the compiled `vqa train` below.
+    """
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
     model = cuda_model(name)
+    eager = cuda_model(name)  # the same weights (same seed)
     compiled = compile_model(model)
-    inputs = cuda_inputs()
-    with torch.no_grad():
-        torch.testing.assert_close(compiled(*inputs), model(*inputs), rtol=1e-3, atol=1e-4)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for step in range(4):
-        batch = 8 if step < 3 else 5  # the last partial batch of an epoch
+    for step in range(3):
         question, question_len, image, mask = cuda_inputs(seed=step)
-        targets = random_batch(batch, NUM_ANSWERS, k=4, seed=step).to(torch.device("cuda"))
+        targets = random_batch(8, NUM_ANSWERS, k=4, seed=step).to(torch.device("cuda"))
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = compiled(question[:batch], question_len[:batch], image[:batch], mask[:batch])
+            logits = compiled(question, question_len, image, mask)
+            if step == 0:
+                expected = eager(question, question_len, image, mask)
+                torch.testing.assert_close(logits.float(), expected.float(), rtol=0.05, atol=0.05)
         loss = LOSSES["soft_ce"](logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         assert torch.isfinite(loss), step
     assert not counters["graph_break"], dict(counters["graph_break"])
+    assert counters["stats"]["unique_graphs"] == 1
 
 
 def test_training_run_compiled_on_cuda(tiny_data, tmp_path):

@@ -2,12 +2,33 @@
 
 import copy
 import random
+import string
 
+import numpy as np
 import pytest
 import torch
 
-from vqa.data.answers import AnswerVocab, build_targets, gt_keys, prediction_key, score_from_count
-from vqa.metrics import batch_accuracy, official_scores, official_scores_reference, summarize
+from vqa.data.answers import (
+    AnswerVocab,
+    build_targets,
+    gt_keys,
+    normalize_answer,
+    prediction_key,
+    process_punctuation,
+    score_from_count,
+)
+from vqa.metrics import (
+    _normalize,
+    _punctuation,
+    batch_accuracy,
+    distinct_answer_scores,
+    distinct_small_ids,
+    official_scores,
+    official_scores_reference,
+    percent_scores,
+    summarize,
+    summarize_scores,
+)
 
 # Strings that exercise every normalization rule, several of which collide after normalization.
 TRICKY = [
@@ -181,3 +202,89 @@ def test_summarize_rounds_means_of_unrounded_scores():
     assert "perQuestionType" not in summarize(scores, answer_types)
     with pytest.raises(ValueError):
         summarize({}, {})
+
+
+def test_fast_punctuation_equals_the_official_function():
+    """metrics._punctuation handles only the characters present; it must equal processPunctuation."""
+    rng = random.Random(0)
+    alphabets = [string.printable + "\u00e9\u00a0", ';/[]"{}()=+\\_-><@`,?!. 0123456789ab', "., 1234 a"]
+    for i in range(30000):
+        if i % 4:
+            s = "".join(rng.choice(alphabets[i % 3]) for _ in range(rng.randint(0, 14)))
+        else:
+            s = " ".join(rng.choice(TRICKY) for _ in range(rng.randint(1, 3)))
+        assert _punctuation(s) == process_punctuation(s), repr(s)
+        assert _normalize(s) == normalize_answer(s), repr(s)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_long_and_mixed_answer_lists_equal_the_official_loop(legacy):
+    """Questions with 1 to 40 answers (beyond the 32 of a match pattern, scored one by one)."""
+    rng = random.Random(5)
+    gts = {q: rng.choices(rng.sample(TRICKY, 3), k=rng.choice([1, 3, 10, 33, 40])) for q in range(300)}
+    preds = {q: rng.choice(TRICKY) for q in gts}
+    assert official_scores(gts, preds, legacy=legacy) == official_scores_reference(gts, preds, legacy=legacy)
+    texts = [a for answers in gts.values() for a in answers]
+    lengths = [len(a) for a in gts.values()]
+    scores = distinct_answer_scores(texts, lengths, list(preds.values()), legacy=legacy)
+    assert scores.tolist() == list(official_scores_reference(gts, preds, legacy=legacy).values())
+
+
+def test_distinct_small_ids():
+    ids = np.array([1, 2, 3, 1, 1, 2, 40, 1, 0, 31])
+    distinct, undecided = distinct_small_ids(ids, np.array([3, 3, 2, 2]))
+    assert distinct.tolist() == [True, False, False, True] and undecided.tolist() == [
+        False,
+        False,
+        True,
+        False,
+    ]
+
+
+@pytest.mark.parametrize(
+    "ids, scored_like_strings",
+    [
+        ([1, 2, 3], True),
+        ([1, 1, 2], False),  # equal dicts left out together
+        ([True, 2, 3], True),  # True == 1 in Python, still distinct from 2 and 3
+        ([True, 1, 3], False),
+        ([1.0, 2.5, 3], True),
+        (["1", 1, 2], True),  # "1" != 1
+        ([None, None, 2], False),
+        ([[1], [2], [3]], True),
+        ([2**70, 2**70 + 1, -5], True),
+    ],
+)
+def test_answer_ids_of_any_type_decide_the_leave_one_out(ids, scored_like_strings):
+    answers = [{"answer_id": i, "answer": a} for i, a in zip(ids, ["cat", "cat", "dog"])]
+    gts, preds = {1: answers}, {1: "cat"}
+    fast = official_scores(gts, preds)
+    assert fast == official_scores_reference(gts, preds)
+    assert (fast == official_scores({1: ["cat", "cat", "dog"]}, preds)) is scored_like_strings
+
+
+def test_array_summaries_equal_the_dict_ones():
+    rng = random.Random(1)
+    scores = {q: rng.choice([0.0, 0.3, 0.6, 0.9, 1.0, 0.6000000000000001, 1 / 3]) for q in range(500)}
+    answer_types = {q: rng.choice(["yes/no", "number", "other"]) for q in scores}
+    question_types = {q: rng.choice(["what", "how many", "is the", "why"]) for q in scores}
+    values = np.array(list(scores.values()))
+    expected = {
+        "overall": round(100 * sum(scores.values()) / len(scores), 2),
+        "perAnswerType": {
+            t: round(
+                100
+                * sum(s for q, s in scores.items() if answer_types[q] == t)
+                / sum(1 for q in scores if answer_types[q] == t),
+                2,
+            )
+            for t in dict.fromkeys(answer_types.values())
+        },
+    }
+    assert summarize(scores, answer_types) == expected
+    assert list(summarize(scores, answer_types)["perAnswerType"]) == list(
+        dict.fromkeys(answer_types.values())
+    )
+    both = summarize_scores(values, list(answer_types.values()), list(question_types.values()))
+    assert both == summarize(scores, answer_types, question_types)
+    assert percent_scores(values) == [round(100 * s, 2) for s in values.tolist()]

@@ -25,7 +25,8 @@ import torch
 from vqa import io
 from vqa.data.build import features_path
 from vqa.data.dataset import VQADataset, collate
-from vqa.data.vqa2 import IMAGE_SUBTYPE, Record
+from vqa.data.sources import Record
+from vqa.data.sources.vqa2 import IMAGE_SUBTYPE
 from vqa.device import resolve_device
 from vqa.errors import UserError
 from vqa.metrics import batch_accuracy
@@ -206,7 +207,7 @@ def attention_command(args: argparse.Namespace) -> int:
     geometry = Geometry(features_path(run.cfg, args.split), run.cfg.data.features)
     scenes = load_scenes(Path(run.cfg.data.root), args.split)
     probs, att, mask, score = attention_maps(run, dataset, indices, device)
-    annotated = dataset.records[0].annotation is not None
+    annotated = dataset.annotated
     args.out.mkdir(parents=True, exist_ok=True)
     for k, i in enumerate(indices):
         record = dataset.records[i]

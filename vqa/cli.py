@@ -57,6 +57,9 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=("tiny", "small", "paper", "vqa2"), default="small",
                    help="sizes (default: small)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
+    p.add_argument("--format", choices=("vqa2", "vqa1", "okvqa", "vizwiz", "vqacp2"), default="vqa2",
+                   help="the dataset whose files and annotators to imitate (default: vqa2; "
+                   "data/README.md, 'Synthetic data in the other formats')")  # fmt: skip
     for key in SYNTH_SIZES:
         p.add_argument("--" + key.replace("_", "-"), type=int, default=None,
                        help=f"override the preset's {key.replace('_', ' ')}")  # fmt: skip

@@ -26,6 +26,7 @@ from vqa.errors import UserError
 @dataclass
 class DataConfig:
     root: str = "data/synthetic/small"  # folder holding the JSON files and features
+    source: str = "vqa2"  # a key of vqa.data.sources.SOURCES: vqa2 | vqa1 | vqacp2 | vizwiz | okvqa
     train_split: str = "train2014"
     val_split: str = "val2014"
     questions: str = "v2_OpenEnded_mscoco_{split}_questions.json"  # relative to root
@@ -43,6 +44,7 @@ class DataConfig:
         "random"  # random | image_grouped (questions of one image share a batch: features read once)
     )
     synth_preset: str = ""  # tiny | small | paper: generate synthetic data into root when it is missing
+    synth_format: str = "vqa2"  # vqa2 | vqa1 | okvqa | vizwiz | vqacp2: the dataset synth_preset imitates
 
 
 @dataclass
@@ -293,15 +295,33 @@ def config_from_dict(raw: dict, source: str = "checkpoint") -> Config:
 def _registry_choices() -> dict[str, tuple[str, ...]]:
     """Names whose valid values are a registry's keys (imported here, when a config is validated,
     so a typo in model.name or train.loss fails before any data is read or generated)."""
+    from vqa.data.sources import SOURCES
     from vqa.losses import LOSSES
     from vqa.models import MODELS
+    from vqa.synth.formats import FORMATS
     from vqa.synth.presets import PRESETS
 
     return {
         "model.name": tuple(sorted(MODELS)),
         "train.loss": tuple(sorted(LOSSES)),
         "data.synth_preset": ("", *PRESETS),
+        "data.source": tuple(SOURCES),
+        "data.synth_format": tuple(FORMATS),
     }
+
+
+def _check_splits(cfg: Config) -> None:
+    """The training and validation splits are splits of the source (its split table lists them)."""
+    from vqa.data.sources import SOURCES
+
+    source = SOURCES[cfg.data.source]
+    for key in ("train_split", "val_split"):
+        value = getattr(cfg.data, key)
+        if value not in source.splits:
+            raise UserError(
+                f"config: 'data.{key}' is {value!r}, not a split of data.source {source.name} "
+                f"({source.title}); choose one of {', '.join(source.splits)}"
+            )
 
 
 def _floats(node: Any, prefix: str = ""):
@@ -335,6 +355,7 @@ def validate(cfg: Config) -> None:
     dev = cfg.train.device
     if not (dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:")):
         raise UserError(f"config: 'train.device' is {dev!r}; choose auto, cpu, cuda or cuda:N")
+    _check_splits(cfg)
     for key in SPLIT_TEMPLATES:
         _check_template(key, getattr(cfg.data, key.split(".")[1]))
 

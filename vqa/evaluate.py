@@ -1,6 +1,10 @@
 """`vqa eval`: score a results file with the official VQA accuracy and write the official report.
 
-    vqa eval --results R.json --annotations A.json --questions Q.json [--legacy] [--out report.json]
+    vqa eval [--source vqa2] --results R.json --annotations A.json --questions Q.json [--legacy] [--out report.json]
+
+--source names the dataset (vqa/data/sources): VQA v1 / v2, OK-VQA and VQA-CP files are read here
+(VQA-CP's are bare lists, OK-VQA's have no multiple_choice_answer); VizWiz scores its own format
+(vqa/data/sources/vizwiz.py: results keyed by image, its evaluator's rules, answerability).
 
 The report has the official tool's structure (overall, perAnswerType, perQuestionType, per-question scores
 as its evalQA) plus the rules used ("current", the server's since 2021, or "legacy", pre-2021 / OpenVQA):
@@ -16,8 +20,18 @@ import msgspec
 import numpy as np
 
 from vqa.data.answers import ANSWERS_PER_QUESTION, has_all_answers
+from vqa.data.sources import Source, get_source
+from vqa.data.sources.official import (  # noqa: F401 - the checked readers, also imported from here
+    RESULT_HINT,
+    _show,
+    check_results,
+    load_annotations,
+    load_questions,
+    load_results,
+    unscored_ids,
+)
 from vqa.errors import UserError
-from vqa.io import gc_paused, read_json, read_json_as, write_json_atomic
+from vqa.io import gc_paused, read_json_as, write_json_atomic
 from vqa.metrics import (
     distinct_answer_scores,
     distinct_small_ids,
@@ -25,138 +39,6 @@ from vqa.metrics import (
     percent_scores,
     summarize_scores,
 )
-
-RESULT_HINT = 'write exactly one {"question_id": int, "answer": str} per question of the annotations'
-SHOW = 5  # offenders shown per problem
-
-
-def _show(items: list) -> str:
-    """The first few offenders (ints or pre-formatted strings), comma-separated."""
-    return ", ".join(_clip(str(x)) for x in items[:SHOW]) + (", ..." if len(items) > SHOW else "")
-
-
-def _short(value) -> str:
-    """A JSON value as one short line (repr quotes strings and escapes newlines)."""
-    return _clip(repr(value))
-
-
-def _clip(s: str) -> str:
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
-def load_results(path, question_ids: set[int], optional: set[int] = frozenset()) -> dict[int, str]:
-    """{question_id: answer} from a results file covering exactly `question_ids`, strictly checked.
-    Ids in `optional` (questions that are not scored) may be present or absent.
-
-    Any problem (not a list, an entry that is not an object, a non-integer question_id, a non-string
-    answer; else duplicate, missing or extra ids) raises one UserError line that names the file, counts the
-    offenders of each kind and shows the first few.
-    """
-    data = read_json(path, "results")
-    if not isinstance(data, list):
-        raise UserError(
-            f"results file {path}: the top level is not a JSON list ({type(data).__name__}); {RESULT_HINT}"
-        )
-    not_object, bad_id, bad_answer = [], [], []
-    results: dict[int, str] = {}
-    duplicate: list[int] = []
-    for i, entry in enumerate(data):
-        if not isinstance(entry, dict):
-            not_object.append(f"#{i} {_short(entry)}")
-            continue
-        qid, answer = entry.get("question_id"), entry.get("answer")
-        if type(qid) is not int:  # bool is an int subclass: refused too
-            bad_id.append(f"#{i} {_short(qid)}")
-        elif not isinstance(answer, str):
-            bad_answer.append(f"#{i} (question_id {qid}) {_short(answer)}")
-        elif qid in results:
-            duplicate.append(qid)
-        else:
-            results[qid] = answer
-    problems = [
-        f"{len(items)} {label} ({_show(items)})"
-        for label, items in (
-            ("entries that are not objects", not_object),
-            ("entries without an integer question_id", bad_id),
-            ("entries without a string answer", bad_answer),
-        )
-        if items
-    ]
-    if not problems:  # the id set is only meaningful once every entry is well-formed
-        missing = sorted(question_ids - results.keys())
-        extra = sorted(results.keys() - question_ids - optional)
-        dup = sorted(set(duplicate))
-        problems = [
-            f"{len(items)} {label} ({_show(items)})"
-            for label, items in (
-                ("duplicate question ids", dup),
-                ("missing question ids", missing),
-                ("question ids not in the annotations", extra),
-            )
-            if items
-        ]
-    if problems:
-        raise UserError(f"results file {path}: {'; '.join(problems)}; {RESULT_HINT}")
-    return results
-
-
-def _records(path, what: str, key: str, required: tuple[str, ...]) -> list[dict]:
-    """The `key` list of an official file, each entry an object with the `required` keys and a unique
-    integer question_id."""
-    records = read_json(path, what, key=key)
-    seen: set[int] = set()
-    for i, r in enumerate(records):
-        if not isinstance(r, dict):
-            raise UserError(
-                f"{what} file {path}: {key}[{i}] is not an object; use an official VQA v2 {what} file"
-            )
-        for k in required:
-            if k not in r:
-                raise UserError(
-                    f"{what} file {path}: {key}[{i}] has no key '{k}'; use an official VQA v2 {what} file"
-                )
-        qid = r["question_id"]
-        if type(qid) is not int:
-            raise UserError(f"{what} file {path}: {key}[{i}] has a non-integer question_id {_short(qid)}")
-        if qid in seen:
-            raise UserError(f"{what} file {path}: question_id {qid} appears twice in '{key}'; fix the file")
-        seen.add(qid)
-    return records
-
-
-def load_annotations(path) -> list[dict]:
-    """The `annotations` list of an official VQA v2 annotation file, with the keys scoring needs checked."""
-    required = (
-        "question_id",
-        "image_id",
-        "question_type",
-        "answer_type",
-        "multiple_choice_answer",
-        "answers",
-    )
-    annotations = _records(path, "annotations", "annotations", required)
-    for a in annotations:
-        answers = a["answers"]
-        if not isinstance(answers, list) or not all(
-            isinstance(x, dict) and isinstance(x.get("answer"), str) for x in answers
-        ):
-            raise UserError(
-                f"annotations file {path}: question_id {a['question_id']} key 'answers' is not a list of "
-                f'{{"answer": str, ...}} objects; use an official VQA v2 annotation file'
-            )
-    return annotations
-
-
-def unscored_ids(annotations: list[dict]) -> list[int]:
-    """Question ids whose annotation does not have exactly 10 answers: not scored, as training leaves them
-    out (vqa.data.answers.has_all_answers), and counted in the report."""
-    return [a["question_id"] for a in annotations if not has_all_answers(a)]
-
-
-def load_questions(path) -> list[dict]:
-    """The `questions` list of an official VQA v2 question file."""
-    return _records(path, "questions", "questions", ("question_id", "image_id", "question"))
-
 
 def evaluate(results: dict[int, str], annotations: list[dict], legacy: bool = False) -> dict:
     """The official report for predictions `results` against `annotations` (the official evalQA and
@@ -177,32 +59,27 @@ def evaluate(results: dict[int, str], annotations: list[dict], legacy: bool = Fa
     answer_types = {a["question_id"]: a["answer_type"] for a in annotations}
     question_types = {a["question_id"]: a["question_type"] for a in annotations}
     qids = list(scores)
-    return _report(
+    return skipped_report(
         qids,
         np.fromiter(scores.values(), np.float64, len(qids)),
         [answer_types[q] for q in qids],
         [question_types[q] for q in qids],
-        legacy,
+        "legacy" if legacy else "current",
         skipped,
     )
 
 
-def _report(
-    qids: list[int],
-    scores: np.ndarray,
-    answer_types: list,
-    question_types: list,
-    legacy: bool,
-    skipped: list[int],
-) -> dict:
-    """The report of `evaluate` from the scored questions' ids, scores [Q] and types, in annotation order."""
+def skipped_report(keys: list, scores: np.ndarray, answer_types: list, question_types: list | None,
+                   rules: str, skipped: list, name: str = "question_ids") -> dict:  # fmt: skip
+    """The report of `evaluate` from the scored questions' keys (question ids, or VizWiz's images),
+    scores [Q] and types, in annotation order; `skipped` lists the keys of the questions not scored."""
     report = summarize_scores(scores, answer_types, question_types)
-    report["perQuestion"] = dict(zip(qids, percent_scores(scores)))
-    report["rules"] = "legacy" if legacy else "current"
-    report["questions"] = len(qids)
+    report["perQuestion"] = dict(zip(keys, percent_scores(scores)))
+    report["rules"] = rules
+    report["questions"] = len(keys)
     if skipped:
         report["skipped"] = {"reason": f"annotation without exactly {ANSWERS_PER_QUESTION} answers",
-                             "questions": len(skipped), "question_ids": skipped}  # fmt: skip
+                             "questions": len(skipped), name: skipped}  # fmt: skip
     return report
 
 
@@ -219,8 +96,8 @@ class _Annotation(msgspec.Struct, gc=False):
     image_id: Any
     question_type: str
     answer_type: str
-    multiple_choice_answer: Any
     answers: list[_Answer]
+    multiple_choice_answer: Any = msgspec.UNSET  # required where the source has it (not OK-VQA)
 
 
 class _AnnotationFile(msgspec.Struct, gc=False):
@@ -247,18 +124,25 @@ def typed_report(args: argparse.Namespace) -> dict | None:
     path: no dict per answer, scores vectorized), or None when a file is not in that form or fails a
     check; then `checked_report` runs, which words the problem (or scores the unusual form). For files
     in the plain form both give the same report and accept the same files (tests/test_evaluate.py)."""
-    annotation_file = read_json_as(args.annotations, _AnnotationFile)
-    if annotation_file is None:
+    source = _source(args)
+    wrapped = source.layout.wrapped
+    annotations = read_json_as(args.annotations, _AnnotationFile if wrapped else list[_Annotation])
+    if annotations is None:
         return None
-    annotations = annotation_file.annotations
+    annotations = annotations.annotations if wrapped else annotations
+    if source.layout.multiple_choice_answer and any(
+        a.multiple_choice_answer is msgspec.UNSET for a in annotations
+    ):
+        return None
     all_ids = [a.question_id for a in annotations]
     ann_ids = set(all_ids)
-    question_file = read_json_as(args.questions, _QuestionFile)
+    questions = read_json_as(args.questions, _QuestionFile if wrapped else list[_Question])
+    questions = questions.questions if wrapped and questions is not None else questions
     if (
         len(ann_ids) != len(all_ids)
-        or question_file is None
-        or len(question_file.questions) != len(all_ids)
-        or {q.question_id for q in question_file.questions} != ann_ids
+        or questions is None
+        or len(questions) != len(all_ids)
+        or {q.question_id for q in questions} != ann_ids
     ):
         return None
     skipped = [
@@ -288,12 +172,12 @@ def typed_report(args: argparse.Namespace) -> dict | None:
     scores = distinct_answer_scores(
         [x.answer for a in annotations for x in a.answers], lengths, [preds[q] for q in qids], args.legacy
     )
-    return _report(
+    return skipped_report(
         qids,
         scores,
         [a.answer_type for a in annotations],
         [a.question_type for a in annotations],
-        args.legacy,
+        "legacy" if args.legacy else "current",
         skipped,
     )
 
@@ -304,21 +188,29 @@ def format_report(report: dict) -> str:
         f"VQA accuracy ({report['rules']} rules, {report['questions']} questions): {report['overall']:.2f}"
     ]
     for title, key in (("per answer type", "perAnswerType"), ("per question type", "perQuestionType")):
-        table = report.get(key, {})
+        if key not in report:  # VizWiz has no question types
+            continue
+        table = report[key]
         width = max((len(t) for t in table), default=0)
         lines.append(f"{title}:")
         lines += [f"  {t:<{width}}  {table[t]:6.2f}" for t in sorted(table)]
+    if report.get("unanswerability"):
+        u = report["unanswerability"]
+        ap = "n/a (no unanswerable question)" if u["average_precision"] is None else f"{u['average_precision']:.2f}"
+        lines.append(f"unanswerability: average precision {ap}, F1 {u['f1_score']:.2f}")
     if report.get("skipped"):
         skipped = report["skipped"]
+        name = "question_ids" if "question_ids" in skipped else "images"
         lines.append(f"skipped: {skipped['questions']} questions not scored, {skipped['reason']} "
-                     f"(question ids {_show(skipped['question_ids'])}); training leaves them out too")  # fmt: skip
+                     f"({name.replace('_', ' ')} {_show(skipped[name])}); training leaves them out too")  # fmt: skip
     return "\n".join(lines)
 
 
 def checked_report(args: argparse.Namespace) -> dict:
     """`vqa eval`'s report with every file checked entry by entry (one UserError line names a problem)."""
-    annotations = load_annotations(args.annotations)
-    questions = load_questions(args.questions)
+    source = _source(args)
+    annotations = load_annotations(args.annotations, source)
+    questions = load_questions(args.questions, source)
     ann_ids = {a["question_id"] for a in annotations}
     q_ids = {q["question_id"] for q in questions}
     if ann_ids != q_ids:
@@ -338,10 +230,16 @@ def eval_command(args: argparse.Namespace) -> int:
 
     Without garbage collection: nothing here builds a reference cycle, and the collector would walk the
     decoded files' half a million containers again and again."""
+    source = _source(args)
     with gc_paused():
-        report = typed_report(args)
-        if report is None:
-            report = checked_report(args)
+        if source.evaluate is not None:  # a source that scores its own format (VizWiz)
+            report = source.evaluate(args.annotations, args.questions, args.results, args.legacy)
+        else:
+            if args.questions is None:
+                raise UserError(f"--questions: {source.title} keeps its questions in their own file; pass it")
+            report = typed_report(args)
+            if report is None:
+                report = checked_report(args)
         print(format_report(report))
         if args.out:
             try:  # temp file + rename: a reader never sees a half-written report
@@ -352,3 +250,16 @@ def eval_command(args: argparse.Namespace) -> int:
                 ) from None
             print(f"report written to {args.out}")
     return 0
+
+
+def _source(args: argparse.Namespace) -> Source:
+    return get_source(getattr(args, "source", "vqa2"))
+
+
+def split_report(source: Source, annotations, questions, results: list[dict]) -> dict:
+    """The report of `vqa eval` for results held in memory (`vqa predict --report`), from the split's
+    official files, read now: the answer strings are kept nowhere else."""
+    if source.evaluate is not None:
+        return source.evaluate(annotations, questions, results)
+    answers = check_results(results, "(in memory)", {r["question_id"] for r in results})
+    return evaluate(answers, load_annotations(annotations, source))

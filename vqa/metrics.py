@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vqa.data.answers import (
+    COMMA_STRIP,
+    PERIOD_STRIP,
+    PERIOD_STRIP_COUNT,
     PUNCTUATION,
     clean_whitespace,
     process_digit_article,
@@ -70,8 +73,8 @@ class _Ids(dict):
 
 
 def _ids_of(strings: list[str], table: _Ids) -> np.ndarray:
-    """The ids of `strings` in `table` (adding new strings), as int64 [len(strings)]."""
-    return np.fromiter(map(table.__getitem__, strings), np.int64, len(strings))
+    """The ids of `strings` in `table` (adding new strings), as int32 [len(strings)]."""
+    return np.fromiter(map(table.__getitem__, strings), np.int32, len(strings))
 
 
 def _leave_one_out(items: list[dict], res) -> float:
@@ -84,7 +87,7 @@ def _leave_one_out(items: list[dict], res) -> float:
     return float(sum(gt_acc)) / len(gt_acc)
 
 
-_MAX_PATTERN = 30  # questions with more distinct answers than this are scored one by one (VQA has 10)
+_MAX_PATTERN = 32  # questions with more distinct answers than this are scored one by one (VQA has 10)
 
 
 def _pattern_score(n: int, mask: int) -> float:
@@ -94,18 +97,18 @@ def _pattern_score(n: int, mask: int) -> float:
     return _leave_one_out([{"answer_id": j, "answer": (mask >> j) & 1} for j in range(n)], 1)
 
 
-def _key_map(fn: Callable[[str], str], strings: list[str], needed: np.ndarray, keys: _Ids) -> np.ndarray:
-    """[len(strings)] int64: keys[fn(strings[i])] for the ids i in `needed` (-1 elsewhere); fn runs once
-    per distinct string."""
-    out = np.full(len(strings), -1, np.int64)
-    u = np.unique(needed)
-    out[u] = np.fromiter((keys[fn(strings[i])] for i in u.tolist()), np.int64, len(u))
+def _key_map(fn: Callable[[str], str], strings: list[str], keys: _Ids, needed: np.ndarray | None = None):
+    """int32 [len(strings)]: keys[fn(strings[i])] for every id i in `needed` (default: all), -1 elsewhere;
+    fn runs once per distinct string."""
+    out = np.full(len(strings), -1, np.int32)
+    if needed is None:
+        todo = range(len(strings))
+    else:
+        mark = np.zeros(len(strings), bool)
+        mark[needed] = True
+        todo = np.flatnonzero(mark).tolist()
+    out[list(todo)] = np.fromiter((keys[fn(strings[i])] for i in todo), np.int32, len(todo))
     return out
-
-
-def _row_any(flags: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Per question (rows of the flat array beginning at `starts`, each non-empty): any flag set."""
-    return np.logical_or.reduceat(flags, starts) if len(flags) else np.zeros(0, bool)
 
 
 def distinct_answer_scores(
@@ -116,60 +119,87 @@ def distinct_answer_scores(
 
     `texts` holds every question's answer strings, question after question (lengths[i] >= 1 of them for
     question i). Vectorized: every distinct string is interned and cleaned / normalized once, the compared
-    keys become integer ids, unanimity and matches are array operations, and each question's score is
-    that of its match pattern (`_pattern_score`, the literal loop run once per distinct pattern).
+    keys become integer ids in a [questions, answers] array (one per answer count: VQA has only 10),
+    unanimity and matches are array operations, and each question's score is that of its match pattern
+    (`_pattern_score`: the literal loop, run once per distinct pattern).
     """
     lengths = np.asarray(lengths, np.int64)
     n = len(lengths)
     if n != len(preds) or int(lengths.sum()) != len(texts) or (n and lengths.min() < 1):
         raise ValueError("need one prediction and at least one answer per question, lengths summing to texts")
-    starts = np.zeros(n, np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
-    row = np.repeat(np.arange(n), lengths)  # question of each answer
-    raw_ids = _Ids()
-    gt, pred = _ids_of(texts, raw_ids), _ids_of(preds, raw_ids)
-    strings = list(raw_ids)
-    keys = _Ids()  # the strings the evaluator compares, as ids
-    if legacy:  # ground truth raw, punctuation only when not unanimous; prediction always normalized
-        split = _row_any(gt != gt[starts][row], starts)  # [Q] not unanimous
-        split_a = split[row]
-        raw_key = _key_map(str, strings, gt[~split_a], keys)
-        punct_key = _key_map(_punctuation, strings, gt[split_a], keys)
-        gt_key = np.where(split_a, punct_key[gt], raw_key[gt])
-        pred_key = _key_map(_normalize_cleaned, strings, pred, keys)[pred]
-    else:  # cleaned; normalized (prediction too) unless the cleaned ground truth is unanimous
-        clean = _key_map(clean_whitespace, strings, np.arange(len(strings)), keys)
-        gt, pred = clean[gt], clean[pred]
-        split = _row_any(gt != gt[starts][row], starts)
-        split_a = split[row]
-        cleaned = list(keys)
-        norm = _key_map(_normalize, cleaned, np.concatenate([gt[split_a], pred[split]]), keys)
-        gt_key = np.where(split_a, norm[gt], gt)
-        pred_key = np.where(split, norm[pred], pred)
-    match = gt_key == pred_key[row]  # [A]
+    raw = _Ids()
+    gt, pred = _ids_of(texts, raw), _ids_of(preds, raw)
+    strings = list(raw)
+    keys = _Ids()  # the strings the evaluator compares, as ids (shared by the groups below)
     scores = np.empty(n, np.float64)
-    small = lengths <= _MAX_PATTERN
-    pos = np.arange(len(texts)) - starts[row]  # position of each answer in its question
-    bits = np.where(match & small[row], np.left_shift(1, np.minimum(pos, _MAX_PATTERN)), 0)
-    pattern = np.add.reduceat(bits, starts) * 64 + lengths if n else np.zeros(0, np.int64)
-    uniq, inverse = np.unique(pattern[small], return_inverse=True)
-    values = np.array([_pattern_score(int(p) % 64, int(p) // 64) for p in uniq.tolist()], np.float64)
-    scores[small] = values[inverse.reshape(-1)]
-    for i in np.flatnonzero(~small).tolist():  # very long answer lists: the literal loop on key ids
-        s, e = int(starts[i]), int(starts[i] + lengths[i])
-        items = [{"answer_id": j, "answer": k} for j, k in enumerate(gt_key[s:e].tolist())]
-        scores[i] = _leave_one_out(items, int(pred_key[i]))
+    sizes = np.unique(lengths).tolist()
+    if len(sizes) == 1:  # every question has the same number of answers: a reshape, no copy
+        groups = [(slice(None), gt.reshape(n, sizes[0]))]
+    else:
+        starts = np.cumsum(lengths) - lengths
+        groups = [(rows, gt[starts[rows, None] + np.arange(size)]) for size in sizes
+                  for rows in [np.flatnonzero(lengths == size)]]  # fmt: skip
+    for rows, answers in groups:
+        scores[rows] = _group_scores(answers, pred[rows], strings, keys, legacy)
     return scores
 
 
-# Any character process_punctuation acts on (the 21 and the period): a string without one is returned as is.
+def _group_scores(
+    gt: np.ndarray, pred: np.ndarray, strings: list[str], keys: _Ids, legacy: bool
+) -> np.ndarray:
+    """`distinct_answer_scores` of questions with the same number of answers: raw string ids gt [M, L] and
+    pred [M] -> scores [M]."""
+    if legacy:  # ground truth raw, punctuation only when not unanimous; prediction always normalized
+        split = (gt != gt[:, :1]).any(1)  # [M] not unanimous
+        gt_key = np.where(
+            split[:, None],
+            _key_map(_punctuation, strings, keys, gt[split])[gt],
+            _key_map(str, strings, keys, gt[~split])[gt],
+        )
+        pred_key = _key_map(_normalize_cleaned, strings, keys, pred)[pred]
+    else:  # cleaned; normalized (prediction too) unless the cleaned ground truth is unanimous
+        clean = _key_map(clean_whitespace, strings, keys)
+        gt, pred = clean[gt], clean[pred]
+        split = (gt != gt[:, :1]).any(1)
+        norm = _key_map(_normalize, list(keys), keys, np.concatenate([gt[split].ravel(), pred[split]]))
+        gt_key = np.where(split[:, None], norm[gt], gt)
+        pred_key = np.where(split, norm[pred], pred)
+    match = gt_key == pred_key[:, None]  # [M, L]
+    n_answers = match.shape[1]
+    if n_answers > _MAX_PATTERN:  # very long answer lists: the literal loop on key ids
+        return np.array(
+            [
+                _leave_one_out([{"answer_id": j, "answer": k} for j, k in enumerate(row)], p)
+                for row, p in zip(gt_key.tolist(), pred_key.tolist())
+            ],
+            np.float64,
+        )
+    packed = np.zeros((len(match), 4), np.uint8)  # bit j of the little-endian uint32: answer j matches
+    packed[:, : (n_answers + 7) // 8] = np.packbits(match, axis=1, bitorder="little")
+    patterns, inverse = np.unique(packed.view("<u4").ravel(), return_inverse=True)
+    values = np.array([_pattern_score(n_answers, m) for m in patterns.tolist()], np.float64)
+    return values[inverse.reshape(-1)]
+
+
+# The characters process_punctuation acts on: its 21 and the period.
 _TOUCHED = re.compile("[" + re.escape("".join(PUNCTUATION) + ".") + "]")
 
 
 def _punctuation(s: str) -> str:
-    """process_punctuation(s), skipping its 21 replaces and regex when no character would change (most
-    answers)."""
-    return process_punctuation(s) if _TOUCHED.search(s) else s
+    """process_punctuation(s), exactly, about 3x faster (tests compare the two on random strings).
+
+    Only the punctuation characters present are handled: for an absent one the official replace is a
+    no-op, and whether a character is deleted or becomes a space depends only on the original string,
+    so the order of the replaces does not matter. The period regex runs only when there is a period.
+    """
+    present = set(_TOUCHED.findall(s))
+    if not present:
+        return s
+    out = s
+    every = COMMA_STRIP.search(s) is not None  # a comma between digits: every character is deleted
+    for p in present - {"."}:
+        out = out.replace(p, "" if every or p + " " in s or " " + p in s else " ")
+    return PERIOD_STRIP.sub("", out, count=PERIOD_STRIP_COUNT) if "." in present else out
 
 
 def _normalize(s: str) -> str:
@@ -217,7 +247,10 @@ def _distinct_rows(answer_lists: list[Answers]) -> np.ndarray:
     else:
         distinct, slow = np.zeros(len(lists), bool), np.ones(len(lists), bool)
     for j in np.flatnonzero(slow).tolist():
-        keys = {x.get("answer_id") for x in lists[j]}
+        try:
+            keys = {x.get("answer_id") for x in lists[j]}
+        except TypeError:  # unhashable ids: left to the literal loop, which compares whole dicts
+            continue
         distinct[j] = None not in keys and len(keys) == len(lists[j])
     out[dict_rows] = distinct
     return out
@@ -328,7 +361,7 @@ def _groups(values: np.ndarray, labels: list) -> dict:
     """{label: _percent(the values of that label, in order)}, labels in order of first appearance.
 
     Python's own sum over the same floats in the same order as the official per-type lists."""
-    codes_of = {t: i for i, t in enumerate(dict.fromkeys(labels))}
+    codes_of = _Ids()
     codes = np.fromiter(map(codes_of.__getitem__, labels), np.int64, len(labels))
     order = np.argsort(codes, kind="stable")  # grouped by label, each group in the original order
     bounds = np.searchsorted(codes[order], np.arange(1, len(codes_of)))

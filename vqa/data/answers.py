@@ -21,8 +21,14 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from vqa.errors import UserError
+
+if TYPE_CHECKING:
+    from vqa.data.sources.records import Answers
 
 # The official answer types of VQA v1 / v2 (annotation key `answer_type`), in the evaluator's order.
 ANSWER_TYPES: tuple[str, ...] = ("yes/no", "number", "other")
@@ -177,9 +183,16 @@ class AnswerVocab:
         s, clean_whitespace(s) == s as well, so both paths compare the same string against the same keys.
         The empty string (e.g. an answer "?") is dropped too: it is no answer to predict.
         """
-        counts = Counter(normalize_answer(clean_whitespace(a["multiple_choice_answer"])) for a in annotations)
-        kept = [s for s in counts if s and normalize_answer(s) == s]
-        kept.sort(key=lambda s: (-counts[s], s))
+        return cls.from_answers(Counter(a["multiple_choice_answer"] for a in annotations), max_answers)
+
+    @classmethod
+    def from_answers(cls, counts: Counter, max_answers: int) -> AnswerVocab:
+        """`build` from {multiple_choice_answer: number of questions} (the compact records' form)."""
+        normalized: Counter = Counter()
+        for a, n in counts.items():
+            normalized[normalize_answer(clean_whitespace(a))] += n
+        kept = [s for s in normalized if s and normalize_answer(s) == s]
+        kept.sort(key=lambda s: (-normalized[s], s))
         return cls(kept[:max_answers])
 
     def __len__(self) -> int:
@@ -259,3 +272,87 @@ def build_targets(annotation: dict, vocab: AnswerVocab, oov: str = "drop") -> Ta
     if oov == "renormalize" and total > 0:
         weight = [w / total for w in weight]
     return Targets(answer, idx, weight, score, oov_weight)
+
+
+# float32 weight and official score of an answer given by c of the 10 annotators, c = 0 .. 10
+# (the values build_targets stores: count / n and score_from_count, rounded to float32 once)
+WEIGHT_OF_COUNT = np.array([c / ANSWERS_PER_QUESTION for c in range(ANSWERS_PER_QUESTION + 1)], np.float32)
+SCORE_OF_COUNT = np.array([score_from_count(c) for c in range(ANSWERS_PER_QUESTION + 1)], np.float32)
+
+
+@dataclass
+class TargetArrays:
+    """`build_targets` of many questions at once, compact: weights and scores follow from the counts."""
+
+    answer: np.ndarray  # int32 [n]: vocab index of the most common answer, -1 outside the vocabulary
+    idx: np.ndarray  # int32 [n, K]: unique in-vocabulary keys, in order of first appearance (0 = padding)
+    count: np.ndarray  # uint8 [n, K]: how many of the 10 answers gave each (0 = padding)
+    oov_weight: np.ndarray  # float64 [n]: count / 10 summed over the keys outside the vocabulary
+
+
+def encode_targets(answers: Answers, vocab: AnswerVocab, rules: str = "current") -> TargetArrays:
+    """Targets of every question of `answers` (each with exactly 10 answers), equal to `build_targets`
+    on its annotation question by question, computed on interned strings: every distinct string is
+    cleaned and normalized once and the counting is array work.
+
+    rules="current" keys the answers as `gt_keys` does (the VQA evaluator); "vizwiz" keys them as
+    released (VizWiz's evaluator normalizes only the prediction, vqa/data/sources/vizwiz.py)."""
+    n_q, n = len(answers.start) - 1, ANSWERS_PER_QUESTION
+    if not np.all(answers.counts() == n):
+        raise ValueError(f"encode_targets needs exactly {n} answers per question")
+    table = _Table()
+    strings, ids, best = answers.strings, answers.ids.astype(np.int64), answers.best.astype(np.int64)
+    if rules == "vizwiz":  # ground truth as released; a prediction is one of its strings or nothing
+        codes = table.codes(strings)
+        key, pred = codes[ids], np.where(best >= 0, codes[best], -1)
+    else:
+        clean = table.codes([clean_whitespace(s) for s in strings])  # distinct string -> cleaned key
+        key = clean[ids].reshape(n_q, n)  # [Q, 10]
+        split = (key != key[:, :1]).any(1)  # not unanimous once cleaned: normalize (gt_keys)
+        key = table.normalized(key, split)
+        unanimous = (key == key[:, :1]).all(1)  # prediction_key's flag, as build_targets computes it
+        cleaned_best = np.where(best >= 0, clean[best], 0)
+        pred = np.where(unanimous, cleaned_best, table.normalized(cleaned_best, ~unanimous))
+        pred = np.where(best >= 0, pred, -1)
+        key = key.reshape(-1)
+    in_vocab = np.fromiter((vocab.index(s) for s in table.strings), np.int64, len(table.strings))
+    answer = np.where(pred >= 0, in_vocab[pred], -1).astype(np.int32)
+    row = np.repeat(np.arange(n_q), n)
+    code = row * len(table.strings) + key  # one per (question, key)
+    unique, first, count = np.unique(code, return_index=True, return_counts=True)
+    order = np.argsort(first, kind="stable")  # question by question, keys in order of first appearance
+    unique, count = unique[order], count[order]
+    r, v = unique // len(table.strings), in_vocab[unique % len(table.strings)]
+    oov_weight = np.zeros(n_q)
+    for q, c in zip(r[v < 0].tolist(), count[v < 0].tolist()):  # in build_targets' order of additions
+        oov_weight[q] += c / n
+    r, v, count = r[v >= 0], v[v >= 0], count[v >= 0]
+    slot = np.arange(len(r)) - np.searchsorted(r, r)
+    idx, counts = np.zeros((n_q, n), np.int32), np.zeros((n_q, n), np.uint8)
+    idx[r, slot], counts[r, slot] = v, count
+    return TargetArrays(answer, idx, counts, oov_weight)
+
+
+class _Table:
+    """Interned key strings for encode_targets: codes of strings, normalized forms of codes."""
+
+    def __init__(self):
+        self.strings: list[str] = []
+        self.code: dict[str, int] = {}
+
+    def _add(self, s: str) -> int:
+        if s not in self.code:
+            self.code[s] = len(self.strings)
+            self.strings.append(s)
+        return self.code[s]
+
+    def codes(self, strings: list[str]) -> np.ndarray:
+        return np.fromiter(map(self._add, strings), np.int64, len(strings))
+
+    def normalized(self, codes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """codes with every entry of the selected rows replaced by the code of its normalize_answer
+        form (each distinct string normalized once); other entries are returned as they are."""
+        needed = np.unique(codes[rows])
+        out = np.zeros(len(self.strings), np.int64)
+        out[needed] = self.codes([normalize_answer(self.strings[c]) for c in needed.tolist()])
+        return np.where(rows.reshape(-1, *([1] * (codes.ndim - 1))), out[codes], codes)

@@ -6,20 +6,26 @@ Everything that turns a config into data lives here, so the trainer, `vqa predic
     ensure_synthetic(cfg)               generate the synthetic data a config points at, if missing
     data = build_datasets(cfg)          train + val Datasets, vocabularies from the training split
     ds = build_split(cfg, split, ...)   any split with given vocabularies (predict, attention)
+
+The dataset's files come from its source (data.source: vqa/data/sources), its features from
+data.features_file with {split} = the image folder (a split may draw on several: VQA-CP).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vqa.config import Config
+import numpy as np
+
+from vqa.config import Config, DataConfig
 from vqa.data.answers import AnswerVocab
 from vqa.data.dataset import EpochSampler, ShardSampler, VQADataset, build_loader
-from vqa.data.features import FeatureStore
+from vqa.data.features import FeatureStore, ImageFeatures
+from vqa.data.sources import Records, Source, get_source
 from vqa.data.text import QuestionVocab
-from vqa.data.vqa2 import IMAGE_SUBTYPE, Record, load_split
 from vqa.errors import UserError
 
 
@@ -38,18 +44,32 @@ def ensure_synthetic(cfg: Config) -> None:
     generate(root, seed=0, **PRESETS[cfg.data.synth_preset])
 
 
+def source_of(cfg: Config) -> Source:
+    return get_source(cfg.data.source)
+
+
 def features_path(cfg: Config, split: str) -> Path:
-    """The HDF5 file holding the images of `split` (test-dev2015 images live in test2015's file)."""
-    return Path(cfg.data.root) / cfg.data.features_file.format(split=IMAGE_SUBTYPE.get(split, split))
+    """The HDF5 file of `split`'s images (test-dev2015's live in test2015's file); `split` may also
+    name an image folder. A split whose entries name their folder (VQA-CP) gives its first one."""
+    source = source_of(cfg)
+    info = source.splits.get(split)
+    group = split if info is None else (info.images or source.image_groups[0])
+    return Path(cfg.data.root) / cfg.data.features_file.format(split=group)
 
 
-def load_records(cfg: Config, split: str) -> list[Record]:
-    return load_split(Path(cfg.data.root), split, cfg.data.questions, cfg.data.annotations)
+def load_records(cfg: Config, split: str) -> Records:
+    """The Records of `split` of the configured source. data.questions / data.annotations name the
+    files when changed from their defaults (VQA v2's names); otherwise the source's own names count."""
+    defaults = DataConfig()
+    questions = "" if cfg.data.questions == defaults.questions else cfg.data.questions
+    answers = "" if cfg.data.annotations == defaults.annotations else cfg.data.annotations
+    return source_of(cfg).load(Path(cfg.data.root), split, questions, answers)
 
 
-def open_features(cfg: Config, split: str, expected_dim: int | None = None) -> FeatureStore:
-    """The feature store of `split`, checked against the expected feature size."""
-    store = FeatureStore(features_path(cfg, split), cfg.data.features, cfg.data.preload)
+def open_store(cfg: Config, group: str, expected_dim: int | None = None) -> FeatureStore:
+    """The feature file of one image folder, checked against the expected feature size."""
+    path = Path(cfg.data.root) / cfg.data.features_file.format(split=group)
+    store = FeatureStore(path, cfg.data.features, cfg.data.preload)
     expected = expected_dim or cfg.data.feature_dim
     if expected and store.dim != expected:
         raise UserError(
@@ -57,6 +77,15 @@ def open_features(cfg: Config, split: str, expected_dim: int | None = None) -> F
             "(data.feature_dim, the training split or the checkpoint); use features of the same extractor"
         )
     return store
+
+
+def open_features(cfg: Config, records: Records, expected_dim: int | None = None) -> ImageFeatures:
+    """The features of every image of `records`, from the feature file of each image's folder."""
+    stores: dict[str, FeatureStore] = {}
+    for group in records.groups:
+        stores[group] = open_store(cfg, group, expected_dim)
+        expected_dim = expected_dim or stores[group].dim
+    return ImageFeatures.resolve(stores, records, records.split)
 
 
 @dataclass
@@ -73,16 +102,21 @@ def build_datasets(
     cfg: Config, qvocab: QuestionVocab | None = None, avocab: AnswerVocab | None = None
 ) -> Data:
     """Train and val Datasets with vocabularies (from the training split unless given), and a
-    report of every question left out or changed."""
+    report of every question left out or changed. Each split's files are read once; the text is
+    dropped once encoded."""
     train_records = load_records(cfg, cfg.data.train_split)
     val_records = load_records(cfg, cfg.data.val_split)
     for split, recs in ((cfg.data.train_split, train_records), (cfg.data.val_split, val_records)):
-        if recs[0].annotation is None:
+        if not recs.annotated:
             raise UserError(f"split '{split}' has no annotations; train and validate on annotated splits")
-    qvocab = qvocab or QuestionVocab.build((r.question for r in train_records), cfg.data.min_token_count)
-    avocab = avocab or AnswerVocab.build([r.annotation for r in train_records], cfg.data.max_answers)
-    train_feats = open_features(cfg, cfg.data.train_split)
-    val_feats = open_features(cfg, cfg.data.val_split, expected_dim=train_feats.dim)
+    qvocab = qvocab or QuestionVocab.build(train_records.question, cfg.data.min_token_count)
+    if avocab is None:
+        answers = train_records.answers
+        best = np.bincount(answers.best[answers.best >= 0], minlength=len(answers.strings))
+        counts = Counter({answers.strings[i]: int(best[i]) for i in np.flatnonzero(best).tolist()})
+        avocab = AnswerVocab.from_answers(counts, cfg.data.max_answers)
+    train_feats = open_features(cfg, train_records)
+    val_feats = open_features(cfg, val_records, expected_dim=train_feats.dim)
     common = dict(qvocab=qvocab, avocab=avocab, max_question_len=cfg.data.max_question_len,
                   oov=cfg.data.soft_targets_oov)  # fmt: skip
     # The hard loss has no target for a question whose most common answer is outside
@@ -97,14 +131,15 @@ def build_datasets(
 
 
 def build_split(
-    cfg: Config, split: str, qvocab: QuestionVocab, avocab: AnswerVocab, image_dim: int
+    cfg: Config, split: str, qvocab: QuestionVocab, avocab: AnswerVocab, image_dim: int, keep_text: bool = True
 ) -> VQADataset:
-    """Every question of `split` (test splits included), encoded with a trained run's vocabularies."""
+    """Every question of `split` (test splits included), encoded with a trained run's vocabularies;
+    `keep_text`: keep the question text and answers in its records (`vqa attention` shows them)."""
     records = load_records(cfg, split)
-    features = open_features(cfg, split, expected_dim=image_dim)
+    features = open_features(cfg, records, expected_dim=image_dim)
     # keep_unscored: predict answers every question, also those `vqa eval` does not score
     return VQADataset(records, features, qvocab, avocab, cfg.data.max_question_len, split=split,
-                      oov=cfg.data.soft_targets_oov, keep_unscored=True)  # fmt: skip
+                      oov=cfg.data.soft_targets_oov, keep_unscored=True, keep_text=keep_text)  # fmt: skip
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """torch Dataset over records + features, collate into a Batch, loader construction.
 
-Per-question inputs (tokens, targets) are encoded once, up front, into numpy arrays;
-__getitem__ only reads the image features.
+Per-question inputs (tokens, targets) are encoded once, up front, into compact numpy arrays (the
+text is dropped then); __getitem__ reads the image features and expands the answer counts.
 """
 
 from __future__ import annotations
@@ -13,13 +13,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from vqa.data.answers import ANSWERS_PER_QUESTION, AnswerVocab, build_targets, has_all_answers
-from vqa.data.features import FeatureStore
+from vqa.data.answers import (
+    ANSWERS_PER_QUESTION,
+    OOV_MODES,
+    SCORE_OF_COUNT,
+    WEIGHT_OF_COUNT,
+    AnswerVocab,
+    encode_targets,
+)
+from vqa.data.features import FeatureStore, ImageFeatures
+from vqa.data.sources import Records
 from vqa.data.text import QuestionVocab
-from vqa.data.vqa2 import Record
 from vqa.errors import UserError
 
-MAX_ANSWERS_PER_QUESTION = 10  # K: at most 10 unique answers per question
+MAX_ANSWERS_PER_QUESTION = K = 10  # at most 10 unique answers per question
 
 
 class Batch(NamedTuple):
@@ -80,10 +87,14 @@ class EncodeReport:
 
 
 class VQADataset(Dataset):
+    """Questions of one split, encoded once into compact arrays (per question: tokens, image, hard
+    target, the <= 10 unique in-vocabulary answers with their counts, question id); __getitem__
+    reads the image features and turns counts into weights and official scores."""
+
     def __init__(
         self,
-        records: list[Record],
-        features: FeatureStore,
+        records: Records,
+        features: ImageFeatures | FeatureStore,
         qvocab: QuestionVocab,
         avocab: AnswerVocab,
         max_question_len: int,
@@ -91,59 +102,43 @@ class VQADataset(Dataset):
         oov: str = "drop",
         drop_hard_oov: bool = False,
         keep_unscored: bool = False,
+        keep_text: bool = False,
     ):
         """`keep_unscored`: keep a question whose annotation does not have exactly 10 answers (see
         `has_all_answers`) without targets, as a test question (to predict its answer), instead of
-        leaving it out (training and validation). Either way it is counted in `report`."""
-        self.features = features
+        leaving it out (training and validation). Either way it is counted in `report`.
+        `keep_text`: keep the question text and answers in `records` (`vqa attention` shows them);
+        otherwise they are dropped once encoded."""
+        if oov not in OOV_MODES:
+            raise UserError(f"unknown oov mode {oov!r}; use one of {', '.join(OOV_MODES)}")
+        if isinstance(features, FeatureStore):  # one file holds every image of the split
+            features = ImageFeatures.resolve({g: features for g in records.groups}, records, split)
+        self.features, self.renormalize = features, oov == "renormalize"
         self.report = EncodeReport(split, questions=len(records), not_all_answers_kept=keep_unscored)
-        missing = [r for r in records if r.image_id not in features]
-        if missing:
-            r = missing[0]
-            raise UserError(
-                f"{features.path}: image {r.image_id} of question {r.question_id} has no features "
-                f"({len(missing):,} questions affected); extract features for every image of split '{split}'"
-            )
-        keep, tokens, lengths = [], [], []
-        K = MAX_ANSWERS_PER_QUESTION
-        answer = []
-        answer_idx, answer_weight, answer_score = [], [], []
-        lost = 0.0
-        for r in records:
-            scored = r.annotation is not None and has_all_answers(r.annotation)
-            if r.annotation is not None and not scored:
-                self.report.not_all_answers.append(r.question_id)
-                if not keep_unscored:
-                    continue
-            if scored:
-                t = build_targets(r.annotation, avocab, oov=oov)
-                if t.answer < 0:
-                    self.report.hard_answer_oov += 1
-                    if drop_hard_oov:
-                        self.report.dropped_hard_oov += 1
-                        continue
-                if not t.answer_idx:
-                    self.report.no_answer_in_vocab += 1
-                lost += t.oov_weight
-                n = len(t.answer_idx)
-                idx = np.zeros(K, np.int64)
-                w = np.zeros(K, np.float32)
-                s = np.zeros(K, np.float32)
-                idx[:n], w[:n], s[:n] = t.answer_idx, t.answer_weight, t.answer_score
-                answer.append(t.answer)
-            else:  # test split (or a kept question without 10 answers): no targets
-                idx, w, s = np.zeros(K, np.int64), np.zeros(K, np.float32), np.zeros(K, np.float32)
-                answer.append(-1)
-            answer_idx.append(idx)
-            answer_weight.append(w)
-            answer_score.append(s)
-            ids, n_tok, truncated = qvocab.encode(r.question, max_question_len)
-            self.report.truncated += truncated
-            tokens.append(ids)
-            lengths.append(n_tok)
-            keep.append(r)
-        if not keep:
-            if len(self.report.not_all_answers) == len(records):
+        n = len(records)
+        scored = np.zeros(n, bool)
+        if records.annotated:
+            scored = records.answers.counts() == ANSWERS_PER_QUESTION  # has_all_answers
+            self.report.not_all_answers = records.question_id[~scored].tolist()
+        keep = scored | (keep_unscored or not records.annotated)  # bool [Q]
+        answer = np.full(n, -1, np.int32)
+        idx, count = np.zeros((n, K), np.int32), np.zeros((n, K), np.uint8)
+        if scored.any():
+            t = encode_targets(records.answers.select(scored), avocab, records.rules)
+            rows = np.flatnonzero(scored)
+            answer[rows], idx[rows], count[rows] = t.answer, t.idx, t.count
+            self.report.hard_answer_oov = int((t.answer < 0).sum())
+            if drop_hard_oov:
+                self.report.dropped_hard_oov = self.report.hard_answer_oov
+                keep[rows[t.answer < 0]] = False
+            trained = keep[rows]
+            self.report.no_answer_in_vocab = int((count[rows][trained, 0] == 0).sum())
+            lost = 0.0
+            for w in t.oov_weight[trained].tolist():  # summed in order, as question by question
+                lost += w
+            self.report.target_weight_lost = lost / max(1, n)
+        if not keep.any():
+            if len(self.report.not_all_answers) == n:
                 raise UserError(
                     f"split '{split}': no annotation has exactly {ANSWERS_PER_QUESTION} answers, so no question "
                     "can be trained or scored; use official-format annotations (10 answers per question)"
@@ -151,44 +146,69 @@ class VQADataset(Dataset):
             raise UserError(
                 f"split '{split}': no question left after filtering; check data.root and data.max_answers"
             )
-        self.records = keep
-        self.report.kept = len(keep)
-        self.report.target_weight_lost = lost / max(1, len(records))
-        self.question = np.stack(tokens)  # [Q, T]
-        self.question_len = np.asarray(lengths, np.int64)
-        self.answer = np.asarray(answer, np.int64)
-        self.answer_idx = np.stack(answer_idx)  # [Q, K]
-        self.answer_weight = np.stack(answer_weight)
-        self.answer_score = np.stack(answer_score)
-        self.question_id = np.asarray([r.question_id for r in keep], np.int64)
-        self.image_id = np.asarray([r.image_id for r in keep], np.int64)
+        rows = np.flatnonzero(keep)
+        tokens = np.zeros((len(rows), max_question_len), np.int32)  # [Q, T]
+        lengths = np.zeros(len(rows), np.int32)
+        for j, i in enumerate(rows.tolist()):
+            ids, lengths[j], truncated = qvocab.encode(records.question[i], max_question_len)
+            tokens[j] = ids
+            self.report.truncated += truncated
+        self.records = records.select(rows)
+        if not keep_text:
+            self.records.drop_text()
+        self.report.kept = len(rows)
+        self.annotated = records.annotated
+        self.question, self.question_len = tokens, lengths
+        self.answer, self.answer_idx, self.answer_count = answer[rows], idx[rows], count[rows]
+        self.question_id = self.records.question_id  # int64 [Q]
+        self.image = self.records.image  # int32 [Q]: row of the split's image table
+
+    @property
+    def image_id(self) -> np.ndarray:
+        """int64 [Q]: one integer per image, what batches are grouped by: the COCO image id, or the
+        row of the split's image table where images are keyed by file name."""
+        keys = self.records.image_keys
+        return self.image.astype(np.int64) if keys.dtype == object else keys[self.image]
+
+    def nbytes(self) -> int:
+        """Bytes of the per-question arrays held for training and scoring."""
+        arrays = (self.question, self.question_len, self.answer, self.answer_idx, self.answer_count)
+        return sum(a.nbytes for a in arrays) + self.records.nbytes()
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.question_id)
 
     def __getitem__(self, i: int) -> tuple:
-        return self._item(i, self.features.get(int(self.image_id[i])))
+        return self._item(i, self.features.get(int(self.image[i])))
 
     def __getitems__(self, indices: list[int]) -> list[tuple]:
         """A whole batch at once (DataLoader calls this): each image's features are read once."""
         cache: dict[int, np.ndarray] = {}
         items = []
         for i in indices:
-            image_id = int(self.image_id[i])
-            if image_id not in cache:
-                cache[image_id] = self.features.get(image_id)
-            items.append(self._item(i, cache[image_id]))
+            image = int(self.image[i])
+            if image not in cache:
+                cache[image] = self.features.get(image)
+            items.append(self._item(i, cache[image]))
         return items
 
     def _item(self, i: int, image: np.ndarray) -> tuple:
+        count = self.answer_count[i]  # [K]
+        weight = WEIGHT_OF_COUNT[count]  # count / 10
+        if self.renormalize and count[0]:  # in-vocabulary weights rescaled to sum to 1 (build_targets)
+            m = int(np.count_nonzero(count))
+            w = [c / ANSWERS_PER_QUESTION for c in count[:m].tolist()]
+            total = sum(w)
+            weight = np.zeros(K, np.float32)
+            weight[:m] = [x / total for x in w]
         return (
             self.question[i],
             self.question_len[i],
             image,
             self.answer[i],
             self.answer_idx[i],
-            self.answer_weight[i],
-            self.answer_score[i],
+            weight,
+            SCORE_OF_COUNT[count],
             self.question_id[i],
         )
 
@@ -204,12 +224,12 @@ def collate(items: list[tuple]) -> Batch:
         image[b, : x.shape[0]] = x
         mask[b, : x.shape[0]] = True
     return Batch(
-        question=torch.from_numpy(np.stack(q)),
+        question=torch.from_numpy(np.stack(q).astype(np.int64)),
         question_len=torch.from_numpy(np.asarray(qlen, np.int64)),
         image=torch.from_numpy(image),
         image_mask=torch.from_numpy(mask),
         answer=torch.from_numpy(np.asarray(ans, np.int64)),
-        answer_idx=torch.from_numpy(np.stack(aidx)),
+        answer_idx=torch.from_numpy(np.stack(aidx).astype(np.int64)),
         answer_weight=torch.from_numpy(np.stack(aw)),
         answer_score=torch.from_numpy(np.stack(ascore)),
         question_id=torch.from_numpy(np.asarray(qid, np.int64)),

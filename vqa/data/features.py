@@ -3,8 +3,13 @@
 Layouts read (data/README.md documents them):
 - ours (`vqa synth`, `vqa extract`, `vqa convert`): `ids` (N,), `grid` (N, D, S, S),
   flat adaptive boxes `image_features` (R, D) + `image_bb` (R, 4) + `pos_boxes` (N, 2).
+  Version 2 adds `names` (M,) for images keyed by file name (VizWiz): `ids` then index `names`.
 - the public ResNet grid layout: `features` (N, D, H, W) + `ids` (N,).
 - fixed boxes: `image_features` (N, K, D) + `ids`.
+
+A store is keyed by image key: the COCO id, or the file name in a version-2 file. A split's
+images may live in several files (VQA-CP names train2014 or val2014 per question): ImageFeatures
+resolves every image of the split to (file, row) once, up front, so reading is array lookups.
 
 Every vector comes back as [regions, D] float32: a grid is flattened to N = H*W.
 
@@ -26,7 +31,9 @@ from vqa.errors import UserError
 
 # The layout (data/README.md): names the readers below look up and vqa/features/writer.py writes.
 FORMAT, VERSION = "vqa-features", 1  # file attributes `format` and `version`
-IDS = "ids"  # int64 (N,): the image id of each row
+NAMES_VERSION = 2  # the version of a file with `names`: its ids are not image ids
+IDS = "ids"  # int64 (N,): the image id of each row (with `names`: the row of its file name there)
+NAMES = "names"  # str (M,): image file names, for images without a numeric id (VizWiz)
 GRID = "grid"  # float16 (N, D, S, S), channel first
 PUBLIC_GRID = "features"  # the same, as pytorch-vqa's preprocess-images.py names it
 GRID_KEYS = (GRID, PUBLIC_GRID)
@@ -51,7 +58,13 @@ class FeatureStore:
             if IDS not in f:
                 raise UserError(f"{self.path}: no 'ids' dataset; expected the layout in data/README.md")
             ids = f[IDS][()].astype(np.int64)
-            self.index = {int(i): row for row, i in enumerate(ids)}
+            if NAMES in f:  # version 2: images keyed by file name
+                names = f[NAMES].asstr()[()]
+                if len(ids) and (ids.min() < 0 or ids.max() >= len(names)):
+                    raise UserError(f"{self.path}: 'ids' point outside 'names'; the file is corrupt")
+                self.index = {names[i]: row for row, i in enumerate(ids.tolist())}
+            else:
+                self.index = {int(i): row for row, i in enumerate(ids)}
             if len(self.index) != len(ids):
                 raise UserError(f"{self.path}: 'ids' holds duplicate image ids; the file is corrupt")
             if kind == "grid":
@@ -88,8 +101,8 @@ class FeatureStore:
             with h5py.File(self.path, "r") as f:
                 self._ram = f[self.key][()]
 
-    def __contains__(self, image_id: int) -> bool:
-        return image_id in self.index
+    def __contains__(self, key: int | str) -> bool:
+        return key in self.index
 
     def _dataset(self):
         if self._ram is not None:
@@ -99,9 +112,12 @@ class FeatureStore:
             self._pid = os.getpid()
         return self._file[self.key]
 
-    def get(self, image_id: int) -> np.ndarray:
-        """Features of one image as float32 [regions, D]."""
-        row = self.index[image_id]
+    def get(self, key: int | str) -> np.ndarray:
+        """Features of one image (by COCO id or file name) as float32 [regions, D]."""
+        return self.get_row(self.index[key])
+
+    def get_row(self, row: int) -> np.ndarray:
+        """Features of the image in row `row` of the file, float32 [regions, D]."""
         data = self._dataset()
         if self.kind == "grid":
             x = np.asarray(data[row])  # [D, H, W], usually float16
@@ -119,3 +135,42 @@ class FeatureStore:
         state = self.__dict__.copy()
         state["_file"], state["_pid"] = None, None
         return state
+
+
+class ImageFeatures:
+    """The features of a split's images, by their row in the split's image table (Records.image).
+
+    Every image is resolved to (store, row) here, once, so that a DataLoader worker reads with two
+    array lookups and never touches a Python key; each feature file is opened by one FeatureStore.
+    """
+
+    def __init__(self, stores: list[FeatureStore], store: np.ndarray, row: np.ndarray):
+        self.stores, self.store, self.row = stores, store, row  # int8 [I], int64 [I]
+        first = stores[0]
+        self.path, self.kind, self.dim = first.path, first.kind, first.dim
+        self.max_regions = max(s.max_regions for s in stores)
+
+    @classmethod
+    def resolve(cls, stores: dict[str, FeatureStore], records, split: str) -> ImageFeatures:
+        """Each image of `records` (vqa.data.sources.Records) in the store of its image folder; a
+        UserError names the first image without features and how many questions lack them."""
+        names = list(stores)
+        which = np.array([names.index(g) for g in records.groups], np.int8)[records.image_group]  # [I]
+        row = np.full(len(records.image_keys), -1, np.int64)
+        for s, name in enumerate(names):
+            index = stores[name].index
+            mine = np.flatnonzero(which == s)
+            row[mine] = [index.get(k, -1) for k in records.image_keys[mine].tolist()]
+        missing = np.flatnonzero(row[records.image] < 0)  # questions whose image has no features
+        if len(missing):
+            i = int(missing[0])
+            store = stores[names[which[records.image[i]]]]
+            raise UserError(
+                f"{store.path}: {records.describe(i)} has no features "
+                f"({len(missing):,} questions affected); extract features for every image of split '{split}'"
+            )
+        return cls([stores[n] for n in names], which, row)
+
+    def get(self, image: int) -> np.ndarray:
+        """Features of image `image` of the split's table, float32 [regions, D]."""
+        return self.stores[self.store[image]].get_row(int(self.row[image]))

@@ -45,12 +45,12 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "
 normalize = functools.lru_cache(maxsize=65536)(normalize_answer)
 
 
-def annotate(t: Truth, rnd: random.Random) -> list[dict]:
-    """Ten people answer independently (answer_id 1..10), in the official answer format."""
+def annotate(t: Truth, rnd: random.Random, n: int = 10) -> list[dict]:
+    """`n` people (ten in VQA) answer independently (answer_id 1..n), in the official answer format."""
     slip = min(0.7, weighted(rnd, DIFFICULTY) * SLIP[t.kind] + t.hard)
     probs = dict(t.dist)
     out = []
-    for k in range(1, 11):
+    for k in range(1, n + 1):
         a, conf, u = weighted(rnd, probs), "yes", rnd.random()
         if u < JUNK_P:
             a = pick(rnd, ("i don't know",) if t.kind == "yesno" else ("i don't know", "yes", "nothing"))

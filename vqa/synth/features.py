@@ -132,11 +132,14 @@ def write_features(
     box_dim: int,
     seed: int,
     rng: np.random.Generator,
+    names: list[str] | None = None,
 ) -> None:
     """Write one split's grid and box features (`boxes`: layout_boxes' result) atomically to `path`.
 
-    No timestamps (track_times=False) and a fixed attribute order, so the same inputs give the
-    same bytes.
+    `names`: the images' file names (VizWiz keys its questions by them), written as the UTF-8
+    string dataset `names` of layout version 2, where `ids` holds each row's index into `names`
+    (here the same as the number in the name). No timestamps (track_times=False) and
+    a fixed attribute order, so the same inputs give the same bytes.
     """
     bb, x, pos, _ = boxes
     genc, benc = _encoder(grid_dim, 0), _encoder(box_dim, 1)
@@ -151,13 +154,16 @@ def write_features(
     with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
         for k, v in (
             ("format", L.FORMAT),
-            ("version", L.VERSION),
+            ("version", L.VERSION if names is None else L.NAMES_VERSION),
             ("grid_size", grid),
             ("generator", "vqa synth"),
             ("seed", seed),
         ):
             f.attrs[k] = v
         f.create_dataset(L.IDS, data=np.asarray(ids, np.int64), track_times=False)
+        if names is not None:
+            f.create_dataset(L.NAMES, data=np.array(names, dtype=object), dtype=h5py.string_dtype("utf-8"),
+                             track_times=False)  # fmt: skip
         g = f.create_dataset(L.GRID, (len(scenes), grid_dim, grid, grid), np.float16, track_times=False)
         for a in range(0, len(scenes), CHUNK):
             g[a : a + CHUNK] = _grid_block(scenes[a : a + CHUNK], grid, genc, base, rng)

@@ -24,21 +24,34 @@ import numpy as np
 
 from vqa.errors import UserError
 from vqa.io import write_json_atomic
-from vqa.synth.annotators import annotate, most_common_answer
 from vqa.synth.ask import ask
 from vqa.synth.features import layout_boxes, write_features
+from vqa.synth.formats import FORMATS, Item, Style, split_sizes
 from vqa.synth.presets import PRESETS
-from vqa.synth.questions import ANSWER_TYPE, question_type
 from vqa.synth.scenes import make_scene
 from vqa.synth.stats import format_stats, prior_accuracy, split_stats
+from vqa.synth.vqa_files import SPLITS  # noqa: F401  (VQA v2's splits; tests and callers read them here)
 
-# (split, image subtype naming the feature file, first image id of the range)
-SPLITS = (("train2014", "train2014", 1), ("val2014", "val2014", 1_000_000),
-          ("test-dev2015", "test2015", 2_000_000))  # fmt: skip
 ID_RANGE = 999_999  # image ids of a split lie in [first, first + ID_RANGE)
-# What a dataset folder written by generate() holds (and the temporary files of an interrupted write)
-DATASET_NAMES = ("v2_OpenEnded_mscoco_*_questions.json", "v2_mscoco_*_annotations.json", "scenes_*.json",
-                 "features_*.h5", "stats.json", "images", ".*.tmp")  # fmt: skip
+# What a dataset folder written by generate() holds, in any format (and the temporary files of an
+# interrupted write)
+DATASET_NAMES = ("v2_OpenEnded_mscoco_*_questions.json", "v2_mscoco_*_annotations.json",
+                 "OpenEnded_mscoco_*_questions.json", "mscoco_*_annotations.json", "vqacp_v2_*.json",
+                 "train.json", "val.json", "test.json", "scenes_*.json", "features_*.h5", "stats.json",
+                 "images", ".*.tmp")  # fmt: skip
+
+
+def _writer(fmt: str):
+    """The object that writes format `fmt`'s files: .splits, .style, .write_split(), .finish()."""
+    if fmt in ("vqa2", "vqa1"):
+        from vqa.synth.vqa_files import WRITERS
+    elif fmt == "okvqa":
+        from vqa.synth.okvqa import WRITERS
+    elif fmt == "vizwiz":
+        from vqa.synth.vizwiz import WRITERS
+    else:
+        from vqa.synth.vqacp import WRITERS
+    return WRITERS[fmt]
 
 
 def _check(name: str, value, low: int, high: int) -> None:
@@ -48,33 +61,29 @@ def _check(name: str, value, low: int, high: int) -> None:
         )
 
 
-def _make_split(split_no: int, n: int, seed: int, per_image: int, grid: int):
-    """Image ids, scenes, questions, annotations, true answers and boxes of one split.
+def _make_split(split_no: int, split: str, first: int | None, n: int, seed: int, per_image: int, grid: int,
+                style: Style):  # fmt: skip
+    """Image keys, scenes, questions (Items) and boxes of one split; rows in ascending image key.
 
-    Rows are in ascending image id.
+    `first` is the first image id of the split's range; None names the images VizWiz's way,
+    VizWiz_<split>_<8-digit number>.jpg, numbered from 0.
     """
-    split, _, first = SPLITS[split_no]
     rnd = random.Random(f"vqa-synth/{seed}/{split}")
-    ids = first + np.sort(np.random.default_rng([seed, split_no]).choice(ID_RANGE, n, replace=False))
+    if first is None:
+        ids = np.arange(n, dtype=np.int64)
+        keys = [f"VizWiz_{split}_{i:08d}.jpg" for i in range(n)]
+    else:
+        ids = first + np.sort(np.random.default_rng([seed, split_no]).choice(ID_RANGE, n, replace=False))
+        keys = ids.tolist()
     scenes = [make_scene(rnd, grid) for _ in range(n)]
-    questions, anns, truths = [], [], []
-    for image_id, asked in zip(ids.tolist(), ask(scenes, per_image, grid, rnd)):
+    items = []
+    asked_all = ask(scenes, per_image, grid, rnd, style.pair_p, style.balanced, style.family_p)
+    for key, asked in zip(keys, asked_all):
         for k, (text, (q, truth)) in enumerate(asked.items()):
-            qid = image_id * 1000 + k  # the official numbering
-            answers = annotate(truth, rnd)
-            questions.append({"question_id": qid, "image_id": image_id, "question": text})
-            anns.append(
-                {
-                    "question_id": qid,
-                    "image_id": image_id,
-                    "question_type": question_type(text),
-                    "answer_type": ANSWER_TYPE[q[0]],
-                    "multiple_choice_answer": most_common_answer(answers),
-                    "answers": answers,
-                }
-            )
-            truths.append(truth.answer)
-    return ids, scenes, questions, anns, truths, layout_boxes(scenes, grid, rnd)
+            qid = key * style.qid_factor + k if style.qid_factor else len(items)  # the official numbering
+            text = style.reword(text, rnd) if style.reword else text
+            items.append(Item(qid, key, text, q[0], truth, style.annotate(truth, rnd)))
+    return ids, keys, scenes, items, layout_boxes(scenes, grid, rnd)
 
 
 def _staging(out: Path) -> tuple[Path, Path, Path]:
@@ -129,63 +138,41 @@ def _swap_in(tmp: Path, real: Path, old: Path) -> None:
         os.replace(tmp, real)
 
 
-def _write(folder: Path, shown: Path, say, seed: int, counts: tuple[int, int, int], options: dict,
+def _write(folder: Path, shown: Path, say, seed: int, fmt: str, counts: tuple[int, int, int], options: dict,
            features: bool, render: bool) -> dict:  # fmt: skip
     """Write the whole dataset into `folder` (`shown`: the folder it will become, for messages)."""
     questions_per_image, grid_size = options["questions_per_image"], options["grid_size"]
     grid_dim, box_dim = options["grid_dim"], options["box_dim"]
     start = time.perf_counter()
-    info = {
-        "description": "Synthetic VQA v2-format data written by `vqa synth`",
-        "version": "2.0",
-        "contributor": "vqa synth",
-        "seed": seed,
-    }
-    licence = {"name": "generated data, no restrictions", "url": ""}
-    stats = {"generator": "vqa synth", "seed": seed, "options": options, "splits": {}}
+    writer = _writer(fmt)
+    tagged = {} if fmt == "vqa2" else {"format": fmt}  # stats.json of vqa2 as it always was
+    stats = {"generator": "vqa synth", "seed": seed, **tagged, "options": options, "splits": {}}
     annotated, drawn = {}, {}
-    for split_no, ((split, subtype, _), n) in enumerate(zip(SPLITS, counts)):
-        ids, scenes, questions, anns, truths, boxes = _make_split(
-            split_no, n, seed, questions_per_image, grid_size
-        )
-        # Compact JSON (no indent, no trailing newline), as the official files are.
-        write_json_atomic(
-            folder / f"v2_OpenEnded_mscoco_{split}_questions.json",
-            {
-                "info": info,
-                "task_type": "Open-Ended",
-                "data_type": "mscoco",
-                "data_subtype": split,
-                "questions": questions,
-                "license": licence,
-            },
-        )
-        if split != "test-dev2015":  # test-dev has questions only, as in VQA v2
-            write_json_atomic(
-                folder / f"v2_mscoco_{split}_annotations.json",
-                {
-                    "info": info,
-                    "data_type": "mscoco",
-                    "data_subtype": split,
-                    "annotations": anns,
-                    "license": licence,
-                },
-            )
-            annotated[split] = [
-                dict(a, question=q["question"], truth=t) for a, q, t in zip(anns, questions, truths)
-            ]
+    for split_no, ((split, subtype, first), n) in enumerate(zip(writer.splits, counts)):
+        n, per_image = split_sizes(fmt, n, questions_per_image)
+        ids, keys, scenes, items, boxes = _make_split(split_no, split, first, n, seed, per_image, grid_size,
+                                                      writer.style)  # fmt: skip
+        rows = writer.write_split(folder, split, items, seed)
+        if rows is not None:
+            annotated[split] = rows
+        key = "image_id" if first is not None else "image"
         scene_rows = [
             {
-                "image_id": i,
+                key: i,
                 "width": s.width,
                 "height": s.height,
                 "objects": [dict(o._asdict(), box=r) for o, r in zip(s.objects, rows)],
             }
-            for i, s, rows in zip(ids.tolist(), scenes, boxes[3])
+            for i, s, rows in zip(keys, scenes, boxes[3])
         ]
         write_json_atomic(
             folder / f"scenes_{subtype}.json",
-            {"info": info, "data_subtype": subtype, "grid_size": grid_size, "scenes": scene_rows},
+            {
+                "info": writer.info(seed),
+                "data_subtype": subtype,
+                "grid_size": grid_size,
+                "scenes": scene_rows,
+            },
         )
         if render:
             drawn[subtype] = scene_rows
@@ -200,12 +187,21 @@ def _write(folder: Path, shown: Path, say, seed: int, counts: tuple[int, int, in
                 box_dim,
                 seed,
                 np.random.default_rng([seed, split_no, 1]),
+                names=None if first is not None else keys,
             )
-        stats["splits"][split] = {"images": n, "questions": len(questions)}
-        if split in annotated:
-            stats["splits"][split].update(split_stats(annotated[split]))
-        say(f"wrote {split}: {n} images, {len(questions)} questions ({time.perf_counter() - start:.1f} s)")
-    stats["prior_accuracy_val"] = prior_accuracy(annotated["train2014"], annotated["val2014"])
+        stats["splits"][split] = {"images": n, "questions": len(items)}
+        say(f"wrote {split}: {n} images, {len(items)} questions ({time.perf_counter() - start:.1f} s)")
+    splits, extra = writer.finish(folder, annotated, seed)
+    if splits.keys() != annotated.keys():  # re-split (VQA-CP): the statistics follow the new splits
+        stats["splits"] = {
+            s: {"images": len({r["image_id"] for r in rows}), "questions": len(rows)}
+            for s, rows in splits.items()
+        }
+    for split, rows in splits.items():
+        stats["splits"][split].update(split_stats(rows))
+    train, val = list(splits.values())[:2]
+    stats["prior_accuracy_val"] = prior_accuracy(train, val)
+    stats.update(extra)
     write_json_atomic(folder / "stats.json", stats)
     if render:
         from vqa.synth.render import render_split  # PIL only when drawing
@@ -232,17 +228,27 @@ def generate(
     features: bool = True,
     render: bool = False,
     quiet: bool = False,
+    format: str = "vqa2",
 ) -> dict:
-    """Write a synthetic VQA v2 dataset into `out_dir`; return (and save as stats.json) its statistics.
+    """Write a synthetic dataset into `out_dir`; return (and save as stats.json) its statistics.
 
-    The same arguments give byte-identical files. The dataset replaces `out_dir` as a whole, once
-    complete (see the module's docstring). `render` also draws every image as
-    out_dir/images/<subtype>/COCO_<subtype>_<12-digit id>.png (vqa.synth.render).
+    `format` (vqa.synth.formats.FORMATS) picks the dataset whose files and annotators are
+    imitated: VQA v2 by default. The same arguments give byte-identical files. The dataset replaces
+    `out_dir` as a whole, once complete (see the module's docstring). `render` also draws every
+    image as out_dir/images/<subtype>/<the image's file name>.png (vqa.synth.render).
     """
+    if format not in FORMATS:
+        raise UserError(f"format (--format) = {format!r}: choose one of {', '.join(FORMATS)}")
     _check("seed", seed, 0, 2**63 - 1)
     counts = (train_images, val_images, test_images)
     for name, value, low in zip(("train_images", "val_images", "test_images"), counts, (1, 1, 0)):
         _check(name, value, low, ID_RANGE)
+        if split_sizes(format, value, questions_per_image)[0] > ID_RANGE:
+            raise UserError(
+                f"{name} (--{name.replace('_', '-')}) = {value}: format {format} has "
+                f"{FORMATS[format].per_image} question(s) per image, so {value} x {questions_per_image} questions "
+                f"need more than {ID_RANGE} images; give fewer images or questions per image"
+            )
     _check("questions_per_image", questions_per_image, 1, 20)
     _check("grid_size", grid_size, 3, 64)
     _check("grid_dim", grid_dim, 1, 8192)
@@ -254,7 +260,7 @@ def generate(
     real, tmp, old = _staging(out)
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     try:
-        stats = _write(tmp, out, say, seed, counts, options, features, render)
+        stats = _write(tmp, out, say, seed, format, counts, options, features, render)
         _swap_in(tmp, real, old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -269,5 +275,6 @@ def synth_command(args) -> int:
     for key in options:  # a size given on the command line overrides the preset's
         if getattr(args, key, None) is not None:
             options[key] = getattr(args, key)
-    generate(args.out, seed=args.seed, render=args.render, quiet=args.quiet, **options)
+    fmt = getattr(args, "format", None) or "vqa2"
+    generate(args.out, seed=args.seed, render=args.render, quiet=args.quiet, format=fmt, **options)
     return 0

@@ -75,8 +75,11 @@ def render_scene(scene: dict, grid: int, size: int = RENDER_SIZE) -> Image.Image
     return img
 
 
-def png_name(subtype: str, image_id: int) -> str:
-    return f"COCO_{subtype}_{image_id:012d}.png"
+def png_name(subtype: str, image: int | str) -> str:
+    """COCO_<subtype>_<12-digit id>.png for an image id; a file name (VizWiz) keeps its stem."""
+    if isinstance(image, str):
+        return Path(image).stem + ".png"
+    return f"COCO_{subtype}_{image:012d}.png"
 
 
 def render_split(out_dir: Path, subtype: str, scenes: list[dict], grid: int, size: int = RENDER_SIZE) -> Path:
@@ -91,7 +94,9 @@ def render_split(out_dir: Path, subtype: str, scenes: list[dict], grid: int, siz
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         for scene in scenes:
-            render_scene(scene, grid, size).save(tmp / png_name(subtype, scene["image_id"]), format="PNG")
+            render_scene(scene, grid, size).save(
+                tmp / png_name(subtype, scene.get("image", scene.get("image_id"))), format="PNG"
+            )
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

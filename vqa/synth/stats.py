@@ -14,10 +14,15 @@ from vqa.data.answers import ANSWER_TYPES, score_from_count
 from vqa.synth.annotators import normalize
 
 
+def _types(scores: list[tuple[str, float]]) -> tuple[str, ...]:
+    """VQA's answer types, then any other a format has (VizWiz: "unanswerable")."""
+    return ANSWER_TYPES + tuple(sorted({t for t, _ in scores} - set(ANSWER_TYPES)))
+
+
 def _by_type(scores: list[tuple[str, float]]) -> dict:
     """Mean score overall and per answer type (None for a type with no question)."""
     out = {"overall": sum(s for _, s in scores) / max(len(scores), 1)}
-    for t in ANSWER_TYPES:
+    for t in _types(scores):
         sel = [s for a, s in scores if a == t]
         out[t] = sum(sel) / len(sel) if sel else None
     return out
@@ -79,32 +84,73 @@ def prior_accuracy(train: list[dict], val: list[dict]) -> dict:
     return _by_type(scores)
 
 
+SHORT = {"overall": "all", "yes/no": "y/n", "number": "num", "other": "other", "unanswerable": "unans"}
+
+
 def format_stats(stats: dict) -> str:
-    """The statistics as a compact table (shares and accuracies in percent)."""
+    """The statistics as a compact table (shares and accuracies in percent), then what the format
+    adds (VizWiz: the unanswerable share; VQA-CP: the prior shift; OK-VQA: raw answers)."""
+    annotated = {k: s for k, s in stats["splits"].items() if "mca_accuracy" in s}
+    keys = ["overall"]
+    for s in annotated.values():
+        keys += [k for k in s["human_accuracy"] if k not in keys]
 
     def pct(d: dict) -> str:
-        return "".join(
-            "     -" if d[k] is None else f"{100 * d[k]:6.1f}" for k in ("overall",) + ANSWER_TYPES
-        )
+        return "".join("     -" if d.get(k) is None else f"{100 * d[k]:6.1f}" for k in keys)
 
-    cols = "".join(f"{h:>6}" for h in ("all", "y/n", "num", "other"))
+    cols = "".join(f"{SHORT.get(k, k[:5]):>6}" for k in keys)
     lines = [
         f"{'split':<13}{'images':>7}{'questions':>10}{'uniq/q':>7}{'unanim':>7}{'paired':>7}{'MCA=true':>9}"
         f"  | MCA acc{cols}  | human acc{cols}"
     ]
     for split, s in stats["splits"].items():
         row = f"{split:<13}{s['images']:>7}{s['questions']:>10}"
-        if "mca_accuracy" in s:
+        if split in annotated:
             row += (
                 f"{s['mean_unique_answers']:>7.2f}{100 * s['unanimous']:>7.1f}{100 * s['paired_questions']:>7.1f}"
                 f"{100 * s['mca_is_true_answer']:>9.1f}  |        {pct(s['mca_accuracy'])}  |          "
                 f"{pct(s['human_accuracy'])}"
             )
         lines.append(row)
-    t = stats["splits"]["train2014"]
-    lines.append(f"{'question-only prior, val':<60}  |        {pct(stats['prior_accuracy_val'])}  |")
-    lines.append(
-        f"(percent; prior: most common train answer of the same question, else question type; "
-        f"train yes {100 * t['yes_share']:.1f}% of yes/no, top count {100 * t['top_number_share']:.1f}% of number)"
+    first, second = list(annotated)[:2]
+    t = annotated[first]
+    lines.append(f"{'question-only prior, ' + second:<60}  |        {pct(stats['prior_accuracy_val'])}  |")
+    balance = (
+        f"; {first} yes {100 * t['yes_share']:.1f}% of yes/no, top count {100 * t['top_number_share']:.1f}% of number"
+        if t["answer_types"].get("yes/no")
+        else ""
     )
-    return "\n".join(lines)
+    lines.append(
+        f"(percent; prior: most common {first} answer of the same question, else question type{balance})"
+    )
+    return "\n".join(lines + _format_lines(stats))
+
+
+def _format_lines(stats: dict) -> list[str]:
+    """The lines of a format's own statistics."""
+    lines = []
+    for split, v in stats.get("vizwiz", {}).items():
+        types = ", ".join(
+            f"{k} {100 * n / stats['splits'][split]['questions']:.1f}%" for k, n in v["answer_types"].items()
+        )
+        lines.append(
+            f"vizwiz {split}: unanswerable {100 * v['unanswerable']:.1f}% of questions (answerable 0), "
+            f"'unanswerable' {100 * v['unanswerable_answers']:.1f}% of all answers; answer types: {types}"
+        )
+    if "raw_answer_differs" in stats:
+        lines.append(
+            f"okvqa: 5 annotators, each answer listed twice; raw_answer differs from answer in "
+            f"{100 * stats['raw_answer_differs']:.1f}% of answers"
+        )
+    for name, p in stats.get("prior_shift", {}).items():
+        split = "train/test" if name == "vqacp2" else "train2014/val2014"
+        lines.append(
+            f"prior shift, {name} {split}: answer distributions per question type differ by "
+            f"{100 * p['tv_distance']:.1f}% (total variation, mean over test questions); the train answer of the "
+            f"question type scores {100 * p['type_prior']:.1f}% on test; test answers seen in train {100 * p['covered']:.1f}%"
+        )
+        if name == "vqacp2":
+            for qt, e in p["examples"].items():
+                tr = "-" if e["train"] is None else f"{e['train'][0]} {100 * e['train'][1]:.0f}%"
+                lines.append(f"  '{qt}': train top {tr}, test top {e['test'][0]} {100 * e['test'][1]:.0f}%")
+    return lines

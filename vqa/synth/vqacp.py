@@ -1,0 +1,142 @@
+"""The VQA-CP v2 layout and re-split (`vqa synth --format vqacp2`).
+
+VQA-CP v2 (Agrawal et al. 2018, "Don't Just Assume; Look and Answer") re-splits VQA v2's
+train2014 + val2014 questions into train and test so that for every question type the answer
+distribution differs between the two: questions are grouped by (question type, answer) and each
+group goes wholly to one split. There is no val split; results are reported on test.
+
+Here the same train2014 + val2014 questions that `--format vqa2` writes (same seed, same
+answers) are grouped by (question_type, multiple_choice_answer). The groups of each question type
+are taken in a seeded random order: the first goes to train, the next ones to test while the
+type's test share is under TEST_SHARE, the rest to train. A question type with two answers
+(yes/no) so has one in each split, and its prior is inverted on test, in either direction.
+
+VQA-CP's test answers are nearly all among its training answers (95.7% of its top 1,000 test
+answers), because many of VQA's 65 question types share answers. Here some answers belong to a
+single question type (counts to "how many", regions to "where is the"), so a test group whose
+answer is the most common answer of no train question leaves its first COVER_SHARE of questions
+(rounded up) in train: the training vocabulary then covers it, and its train prior stays small. "test answers
+seen in train" is printed.
+
+Files: `vqacp_v2_{train,test}_{questions,annotations}.json`, top-level lists (no wrapper); each
+entry carries `coco_split` (train2014 or val2014), the COCO folder, and so the feature file
+(`features_{coco_split}.h5`), its image lives in.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from vqa.data.answers import score_from_count
+from vqa.io import write_json_atomic
+from vqa.synth.annotators import normalize
+from vqa.synth.formats import Item
+from vqa.synth.scenes import shuffle
+from vqa.synth.vqa_files import VQA2, annotation, info, stats_row
+
+SPLITS = (("train2014", "train2014", 1), ("val2014", "val2014", 1_000_000))
+TEST_SHARE = 1 / 3  # VQA-CP v2: about 438k train and 220k test questions
+COVER_SHARE = 0.1  # of a test group whose answer train lacks, left in train (see the module docstring)
+QUESTION_KEYS = ("question_id", "image_id", "question", "coco_split")
+
+
+def resplit(rows: list[dict], seed: int) -> dict[str, list[dict]]:
+    """{"train": rows, "test": rows}: whole (question type, answer) groups to one split each."""
+    rnd = random.Random(f"vqa-synth/{seed}/vqacp2")
+    groups: dict[tuple, list] = defaultdict(list)
+    for r in rows:
+        groups[r["question_type"], r["multiple_choice_answer"]].append(r)
+    by_type: dict[str, list] = defaultdict(list)
+    for (qt, a), g in groups.items():
+        by_type[qt].append((len(g), a))
+    for qt in sorted(by_type):  # a seeded order of each type's groups (sorted first: reproducible)
+        by_type[qt] = shuffle(rnd, sorted(by_type[qt], key=lambda x: x[1]))
+    test_groups = set()
+    for qt in sorted(by_type):
+        total, in_test = sum(n for n, _ in by_type[qt]), 0
+        for n, a in by_type[qt][1:]:  # the first stays in train; then to test up to TEST_SHARE
+            if in_test < TEST_SHARE * total:
+                test_groups.add((qt, a))
+                in_test += n
+    train_answers = {a for qt, gs in by_type.items() for _, a in gs if (qt, a) not in test_groups}
+    out, kept = {"train": [], "test": []}, Counter()
+    for r in rows:  # question order kept: train2014 first, then val2014, ascending ids
+        group = (r["question_type"], r["multiple_choice_answer"])
+        to_test = group in test_groups
+        if (
+            to_test
+            and group[1] not in train_answers
+            and kept[group] < math.ceil(COVER_SHARE * len(groups[group]))
+        ):
+            kept[group] += 1  # its first questions cover the answer in train
+            to_test = False
+        out["test" if to_test else "train"].append(r)
+    return out
+
+
+def _answers_by_type(rows: list[dict]) -> dict[str, Counter]:
+    out: dict[str, Counter] = defaultdict(Counter)
+    for r in rows:
+        out[r["question_type"]][r["multiple_choice_answer"]] += 1
+    return out
+
+
+def _top(c: Counter) -> str:
+    return min(c, key=lambda x: (-c[x], x))
+
+
+def prior_shift(train: list[dict], test: list[dict]) -> dict:
+    """How far the test answers of each question type are from the train ones.
+
+    tv_distance: total variation distance between a type's train and test answer distributions,
+    averaged over test questions (0: the same prior, 1: disjoint answers); type_prior: the VQA
+    accuracy on test of answering the most common train answer of the question type;
+    covered: test questions whose answer occurs among the train answers.
+    """
+    tr, te = _answers_by_type(train), _answers_by_type(test)
+    tv, score = 0.0, 0.0
+    for qt, c in te.items():
+        p, n = tr.get(qt, Counter()), sum(c.values())
+        m = max(sum(p.values()), 1)
+        tv += n * 0.5 * sum(abs(p[a] / m - c[a] / n) for a in set(p) | set(c))
+    for r in test:
+        guess = _top(tr[r["question_type"]]) if r["question_type"] in tr else ""
+        score += score_from_count(sum(normalize(x["answer"]) == guess for x in r["answers"]))
+    seen = {r["multiple_choice_answer"] for r in train}
+    n = max(len(test), 1)
+    largest = sorted(te, key=lambda qt: (-sum(te[qt].values()), qt))[:3]
+    examples = {
+        qt: {"train": [_top(tr[qt]), tr[qt][_top(tr[qt])] / sum(tr[qt].values())] if qt in tr else None,
+             "test": [_top(te[qt]), te[qt][_top(te[qt])] / sum(te[qt].values())]}
+        for qt in largest
+    }  # fmt: skip
+    return {"tv_distance": tv / n, "type_prior": score / n,
+            "covered": sum(r["multiple_choice_answer"] in seen for r in test) / n, "examples": examples}  # fmt: skip
+
+
+class VqacpFiles:
+    splits = SPLITS
+    style = VQA2  # the vqa2 questions and answers, re-split
+
+    def info(self, seed: int) -> dict:
+        return info("2.0", seed, "VQA-CP v2")
+
+    def write_split(self, folder: Path, split: str, items: list[Item], seed: int) -> list[dict]:
+        return [dict(stats_row(annotation(i), i), coco_split=split) for i in items]
+
+    def finish(self, folder: Path, annotated: dict, seed: int) -> tuple[dict, dict]:
+        iid = prior_shift(annotated["train2014"], annotated["val2014"])
+        cp = resplit(annotated["train2014"] + annotated["val2014"], seed)
+        for split, rows in cp.items():
+            write_json_atomic(
+                folder / f"vqacp_v2_{split}_questions.json", [{k: r[k] for k in QUESTION_KEYS} for r in rows]
+            )
+            anns = [{k: v for k, v in r.items() if k not in ("question", "truth")} for r in rows]
+            write_json_atomic(folder / f"vqacp_v2_{split}_annotations.json", anns)
+        return cp, {"prior_shift": {"vqacp2": prior_shift(cp["train"], cp["test"]), "vqa2": iid}}
+
+
+WRITERS = {"vqacp2": VqacpFiles()}
