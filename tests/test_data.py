@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from collections import Counter
 
 import h5py
 import numpy as np
@@ -11,12 +12,16 @@ import torch
 from vqa.data.answers import AnswerVocab
 from vqa.data.dataset import VQADataset, collate
 from vqa.data.features import FeatureStore
+from vqa.data.sources.vqa2 import VQA2
 from vqa.data.text import QuestionVocab, tokenize
-from vqa.data.vqa2 import load_split
 from vqa.errors import UserError
 
 Q = "v2_OpenEnded_mscoco_{split}_questions.json"
-A = "v2_mscoco_{split}_annotations.json"
+
+
+def vocab_of(records, max_answers: int) -> AnswerVocab:
+    """The answer vocabulary of records, as build_datasets makes it."""
+    return AnswerVocab.from_answers(Counter(r.multiple_choice_answer for r in records), max_answers)
 
 
 def test_tokenize_and_vocab():
@@ -29,11 +34,13 @@ def test_tokenize_and_vocab():
 
 
 def test_load_splits(tiny_data):
-    train = load_split(tiny_data, "train2014", Q, A)
+    train = VQA2.load(tiny_data, "train2014")
     assert all(len(r.answers) == 10 and r.answer_type in ("yes/no", "number", "other") for r in train)
     assert all(r.question_id // 1000 == r.image_id for r in train)
-    test = load_split(tiny_data, "test-dev2015", Q, A)
-    assert test and all(r.annotation is None and r.answers == [] for r in test)
+    assert train.groups == ("train2014",) and train.annotated
+    test = VQA2.load(tiny_data, "test-dev2015")
+    assert len(test) and not test.annotated and all(r.answers == [] for r in test)
+    assert test.groups == ("test2015",)  # test-dev images live in test2015's feature file
 
 
 def test_grid_and_boxes_stores(tiny_data):
@@ -68,11 +75,9 @@ def test_public_grid_layout_and_fixed_boxes(tmp_path):
 
 
 def test_dataset_targets_and_collate(tiny_data):
-    train = load_split(tiny_data, "train2014", Q, A)
+    train = VQA2.load(tiny_data, "train2014")
     qv = QuestionVocab.build(r.question for r in train)
-    av = AnswerVocab.build(
-        [r.annotation for r in train], max_answers=5
-    )  # force answers outside the vocabulary
+    av = vocab_of(train, max_answers=5)  # force answers outside the vocabulary
     store = FeatureStore(tiny_data / "features_train2014.h5", "boxes")
     ds = VQADataset(train, store, qv, av, max_question_len=6, split="train2014", drop_hard_oov=True)
     rep = ds.report
@@ -93,13 +98,13 @@ def test_dataset_targets_and_collate(tiny_data):
 
 
 def test_missing_features_name_the_image(tiny_data, tmp_path):
-    train = load_split(tiny_data, "train2014", Q, A)
+    train = VQA2.load(tiny_data, "train2014")
     with h5py.File(tiny_data / "features_train2014.h5") as src, h5py.File(tmp_path / "f.h5", "w") as dst:
         dst["ids"] = src["ids"][1:]
         dst["grid"] = src["grid"][1:]
         dropped = int(src["ids"][0])
     store = FeatureStore(tmp_path / "f.h5", "grid")
-    qv, av = QuestionVocab.build([]), AnswerVocab.build([r.annotation for r in train], 10)
+    qv, av = QuestionVocab.build([]), vocab_of(train, 10)
     with pytest.raises(UserError, match=f"image {dropped} of question .* has no features"):
         VQADataset(train, store, qv, av, 10, split="train2014")
 
@@ -125,5 +130,5 @@ def test_bad_json_is_one_clear_error(tiny_data, tmp_path, mutate, match):
     path = root / Q.format(split="val2014")
     mutate(path)
     with pytest.raises(UserError, match=match) as e:
-        load_split(root, "val2014", Q, A)
+        VQA2.load(root, "val2014")
     assert "\n" not in str(e.value) and str(path) in str(e.value)

@@ -231,3 +231,47 @@ def test_peak_bytes_measures_on_the_device_of_the_tensors():
         peak_bytes(lambda: cpu @ cpu, "cuda")
     with pytest.raises(ValueError, match="made tensors on cuda"):
         peak_bytes(lambda: x @ x, "cpu")
+
+
+class EndOfWindow(Exception):
+    pass
+
+
+@pytest.mark.parametrize("loss", ["soft_ce", "hard_ce"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_no_host_sync_between_log_steps(name, loss, tiny_data):
+    """train_one_epoch reads the device back once every log_every steps: five steps in between run
+    under torch.cuda.set_sync_debug_mode("error"), which raises on any synchronizing call."""
+    import itertools
+
+    from vqa.config import load_config
+    from vqa.data.build import build_datasets
+    from vqa.data.dataset import EpochSampler, build_loader
+    from vqa.training.loop import TrainState, train_one_epoch
+
+    cfg = load_config(f"configs/synthetic/{name}_soft.yaml", [f"data.root={tiny_data}", "model.mcb_dim=1000"])
+    data = build_datasets(cfg)
+    device = torch.device("cuda")
+    model = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = build_loader(data.train, 32, EpochSampler(data.train, seed=0), pin_memory=True)
+    batches = list(itertools.islice(iter(loader), 6))
+    state = TrainState(model, LOSSES[loss], optimizer, None, device, precision="bf16", log_every=1000)
+    train_one_epoch(state, batches[:1])  # warm-up (ends with the epoch-end sync): handles, allocations
+    torch.cuda.synchronize()
+
+    class Window:  # an epoch longer than the five steps: no epoch-end sync inside the window
+        def __len__(self):
+            return 1000
+
+        def __iter__(self):
+            yield from batches[1:]
+            raise EndOfWindow
+
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with pytest.raises(EndOfWindow):
+            train_one_epoch(state, Window())
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert state.step == 6

@@ -116,7 +116,9 @@ def test_rnn_runs_fp32_and_logits_bf16_under_autocast(name, rnn):
     """CPU autocast would run an LSTM in bf16 (CUDA autocast: any cuDNN RNN in fp16); the encoder opts out."""
     model = small_model(name, rnn=rnn)
     seen = []
-    model.question.rnn.register_forward_hook(lambda mod, args, out: seen.append((args[0].dtype, out[0].dtype)))
+    model.question.rnn.register_forward_hook(
+        lambda mod, args, out: seen.append((args[0].dtype, out[0].dtype))
+    )
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = model(*make_inputs("boxes"))
     assert seen == [(torch.float32, torch.float32)]

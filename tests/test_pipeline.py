@@ -1,5 +1,7 @@
 """The input pipeline: resumable sharded sampling, image-grouped batches, workers, RAM preload."""
 
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
@@ -7,18 +9,15 @@ import torch
 from vqa.data.answers import AnswerVocab
 from vqa.data.dataset import EpochSampler, ShardSampler, VQADataset, build_loader
 from vqa.data.features import FeatureStore
+from vqa.data.sources.vqa2 import VQA2
 from vqa.data.text import QuestionVocab
-from vqa.data.vqa2 import load_split
-
-Q = "v2_OpenEnded_mscoco_{split}_questions.json"
-A = "v2_mscoco_{split}_annotations.json"
 
 
 @pytest.fixture(scope="module")
 def dataset(tiny_data):
-    records = load_split(tiny_data, "val2014", Q, A)
+    records = VQA2.load(tiny_data, "val2014")
     qv = QuestionVocab.build(r.question for r in records)
-    av = AnswerVocab.build([r.annotation for r in records], 100)
+    av = AnswerVocab.from_answers(Counter(r.multiple_choice_answer for r in records), 100)
     store = FeatureStore(tiny_data / "features_val2014.h5", "boxes")
     return VQADataset(records, store, qv, av, 14, split="val2014")
 
@@ -58,12 +57,10 @@ def test_image_grouped_order_keeps_the_questions_of_an_image_together(dataset):
 def test_a_batch_reads_each_image_once(dataset, monkeypatch):
     reads = []
     real_get = dataset.features.get
-    monkeypatch.setattr(
-        dataset.features, "get", lambda image_id: reads.append(image_id) or real_get(image_id)
-    )
+    monkeypatch.setattr(dataset.features, "get", lambda image: reads.append(image) or real_get(image))
     order = list(EpochSampler(dataset, seed=0, group_by_image=True))[:32]
     items = dataset.__getitems__(order)
-    assert len(items) == 32 and sorted(reads) == sorted(set(dataset.image_id[order].tolist()))
+    assert len(items) == 32 and sorted(reads) == sorted(set(dataset.image[order].tolist()))
     assert len(reads) < 32
 
 
@@ -73,11 +70,11 @@ def test_workers_and_ram_preload_give_the_same_batches(dataset, tiny_data):
         return list(build_loader(ds, 16, sampler, num_workers=workers))
 
     plain = batches(dataset, 0)
-    assert dataset.features._ram is None  # bounded memory by default: nothing read up front
+    assert dataset.features.stores[0]._ram is None  # bounded memory by default: nothing read up front
     for a, b in zip(plain, batches(dataset, 2)):
         for x, y in zip(a, b):
             assert torch.equal(x, y)
     ram = FeatureStore(tiny_data / "features_val2014.h5", "boxes", preload="ram")
     assert ram._ram is not None and ram._file is None
-    image_id = int(dataset.image_id[5])
-    np.testing.assert_array_equal(ram.get(image_id), dataset.features.get(image_id))
+    image_id, image = int(dataset.image_id[5]), int(dataset.image[5])  # COCO id, row of the split's images
+    np.testing.assert_array_equal(ram.get(image_id), dataset.features.get(image))

@@ -8,8 +8,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vqa.cli import main
-from vqa.data.vqa2 import load_split
-from vqa.evaluate import evaluate
+from vqa.data.sources.vqa2 import VQA2
+from vqa.evaluate import evaluate, load_annotations
 
 Q = "v2_OpenEnded_mscoco_{split}_questions.json"
 A = "v2_mscoco_{split}_annotations.json"
@@ -22,8 +22,8 @@ SCALARS = {
 def question_only_prior(root) -> float:
     """Official accuracy on val of answering each question with the most common training answer
     to the same question text (falling back to the most common answer of its question type)."""
-    train = load_split(root, "train2014", Q, A)
-    val = load_split(root, "val2014", Q, A)
+    train = VQA2.load(root, "train2014")
+    val = VQA2.load(root, "val2014")
     by_text: dict[str, Counter] = {}
     by_type: dict[str, Counter] = {}
     for r in train:
@@ -32,7 +32,7 @@ def question_only_prior(root) -> float:
     preds = {
         r.question_id: (by_text.get(r.question) or by_type[r.question_type]).most_common(1)[0][0] for r in val
     }
-    return evaluate(preds, [r.annotation for r in val])["overall"]
+    return evaluate(preds, load_annotations(root / A.format(split="val2014")))["overall"]
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_predict_and_eval_reproduce_the_logged_accuracy(runs, tiny_data, tmp_pat
 def test_word_vectors_initialize_the_question_embedding(tiny_data, tmp_path, capsys):
     from vqa.data.text import QuestionVocab
 
-    train = load_split(tiny_data, "train2014", Q, A)
+    train = VQA2.load(tiny_data, "train2014")
     words = QuestionVocab.build(r.question for r in train).itos[2:]
     known = words[: len(words) // 2]
     vectors = tmp_path / "vectors.txt"  # GloVe text format, 8-d

@@ -69,11 +69,14 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--results", required=True, help='results JSON: [{"question_id": int, "answer": str}, ...]'
-    )
-    p.add_argument("--annotations", required=True, help="official VQA v2 annotation JSON")
-    p.add_argument("--questions", required=True, help="official VQA v2 question JSON of the same split")
+    p.add_argument("--source", default="vqa2",
+                   help="the dataset: vqa2 (default), vqa1, vqacp2, vizwiz or okvqa (vqa/data/sources)")  # fmt: skip
+    p.add_argument("--results", required=True,
+                   help='results JSON: [{"question_id": int, "answer": str}, ...] (VizWiz: {"image": str, '
+                   '"answer": str[, "answerable": float]})')  # fmt: skip
+    p.add_argument("--annotations", required=True, help="official annotation JSON (VizWiz: the split's file)")
+    p.add_argument("--questions", default=None,
+                   help="official question JSON of the same split (not for VizWiz, whose file holds both)")  # fmt: skip
     p.add_argument(
         "--legacy", action="store_true", help="pre-2021 rules (OpenVQA, papers scored before 2021)"
     )

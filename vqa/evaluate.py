@@ -28,17 +28,13 @@ from vqa.data.sources.official import (  # noqa: F401 - the checked readers, als
     load_annotations,
     load_questions,
     load_results,
+    skipped_report,
     unscored_ids,
 )
 from vqa.errors import UserError
 from vqa.io import gc_paused, read_json_as, write_json_atomic
-from vqa.metrics import (
-    distinct_answer_scores,
-    distinct_small_ids,
-    official_scores,
-    percent_scores,
-    summarize_scores,
-)
+from vqa.metrics import distinct_answer_scores, distinct_small_ids, official_scores
+
 
 def evaluate(results: dict[int, str], annotations: list[dict], legacy: bool = False) -> dict:
     """The official report for predictions `results` against `annotations` (the official evalQA and
@@ -69,20 +65,6 @@ def evaluate(results: dict[int, str], annotations: list[dict], legacy: bool = Fa
     )
 
 
-def skipped_report(keys: list, scores: np.ndarray, answer_types: list, question_types: list | None,
-                   rules: str, skipped: list, name: str = "question_ids") -> dict:  # fmt: skip
-    """The report of `evaluate` from the scored questions' keys (question ids, or VizWiz's images),
-    scores [Q] and types, in annotation order; `skipped` lists the keys of the questions not scored."""
-    report = summarize_scores(scores, answer_types, question_types)
-    report["perQuestion"] = dict(zip(keys, percent_scores(scores)))
-    report["rules"] = rules
-    report["questions"] = len(keys)
-    if skipped:
-        report["skipped"] = {"reason": f"annotation without exactly {ANSWERS_PER_QUESTION} answers",
-                             "questions": len(skipped), name: skipped}  # fmt: skip
-    return report
-
-
 # The plain official form, decoded straight into these by msgspec (only the fields named, types checked).
 # A file that does not fit (a missing or mistyped key, answers without an integer answer_id, ...) is read
 # by the checked path instead, which names any problem or scores the unusual form exactly.
@@ -91,17 +73,24 @@ class _Answer(msgspec.Struct, gc=False):
     answer_id: int
 
 
-class _Annotation(msgspec.Struct, gc=False):
+class _Annotation(msgspec.Struct, gc=False):  # where the source has no multiple_choice_answer (OK-VQA)
     question_id: int
     image_id: Any
     question_type: str
     answer_type: str
     answers: list[_Answer]
-    multiple_choice_answer: Any = msgspec.UNSET  # required where the source has it (not OK-VQA)
+
+
+class _AnnotationMC(_Annotation, gc=False):  # the others: the key is required (checked while decoding)
+    multiple_choice_answer: Any
 
 
 class _AnnotationFile(msgspec.Struct, gc=False):
     annotations: list[_Annotation]
+
+
+class _AnnotationFileMC(msgspec.Struct, gc=False):
+    annotations: list[_AnnotationMC]
 
 
 class _Question(msgspec.Struct, gc=False):
@@ -126,14 +115,16 @@ def typed_report(args: argparse.Namespace) -> dict | None:
     in the plain form both give the same report and accept the same files (tests/test_evaluate.py)."""
     source = _source(args)
     wrapped = source.layout.wrapped
-    annotations = read_json_as(args.annotations, _AnnotationFile if wrapped else list[_Annotation])
+    mc = source.layout.multiple_choice_answer
+    schema = (
+        (_AnnotationFileMC if mc else _AnnotationFile)
+        if wrapped
+        else list[_AnnotationMC if mc else _Annotation]
+    )
+    annotations = read_json_as(args.annotations, schema)
     if annotations is None:
         return None
     annotations = annotations.annotations if wrapped else annotations
-    if source.layout.multiple_choice_answer and any(
-        a.multiple_choice_answer is msgspec.UNSET for a in annotations
-    ):
-        return None
     all_ids = [a.question_id for a in annotations]
     ann_ids = set(all_ids)
     questions = read_json_as(args.questions, _QuestionFile if wrapped else list[_Question])
@@ -196,7 +187,11 @@ def format_report(report: dict) -> str:
         lines += [f"  {t:<{width}}  {table[t]:6.2f}" for t in sorted(table)]
     if report.get("unanswerability"):
         u = report["unanswerability"]
-        ap = "n/a (no unanswerable question)" if u["average_precision"] is None else f"{u['average_precision']:.2f}"
+        ap = (
+            "n/a (no unanswerable question)"
+            if u["average_precision"] is None
+            else f"{u['average_precision']:.2f}"
+        )
         lines.append(f"unanswerability: average precision {ap}, F1 {u['f1_score']:.2f}")
     if report.get("skipped"):
         skipped = report["skipped"]

@@ -6,9 +6,12 @@ answers. With the 10 answers distinct (unique answer_id), that depends only on t
 to the prediction: 0, .3, .6, .9, 1 for k = 0, 1, 2, 3, >= 4 (`vqa.data.answers.score_from_count`).
 
 - `batch_accuracy`: the training loop's path, from the sparse targets `answer_idx` / `answer_score`.
-- `official_scores`: `vqa eval`'s path, on answer strings, bit-for-bit equal to the official per-question
-  loop (`official_scores_reference`, kept literal for tests and as the benchmark baseline) but normalizing
-  each distinct string once and scoring by count.
+- `official_scores` / `distinct_answer_scores`: `vqa eval`'s path, on answer strings, bit-for-bit equal to
+  the official per-question loop (`official_scores_reference`, kept literal for tests and as the benchmark
+  baseline), vectorized: each distinct string is interned and normalized once, the compared strings become
+  integer ids in arrays, and each question is scored by its match pattern (the literal loop run once per
+  distinct pattern, so the float sum's last bit is the official one). `summarize_scores` /
+  `percent_scores`: the official rounding of per-type means and per-question scores, on arrays.
 
 For a predicted vocab string both paths give the same number (see `AnswerVocab.build`).
 

@@ -2,19 +2,20 @@
 
     vqa predict --run R --split test2015 [--out DIR_OR_FILE] [--name NAME]
 
-The results file is a JSON list of {"question_id", "answer"}. --out a folder (default: the run
-folder) gets the evaluation server's name, vqa_OpenEnded_mscoco_<split>_<name>_results.json with
-<name> = --name or the run's name; --out a file path is used as it is.
+The results file has the format of the run's dataset (data.source, vqa/data/sources): a JSON list of
+{"question_id", "answer"} (VQA v1 / v2, VQA-CP, OK-VQA) or of {"image", "answer"} (VizWiz). --out a
+folder (default: the run folder) gets the evaluation server's name for it, e.g. VQA v2's
+vqa_OpenEnded_mscoco_<split>_<name>_results.json with <name> = --name or the run's name; --out a file
+path is used as it is. A split the dataset does not have is refused with the valid ones.
 
 Which file goes where (VQA v2; section 4 of docs/vqa-reference.md): test-dev is a subset of
 test2015, and the EvalAI server scores every phase (Test-Dev, Test-Standard, Test-Challenge) from
 the complete test2015 file, each on its own part; a test-dev2015 file alone is refused there.
 So `--split test2015` is the submission; the printed lines say what each file is for.
 
-Nothing is dropped silently: the answered question ids must equal those of the split's questions
-file, or nothing is written. Test splits (test-dev2015, test2015) have no annotations: only the
-results file is written. With annotations, the results are also scored exactly as the evaluation
-server scores them.
+Nothing is dropped silently: every question of the split is answered, or nothing is written. Test
+splits have no annotations: only the results file is written. With annotations, the results are
+also scored exactly as `vqa eval` scores them, from the split's official files (read then).
 """
 
 from __future__ import annotations
@@ -25,35 +26,23 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from vqa import io
 from vqa.config import Config, config_from_dict
 from vqa.data.answers import AnswerVocab
-from vqa.data.build import build_split
+from vqa.data.build import build_split, split_files
 from vqa.data.dataset import VQADataset, build_loader
+from vqa.data.sources import Source, get_source
 from vqa.data.text import QuestionVocab
 from vqa.device import resolve_device
 from vqa.errors import UserError
-from vqa.evaluate import evaluate, format_report
+from vqa.evaluate import format_report, split_report
 from vqa.models import build_model
 
-# The evaluation server's name for a results file: task OpenEnded, data type mscoco, the split
-# (its "subtype") and the method's name.
-SERVER_NAME = "vqa_OpenEnded_mscoco_{split}_{name}_results.json"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # safe in a file name, no spaces
-# VQA v2's test questions (reference section 4): a smaller file will not be accepted by the server.
-VQA2_QUESTIONS = {"test-dev2015": 107_394, "test2015": 447_793}
-# What each test file is for on the evaluation server (EvalAI, which hosts the VQA Challenge). Its
-# refusal of a partial file reads: "you need to upload predictions on ALL test questions for test-dev
-# evaluation unlike previous years when you needed to upload predictions on test-dev questions only".
-PHASES = {
-    "test2015": "the complete file: upload it to any EvalAI phase (Test-Dev, Test-Standard, Test-Challenge); "
-    "each scores its own part, and papers report the Test-Standard accuracy",
-    "test-dev2015": "test-dev questions only: EvalAI refuses it in every phase, Test-Dev included, and it "
-    "gives no test-standard accuracy; submit the test2015 file (vqa predict --split test2015)",
-}
 
 
 @dataclass
@@ -79,11 +68,14 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device
     return LoadedRun(cfg, model, qvocab, avocab, state["image_dim"], state["epoch"])
 
 
-def split_dataset(run: LoadedRun, split: str, data_root: str | None = None) -> VQADataset:
-    """Every question of `split`, encoded with the run's vocabularies (`data_root` overrides the run's)."""
+def split_dataset(
+    run: LoadedRun, split: str, data_root: str | None = None, keep_text: bool = True
+) -> VQADataset:
+    """Every question of `split`, encoded with the run's vocabularies (`data_root` overrides the run's);
+    `keep_text`: keep the question text and answers (`vqa attention` draws them)."""
     if data_root:
         run.cfg.data.root = data_root
-    return build_split(run.cfg, split, run.qvocab, run.avocab, run.image_dim)
+    return build_split(run.cfg, split, run.qvocab, run.avocab, run.image_dim, keep_text=keep_text)
 
 
 @torch.no_grad()
@@ -101,14 +93,15 @@ def predict(
     return out
 
 
-def server_name(split: str, name: str) -> str:
-    """vqa_OpenEnded_mscoco_<split>_<name>_results.json, or a UserError line for a bad name."""
+def server_name(source: Source, split: str, name: str) -> str:
+    """The results file's name on the dataset's server (or ours where it has none), or a UserError
+    line for a bad name."""
     if not NAME_PATTERN.fullmatch(name):
         raise UserError(
             f"name '{name}' cannot go into the results file name; pass --name with letters, digits, '_', '-' "
             "or '.' only (e.g. --name pool-soft)"
         )
-    return SERVER_NAME.format(split=split, name=name)
+    return source.results_file(split, name)
 
 
 def check_writable(path: Path, option: str) -> None:
@@ -138,16 +131,20 @@ def results_path(out: str | None, run_dir: str | Path, name: str) -> Path:
     return path
 
 
-def check_complete(answers: dict[int, str], questions_file: Path, split: str) -> int:
-    """The number of questions of `questions_file`; a UserError line unless `answers` holds exactly
-    one answer for each of them (a results file missing questions is never written)."""
-    expected = {q["question_id"] for q in io.read_json(questions_file, "questions", "questions")}
+def check_complete(answers: dict[int, str], dataset: VQADataset, questions_file: Path, split: str) -> int:
+    """The number of questions of the split; a UserError line unless `answers` holds exactly one answer
+    for each question of `questions_file` (a results file missing questions is never written)."""
+    expected = set(dataset.question_id.tolist())
     missing = sorted(expected - answers.keys())
     extra = sorted(answers.keys() - expected)
     if missing:
+        shown = [
+            dataset.records.image_key(i) for i in np.flatnonzero(np.isin(dataset.question_id, missing[:3]))
+        ]
+        first = shown if dataset.records.keyed_by == "image" else missing[:3]
         raise UserError(
             f"{split}: {len(missing):,} of {len(expected):,} questions of {questions_file} have no answer "
-            f"(first: {missing[:3]}); nothing written. Give every image of the split features and run again"
+            f"(first: {first}); nothing written. Give every image of the split features and run again"
         )
     if extra:
         raise UserError(
@@ -157,13 +154,16 @@ def check_complete(answers: dict[int, str], questions_file: Path, split: str) ->
     return len(expected)
 
 
-def split_lines(split: str, n: int, path: Path, name: str) -> list[str]:
+def split_lines(source: Source, split: str, n: int, path: Path, name: str) -> list[str]:
     """What the results file is for on the server, and its name there when --out renamed it."""
     lines = []
-    if split in PHASES:
-        official = VQA2_QUESTIONS[split]
-        size = f"{n:,} questions" + ("" if n == official else f"; VQA v2's {split} has {official:,}")
-        lines.append(f"{split} ({size}): {PHASES[split]}")
+    info = source.split(split)
+    if info.server:
+        official = info.size
+        size = f"{n:,} questions" + (
+            "" if not official or n == official else f"; {source.title}'s {split} has {official:,}"
+        )
+        lines.append(f"{split} ({size}): {info.server}")
     if path.name != name:
         lines.append(f"the evaluation server's name for this file: {name}")
     return lines
@@ -172,25 +172,26 @@ def split_lines(split: str, n: int, path: Path, name: str) -> list[str]:
 def predict_command(args: argparse.Namespace) -> int:
     device = resolve_device("auto")
     run = load_run(args.run, args.checkpoint, device)
-    name = server_name(args.split, args.name or run.cfg.name)
+    source = get_source(run.cfg.data.source)
+    source.split(args.split)  # a split the dataset does not have: refused before any work
+    name = server_name(source, args.split, args.name or run.cfg.name)
     out = results_path(args.out, args.run, name)
     if args.report:
         check_writable(Path(args.report), "--report")
-    dataset = split_dataset(run, args.split, args.data_root)
+    dataset = split_dataset(run, args.split, args.data_root, keep_text=False)
     if dataset.report.not_all_answers:  # answered here, left out of the scores like `vqa eval` does
         print(f"predict: {len(dataset.report.not_all_answers):,} questions of {args.split} have no 10 answers: "
               "answered, not scored")  # fmt: skip
     answers = predict(run, dataset, device)
-    questions_file = Path(run.cfg.data.root) / run.cfg.data.questions.format(split=args.split)
-    n = check_complete(answers, questions_file, args.split)
-    results = [{"question_id": qid, "answer": a} for qid, a in sorted(answers.items())]
+    questions_file, answers_file = split_files(run.cfg, args.split)
+    n = check_complete(answers, dataset, questions_file, args.split)
+    results = source.results(answers, dataset.records)
     io.write_json_atomic(out, results)
     print(f"predict: {len(results):,} answers for {args.split} from {args.run} (epoch {run.epoch}) -> {out}")
-    for line in split_lines(args.split, n, out, name):
+    for line in split_lines(source, args.split, n, out, name):
         print(f"predict: {line}")
-    records = dataset.records
-    if records[0].annotation is not None:
-        report = evaluate(answers, [r.annotation for r in records])
+    if dataset.annotated:
+        report = split_report(source, answers_file or questions_file, questions_file, results)
         print(format_report(report))
         if args.report:
             io.write_json_atomic(args.report, report, indent=1)

@@ -38,10 +38,11 @@ def ensure_synthetic(cfg: Config) -> None:
     from vqa.synth.presets import PRESETS
 
     print(
-        f"data: {root} is missing; generating the synthetic '{cfg.data.synth_preset}' preset there",
+        f"data: {root} is missing; generating the synthetic '{cfg.data.synth_preset}' preset there"
+        + ("" if cfg.data.synth_format == "vqa2" else f" in the {cfg.data.synth_format} format"),
         flush=True,
     )
-    generate(root, seed=0, **PRESETS[cfg.data.synth_preset])
+    generate(root, seed=0, format=cfg.data.synth_format, **PRESETS[cfg.data.synth_preset])
 
 
 def source_of(cfg: Config) -> Source:
@@ -57,13 +58,23 @@ def features_path(cfg: Config, split: str) -> Path:
     return Path(cfg.data.root) / cfg.data.features_file.format(split=group)
 
 
-def load_records(cfg: Config, split: str) -> Records:
-    """The Records of `split` of the configured source. data.questions / data.annotations name the
-    files when changed from their defaults (VQA v2's names); otherwise the source's own names count."""
+def _templates(cfg: Config) -> tuple[str, str]:
+    """data.questions / data.annotations where changed from their defaults (VQA v2's names), else ""
+    (the source's own file names)."""
     defaults = DataConfig()
     questions = "" if cfg.data.questions == defaults.questions else cfg.data.questions
     answers = "" if cfg.data.annotations == defaults.annotations else cfg.data.annotations
-    return source_of(cfg).load(Path(cfg.data.root), split, questions, answers)
+    return questions, answers
+
+
+def split_files(cfg: Config, split: str) -> tuple[Path, Path | None]:
+    """(questions file, answers file, or None where the questions file holds the answers) of `split`."""
+    return source_of(cfg).files(Path(cfg.data.root), split, *_templates(cfg))
+
+
+def load_records(cfg: Config, split: str) -> Records:
+    """The Records of `split` of the configured source (its files: `split_files`)."""
+    return source_of(cfg).load(Path(cfg.data.root), split, *_templates(cfg))
 
 
 def open_store(cfg: Config, group: str, expected_dim: int | None = None) -> FeatureStore:
@@ -131,7 +142,12 @@ def build_datasets(
 
 
 def build_split(
-    cfg: Config, split: str, qvocab: QuestionVocab, avocab: AnswerVocab, image_dim: int, keep_text: bool = True
+    cfg: Config,
+    split: str,
+    qvocab: QuestionVocab,
+    avocab: AnswerVocab,
+    image_dim: int,
+    keep_text: bool = True,
 ) -> VQADataset:
     """Every question of `split` (test splits included), encoded with a trained run's vocabularies;
     `keep_text`: keep the question text and answers in its records (`vqa attention` shows them)."""

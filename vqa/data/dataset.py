@@ -41,9 +41,9 @@ class Batch(NamedTuple):
     question_id: torch.Tensor  # long [B]
 
     def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
-        """The batch on `device`, except `question_len` and `question_id`, which stay on the CPU:
-        pack_padded_sequence wants CPU lengths (device lengths would cost a host sync per step)
-        and ids are only ever read on the host."""
+        """The batch on `device`, except `question_len` and `question_id`, which stay on the CPU: ids
+        are only ever read on the host, and the question encoder copies the lengths to the device
+        without blocking (from pinned memory) when it needs them."""
         keep = {"question_len", "question_id"}
         return Batch(*(t if name in keep else t.to(device, non_blocking=non_blocking)
                        for name, t in zip(self._fields, self)))  # fmt: skip

@@ -49,7 +49,9 @@ class FeatureStore:
         self.path = Path(path)
         self.kind = kind
         if not self.path.is_file():
-            raise UserError(f"{self.path}: feature file not found; run `make data` or `vqa extract` (data/README.md)")
+            raise UserError(
+                f"{self.path}: feature file not found; run `make data` or `vqa extract` (data/README.md)"
+            )
         try:
             f = h5py.File(self.path, "r")
         except OSError as e:
@@ -70,26 +72,36 @@ class FeatureStore:
             if kind == "grid":
                 self.key = next((k for k in GRID_KEYS if k in f), None)
                 if self.key is None:
-                    raise UserError(f"{self.path}: no grid features ('grid' or 'features'); set data.features: boxes")
+                    raise UserError(
+                        f"{self.path}: no grid features ('grid' or 'features'); set data.features: boxes"
+                    )
                 shape = f[self.key].shape
                 if len(shape) != 4 or shape[0] != len(ids):
-                    raise UserError(f"{self.path}: '{self.key}' has shape {shape}; expected (N, D, H, W) with N = len(ids)")
+                    raise UserError(
+                        f"{self.path}: '{self.key}' has shape {shape}; expected (N, D, H, W) with N = len(ids)"
+                    )
                 self.dim, self.max_regions = shape[1], shape[2] * shape[3]
                 self.pos_boxes = None
             elif kind == "boxes":
                 if IMAGE_FEATURES not in f:
-                    raise UserError(f"{self.path}: no 'image_features' (region boxes); set data.features: grid")
+                    raise UserError(
+                        f"{self.path}: no 'image_features' (region boxes); set data.features: grid"
+                    )
                 self.key = IMAGE_FEATURES
                 shape = f[self.key].shape
                 self.dim = shape[-1]
                 if POS_BOXES in f:  # adaptive: flat rows, [start, end) per image
                     self.pos_boxes = f[POS_BOXES][()].astype(np.int64)
                     if self.pos_boxes.shape != (len(ids), 2) or len(shape) != 2:
-                        raise UserError(f"{self.path}: 'pos_boxes' {self.pos_boxes.shape} does not match 'ids'/'image_features'")
+                        raise UserError(
+                            f"{self.path}: 'pos_boxes' {self.pos_boxes.shape} does not match 'ids'/'image_features'"
+                        )
                     self.max_regions = int((self.pos_boxes[:, 1] - self.pos_boxes[:, 0]).max(initial=0))
                 else:  # fixed K boxes per image
                     if len(shape) != 3 or shape[0] != len(ids):
-                        raise UserError(f"{self.path}: 'image_features' has shape {shape}; expected (N, K, D) or flat with pos_boxes")
+                        raise UserError(
+                            f"{self.path}: 'image_features' has shape {shape}; expected (N, K, D) or flat with pos_boxes"
+                        )
                     self.pos_boxes = None
                     self.max_regions = shape[1]
             else:

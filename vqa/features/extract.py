@@ -1,4 +1,4 @@
-"""`vqa extract`: a folder of COCO images -> HDF5 grid features, the paper's image input.
+"""`vqa extract`: a folder of COCO images (or VizWiz's) -> HDF5 grid features, the paper's image input.
 
 The paper's features (Ilievski & Feng 2017, section 4, as pytorch-vqa's preprocess-images.py
 computes them): ResNet-152 with ImageNet weights, the output of the last convolutional block
@@ -12,6 +12,10 @@ Layout written (vqa/features/writer.py; vqa/data/features.py reads it, data/READ
     grid   float16 (N, D, S, S)   channel first
     count  int64   (1,)           rows written (= N once finished)
     attrs  format="vqa-features", version=1, arch, size, weights, central_fraction, pooled
+
+A folder whose file names hold no COCO id (VizWiz_val_00000000.jpg) is keyed by file name: the
+file also gets `names` (M,), the sorted file names, `ids` holds each row's index into it, and the
+version is 2 (data/README.md). A folder mixing the two kinds of names is refused.
 
 Resuming: extracting train2014 takes hours and must survive being killed at any moment. The
 work goes to OUT.partial, created once at full size and then written only as raw rows at fixed
@@ -42,7 +46,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from vqa.data.features import IDS
+from vqa.data.features import IDS, NAMES
 from vqa.errors import UserError
 from vqa.features.writer import GridRowWriter, create_grid_file, finish_grid_file
 from vqa.io import human_bytes
@@ -63,32 +67,43 @@ def parse_image_id(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def list_images(folder: Path) -> list[tuple[int, Path]]:
-    """(image id, path) of every image in `folder`, sorted by id; user errors for bad names."""
+def list_images(folder: Path) -> tuple[list[tuple[int, Path]], list[str] | None]:
+    """(key, path) of every image in `folder`, sorted by key, and the file names when the images are
+    keyed by file name (then a key is the index into them), else None; user errors for bad names."""
     if not folder.is_dir():
         raise UserError(
             f"{folder}: image folder not found; pass --images data/coco/<subtype> (data/README.md)"
         )
-    found: dict[int, Path] = {}
-    ignored = []
+    paths, ignored = [], []
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         path = Path(entry.path)
         if entry.is_dir() or path.suffix.lower() not in IMAGE_SUFFIXES:
             ignored.append(entry.name)
-            continue
-        image_id = parse_image_id(entry.name)
+        else:
+            paths.append(path)
+    if not paths:
+        raise UserError(f"{folder}: no .jpg/.jpeg/.png images; pass the folder the COCO zip unpacked into")
+    if ignored:
+        print(f"extract: ignored {len(ignored):,} entries that are not images (first: {ignored[0]})")
+    ids = [parse_image_id(p.name) for p in paths]
+    if all(i is None for i in ids):  # images keyed by file name (VizWiz): the key is the row of names
+        return list(enumerate(paths)), [p.name for p in paths]
+    found: dict[int, Path] = {}
+    for image_id, path in zip(ids, paths):
         if image_id is None:
             raise UserError(
-                f"{path}: no COCO image id in the file name; name images COCO_<subtype>_<id>.jpg or <id>.jpg"
+                f"{path}: no COCO image id in the file name, while other images of the folder have one; name "
+                "images COCO_<subtype>_<id>.jpg or <id>.jpg (a folder keyed by file names, as VizWiz's, holds no COCO names)"
             )
         if image_id in found:
             raise UserError(f"{path}: image id {image_id} also belongs to {found[image_id].name}; keep one")
         found[image_id] = path
-    if not found:
-        raise UserError(f"{folder}: no .jpg/.jpeg/.png images; pass the folder the COCO zip unpacked into")
-    if ignored:
-        print(f"extract: ignored {len(ignored):,} entries that are not images (first: {ignored[0]})")
-    return sorted(found.items())
+    return sorted(found.items()), None
+
+
+def _names_of(path: Path) -> list[str] | None:
+    with h5py.File(path, "r") as f:
+        return list(f[NAMES].asstr()[()]) if NAMES in f else None
 
 
 def check_arch(arch: str) -> None:
@@ -300,14 +315,23 @@ def extract(
     partial = _partial_path(out)
     weights_tag = weights if weights in ("imagenet", "none") else f"file:{Path(weights).name}"
     attrs = dict(arch=arch, size=size, weights=weights_tag, central_fraction=central_fraction, pooled=pooled)
-    files = list_images(images)
+    files, names = list_images(images)
     if overwrite:
         partial.unlink(missing_ok=True)
     elif out.exists():
         _check_settings(out, attrs, "already extracted")
         with h5py.File(out, "r") as f:
             have = set(f[IDS][()].tolist())
-        missing = [p for i, p in files if i not in have]
+        stored = _names_of(out)
+        if (stored is None) != (names is None):
+            raise UserError(f"{out}: holds images keyed {'by file name' if stored else 'by COCO id'}, unlike "
+                            f"{images}; pass --overwrite to extract again")  # fmt: skip
+        if stored is not None:
+            have = {stored[i] for i in have}
+            files_key = [(p.name, p) for _, p in files]
+        else:
+            files_key = files
+        missing = [p for i, p in files_key if i not in have]
         if missing:
             raise UserError(
                 f"{out}: already exists without {len(missing):,} images of {images} (first: {missing[0].name}); "
@@ -317,6 +341,10 @@ def extract(
         return {"images": 0, "failed": [], "out": out}
     elif partial.exists():
         _check_settings(partial, attrs, "an interrupted extraction was started")
+        if _names_of(partial) != names:  # the keys index the names as they were when it began
+            raise UserError(
+                f"{partial}: {images} holds other images than when this extraction began; pass --overwrite to start over"
+            )
 
     trunk, dim = build_trunk(arch, weights, seed)
     dev = resolve_device(device, "--device")
@@ -334,7 +362,7 @@ def extract(
         free = shutil.disk_usage(out.parent).free
         if need > free:
             print(f"warning: {out} needs {human_bytes(need)}, {human_bytes(free)} free", file=sys.stderr)
-        create_grid_file(partial, len(files), dim, side, attrs)
+        create_grid_file(partial, len(files), dim, side, attrs, names)
     writer = GridRowWriter(partial)
     todo = [(i, p) for i, p in files if i not in writer.done]
     if writer.count + len(todo) > writer.capacity:

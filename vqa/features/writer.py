@@ -2,14 +2,15 @@
 
 The names come from vqa/data/features.py; the dtypes and file attributes are fixed here, once for
 `vqa extract` (grid) and `vqa convert` (boxes):
-    ids               int64   (N,)           image ids
+    ids               int64   (N,)           image ids (with `names`: each row's index into names)
+    names             str     (M,)           image file names, for images without an id (VizWiz; version 2)
     grid              float16 (N, D, S, S)   channel first
     image_features    float16 (R, D)         flat boxes of all images (--dtype float32 keeps a TSV's precision)
     image_bb          float32 (R, 4)         x1, y1, x2, y2 in pixels
     spatial_features  float32 (R, 6)         x1/W, y1/H, x2/W, y2/H, w/W, h/H (spatial_features())
     pos_boxes         int64   (N, 2)         [start, end) rows of image n in the flat box arrays
     image_w, image_h  int32   (N,)           image size in pixels
-    attrs             format="vqa-features", version=1, and what made the file
+    attrs             format="vqa-features", version=1 (2 with names), and what made the file
 
 Grid rows are written crash-safe (GridRowWriter): the file is created once with every dataset at
 full size (contiguous storage, allocated but never filled, so a sparse file) and closed again.
@@ -39,6 +40,8 @@ from vqa.data.features import (
     IMAGE_FEATURES,
     IMAGE_H,
     IMAGE_W,
+    NAMES,
+    NAMES_VERSION,
     POS_BOXES,
     SPATIAL_FEATURES,
     VERSION,
@@ -67,8 +70,11 @@ def spatial_features(boxes: np.ndarray, image_w: float, image_h: float) -> np.nd
 # ---------------------------------------------------------------- grid: fixed offsets, resumable
 
 
-def create_grid_file(path: Path, capacity: int, dim: int, side: int, attrs: dict) -> None:
-    """`path` with ids, grid and count at full size, contiguous, allocated early and never filled."""
+def create_grid_file(
+    path: Path, capacity: int, dim: int, side: int, attrs: dict, names: list[str] | None = None
+) -> None:
+    """`path` with ids, grid and count at full size, contiguous, allocated early and never filled;
+    `names`: the file names the ids index (images keyed by file name), written once, here."""
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_layout(h5py.h5d.CONTIGUOUS)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # file offsets fixed from the start
@@ -79,6 +85,9 @@ def create_grid_file(path: Path, capacity: int, dim: int, side: int, attrs: dict
             f.create_dataset(GRID, (capacity, dim, side, side), GRID_DTYPE, dcpl=dcpl)
             f.create_dataset(COUNT, data=np.zeros(1, ID_DTYPE), dcpl=dcpl)
             f.attrs.update(layout_attrs(**attrs))
+            if names is not None:
+                f.create_dataset(NAMES, data=np.array(names, dtype=object), dtype=h5py.string_dtype("utf-8"))
+                f.attrs["version"] = NAMES_VERSION
 
 
 class GridRowWriter:
@@ -125,6 +134,8 @@ def finish_grid_file(partial: Path, out: Path, count: int, capacity: int) -> Non
         dst.attrs.update(src.attrs)
         dst[IDS] = src[IDS][:count]
         dst[COUNT] = np.asarray([count], ID_DTYPE)
+        if NAMES in src:
+            src.copy(src[NAMES], dst, NAMES)
         grid = dst.create_dataset(GRID, (count, *src[GRID].shape[1:]), GRID_DTYPE)
         for start in range(0, count, 256):
             grid[start : start + 256] = src[GRID][start : min(start + 256, count)]

@@ -24,6 +24,7 @@ from vqa.device import configure_cuda
 from vqa.errors import UserError
 from vqa.losses import get_loss
 from vqa.models import build_model
+from vqa.models.layers import compile_model
 from vqa.training.checkpoint import Progress, open_run, restore, save_checkpoint, seed_everything
 from vqa.training.distributed import barrier, init_distributed, shutdown
 from vqa.training.loop import (
@@ -87,7 +88,7 @@ def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
 
     train_model = DistributedDataParallel(model) if dist.enabled else model
     if cfg.train.compile:
-        train_model = torch.compile(train_model)
+        train_model = compile_model(train_model)  # the RNN traced into the graph (vqa/models/layers.py)
     state = TrainState(train_model, loss_fn, optimizer, scheduler, device, scaler, cfg.train.precision,
                        cfg.train.grad_clip, cfg.train.accumulate, cfg.train.log_every, dist, progress.step)  # fmt: skip
     log = RunLog(cfg, dist.main, resume, progress.epoch + 1, progress.step, overwrite)

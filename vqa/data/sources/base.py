@@ -68,7 +68,9 @@ class Source:
             )
         return self.splits[name]
 
-    def files(self, root: str | Path, split: str, questions: str = "", answers: str = "") -> tuple[Path, Path | None]:
+    def files(
+        self, root: str | Path, split: str, questions: str = "", answers: str = ""
+    ) -> tuple[Path, Path | None]:
         """(questions file, answers file or None) of `split` under `root`; `questions` / `answers`
         replace the source's templates when given."""
         self.split(split)

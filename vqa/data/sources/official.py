@@ -1,4 +1,4 @@
-"""Strict reading of the files `vqa eval` scores: official question / annotation files of the VQA
+"""The official files of `vqa eval`, read strictly, and its report's form. Reading: official question / annotation files of the VQA
 format (VQA v1 / v2, OK-VQA, VQA-CP) and results files (keyed by question_id, or by image for VizWiz).
 
 Every problem ends in one UserError line that names the file, counts the offenders of each kind and
@@ -7,11 +7,14 @@ shows the first few; vqa/evaluate.py's fast path reads files that pass these che
 
 from __future__ import annotations
 
-from vqa.data.answers import has_all_answers
+import numpy as np
+
+from vqa.data.answers import ANSWERS_PER_QUESTION, has_all_answers
 from vqa.data.sources.base import Source
 from vqa.data.sources.vqa2 import VQA2
 from vqa.errors import UserError
 from vqa.io import read_json
+from vqa.metrics import percent_scores, summarize_scores
 
 RESULT_HINT = 'write exactly one {"question_id": int, "answer": str} per question of the annotations'
 SHOW = 5  # offenders shown per problem
@@ -49,7 +52,9 @@ def check_results(data, path, keys: set, optional: set = frozenset(), key: str =
                   hint: str = RESULT_HINT) -> dict:  # fmt: skip
     """`load_results` on decoded results, keyed by `key` ("question_id", or "image" for VizWiz)."""
     if not isinstance(data, list):
-        raise UserError(f"results file {path}: the top level is not a JSON list ({type(data).__name__}); {hint}")
+        raise UserError(
+            f"results file {path}: the top level is not a JSON list ({type(data).__name__}); {hint}"
+        )
     other = next(k for k in KEY_TYPES if k != key)
     if data and all(isinstance(e, dict) and other in e and key not in e for e in data):
         raise UserError(
@@ -121,7 +126,9 @@ def _records(path, what: str, required: tuple[str, ...], source: Source = VQA2) 
                 raise UserError(f"{what} file {path}: {where.format(i)} has no key '{k}'; {official}")
         qid = r["question_id"]
         if type(qid) is not int:
-            raise UserError(f"{what} file {path}: {where.format(i)} has a non-integer question_id {_short(qid)}")
+            raise UserError(
+                f"{what} file {path}: {where.format(i)} has a non-integer question_id {_short(qid)}"
+            )
         if qid in seen:
             raise UserError(f"{what} file {path}: question_id {qid} appears twice in '{what}'; fix the file")
         seen.add(qid)
@@ -155,3 +162,17 @@ def unscored_ids(annotations: list[dict]) -> list[int]:
 def load_questions(path, source: Source = VQA2) -> list[dict]:
     """The question list of an official question file."""
     return _records(path, "questions", ("question_id", "image_id", "question"), source)
+
+
+def skipped_report(keys: list, scores: np.ndarray, answer_types: list, question_types: list | None,
+                   rules: str, skipped: list, name: str = "question_ids") -> dict:  # fmt: skip
+    """The report of `evaluate` from the scored questions' keys (question ids, or VizWiz's images),
+    scores [Q] and types, in annotation order; `skipped` lists the keys of the questions not scored."""
+    report = summarize_scores(scores, answer_types, question_types)
+    report["perQuestion"] = dict(zip(keys, percent_scores(scores)))
+    report["rules"] = rules
+    report["questions"] = len(keys)
+    if skipped:
+        report["skipped"] = {"reason": f"annotation without exactly {ANSWERS_PER_QUESTION} answers",
+                             "questions": len(skipped), name: skipped}  # fmt: skip
+    return report

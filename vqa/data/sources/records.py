@@ -218,7 +218,9 @@ def build_records(
         answer_types=at_table,
         question_type=qt,
         question_types=qt_table,
-        answerable=None if answerable is None else np.asarray([NONE if a is None else a for a in answerable], np.int8),  # fmt: skip
+        answerable=None
+        if answerable is None
+        else np.asarray([NONE if a is None else a for a in answerable], np.int8),  # fmt: skip
         question=question,
         answers=None if answers is None else Answers.build(answers, best or [None] * n),
     )

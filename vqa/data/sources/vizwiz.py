@@ -27,6 +27,7 @@ import numpy as np
 from vqa import io
 from vqa.data.answers import ANSWER_TYPES, ANSWERS_PER_QUESTION, clean_whitespace, normalize_answer
 from vqa.data.sources.base import Source, Split
+from vqa.data.sources.official import check_results, skipped_report
 from vqa.data.sources.records import Records, build_records
 from vqa.errors import UserError
 
@@ -134,8 +135,6 @@ def _f1(labels: np.ndarray, predicted: np.ndarray) -> float:
 
 def evaluate_vizwiz(annotations: Path, questions: Path | None, results, legacy: bool = False) -> dict:
     """`vqa eval --source vizwiz`: the report for a results file (a path, or its decoded entries)."""
-    from vqa.evaluate import check_results, skipped_report  # here: vqa.evaluate imports the sources
-
     if legacy:
         raise UserError("--legacy applies to the VQA evaluator's rule sets; VizWiz has one (drop --legacy)")
     if questions is not None and Path(questions) != Path(annotations):
@@ -149,7 +148,9 @@ def evaluate_vizwiz(annotations: Path, questions: Path | None, results, legacy: 
     if not scored:
         raise UserError(f"no annotation has exactly {ANSWERS_PER_QUESTION} answers, so nothing can be scored")
     data = results if isinstance(results, list) else io.read_json(results, "results")
-    preds = check_results(data, results, {e.image for e in scored}, set(skipped), key="image", hint=RESULT_HINT)
+    preds = check_results(
+        data, results, {e.image for e in scored}, set(skipped), key="image", hint=RESULT_HINT
+    )
     lengths = np.full(len(scored), ANSWERS_PER_QUESTION, np.int64)
     texts = [x.answer for e in scored for x in e.answers]
     scores = vizwiz_scores(texts, lengths, [preds[e.image] for e in scored])
@@ -182,7 +183,9 @@ VIZWIZ = Source(
     splits={
         "train": Split("train", annotated=True),
         "val": Split("val", annotated=True),
-        "test": Split("test", annotated=False, server="the test file for the VizWiz-VQA evaluation server (EvalAI)"),
+        "test": Split(
+            "test", annotated=False, server="the test file for the VizWiz-VQA evaluation server (EvalAI)"
+        ),
     },
     read=read_vizwiz,
     results_name="vizwiz_{split}_{name}_results.json",

@@ -17,10 +17,17 @@ VQA1 = Source(
     splits={
         "train2014": Split("train2014", annotated=True),
         "val2014": Split("val2014", annotated=True),
-        "test-dev2015": Split("test2015", annotated=False,
-                              server="test-dev questions only: for the Test-Dev phase of the VQA v1 server"),
-        "test2015": Split("test2015", annotated=False, size=244_302,
-                          server="the complete test file: for the Test-Standard phase, the accuracy papers report"),
+        "test-dev2015": Split(
+            "test2015",
+            annotated=False,
+            server="test-dev questions only: for the Test-Dev phase of the VQA v1 server",
+        ),
+        "test2015": Split(
+            "test2015",
+            annotated=False,
+            size=244_302,
+            server="the complete test file: for the Test-Standard phase, the accuracy papers report",
+        ),
     },  # fmt: skip
     read=read_vqa_format,
     results_name="vqa_OpenEnded_mscoco_{split}_{name}_results.json",

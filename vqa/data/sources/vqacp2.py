@@ -16,9 +16,12 @@ VQACP2 = Source(
     answers="vqacp_v2_{split}_annotations.json",
     splits={
         "train": Split(None, annotated=True),
-        "test": Split(None, annotated=True,
-                      server="VQA-CP has no evaluation server: its test annotations are public, score it with "
-                             "`vqa eval --source vqacp2`"),
+        "test": Split(
+            None,
+            annotated=True,
+            server="VQA-CP has no evaluation server: its test annotations are public, score it with "
+            "`vqa eval --source vqacp2`",
+        ),
     },  # fmt: skip
     read=read_vqa_format,
     results_name="vqacp_v2_{split}_{name}_results.json",
