@@ -6,10 +6,12 @@ CONFIG ?= configs/synthetic/avg_soft.yaml
 ARGS   ?=
 NPROC  ?= 1
 PRESET ?= small
+FORMAT ?= vqa2
 SEEDS  ?= 3
 JOBS   ?= 2
 LOGDIR ?= runs
-# make paper: the models x losses x seeds grid of configs/$(DATA)/, then `vqa compare` into $(OUT)
+# make paper: the models x losses x seeds grid of configs/$(DATA)/, then `vqa compare` into $(OUT);
+# DATA = synthetic | vqa2 | vqa1 | vqacp2 | vizwiz | okvqa | synthetic-<vqa1|vqacp2|vizwiz|okvqa>
 DATA   ?= synthetic
 MODELS ?= avg pool mcb
 LOSSES ?= hard_ce soft_ce
@@ -49,8 +51,9 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# make data FORMAT=vizwiz: the stand-in of another dataset, where configs/synthetic-<format>/ look
 data: install
-	$(BIN)/vqa synth --out data/synthetic/$(PRESET) --preset $(PRESET)
+	$(BIN)/vqa synth --out data/synthetic/$(PRESET)$(if $(filter-out vqa2,$(FORMAT)),-$(FORMAT)) --preset $(PRESET) --format $(FORMAT)
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir $(LOGDIR)

@@ -172,7 +172,7 @@ def _paper_args(p: argparse.ArgumentParser) -> None:
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench", help="folder for results.json and results.md")
     p.add_argument("--only", default="",
-                   help="comma-separated subset of: losses, eval, pipeline, memory, models, mcb (default: all)")  # fmt: skip
+                   help="comma-separated subset of: losses, eval, pipeline, loader, memory, models, mcb (default: all)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="fewer repeats and smaller sizes (smoke run)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="autocast precision of the models and pipeline benchmarks")  # fmt: skip
