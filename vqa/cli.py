@@ -19,7 +19,7 @@ from vqa.errors import UserError
 VERBS: dict[str, tuple[str, str, str]] = {
     "train": ("vqa.training.fit", "train_command", "train a model from a YAML config"),
     "synth": ("vqa.synth.generate", "synth_command",
-              "write a synthetic VQA v2 dataset (official JSON + HDF5 features)"),
+              "write a synthetic dataset in an official format (JSON + HDF5 features)"),
     "eval": ("vqa.evaluate", "eval_command", "score a results file exactly as the VQA evaluation server"),
     "predict": ("vqa.predict", "predict_command",
                 "answer every question of a split with a trained run; write a results file"),

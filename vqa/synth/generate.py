@@ -1,4 +1,6 @@
-"""generate() and `vqa synth`: scenes -> questions -> annotators -> files, one split at a time.
+"""generate() and `vqa synth`: scenes -> questions -> annotators -> files, one split at a time, in
+the files of the chosen format (vqa.synth.formats; each format's writer holds its splits, its
+question style and its file layout).
 
 Every split draws from its own seeded streams (the split's name and number are in the seed), so
 a split's files do not depend on the sizes of the others, and the same arguments give
@@ -30,7 +32,6 @@ from vqa.synth.formats import FORMATS, Item, Style, split_sizes
 from vqa.synth.presets import PRESETS
 from vqa.synth.scenes import make_scene
 from vqa.synth.stats import format_stats, prior_accuracy, split_stats
-from vqa.synth.vqa_files import SPLITS  # noqa: F401  (VQA v2's splits; tests and callers read them here)
 
 ID_RANGE = 999_999  # image ids of a split lie in [first, first + ID_RANGE)
 # What a dataset folder written by generate() holds, in any format (and the temporary files of an

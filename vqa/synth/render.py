@@ -1,4 +1,6 @@
-"""Drawings of synthetic scenes (`vqa synth --render`): one small PNG per image, COCO file names.
+"""Drawings of synthetic scenes (`vqa synth --render`): one small PNG per image, named as the
+dataset names its images (COCO_<subtype>_<12-digit id>.png; VizWiz: VizWiz_<split>_<8 digits>.jpg,
+a JPEG, since its questions name the file).
 
 Each object is drawn at the centre of its grid cell: its shape (cube: square, sphere: circle,
 cylinder: upright can, cone: triangle) filled with its colour, large or small; metal objects get
@@ -75,11 +77,8 @@ def render_scene(scene: dict, grid: int, size: int = RENDER_SIZE) -> Image.Image
     return img
 
 
-def png_name(subtype: str, image: int | str) -> str:
-    """COCO_<subtype>_<12-digit id>.png for an image id; a file name (VizWiz) keeps its stem."""
-    if isinstance(image, str):
-        return Path(image).stem + ".png"
-    return f"COCO_{subtype}_{image:012d}.png"
+def png_name(subtype: str, image_id: int) -> str:
+    return f"COCO_{subtype}_{image_id:012d}.png"
 
 
 def render_split(out_dir: Path, subtype: str, scenes: list[dict], grid: int, size: int = RENDER_SIZE) -> Path:
@@ -94,9 +93,10 @@ def render_split(out_dir: Path, subtype: str, scenes: list[dict], grid: int, siz
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         for scene in scenes:
-            render_scene(scene, grid, size).save(
-                tmp / png_name(subtype, scene.get("image", scene.get("image_id"))), format="PNG"
-            )
+            if "image" in scene:  # VizWiz keys questions by the photo's file name: keep it, a JPEG
+                render_scene(scene, grid, size).save(tmp / scene["image"], format="JPEG", quality=95)
+            else:
+                render_scene(scene, grid, size).save(tmp / png_name(subtype, scene["image_id"]), format="PNG")
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -114,6 +114,7 @@ def format_stats(stats: dict) -> str:
         lines.append(row)
     first, second = list(annotated)[:2]
     t = annotated[first]
+    first, second = first.removesuffix("2014"), second.removesuffix("2014")  # "train", "val", "test"
     lines.append(f"{'question-only prior, ' + second:<60}  |        {pct(stats['prior_accuracy_val'])}  |")
     balance = (
         f"; {first} yes {100 * t['yes_share']:.1f}% of yes/no, top count {100 * t['top_number_share']:.1f}% of number"
