@@ -1,22 +1,28 @@
-"""The model registry: MODELS maps a config name to a builder; build_model() looks it up."""
+"""The model registry: MODELS maps a config name to a model class; build_model() builds one.
+
+Every model takes (num_tokens, num_answers, image_dim) and its sizes by keyword, all explicit;
+build_model passes each size the class names from the ModelConfig, so a model file holds only
+its module and a new size is one ModelConfig field.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from dataclasses import asdict
 
 from torch import nn
 
 from vqa.errors import UserError
-from vqa.models.avg import build_avg
-from vqa.models.mcb import build_mcb
-from vqa.models.pool import build_pool
-from vqa.models.updn import build_updn
+from vqa.models.avg import AvgModel
+from vqa.models.mcb import MCBModel
+from vqa.models.pool import PoolModel
+from vqa.models.updn import UpDnModel
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "avg": build_avg,
-    "pool": build_pool,
-    "mcb": build_mcb,
-    "updn": build_updn,
+MODELS: dict[str, type[nn.Module]] = {
+    "avg": AvgModel,
+    "pool": PoolModel,
+    "mcb": MCBModel,
+    "updn": UpDnModel,
 }
 
 
@@ -24,4 +30,7 @@ def build_model(cfg, num_tokens: int, num_answers: int, image_dim: int) -> nn.Mo
     """Build `cfg.name` (a ModelConfig) for the given vocabulary and feature sizes."""
     if cfg.name not in MODELS:
         raise UserError(f"config: unknown model.name '{cfg.name}'; choose one of {', '.join(sorted(MODELS))}")
-    return MODELS[cfg.name](cfg, num_tokens, num_answers, image_dim)
+    model = MODELS[cfg.name]
+    accepted = inspect.signature(model).parameters
+    sizes = {k: v for k, v in asdict(cfg).items() if k in accepted}
+    return model(num_tokens, num_answers, image_dim, **sizes)

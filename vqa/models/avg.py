@@ -48,17 +48,3 @@ class AvgModel(nn.Module):
             v = l2_normalize(v)
         fused = self.q_proj(q) * self.v_proj(v)  # [B, hidden]
         return self.classifier(fused)  # [B, A]
-
-
-def build_avg(cfg, num_tokens: int, num_answers: int, image_dim: int) -> AvgModel:
-    return AvgModel(
-        num_tokens,
-        num_answers,
-        image_dim,
-        embed_dim=cfg.embed_dim,
-        rnn_dim=cfg.rnn_dim,
-        hidden_dim=cfg.hidden_dim,
-        dropout=cfg.dropout,
-        rnn=cfg.rnn,
-        normalize_image=cfg.normalize_image,
-    )

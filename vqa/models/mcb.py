@@ -172,19 +172,3 @@ class MCBModel(nn.Module):
         fused = self.fuse_mcb(q, v_att)  # [B, d]
         logits = self.classifier(self.dropout(fused))  # [B, A]
         return (logits, att) if return_attention else logits
-
-
-def build_mcb(cfg, num_tokens: int, num_answers: int, image_dim: int) -> MCBModel:
-    return MCBModel(
-        num_tokens,
-        num_answers,
-        image_dim,
-        embed_dim=cfg.embed_dim,
-        rnn_dim=cfg.rnn_dim,
-        mcb_dim=cfg.mcb_dim,
-        attention_dim=cfg.attention_dim,
-        glimpses=cfg.glimpses,
-        dropout=cfg.dropout,
-        rnn=cfg.rnn,
-        normalize_image=cfg.normalize_image,
-    )

@@ -67,19 +67,3 @@ class PoolModel(nn.Module):
         fused = self.fuse_q(q) * self.fuse_v(v_att)  # [B, hidden]
         logits = self.classifier(fused)  # [B, A]
         return (logits, att) if return_attention else logits
-
-
-def build_pool(cfg, num_tokens: int, num_answers: int, image_dim: int) -> PoolModel:
-    return PoolModel(
-        num_tokens,
-        num_answers,
-        image_dim,
-        embed_dim=cfg.embed_dim,
-        rnn_dim=cfg.rnn_dim,
-        hidden_dim=cfg.hidden_dim,
-        attention_dim=cfg.attention_dim,
-        glimpses=cfg.glimpses,
-        dropout=cfg.dropout,
-        rnn=cfg.rnn,
-        normalize_image=cfg.normalize_image,
-    )

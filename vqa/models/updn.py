@@ -83,19 +83,3 @@ class UpDnModel(nn.Module):
         h = self.q_net(q) * self.v_net(v_att)  # [B, hidden]
         logits = self.classifier(self.out_net(h))  # [B, A]
         return (logits, att) if return_attention else logits
-
-
-def build_updn(cfg, num_tokens: int, num_answers: int, image_dim: int) -> UpDnModel:
-    return UpDnModel(
-        num_tokens,
-        num_answers,
-        image_dim,
-        embed_dim=cfg.embed_dim,
-        rnn_dim=cfg.rnn_dim,
-        hidden_dim=cfg.hidden_dim,
-        attention_dim=cfg.attention_dim,
-        glimpses=cfg.glimpses,
-        dropout=cfg.dropout,
-        rnn=cfg.rnn,
-        normalize_image=cfg.normalize_image,
-    )
