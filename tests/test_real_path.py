@@ -16,7 +16,7 @@ import pytest
 from vqa.config import load_config
 from vqa.data.features import FeatureStore
 from vqa.data.text import PAD, UNK
-from vqa.data.vqa2 import load_split
+from vqa.data.sources.vqa2 import VQA2
 from vqa.data.word_vectors import load_word_vectors
 from vqa.features.convert import read_bottomup_tsv
 from vqa.synth.questions import OFFICIAL_QUESTION_TYPES
@@ -53,11 +53,12 @@ def download(mirror: Path, dest: Path, *args: str, **env: str) -> subprocess.Com
 
 def test_fixture_is_in_the_official_format():
     for split in ("train2014", "val2014"):
-        records = load_split(FIXTURE, split, QUESTIONS, ANNOTATIONS)
+        records = VQA2.load(FIXTURE, split)
         assert len(records) == 24 and len({r.image_id for r in records}) == 8
         assert {r.answer_type for r in records} == {"yes/no", "number", "other"}
-        for r in records:
-            ann = r.annotation
+        annotations = json.loads((FIXTURE / ANNOTATIONS.format(split=split)).read_text())["annotations"]
+        for r, ann in zip(records, annotations):
+            assert ann["question_id"] == r.question_id
             assert r.question_id // 1000 == r.image_id and r.question.endswith("?")
             assert [a["answer_id"] for a in ann["answers"]] == list(range(1, 11))
             assert {a["answer_confidence"] for a in ann["answers"]} <= {"yes", "maybe", "no"}
@@ -68,9 +69,9 @@ def test_fixture_is_in_the_official_format():
             )
         meta = json.loads((FIXTURE / QUESTIONS.format(split=split)).read_text())
         assert (meta["task_type"], meta["data_type"], meta["data_subtype"]) == ("Open-Ended", "mscoco", split)
-    dev = load_split(FIXTURE, "test-dev2015", QUESTIONS, ANNOTATIONS)
-    test = load_split(FIXTURE, "test2015", QUESTIONS, ANNOTATIONS)
-    assert all(r.annotation is None for r in test)
+    dev = VQA2.load(FIXTURE, "test-dev2015")
+    test = VQA2.load(FIXTURE, "test2015")
+    assert not test.annotated
     assert {r.question_id for r in dev} < {r.question_id for r in test}  # test-dev is part of test
 
 
@@ -217,7 +218,7 @@ def test_download_features_and_word_vectors(mirror, tmp_path, features, vectors)
     source = mirror_features(mirror, features, tmp_path)
     for split, question_splits in SPLIT_QUESTIONS.items():
         store = FeatureStore(dest / "vqa2" / pattern.format(split), kind="boxes")
-        asked = {r.image_id for s in question_splits for r in load_split(FIXTURE, s, QUESTIONS, ANNOTATIONS)}
+        asked = {r.image_id for s in question_splits for r in VQA2.load(FIXTURE, s)}
         assert set(store.index) == asked  # every image the split asks about, and no other
         assert store.dim == 2048
         for image_id in asked:  # the TSV's values, stored float16

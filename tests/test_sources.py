@@ -373,6 +373,11 @@ def test_end_to_end(name, tmp_path, capsys):
         assert scored["perAnswerType"].get(t) == best[f"val/accuracy_{answer_type_key(t)}"]
     key = "image" if source.keyed_by == "image" else "question_id"
     assert all(set(r) == {key, "answer"} for r in json.loads(results.read_text()))
+    # the trainer's own predictions file of the best epoch: the same server format and answers (predict
+    # also answers the questions without 10 answers, which training leaves out)
+    own = json.loads((run / f"predictions_{val}.json").read_text())
+    predicted = {json.dumps(r, sort_keys=True) for r in json.loads(results.read_text())}
+    assert own and all(json.dumps(r, sort_keys=True) in predicted for r in own)
     for split, info in source.splits.items():  # the test files go out under the server's names
         if not info.annotated:
             out_dir = tmp_path / split

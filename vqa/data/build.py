@@ -90,12 +90,17 @@ def open_store(cfg: Config, group: str, expected_dim: int | None = None) -> Feat
     return store
 
 
-def open_features(cfg: Config, records: Records, expected_dim: int | None = None) -> ImageFeatures:
-    """The features of every image of `records`, from the feature file of each image's folder."""
-    stores: dict[str, FeatureStore] = {}
+def open_features(
+    cfg: Config, records: Records, expected_dim: int | None = None, opened: dict | None = None
+) -> ImageFeatures:
+    """The features of every image of `records`, from the feature file of each image's folder;
+    `opened` shares the stores between splits (VQA-CP's train and test read the same two files)."""
+    opened = {} if opened is None else opened
     for group in records.groups:
-        stores[group] = open_store(cfg, group, expected_dim)
-        expected_dim = expected_dim or stores[group].dim
+        if group not in opened:
+            opened[group] = open_store(cfg, group, expected_dim)
+        expected_dim = expected_dim or opened[group].dim
+    stores = {g: opened[g] for g in records.groups}
     return ImageFeatures.resolve(stores, records, records.split)
 
 
@@ -126,8 +131,9 @@ def build_datasets(
         best = np.bincount(answers.best[answers.best >= 0], minlength=len(answers.strings))
         counts = Counter({answers.strings[i]: int(best[i]) for i in np.flatnonzero(best).tolist()})
         avocab = AnswerVocab.from_answers(counts, cfg.data.max_answers)
-    train_feats = open_features(cfg, train_records)
-    val_feats = open_features(cfg, val_records, expected_dim=train_feats.dim)
+    opened: dict[str, FeatureStore] = {}  # each feature file opened once
+    train_feats = open_features(cfg, train_records, opened=opened)
+    val_feats = open_features(cfg, val_records, expected_dim=train_feats.dim, opened=opened)
     common = dict(qvocab=qvocab, avocab=avocab, max_question_len=cfg.data.max_question_len,
                   oov=cfg.data.soft_targets_oov)  # fmt: skip
     # The hard loss has no target for a question whose most common answer is outside

@@ -153,9 +153,7 @@ class VQADataset(Dataset):
             ids, lengths[j], truncated = qvocab.encode(records.question[i], max_question_len)
             tokens[j] = ids
             self.report.truncated += truncated
-        self.records = records.select(rows)
-        if not keep_text:
-            self.records.drop_text()
+        self.records = (records if keep_text else records.without_text()).select(rows)
         self.report.kept = len(rows)
         self.annotated = records.annotated
         self.question, self.question_len = tokens, lengths

@@ -121,7 +121,7 @@ def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
                 is_best = progress.end_epoch(epoch, val)
                 log.epoch(epoch, state.step, train_loss, val, optimizer.param_groups[0]["lr"], rate, seconds)
                 if is_best:
-                    log.predictions(val["predictions"], data.avocab)
+                    log.predictions(val["predictions"], data.avocab, data.val.records)
                 if dist.main:
                     save_checkpoint(run_dir, model, state, progress, cfg, data, is_best)
                 patience = cfg.train.early_stop_patience

@@ -18,6 +18,7 @@ from torch.utils.tensorboard import SummaryWriter
 from vqa import io
 from vqa.config import Config, dump_yaml
 from vqa.data.answers import ANSWER_TYPES, AnswerVocab, answer_type_key
+from vqa.data.sources import get_source
 
 # val metrics logged as `val/<name>` every epoch, in this order
 VAL_SCALARS = ("loss", "hard_ce", "soft_ce", "accuracy",
@@ -117,14 +118,14 @@ class RunLog:
         with open(self.metrics_path, "a") as f:
             f.write(io.dumps({"epoch": epoch, "step": step, **scalars, "seconds": seconds}) + "\n")
 
-    def predictions(self, predictions: dict[int, int], avocab: AnswerVocab) -> None:
-        """The validation answers as a results file in the server's format: [{"question_id", "answer"}]."""
+    def predictions(self, predictions: dict[int, int], avocab: AnswerVocab, records) -> None:
+        """The validation answers as a results file in the source's server format (`vqa eval --source`
+        reads it): [{"question_id", "answer"}], or [{"image", "answer"}] for VizWiz."""
         if not self.enabled:
             return
-        results = [{"question_id": qid, "answer": avocab.itos[i]} for qid, i in sorted(predictions.items())]
-        io.write_text_atomic(
-            self.run_dir / f"predictions_{self.cfg.data.val_split}.json", json.dumps(results)
-        )
+        source = get_source(self.cfg.data.source)
+        results = source.results({q: avocab.itos[i] for q, i in predictions.items()}, records)
+        io.write_text_atomic(self.run_dir / f"predictions_{self.cfg.data.val_split}.json", json.dumps(results))
 
     def close(self) -> None:
         for w in (self.writer, self.steps_writer):

@@ -10,7 +10,7 @@ Python objects. Per question:
     question_type   int32 [Q]   into question_types (-1: none)
     answerable      int8  [Q]   VizWiz's 0 / 1 (-1: none), or None for sources without it
 
-and, only until the Dataset has encoded them (`drop_text`): the question text and the human
+and, only until the Dataset has encoded them (`without_text`): the question text and the human
 answers, interned (`Answers`: every distinct string once, int32 ids). `records[i]` builds a
 `Record` view of one question on demand.
 """
@@ -158,10 +158,9 @@ class Records:
             answers=None if self.answers is None else self.answers.select(rows),
         )
 
-    def drop_text(self) -> None:
-        """Free the question text and the answer strings (kept only until encoded)."""
-        self.question = None
-        self.answers = None
+    def without_text(self) -> Records:
+        """These records without the question text and the answer strings (kept only until encoded)."""
+        return replace(self, question=None, answers=None)
 
     def nbytes(self) -> int:
         """Bytes of the per-question arrays (the image table and type tables aside)."""
