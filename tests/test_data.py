@@ -53,12 +53,15 @@ def test_grid_and_boxes_stores(tiny_data):
     image_id = int(ids[3])
     x = grid_store.get(image_id)  # [S*S, D]
     S = grid.shape[2]
-    assert x.shape == (S * S, grid.shape[1]) and x.dtype == np.float32
+    assert x.shape == (S * S, grid.shape[1]) and x.dtype == np.float16  # as stored: Batch.to converts
     # cell (r, c) of the channel-first grid is row r*S + c of the flattened vectors
-    np.testing.assert_array_equal(x[1 * S + 2], grid[3, :, 1, 2].astype(np.float32))
+    np.testing.assert_array_equal(x[1 * S + 2], grid[3, :, 1, 2])
+    rows = grid_store.get_rows(np.array([5, 3, 5, 0]))  # one sorted read, in the asked order
+    for r, got in zip((5, 3, 5, 0), rows):
+        np.testing.assert_array_equal(got, grid_store.get_row(r))
     box_store = FeatureStore(tiny_data / "features_train2014.h5", "boxes", preload="ram")
     b = box_store.get(image_id)
-    np.testing.assert_array_equal(b, boxes[pos[3, 0] : pos[3, 1]].astype(np.float32))
+    np.testing.assert_array_equal(b, boxes[pos[3, 0] : pos[3, 1]])
     assert box_store.max_regions == int((pos[:, 1] - pos[:, 0]).max())
 
 

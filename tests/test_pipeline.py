@@ -54,14 +54,19 @@ def test_image_grouped_order_keeps_the_questions_of_an_image_together(dataset):
     assert list(s) != order  # images are reshuffled every epoch
 
 
-def test_a_batch_reads_each_image_once(dataset, monkeypatch):
-    reads = []
-    real_get = dataset.features.get
-    monkeypatch.setattr(dataset.features, "get", lambda image: reads.append(image) or real_get(image))
+def test_a_batch_reads_each_image_once_in_one_sorted_read(dataset, monkeypatch):
+    """__getitems__ asks each store for the batch's distinct rows once, sorted (one h5py call for a
+    grid file), and every item gets its own image's features."""
+    calls = []
+    store = dataset.features.stores[0]
+    real = store.get_rows
+    monkeypatch.setattr(store, "get_rows", lambda rows: calls.append(rows.tolist()) or real(rows))
     order = list(EpochSampler(dataset, seed=0, group_by_image=True))[:32]
     items = dataset.__getitems__(order)
-    assert len(items) == 32 and sorted(reads) == sorted(set(dataset.image[order].tolist()))
-    assert len(reads) < 32
+    images = sorted(set(dataset.image[order].tolist()))
+    assert len(calls) == 1 and calls[0] == sorted(calls[0]) and len(calls[0]) == len(images) < 32
+    for i, item in zip(order, items):
+        np.testing.assert_array_equal(item[2], dataset.features.get(int(dataset.image[i])))
 
 
 def test_workers_and_ram_preload_give_the_same_batches(dataset, tiny_data):

@@ -125,23 +125,35 @@ class FeatureStore:
         return self._file[self.key]
 
     def get(self, key: int | str) -> np.ndarray:
-        """Features of one image (by COCO id or file name) as float32 [regions, D]."""
+        """Features of one image (by COCO id or file name) as [regions, D] in the file's dtype."""
         return self.get_row(self.index[key])
 
     def get_row(self, row: int) -> np.ndarray:
-        """Features of the image in row `row` of the file, float32 [regions, D]."""
+        """Features of the image in row `row` of the file, [regions, D] in the file's dtype (float16
+        in ours: the batch stays float16 until it is on the device, where it becomes float32)."""
         data = self._dataset()
         if self.kind == "grid":
-            x = np.asarray(data[row])  # [D, H, W], usually float16
-            # torch's transposing copy is ~2x faster than numpy's strided astype here: this is
-            # the costliest line of the input pipeline for grid features (make bench: pipeline)
-            import torch  # here: `vqa convert` imports this module's layout names without torch
-
-            return torch.from_numpy(x.reshape(x.shape[0], -1)).T.float().contiguous().numpy()  # [H*W, D]
+            return self._cells(np.asarray(data[row]))
         if self.pos_boxes is not None:
             start, end = self.pos_boxes[row]
-            return np.asarray(data[start:end], dtype=np.float32)  # [n, D]
-        return np.asarray(data[row], dtype=np.float32)  # [K, D]
+            return np.asarray(data[start:end])  # [n, D]
+        return np.asarray(data[row])  # [K, D]
+
+    def get_rows(self, rows: np.ndarray) -> list[np.ndarray]:
+        """get_row for several rows: grid rows in one sorted h5py read (one call, not one per image)."""
+        if self.kind != "grid" or self._ram is not None or len(rows) < 2:
+            return [self.get_row(int(r)) for r in rows]
+        unique, inverse = np.unique(rows, return_inverse=True)  # h5py reads increasing, distinct rows
+        block = self._dataset()[unique]  # [U, D, H, W]
+        return [self._cells(block[i]) for i in inverse.tolist()]
+
+    @staticmethod
+    def _cells(x: np.ndarray) -> np.ndarray:
+        """[D, H, W] -> [H*W, D], same dtype. torch's transposing copy is ~2x faster than numpy's
+        here, the costliest line of the input pipeline for grid features (make bench: pipeline)."""
+        import torch  # here: `vqa convert` imports this module's layout names without torch
+
+        return torch.from_numpy(np.ascontiguousarray(x).reshape(x.shape[0], -1)).T.contiguous().numpy()
 
     def __getstate__(self):  # pickled into workers: drop the open handle
         state = self.__dict__.copy()
@@ -184,5 +196,14 @@ class ImageFeatures:
         return cls([stores[n] for n in names], which, row)
 
     def get(self, image: int) -> np.ndarray:
-        """Features of image `image` of the split's table, float32 [regions, D]."""
+        """Features of image `image` of the split's table, [regions, D] in the file's dtype."""
         return self.stores[self.store[image]].get_row(int(self.row[image]))
+
+    def get_many(self, images: list[int]) -> dict[int, np.ndarray]:
+        """{image: features} for a batch's distinct images, each store read once with sorted rows."""
+        images = np.unique(np.asarray(images, np.int64))
+        out: dict[int, np.ndarray] = {}
+        for s in np.unique(self.store[images]).tolist():
+            mine = images[self.store[images] == s]
+            out.update(zip(mine.tolist(), self.stores[s].get_rows(self.row[mine])))
+        return out

@@ -26,6 +26,8 @@ memory stays bounded whatever the number of images.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -202,3 +204,58 @@ class BoxWriter:
         self.images += len(self.buf)
         self.boxes = int(ends[-1])
         self.buf = []
+
+
+class RowWriterThread:
+    """GridRowWriter.write on one background thread, fed through a bounded queue.
+
+    The crash-safe protocol is GridRowWriter's, unchanged: each batch's rows are fsynced before
+    the count that commits them, batches in order. A batch's rows may still be on their way from
+    the GPU: the thread waits for the copy's CUDA event before it reads them. An error in the
+    thread stops the writing; `put` and `close` raise it in the main thread (a failed write as
+    the user error that says how to continue).
+    """
+
+    def __init__(self, writer: GridRowWriter, path: Path, depth: int = 4):
+        self.writer, self.path = writer, path
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)  # bounds the rows held in memory
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="extract-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain, so the main thread never blocks on a full queue
+            ids, grid, copied = item
+            try:
+                if copied is not None:
+                    copied.synchronize()  # the non-blocking copy from the GPU has landed
+                self.writer.write(ids, grid.numpy())
+            except OSError as e:
+                self.error = UserError(
+                    f"{self.path}: write failed ({e.strerror or e}); free disk space and run the "
+                    f"same command again to continue after image {self.writer.count:,}"
+                )
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                self.error = e
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, ids: np.ndarray, grid, copied=None) -> None:
+        """Queue rows (ids [b], grid CPU tensor [b, D, S, S]); `copied`: CUDA event of their copy."""
+        self._raise()
+        self.queue.put((ids, grid, copied))
+
+    def stop(self) -> None:
+        """Write what is queued and stop the thread (again: nothing)."""
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+
+    def close(self) -> None:
+        """stop(), then raise the thread's error if it had one."""
+        self.stop()
+        self._raise()
