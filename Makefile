@@ -7,11 +7,25 @@ ARGS   ?=
 NPROC  ?= 1
 PRESET ?= small
 FORMAT ?= vqa2
-SEEDS  ?= 3
 JOBS   ?= 2
 LOGDIR ?= runs
 # make paper: the models x losses x seeds grid of configs/$(DATA)/, then `vqa compare` into $(OUT);
-# DATA = synthetic | vqa2 | vqa1 | vqacp2 | vizwiz | okvqa | synthetic-<vqa1|vqacp2|vizwiz|okvqa>
+# DATA = synthetic | vqa2 | vqa1 | vqacp2 | vizwiz | okvqa | synthetic-<vqa1|vqacp2|vizwiz|okvqa>.
+# LOSSES are arms: loss names or named variants (vqa/report/runs.py ARMS; `shuffled`: soft_ce with
+# data.soft_target=shuffled). Runs are named <model>_<arm>_s<seed>.
+# make paper PROTOCOL=long: AVG and POOL x hard_ce, soft_ce, label_smoothing, shuffled x 5 seeds,
+# 60 epochs of configs/synthetic-long/ (the overfitting regime; about 2 h with JOBS=2) into
+# reports/synthetic-long/. Variables given on the command line still win (SEEDS=2 EPOCHS=3).
+PROTOCOL ?=
+ifeq ($(PROTOCOL),long)
+DATA   ?= synthetic-long
+MODELS ?= avg pool
+LOSSES ?= hard_ce soft_ce label_smoothing shuffled
+SEEDS  ?= 5
+else ifneq ($(PROTOCOL),)
+$(error PROTOCOL=$(PROTOCOL): give PROTOCOL=long, or none for the paper's 12-epoch grid)
+endif
+SEEDS  ?= 3
 DATA   ?= synthetic
 MODELS ?= avg pool mcb
 LOSSES ?= hard_ce soft_ce

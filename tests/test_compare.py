@@ -28,12 +28,13 @@ def row(epoch, acc, *, val_loss=None, yes_no=None, number=None, other=None):
     }  # fmt: skip
 
 
-def make_run(root, model, loss, seed, rows, *, epochs=None, data_root="data/synthetic/small", **train):
-    path = root / f"{model}_{loss}_s{seed}"
+def make_run(root, model, loss, seed, rows, *, epochs=None, data_root="data/synthetic/small", name=None, data=(),
+             **train):  # fmt: skip
+    path = root / (name or f"{model}_{loss}_s{seed}")
     path.mkdir(parents=True)
     config = {
         "name": path.name, "out_dir": str(root),
-        "data": {"root": data_root, "train_split": "train2014", "val_split": "val2014"},
+        "data": {"root": data_root, "train_split": "train2014", "val_split": "val2014", **dict(data)},
         "model": {"name": model, "hidden_dim": 64},
         "train": {"loss": loss, "seed": seed, "epochs": epochs or len(rows), "lr": 1e-3,
                   "early_stop_patience": 0, **train},
@@ -294,3 +295,209 @@ def test_best_row_and_completeness():
     assert is_complete(rows[:3], 3) and not is_complete(rows[:3], 5)
     assert is_complete(rows[:4], 10, patience=2) and not is_complete(rows[:4], 10, patience=3)
     assert not is_complete([], 1)
+
+
+# --- the claims' verdicts (vqa/report/claims.py), the loss rise, agreement buckets, null metrics ---
+
+T2_HALF = T2 / math.sqrt(3)  # half-width of a 3-seed interval per unit of std
+FALLS = [3.0, 2.5, 2.0, 1.9, 1.8, 1.7]  # val loss lowest at the last epoch: gap 5 - 6 = -1, rise 0
+
+
+def turns_up(seed):  # lowest at epoch 3, then up: gap 5 - 3 = 2, rise 0.3 + 0.1 * seed
+    return [3.0, 2.0, 1.5, 1.6, 1.7, 1.8 + 0.1 * seed]
+
+
+def claim_run(root, model, loss, seed, best, reach, val_loss, hard_ce=None, **kw):
+    """6 epochs, the best accuracy `best` at epoch 5; the AVG threshold 0.95 * 61 = 57.95 is first
+    reached at epoch `reach` (40 before, 58 from then); Y/N, Num, Other = All + 20, - 20, - 5."""
+    accs = [40.0 if e < reach else 58.0 for e in range(1, 5)] + [best, best - 0.5]
+    rows = curve(accs)
+    for r, v, h in zip(rows, val_loss, hard_ce or val_loss):
+        r["val/loss"], r["val/hard_ce"] = v, h
+    return make_run(root, model, loss, seed, rows, **kw)
+
+
+@pytest.fixture
+def claim_runs(tmp_path):
+    """Three models with 3 seeds of hard_ce and soft_ce, hard bests 60, 61, 62 (threshold 57.95) and
+    hard runs reaching it at epoch 3: AVG confirms every claim, POOL refutes it, MCB leaves it undecided.
+
+    soft - hard best (= each type's difference): AVG 2, 3, 4; POOL -1, -1.5, -2; MCB 3, -1, 1.
+    soft - hard epochs to the threshold: AVG -2, -2, -1; POOL 2, 2, 1; MCB -1, 1, 0.
+    hard val loss: AVG turns up (gap 2, rises 0.3, 0.4, 0.5), POOL falls (gap -1, rise 0), MCB mixed
+    (gaps 2, -1, 1; rises 0.3, 0, 0.1). soft val/hard_ce rise minus hard's: AVG -0.3, -0.4, -0.5;
+    POOL 0.3, 0.4, 0.5; MCB 0.1, 0, -0.1.
+    """
+    r = tmp_path / "runs"
+    mcb_hard = [turns_up(0), FALLS, [3.0, 2.0, 1.9, 1.5, 1.55, 1.6]]
+    mcb_soft = [turns_up(1), FALLS, FALLS]
+    spec = {  # model: (soft - hard best, soft reach, hard val loss of seed s, soft val loss of seed s)
+        "avg": ([2, 3, 4], [1, 1, 2], turns_up, lambda s: FALLS),
+        "pool": ([-1, -1.5, -2], [5, 5, 4], lambda s: FALLS, turns_up),
+        "mcb": ([3, -1, 1], [2, 4, 3], mcb_hard.__getitem__, mcb_soft.__getitem__),
+    }
+    for model, (gain, reach, hard_loss, soft_loss) in spec.items():
+        for s in range(3):
+            claim_run(r, model, "hard_ce", s, 60 + s, 3, hard_loss(s))
+            claim_run(
+                r,
+                model,
+                "soft_ce",
+                s,
+                60 + s + gain[s],
+                reach[s],
+                [v + 1 for v in soft_loss(s)],
+                hard_ce=soft_loss(s),
+            )  # fmt: skip  (own loss on another scale: the rise is the same)
+    return sorted(r.iterdir())
+
+
+def verdicts_of(summary, model):
+    return {c["claim"]: c["verdict"] for c in summary["claims"] if c["model"] == model}
+
+
+def test_claim_verdicts(claim_runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    code, stdout, _ = run_compare(capsys, claim_runs, out)
+    assert code == 0
+    s = json.loads((out / "summary.json").read_text())
+    claims = ["soft beats hard on All", "soft converges faster", "hard_ce shows the loss-accuracy discrepancy",
+              "soft_ce shows the loss-accuracy discrepancy", "soft shows less of it", "soft gains on Y/N",
+              "soft gains on Num", "soft gains on Other"]  # fmt: skip
+    assert [c["claim"] for c in s["claims"] if c["model"] == "avg"] == claims
+    avg, pool, mcb = (verdicts_of(s, m) for m in ("avg", "pool", "mcb"))
+    soft_disc = (
+        "soft_ce shows the loss-accuracy discrepancy"  # soft's own loss falls in AVG, turns up in POOL
+    )
+    assert avg == {**{k: "confirmed" for k in claims}, soft_disc: "refuted"}
+    assert pool == {**{k: "refuted" for k in claims}, soft_disc: "confirmed"}
+    assert mcb == {k: "undecided" for k in claims}
+
+    (all_, faster, disc) = [c for c in s["claims"] if c["model"] == "avg"][:3]
+    assert all_["estimates"][0] == pytest.approx(
+        {
+            "what": "soft_ce - hard_ce best accuracy (points)",
+            "digits": 2,
+            "n": 3,
+            "mean": 3.0,
+            "std": 1.0,
+            "ci_low": 3 - T2_HALF,
+            "ci_high": 3 + T2_HALF,
+            "t": T2,
+        }  # fmt: skip
+    )
+    assert faster["estimates"][0]["mean"] == pytest.approx(-5 / 3)
+    assert faster["estimates"][0]["ci_high"] == pytest.approx(-5 / 3 + T2_HALF * math.sqrt(1 / 3))  # < 0
+    gap, rise = disc["estimates"]
+    assert (gap["mean"], gap["ci_low"], gap["ci_high"]) == (2.0, 2.0, 2.0)  # gap 2 in every seed
+    assert rise["mean"] == pytest.approx(0.4) and rise["ci_low"] == pytest.approx(0.4 - 0.1 * T2_HALF)
+    mcb_disc = [c for c in s["claims"] if c["model"] == "mcb"][2]["estimates"]
+    assert mcb_disc[0]["mean"] == pytest.approx(2 / 3) and mcb_disc[1]["mean"] == pytest.approx(0.4 / 3)
+
+    line = (
+        f"AVG: soft beats hard on All: confirmed (soft_ce - hard_ce best accuracy (points) +3.00 "
+        f"[{3 - T2_HALF:+.2f}, {3 + T2_HALF:+.2f}], n=3)"
+    )
+    assert f"  {line}\n" in stdout and f"- {line}\n" in (out / "report.md").read_text()
+    assert (
+        "POOL: hard_ce shows the loss-accuracy discrepancy: refuted (best-accuracy epoch - lowest-val-loss "
+        "epoch -1.0 [-1.0, -1.0], n=3; val-loss rise after its minimum +0.0000 [+0.0000, +0.0000], n=3)"
+        in stdout
+    )
+
+
+def test_claims_with_controls_and_without_a_pair(claim_runs, tmp_path, capsys):
+    """A control arm adds 'soft beats <arm> on All'; a model without soft_ce says the paired claims are n/a."""
+    r = tmp_path / "runs"
+    for s in range(3):  # soft - shuffled: 1, 1.5, 2 (the shuffled arm: soft_ce on shuffled soft targets)
+        claim_run(r, "avg", "soft_ce", s, 60 + s + [2, 3, 4][s] - [1, 1.5, 2][s], 3, FALLS,
+                  name=f"avg_shuffled_s{s}", data={"soft_target": "shuffled"})  # fmt: skip
+    make_run(r, "updn", "hard_ce", 0, curve([1, 2, 3]))
+    paths = sorted(r.iterdir())
+    code, stdout, _ = run_compare(capsys, paths, tmp_path / "out")
+    assert code == 0
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    avg = verdicts_of(s, "avg")
+    assert avg["soft beats shuffled on All"] == "confirmed"  # 1.5 [1.5 -+ 0.5 * T2_HALF]
+    assert group(s, "avg", "shuffled")["runs"] == [f"avg_shuffled_s{i}" for i in range(3)]
+    assert verdicts_of(s, "updn") == {
+        "soft vs hard (claims 1, 2, 4)": "n/a",
+        "hard_ce shows the loss-accuracy discrepancy": "undecided",
+    }
+    assert "UPDN: soft vs hard (claims 1, 2, 4): n/a (needs soft_ce and hard_ce runs)" in stdout
+
+
+def test_loss_rise_gap_and_null_metrics(tmp_path, capsys):
+    """Hand-worked: val loss 3, 2, 1.5, 1.6, null, 1.8 is lowest at epoch 3 and has risen 1.8 - 1.5 = 0.3
+    by the last epoch; accuracy peaks at epoch 4: gap 1. null (strict JSON's missing) is skipped."""
+    rows = curve([10, 20, 30, 40, 35, 38])
+    for r, v, h in zip(rows, [3.0, 2.0, 1.5, 1.6, None, 1.8], [2.0, 1.0, 1.1, 1.25, 1.2, None]):
+        r["val/loss"], r["val/hard_ce"], r["val/accuracy_number"] = v, h, None
+    rows[4]["val/accuracy"] = None  # no accuracy at epoch 5: never the best
+    a = make_run(tmp_path, "avg", "hard_ce", 0, rows)
+    b = make_run(tmp_path, "avg", "hard_ce", 1, curve([10, 20, 30, 40, 35, 38], val_loss=1.0))
+    code, stdout, _ = run_compare(capsys, [a, b], tmp_path / "out")
+    assert code == 0
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    r0, r1 = s["runs"]
+    assert (r0["best_loss_epoch"], r0["best_epoch"], r0["gap"]) == (3, 4, 1)
+    assert r0["loss_rise"] == pytest.approx(0.3) and r0["hard_ce_rise"] == pytest.approx(0.2)  # 1.2 - 1.0
+    assert r0["number"] is None  # null read as missing
+    assert (r1["best_loss_epoch"], r1["gap"], r1["loss_rise"]) == (1, 3, 0.0)  # a flat loss: first epoch
+    g = group(s, "avg", "hard_ce")
+    t1 = math.tan(math.pi * 0.475)  # t quantile 0.975, 1 degree of freedom; std sqrt(2) / sqrt(2 seeds) = 1
+    assert g["intervals"]["gap"] == pytest.approx(  # gaps 1, 3
+        {"n": 2, "mean": 2.0, "std": math.sqrt(2), "ci_low": 2 - t1, "ci_high": 2 + t1, "t": t1}
+    )
+    assert g["intervals"]["loss_rise"]["mean"] == pytest.approx(0.15)  # rises 0.3, 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert f"| AVG | hard_ce | 2 | 40.00 [40.00, 40.00] | 2.0 [{2 - t1:.1f}, {2 + t1:.1f}] |" in report
+    assert "| avg_hard_ce_s0 | avg | hard_ce | 0 | 6/6 | 4 | 40.00 | 4 | " in report
+    assert "| 3 | 0.3000 | 0.2000 |" in report
+
+
+def test_stopped_early_reads_null_as_missing():
+    rows = curve([10, 30, 20, 20])
+    rows[1]["val/accuracy"] = None  # epoch 2 has no accuracy: the best is epoch 3's 20
+    assert not stopped_early(rows, 2) and stopped_early(rows, 1)
+
+
+def test_agreement_buckets(tmp_path, capsys):
+    """soft - hard per bucket at each run's best-All epoch; a bucket a run did not log is missing there."""
+    paths = []
+    for loss, accs, hi, lo in (("hard_ce", [30, 40, 35], [80, 90, 85], [20, 25, 22]),
+                               ("soft_ce", [30, 41, 36], [81, 92, 85], [20, 28, 22])):  # fmt: skip
+        for seed, shift in ((0, 0), (1, 1)):
+            rows = curve([a + shift for a in accs])
+            for r, h, lw in zip(rows, hi, lo):
+                r["val/accuracy_agree_high"], r["val/accuracy_agree_low"] = (
+                    h + shift,
+                    lw + 2 * shift * (loss == "soft_ce"),
+                )
+            paths.append(make_run(tmp_path / "runs", "avg", loss, seed, rows))
+    code, stdout, _ = run_compare(capsys, paths, tmp_path / "out")
+    assert code == 0
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["buckets"] == ["high", "low"]
+    assert group(s, "avg", "hard_ce")["buckets"]["high"] == pytest.approx(
+        {"n": 2, "mean": 90.5, "std": math.sqrt(0.5)}
+    )
+    d = difference(s, "avg", "soft_ce")["buckets"]
+    t1 = math.tan(math.pi * 0.475)
+    assert d["high"] == pytest.approx(
+        {"n": 2, "mean": 2.0, "std": 0.0, "ci_low": 2.0, "ci_high": 2.0, "t": t1}
+    )
+    assert d["low"]["mean"] == pytest.approx(4.0) and d["low"]["ci_low"] == pytest.approx(4 - t1)  # 3, 5
+    table = stdout.split("| Model | Loss | n | high | low |")[1]
+    assert "| AVG | soft_ce - hard_ce | 2 | +2.00 [+2.00, +2.00] | +4.00 [" in table
+    assert (
+        "## Agreement buckets\n\n| Model | Loss | n | high | low |"
+        in (tmp_path / "out" / "report.md").read_text()
+    )
+    assert "no agreement buckets" not in stdout
+
+
+def test_no_agreement_buckets_is_said(tmp_path, capsys):
+    a = make_run(tmp_path, "avg", "hard_ce", 0, curve([1, 2, 3]))
+    code, stdout, _ = run_compare(capsys, [a], tmp_path / "out")
+    assert code == 0 and "no agreement buckets logged in these runs" in stdout

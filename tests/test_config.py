@@ -32,13 +32,17 @@ def test_every_config_folder_is_checked():
     assert {f"synthetic-{s}" for s in ("vqa1", "vqacp2", "vizwiz", "okvqa")} <= set(FOLDERS)
 
 
+PAPER_MODELS = {"synthetic-long": ("avg", "pool")}  # the models `make paper` trains there; else avg pool mcb
+
+
 @pytest.mark.parametrize("folder", FOLDERS)
 def test_shipped_pairs_differ_only_in_the_loss(folder):
     """Every <model>_hard.yaml of every folder has a <model>_soft.yaml that differs in train.loss and
-    name alone, and `make paper DATA=<folder>` finds the default models (avg pool mcb)."""
+    name alone, and `make paper DATA=<folder>` finds the default models (avg pool mcb; the long
+    protocol's: avg pool)."""
     root = CONFIGS / folder
     hards = sorted(root.glob("*_hard.yaml"))
-    assert {p.stem for p in hards} >= {"avg_hard", "pool_hard", "mcb_hard"}
+    assert {p.stem for p in hards} >= {f"{m}_hard" for m in PAPER_MODELS.get(folder, ("avg", "pool", "mcb"))}
     assert {p.stem.replace("_soft", "_hard") for p in root.glob("*_soft.yaml")} == {p.stem for p in hards}
     for hard in hards:
         a = asdict(load_config(hard))
@@ -49,6 +53,18 @@ def test_shipped_pairs_differ_only_in_the_loss(folder):
         assert diff == {"name", "train", "train.loss"}, hard.name
         assert (a["train"]["loss"], b["train"]["loss"]) == ("hard_ce", "soft_ce"), hard.name
         assert a["model"]["name"] == hard.stem.split("_")[0]
+
+
+def test_long_protocol_is_the_synthetic_models_for_longer():
+    """configs/synthetic-long/: the models and optimizer of configs/synthetic/ on the tiny preset, 60 epochs."""
+    for name in ("avg_hard", "pool_soft"):
+        long, short = (load_config(CONFIGS / f / f"{name}.yaml") for f in ("synthetic-long", "synthetic"))
+        assert long.model == short.model and (long.train.lr, long.train.loss) == (
+            short.train.lr,
+            short.train.loss,
+        )
+        assert (long.data.root, long.data.synth_preset) == ("data/synthetic/tiny", "tiny")
+        assert (long.train.epochs, long.train.lr_decay_epochs) == (60, [45, 54])
 
 
 @pytest.mark.parametrize("source", ["vqa1", "vqacp2", "vizwiz", "okvqa"])

@@ -107,7 +107,10 @@ def test_eval_command_prints_and_writes_report(files, capsys, tmp_path):
     assert "  yes/no  100.00" in lines
     assert "  how many            50.00" in lines  # padded to the longest, "what color is the"
     report = json.loads(out.read_text())
-    assert set(report) == {"overall", "perAnswerType", "perQuestionType", "perQuestion", "rules", "questions"}
+    assert set(report) == {"overall", "perAnswerType", "perQuestionType", "perAgreement", "perQuestion", "rules",
+                           "questions"}  # fmt: skip
+    # top counts 10, 6, 5 ("two" is "2"), 10, 7: questions 1 + 4, 5, 2 + 3; none with 3 or fewer
+    assert report["perAgreement"] == {"10": 50.0, "7_9": 90.0, "4_6": 100.0, "le3": None}
     assert report["perQuestion"] == {"1": 100.0, "2": 100.0, "3": 100.0, "4": 0.0, "5": 90.0}
     assert [p.name for p in out.parent.iterdir()] == ["report.json"]  # no temp file left behind
     assert eval_command(_args(a, q, r, "--legacy", "--out", str(out))) == 0
@@ -120,7 +123,8 @@ def test_format_report_lists_every_type():
     assert lines[0] == "VQA accuracy (current rules, 5 questions): 78.00"
     assert lines[1] == "per answer type:" and lines[5] == "per question type:"
     assert lines[2:5] == ["  number   50.00", "  other    95.00", "  yes/no  100.00"]
-    assert len(lines) == 6 + 4
+    assert lines[10] == "per agreement (annotators giving the most common answer):"
+    assert len(lines) == 6 + 4 + 1 + 4
 
 
 def test_eval_command_rejects_mismatched_questions(files, tmp_path):

@@ -1,5 +1,8 @@
 """Each loss against a dense reference built from the same sparse targets."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,7 +10,13 @@ from helpers import random_batch
 
 from vqa.bench.losses import dense_soft_ce
 from vqa.errors import UserError
-from vqa.losses import LOSSES, get_loss
+from vqa.losses import (
+    LOSSES,
+    get_loss,
+    label_smoothing_entropy,
+    matching_label_smoothing,
+    soft_target_entropy,
+)
 
 A = 40
 
@@ -49,9 +58,20 @@ def _sampled_ce(x, batch):
     return -(target * torch.log_softmax(x[valid], 1)).sum(1).mean()
 
 
+def _label_smoothing(x, batch, epsilon=0.1):
+    # the smoothed one-hot target, dense: 1 - eps + eps / A on the most common answer, eps / A elsewhere
+    valid = batch.answer >= 0
+    target = torch.full((int(valid.sum()), A), epsilon / A, dtype=torch.float64)
+    target.scatter_add_(
+        1, batch.answer[valid, None], torch.full((int(valid.sum()), 1), 1 - epsilon, dtype=torch.float64)
+    )
+    return -(target * torch.log_softmax(x[valid], 1)).sum(1).mean()
+
+
 # Every registered loss needs one: test_loss_and_gradient_match_dense_reference fails for a loss
 # added to LOSSES without a dense float64 reference here.
-REFERENCES = {"hard_ce": _hard_ce, "soft_ce": _soft_ce, "kl": _kl, "bce": _bce, "sampled_ce": _sampled_ce}
+REFERENCES = {"hard_ce": _hard_ce, "soft_ce": _soft_ce, "kl": _kl, "bce": _bce, "sampled_ce": _sampled_ce,
+              "label_smoothing": _label_smoothing}  # fmt: skip
 
 
 @pytest.fixture
@@ -137,6 +157,44 @@ def test_losses_run_in_fp32_under_bf16_logits():
         assert fn(logits, b).dtype == torch.float32, name
 
 
+@pytest.mark.parametrize("epsilon", [0.0, 0.3, 0.9])
+def test_get_loss_binds_train_label_smoothing(batch, epsilon):
+    """get_loss gives the loop a loss_fn(logits, batch) with train.label_smoothing as its epsilon; at 0
+    it is hard_ce."""
+    logits = torch.randn(16, A, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    loss_fn = get_loss("label_smoothing", epsilon)
+    assert loss_fn(logits.float(), batch).item() == pytest.approx(
+        _label_smoothing(logits, batch, epsilon).item(), rel=1e-6
+    )
+    per = loss_fn(logits.float(), batch, reduction="none")
+    assert per.shape == ((batch.answer >= 0).sum(),)
+    if epsilon == 0.0:
+        assert per.tolist() == pytest.approx(
+            LOSSES["hard_ce"](logits.float(), batch, reduction="none").tolist()
+        )
+    assert get_loss("soft_ce", epsilon) is LOSSES["soft_ce"]  # the others take no setting
+
+
+def test_matching_label_smoothing_hand_worked():
+    """7 of 10 annotators gave one answer, 3 gave one other answer each: the human soft target is
+    (.7, .1, .1, .1), which is exactly the label-smoothed target over A = 4 answers with eps = .4
+    (1 - .4 + .4 / 4 = .7 and .4 / 4 = .1), so the matching eps is .4. A question without an
+    in-vocabulary answer (a row of padding) carries no soft target and changes nothing; a unanimous
+    split matches eps = 0."""
+    seven_one_one_one = np.array([[7, 1, 1, 1, 0, 0, 0, 0, 0, 0]], np.uint8)
+    h = -(0.7 * math.log(0.7) + 3 * 0.1 * math.log(0.1))  # 0.9404 nats
+    assert soft_target_entropy(seven_one_one_one) == pytest.approx(h)
+    assert label_smoothing_entropy(0.4, 4) == pytest.approx(h)
+    assert matching_label_smoothing(seven_one_one_one, 4) == pytest.approx(0.4, abs=1e-9)
+    padded = np.vstack([seven_one_one_one, np.zeros((1, 10), np.uint8)])
+    assert matching_label_smoothing(padded, 4) == pytest.approx(0.4, abs=1e-9)
+    # answers outside the vocabulary are dropped: 7 + 1 + 1 in the vocabulary is (7/9, 1/9, 1/9)
+    dropped = np.array([[7, 1, 1, 0, 0, 0, 0, 0, 0, 0]], np.uint8)
+    assert soft_target_entropy(dropped) == pytest.approx(-(7 / 9 * math.log(7 / 9) + 2 / 9 * math.log(1 / 9)))
+    unanimous = np.array([[10, 0, 0, 0, 0, 0, 0, 0, 0, 0]] * 3, np.uint8)
+    assert matching_label_smoothing(unanimous, 3000) == pytest.approx(0.0, abs=1e-12)
+
+
 def test_unknown_loss_names_the_valid_ones():
     with pytest.raises(UserError, match="hard_ce.*soft_ce"):
         get_loss("softce")
@@ -149,5 +207,6 @@ def test_reduction_none_gives_the_per_question_losses_of_the_mean(name, batch):
     mean = LOSSES[name](logits, batch)
     torch.manual_seed(0)
     per = LOSSES[name](logits, batch, reduction="none")
-    assert per.shape == ((batch.answer >= 0).sum(),) if name == "hard_ce" else per.shape == (16,)
+    hard_target = name in ("hard_ce", "label_smoothing")  # questions without a hard target are left out
+    assert per.shape == ((batch.answer >= 0).sum(),) if hard_target else per.shape == (16,)
     assert per.mean().item() == pytest.approx(mean.item(), rel=1e-6)

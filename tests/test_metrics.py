@@ -3,11 +3,20 @@
 import copy
 import random
 import string
+from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
+from vqa.agreement import (
+    AGREEMENT_BUCKETS,
+    accuracy_by_agreement,
+    bucket_label,
+    bucket_names,
+    bucket_of,
+    top_counts,
+)
 from vqa.data.answers import (
     AnswerVocab,
     build_targets,
@@ -288,3 +297,76 @@ def test_array_summaries_equal_the_dict_ones():
     both = summarize_scores(values, list(answer_types.values()), list(question_types.values()))
     assert both == summarize(scores, answer_types, question_types)
     assert percent_scores(values) == [round(100 * s, 2) for s in values.tolist()]
+
+
+# --- accuracy by human agreement (vqa/agreement.py)
+
+
+def test_agreement_buckets_cover_every_top_count_once():
+    names = [name for name, _, _ in AGREEMENT_BUCKETS]
+    assert names == ["10", "7_9", "4_6", "le3"]
+    assert [bucket_of(c) for c in range(11)] == ["le3"] * 4 + ["4_6"] * 3 + ["7_9"] * 3 + ["10"]
+    assert bucket_names(np.array([10, 9, 4, 1], np.int8)) == ["10", "7_9", "4_6", "le3"]
+    assert [bucket_label(n) for n in names] == ["10", "7-9", "4-6", "<=3"]
+    # the edges follow the official score: full credit from 4 matching answers on
+    assert [score_from_count(c) for c in (3, 4)] == [0.9, 1.0]
+    with pytest.raises(ValueError):
+        bucket_of(11)
+
+
+@pytest.mark.parametrize("rules", ["current", "legacy", "vizwiz"])
+def test_top_counts_count_the_answers_as_the_evaluator_compares_them(rules):
+    """The top count is that of the evaluator's keys (gt_keys), every answer counted: "Yes", "yes" and
+    " yes\\n" are one answer of a split question under the current rules, three under VizWiz's."""
+    rng = random.Random(11)
+    questions = [_random_question(rng) for _ in range(500)]
+    keys = {
+        "current": gt_keys,
+        "legacy": lambda a: gt_keys(a, legacy=True),
+        "vizwiz": list,
+    }[rules]
+    expected = [Counter(keys(q)).most_common(1)[0][1] for q in questions]
+    texts = [a for q in questions for a in q]
+    assert top_counts(texts, rules).tolist() == expected
+    assert len(set(expected)) >= 5  # not degenerate
+    # `vqa eval`'s fast path reads them off its own keys, in the same pass as the scores
+    preds = [rng.choice(TRICKY) for _ in questions]
+    if rules != "vizwiz":
+        _, top = distinct_answer_scores(
+            texts, [10] * len(questions), preds, rules == "legacy", top_count=True
+        )
+        assert top.tolist() == expected
+    assert top_counts(["Yes", "yes", " yes\n"] + ["no"] * 7, rules).tolist() == [
+        {"current": 7, "legacy": 7, "vizwiz": 7}[rules]
+    ]
+    assert top_counts(["Yes"] * 5 + ["yes"] * 5, rules).tolist() == [{"current": 10}.get(rules, 5)]
+
+
+def test_accuracy_by_agreement_rounds_as_the_official_tool_and_leaves_empty_buckets_null():
+    scores = np.array([1.0, 0.3, 0.9, 0.6, 1.0])
+    buckets = ["10", "le3", "le3", "4_6", "10"]
+    assert accuracy_by_agreement(scores, buckets) == {"10": 100.0, "7_9": None, "4_6": 60.0, "le3": 60.0}
+    assert accuracy_by_agreement(np.array([]), []) == {"10": None, "7_9": None, "4_6": None, "le3": None}
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_eval_report_per_agreement_hand_worked(legacy):
+    """`vqa eval`'s perAgreement on hand-worked questions (answers, prediction, top count current / legacy)."""
+    from vqa.evaluate import evaluate  # the report form of `vqa eval`
+
+    cases = [
+        (["Yes"] * 10, "Yes"),  # 10 / 10; scores 1 / 0 (legacy normalizes only the prediction)
+        (["yes"] * 5 + ["Yes"] * 5, "yes"),  # 10 (normalized, one answer) / 5 (two); scores 1 / 1
+        (["cat"] * 3 + ["dog"] * 7, "dog"),  # 7 / 7; scores 1 / 1
+        (["a"] * 3 + ["b"] * 3 + ["c"] * 2 + ["d"] * 2, "b"),  # 3 / 3; scores .9 / .9
+    ]
+    annotations = [
+        {"question_id": q, "answer_type": "other", "question_type": "what",
+         "answers": [{"answer_id": j, "answer": a} for j, a in enumerate(answers)]}
+        for q, (answers, _) in enumerate(cases)
+    ]  # fmt: skip
+    report = evaluate({q: pred for q, (_, pred) in enumerate(cases)}, annotations, legacy=legacy)
+    if legacy:
+        assert report["perAgreement"] == {"10": 0.0, "7_9": 100.0, "4_6": 100.0, "le3": 90.0}
+    else:
+        assert report["perAgreement"] == {"10": 100.0, "7_9": 100.0, "4_6": None, "le3": 90.0}

@@ -7,11 +7,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vqa.cli import main
 from vqa.config import dump_yaml, load_config
 from vqa.errors import UserError
-from vqa.report.paper import action, plan
+from vqa.report import paper, runs
+from vqa.report.paper import action, parse_arm, plan
+from vqa.report.runs import ARMS, Run, flatten
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "synthetic"
@@ -35,10 +38,12 @@ def test_plan_names_configs_and_overrides(tmp_path):
 
 
 def test_plan_errors(tmp_path, capsys):
-    with pytest.raises(UserError, match="'bogus' is not one of .*soft_ce"):
+    with pytest.raises(UserError, match="'bogus' is not one of .*soft_ce.* nor a named variant \\(shuffled"):
         jobs(tmp_path, losses=("bogus",))
     with pytest.raises(UserError, match="train.seed.*set by the grid"):
         jobs(tmp_path, extra=("train.seed=3",))
+    with pytest.raises(UserError, match="data.soft_target.*set by the grid"):  # the arms set it
+        jobs(tmp_path, extra=("data.soft_target=shuffled",))
     args = [
         "paper",
         "--config-dir",
@@ -53,6 +58,45 @@ def test_plan_errors(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope_hard.yaml" in err[0] and "not found" in err[0]
+
+
+def test_arms_parse():
+    """An arm is a loss name, or a named variant: a loss plus config values (runs.ARMS)."""
+    from vqa.losses import LOSSES
+
+    assert not set(ARMS) & set(LOSSES)  # a name means one thing
+    assert parse_arm("shuffled", LOSSES) == ("soft_ce", ["data.soft_target=shuffled"])
+    assert parse_arm("hard_ce", LOSSES) == ("hard_ce", []) and parse_arm("kl", LOSSES) == ("kl", [])
+    with pytest.raises(UserError, match="'soft_ce:shuffled' is not one of"):
+        parse_arm("soft_ce:shuffled", LOSSES)
+
+
+def test_plan_arms_and_their_run_folders(tmp_path, monkeypatch):
+    """A named variant trains the soft config with its values; `vqa compare` reads the arm back."""
+    renorm = {"renorm": ("soft_ce", {"data.soft_targets_oov": "renormalize"})}  # a key every config has
+    monkeypatch.setattr(paper, "ARMS", renorm)
+    monkeypatch.setattr(runs, "ARMS", renorm)
+    grid = jobs(tmp_path, losses=("hard_ce", "soft_ce", "renorm"), seeds=1)
+    assert [j.name for j in grid] == ["avg_hard_ce_s0", "avg_soft_ce_s0", "avg_renorm_s0"]
+    hard, soft, variant = grid
+    assert variant.config_file == CONFIGS / "avg_soft.yaml" and variant.cfg.train.loss == "soft_ce"
+    assert (variant.cfg.data.soft_targets_oov, soft.cfg.data.soft_targets_oov) == ("renormalize", "drop")
+    arms = [Run(j.run_dir, flatten(yaml.safe_load(dump_yaml(j.cfg))), []).arm for j in grid]
+    assert arms == ["hard_ce", "soft_ce", "renorm"]
+
+
+def test_plan_shuffled_arm(tmp_path):
+    from vqa.config import DataConfig
+
+    if "soft_target" not in DataConfig.__dataclass_fields__:
+        pytest.skip("data.soft_target is not a config key yet")
+    (job,) = jobs(tmp_path, losses=("shuffled",), seeds=1)
+    assert (job.name, job.cfg.train.loss, job.cfg.data.soft_target) == (
+        "avg_shuffled_s0",
+        "soft_ce",
+        "shuffled",
+    )
+    assert Run(job.run_dir, flatten(yaml.safe_load(dump_yaml(job.cfg))), []).arm == "shuffled"
 
 
 def write_run(job, epochs_done, *, planned=None, checkpoint=True, accs=None, **overrides):
@@ -84,7 +128,9 @@ def test_skip_resume_start(tmp_path):
     assert action(d) == ("resume", 2)
     write_run(e, 3, accs=[50, 40, 30])  # early stopping ended it: 2 epochs without a better accuracy
     assert action(e) == ("skip", 3)
-    write_run(f, 0, checkpoint=False)  # killed before its first checkpoint: --resume starts it from its config
+    write_run(
+        f, 0, checkpoint=False
+    )  # killed before its first checkpoint: --resume starts it from its config
     assert action(f) == ("resume", 0)
 
 

@@ -371,6 +371,8 @@ def test_end_to_end(name, tmp_path, capsys):
     assert scored["overall"] == best["val/accuracy"]
     for t in ANSWER_TYPES:
         assert scored["perAnswerType"].get(t) == best[f"val/accuracy_{answer_type_key(t)}"]
+    for bucket, accuracy in scored["perAgreement"].items():  # by human agreement too (vqa.agreement)
+        assert accuracy == best[f"val/accuracy_agree_{bucket}"], bucket
     key = "image" if source.keyed_by == "image" else "question_id"
     assert all(set(r) == {key, "answer"} for r in json.loads(results.read_text()))
     # the trainer's own predictions file of the best epoch: the same server format and answers (predict

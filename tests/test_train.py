@@ -7,6 +7,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from vqa.agreement import AGREEMENT_BUCKETS
 from vqa.cli import main
 from vqa.data.sources.vqa2 import VQA2
 from vqa.evaluate import evaluate, load_annotations
@@ -106,6 +107,12 @@ def test_predict_and_eval_reproduce_the_logged_accuracy(runs, tiny_data, tmp_pat
     assert scored["overall"] == best["val/accuracy"]
     for t, key in (("yes/no", "yes_no"), ("number", "number"), ("other", "other")):
         assert scored["perAnswerType"][t] == best[f"val/accuracy_{key}"]
+    # and per agreement bucket: the same top count (every answer, keyed as the evaluator keys them)
+    buckets = [bucket for bucket, _, _ in AGREEMENT_BUCKETS]
+    assert list(scored["perAgreement"]) == buckets
+    for bucket in buckets:
+        assert scored["perAgreement"][bucket] == best[f"val/accuracy_agree_{bucket}"], bucket
+    assert len({scored["perAgreement"][bucket] for bucket in buckets}) > 1  # the buckets differ
     # the predictions file the trainer wrote at its best epoch is the same results file
     written = json.loads((runs / name / "predictions_val2014.json").read_text())
     assert sorted(written, key=lambda r: r["question_id"]) == json.loads(results.read_text())

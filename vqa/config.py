@@ -38,6 +38,7 @@ class DataConfig:
     max_question_len: int = 14  # longer questions are truncated (counted and reported)
     min_token_count: int = 1  # rarer question words map to <unk>
     soft_targets_oov: str = "drop"  # drop (paper's code) | renormalize in-vocabulary weights
+    soft_target: str = "human"  # human | shuffled (control: weights moved to answers of the same type)
     preload: str = "none"  # none | ram (read a whole feature file into memory; off by default)
     num_workers: int = 0  # DataLoader worker processes (pinned memory on CUDA, persistent workers)
     sampler: str = (
@@ -65,6 +66,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     loss: str = "soft_ce"  # a key of vqa.losses.LOSSES
+    label_smoothing: float = 0.1  # epsilon of the label_smoothing loss (vqa.losses.matching_label_smoothing)
     epochs: int = 10
     batch_size: int = 64
     optimizer: str = "adam"  # adam | adamw | sgd
@@ -105,6 +107,7 @@ class Config:
 CHOICES = {
     "data.features": ("grid", "boxes"),
     "data.soft_targets_oov": ("drop", "renormalize"),
+    "data.soft_target": ("human", "shuffled"),
     "data.preload": ("none", "ram"),
     "data.sampler": ("random", "image_grouped"),
     "train.precision": ("fp32", "bf16", "fp16"),
@@ -129,6 +132,7 @@ RANGES = [
     *((k, _non_negative, ">= 0") for k in ("train.weight_decay", "train.grad_clip", "train.warmup_epochs",
       "train.early_stop_patience", "data.num_workers", "data.min_token_count", "data.feature_dim")),
     ("model.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("train.lr_decay_factor", lambda v: 0 < v <= 1, "in (0, 1]"),
 ]  # fmt: skip
 

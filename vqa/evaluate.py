@@ -8,7 +8,9 @@
 
 The report has the official tool's structure (overall, perAnswerType, perQuestionType, per-question scores
 as its evalQA) plus the rules used ("current", the server's since 2021, or "legacy", pre-2021 / OpenVQA):
-on adversarial strings the two differ by many points, so a number without its rules is ambiguous.
+on adversarial strings the two differ by many points, so a number without its rules is ambiguous. It adds
+perAgreement: the accuracy of the questions grouped by how many annotators gave the most common answer
+(vqa/agreement.py), the same buckets the training loop logs as `val/accuracy_agree_*`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from vqa.agreement import AGREEMENT_BUCKETS, bucket_label, top_counts
 from vqa.data.answers import ANSWERS_PER_QUESTION, has_all_answers
 from vqa.data.sources import Source, get_source
 from vqa.data.sources.official import (  # noqa: F401 - the checked readers, also imported from here
@@ -55,13 +58,16 @@ def evaluate(results: dict[int, str], annotations: list[dict], legacy: bool = Fa
     answer_types = {a["question_id"]: a["answer_type"] for a in annotations}
     question_types = {a["question_id"]: a["question_type"] for a in annotations}
     qids = list(scores)
+    rules = "legacy" if legacy else "current"
+    texts = [x["answer"] for a in annotations for x in a["answers"]]
     return skipped_report(
         qids,
         np.fromiter(scores.values(), np.float64, len(qids)),
         [answer_types[q] for q in qids],
         [question_types[q] for q in qids],
-        "legacy" if legacy else "current",
+        rules,
         skipped,
+        top_counts=top_counts(texts, rules),
     )
 
 
@@ -160,8 +166,12 @@ def typed_report(args: argparse.Namespace) -> dict | None:
         distinct[i] = len({x.answer_id for x in annotations[i].answers}) == ANSWERS_PER_QUESTION
     if not distinct.all():  # equal answer ids: the official loop compares whole answer dicts
         return None
-    scores = distinct_answer_scores(
-        [x.answer for a in annotations for x in a.answers], lengths, [preds[q] for q in qids], args.legacy
+    scores, top = distinct_answer_scores(
+        [x.answer for a in annotations for x in a.answers],
+        lengths,
+        [preds[q] for q in qids],
+        args.legacy,
+        top_count=True,
     )
     return skipped_report(
         qids,
@@ -170,6 +180,7 @@ def typed_report(args: argparse.Namespace) -> dict | None:
         [a.question_type for a in annotations],
         "legacy" if args.legacy else "current",
         skipped,
+        top_counts=top,
     )
 
 
@@ -185,6 +196,11 @@ def format_report(report: dict) -> str:
         width = max((len(t) for t in table), default=0)
         lines.append(f"{title}:")
         lines += [f"  {t:<{width}}  {table[t]:6.2f}" for t in sorted(table)]
+    if "perAgreement" in report:  # buckets in their order, "-" where the split has no such question
+        lines.append("per agreement (annotators giving the most common answer):")
+        for name, _, _ in AGREEMENT_BUCKETS:
+            value = report["perAgreement"][name]
+            lines.append(f"  {bucket_label(name):<3}  " + ("     -" if value is None else f"{value:6.2f}"))
     if report.get("unanswerability"):
         u = report["unanswerability"]
         ap = (

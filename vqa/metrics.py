@@ -115,8 +115,8 @@ def _key_map(fn: Callable[[str], str], strings: list[str], keys: _Ids, needed: n
 
 
 def distinct_answer_scores(
-    texts: list[str], lengths: np.ndarray, preds: list[str], legacy: bool = False
-) -> np.ndarray:
+    texts: list[str], lengths: np.ndarray, preds: list[str], legacy: bool = False, top_count: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Official accuracy [Q] (float64) of one predicted string per question, when each question's ground
     truth answers are distinct (unique answer_id, as in every VQA release): bit for bit the official loop.
 
@@ -124,7 +124,8 @@ def distinct_answer_scores(
     question i). Vectorized: every distinct string is interned and cleaned / normalized once, the compared
     keys become integer ids in a [questions, answers] array (one per answer count: VQA has only 10),
     unanimity and matches are array operations, and each question's score is that of its match pattern
-    (`_pattern_score`: the literal loop, run once per distinct pattern).
+    (`_pattern_score`: the literal loop, run once per distinct pattern). With `top_count`, also each
+    question's top count from the same keys (int8 [Q], vqa.agreement), which costs no second pass.
     """
     lengths = np.asarray(lengths, np.int64)
     n = len(lengths)
@@ -142,16 +143,21 @@ def distinct_answer_scores(
         starts = np.cumsum(lengths) - lengths
         groups = [(rows, gt[starts[rows, None] + np.arange(size)]) for size in sizes
                   for rows in [np.flatnonzero(lengths == size)]]  # fmt: skip
+    top = np.zeros(n, np.int8)
     for rows, answers in groups:
-        scores[rows] = _group_scores(answers, pred[rows], strings, keys, legacy)
-    return scores
+        scores[rows], gt_key = _group_scores(answers, pred[rows], strings, keys, legacy)
+        if top_count:
+            from vqa.agreement import most_common_count  # not at the top: vqa.agreement imports this module
+
+            top[rows] = most_common_count(gt_key)
+    return (scores, top) if top_count else scores
 
 
 def _group_scores(
     gt: np.ndarray, pred: np.ndarray, strings: list[str], keys: _Ids, legacy: bool
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """`distinct_answer_scores` of questions with the same number of answers: raw string ids gt [M, L] and
-    pred [M] -> scores [M]."""
+    pred [M] -> (scores [M], the compared ground-truth keys [M, L])."""
     if legacy:  # ground truth raw, punctuation only when not unanimous; prediction always normalized
         split = (gt != gt[:, :1]).any(1)  # [M] not unanimous
         gt_key = np.where(
@@ -176,12 +182,12 @@ def _group_scores(
                 for row, p in zip(gt_key.tolist(), pred_key.tolist())
             ],
             np.float64,
-        )
+        ), gt_key
     packed = np.zeros((len(match), 4), np.uint8)  # bit j of the little-endian uint32: answer j matches
     packed[:, : (n_answers + 7) // 8] = np.packbits(match, axis=1, bitorder="little")
     patterns, inverse = np.unique(packed.view("<u4").ravel(), return_inverse=True)
     values = np.array([_pattern_score(n_answers, m) for m in patterns.tolist()], np.float64)
-    return values[inverse.reshape(-1)]
+    return values[inverse.reshape(-1)], gt_key
 
 
 # The characters process_punctuation acts on: its 21 and the period.

@@ -144,6 +144,8 @@ def build_datasets(
         f"{len(qvocab):,} question words, {len(avocab):,} answers, image features {train_feats.kind} dim {train_feats.dim}"
     ]
     lines += train.report.lines() + val.report.lines()
+    if cfg.data.soft_target == "shuffled":  # the control: training targets only, validation stays human
+        lines.append(train.shuffle_soft_targets(len(avocab), cfg.train.seed))
     return Data(train, val, qvocab, avocab, train_feats.dim, lines)
 
 

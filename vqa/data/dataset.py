@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from vqa.agreement import top_counts_of_ids
 from vqa.data.answers import (
     ANSWERS_PER_QUESTION,
     OOV_MODES,
@@ -126,10 +127,15 @@ class VQADataset(Dataset):
         keep = scored | (keep_unscored or not records.annotated)  # bool [Q]
         answer = np.full(n, -1, np.int32)
         idx, count = np.zeros((n, K), np.int32), np.zeros((n, K), np.uint8)
+        top = np.zeros(n, np.int8)  # how many annotators gave the most common answer (0: not scored)
         if scored.any():
-            t = encode_targets(records.answers.select(scored), avocab, records.rules)
+            answers = records.answers.select(scored)
+            t = encode_targets(answers, avocab, records.rules)
             rows = np.flatnonzero(scored)
             answer[rows], idx[rows], count[rows] = t.answer, t.idx, t.count
+            # every answer counts, in the vocabulary or not: vqa eval's keys (the agreement buckets)
+            keys = answers.ids.reshape(-1, ANSWERS_PER_QUESTION)  # [Q', 10]
+            top[rows] = top_counts_of_ids(answers.strings, keys, records.rules)
             self.report.hard_answer_oov = int((t.answer < 0).sum())
             if drop_hard_oov:
                 self.report.dropped_hard_oov = self.report.hard_answer_oov
@@ -161,6 +167,7 @@ class VQADataset(Dataset):
         self.annotated = records.annotated
         self.question, self.question_len = tokens, lengths
         self.answer, self.answer_idx, self.answer_count = answer[rows], idx[rows], count[rows]
+        self.top_count = top[rows]  # int8 [Q]: vqa.agreement's buckets, not part of a Batch
         self.question_id = self.records.question_id  # int64 [Q]
         self.image = self.records.image  # int32 [Q]: row of the split's image table
 
@@ -171,9 +178,39 @@ class VQADataset(Dataset):
         keys = self.records.image_keys
         return self.image.astype(np.int64) if keys.dtype == object else keys[self.image]
 
+    def shuffle_soft_targets(self, num_answers: int, seed: int) -> str:
+        """The shuffled soft-target control (data.soft_target=shuffled; the training split only): every
+        in-vocabulary answer of a question's soft target is replaced by its image under a fixed, seeded
+        permutation of the answers that stays within answer types (`type_preserving_permutation`).
+
+        Each question keeps its weight profile (counts, hence weights and official scores, in the same
+        slots) but the weights land on other answers of the same type, so a gain that survives the control
+        is regularization and one that does not comes from the human distribution. The hard target (the
+        most common answer) stays the human one, so hard_ce and label_smoothing runs are unchanged; the
+        permutation lives here rather than in a loss so that `loss_fn(logits, batch)` stays a pure
+        function of the batch, works for every soft loss alike, and the validation split (scored on its
+        human answers) never sees it. Returns the line for the run's log."""
+        mapping, group = type_preserving_permutation(self.answer, self.records.answer_type, num_answers, seed)
+        self.answer_idx = np.where(self.answer_count > 0, mapping[self.answer_idx], 0).astype(np.int32)
+        names = ["no type", *self.records.answer_types, "never the most common answer"]  # by group
+        sizes = ", ".join(f"{names[g]} {n:,}" for g, n in enumerate(np.bincount(group)) if n)
+        moved = int((mapping != np.arange(num_answers)).sum())
+        return (
+            f"{self.report.split}: soft targets shuffled (data.soft_target=shuffled, seed {seed}): {moved:,} of "
+            f"{num_answers:,} answers give their weights to another answer of the same type ({sizes}); "
+            "hard targets and the validation split stay human"
+        )
+
     def nbytes(self) -> int:
         """Bytes of the per-question arrays held for training and scoring."""
-        arrays = (self.question, self.question_len, self.answer, self.answer_idx, self.answer_count)
+        arrays = (
+            self.question,
+            self.question_len,
+            self.answer,
+            self.answer_idx,
+            self.answer_count,
+            self.top_count,
+        )
         return sum(a.nbytes for a in arrays) + self.records.nbytes()
 
     def __len__(self) -> int:
@@ -210,6 +247,33 @@ class VQADataset(Dataset):
             SCORE_OF_COUNT[count],
             self.question_id[i],
         )
+
+
+def type_preserving_permutation(
+    answer: np.ndarray, answer_type: np.ndarray, num_answers: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mapping int64 [A], group int64 [A]) for the shuffled soft-target control.
+
+    An answer's type is the answer type of the questions it is most often the most common answer of
+    (`answer` [Q], -1 outside the vocabulary, and `answer_type` [Q] codes, -1 none, of the training split;
+    ties: the first type code). group = 1 + that code (0: questions without a type); answers that are no
+    question's most common answer form one more group, len(types) + 1. Within each group the mapping is
+    one random cycle through the group's answers (Sattolo's algorithm: shuffle, then each answer maps to
+    the next), so every answer of a group with two or more moves ("yes" <-> "no"), and the same seed gives
+    the same mapping."""
+    answer_type = np.asarray(answer_type, np.int64)
+    answer = np.asarray(answer, np.int64)
+    n_groups = int(answer_type.max(initial=-1)) + 2  # codes -1 .. max -> groups 0 .. max + 1
+    keep = answer >= 0
+    votes = np.zeros((num_answers, n_groups), np.int64)
+    np.add.at(votes, (answer[keep], answer_type[keep] + 1), 1)
+    group = np.where(votes.any(1), votes.argmax(1), n_groups)
+    mapping = np.arange(num_answers)
+    rng = np.random.default_rng(seed)
+    for g in range(n_groups + 1):
+        members = rng.permutation(np.flatnonzero(group == g))
+        mapping[members] = np.roll(members, -1)
+    return mapping, group
 
 
 def collate(items: list[tuple]) -> Batch:

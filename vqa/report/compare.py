@@ -1,18 +1,22 @@
 """`vqa compare`: run folders -> the paper's Table 1 and Figures 1-2, with statistics over seeds.
 
-Ilievski & Feng (2017) report one run per (model, loss). Here runs are grouped by
-(model.name, train.loss) and paired across losses by (model, seed): same data, same seed,
-config otherwise equal. From each run's metrics.jsonl (one row per epoch) we report
+Ilievski & Feng (2017) report one run per (model, loss). Here runs are grouped by (model, arm) (an
+arm is a loss or a named variant of one, runs.ARMS) and paired across arms by (model, seed): same
+data, same seed, config otherwise equal. From each run's metrics.jsonl (one row per epoch) we report
 
 (a) best validation accuracy (All, Y/N, Num, Other from the row of the epoch with the best
     val/accuracy, as the paper does): mean and sample std (ddof=1) over seeds, and for every
-    loss other than hard_ce the paired per-seed difference minus hard_ce with a 95% t interval;
+    arm other than hard_ce the paired per-seed difference minus hard_ce with a 95% t interval;
+    the same for each agreement bucket the runs logged (val/accuracy_agree_<name>, at that row);
 (b) convergence: the first epoch reaching 95% of the model's hard_ce best accuracy (mean over
     seeds) and the accuracy at fixed epoch budgets;
-(c) the loss-accuracy discrepancy: Pearson r between val/loss and val/accuracy across epochs,
-    and the epochs of the lowest val/loss and of the best val/accuracy;
+(c) the loss-accuracy discrepancy: Pearson r between val/loss and val/accuracy across epochs, the
+    epochs of the lowest val/loss and of the best val/accuracy, their gap (best-accuracy epoch -
+    lowest-loss epoch) and the rise of the val loss after its minimum (value at the last epoch -
+    the minimum; also of val/hard_ce, one scale for every arm), as mean [95% t interval];
 (d) calibration at the best epoch: ECE and mean entropy of the predicted answer distribution;
-(e) one figure per model in the paper's style (figures.py).
+(e) a verdict on each of the paper's claims (claims.py);
+(f) one figure per model in the paper's style (figures.py).
 
 Outputs in --out: table.md, table.csv, report.md (every section; tables.py), summary.json (every
 number), figure_<model>.png.
@@ -29,22 +33,39 @@ import numpy as np
 
 from vqa.errors import UserError
 from vqa.io import write_json_atomic, write_text_atomic
+from vqa.report.claims import claim_lines, verdicts
 from vqa.report.figures import write_figures
 from vqa.report.runs import COLUMNS, REFERENCE, Run, load_runs, num, ordered
-from vqa.report.stats import CONFIDENCE, describe, paired_difference, pearson
-from vqa.report.tables import report_markdown, table_csv, table_markdown
+from vqa.report.stats import CONFIDENCE, describe, mean_interval, paired_difference, pearson
+from vqa.report.tables import NO_BUCKETS, buckets_markdown, report_markdown, table_csv, table_markdown
 
 BUDGETS = (1, 2, 5, 10, 20, 50, 100)  # epochs at which accuracy is reported (the cli's --budgets default)
 FRACTION = 0.95  # convergence: first epoch reaching this fraction of the hard_ce best accuracy
-# per-run numbers aggregated by (model, loss) as mean ± std
+BUCKET_PREFIX = "val/accuracy_agree_"  # agreement buckets: val/accuracy_agree_<name>, whichever a run logged
+# per-run numbers aggregated by (model, arm) as mean ± std, and those also as mean [t interval]
 GROUP_STATS = (*COLUMNS, "best_epoch", "epoch_to_threshold", "pearson_loss_accuracy", "best_loss_epoch",
-               "ece", "entropy")  # fmt: skip
+               "ece", "entropy", "gap", "loss_rise", "hard_ce_rise")  # fmt: skip
+INTERVAL_STATS = ("all", "best_loss_epoch", "best_epoch", "gap", "loss_rise", "hard_ce_rise")
 
 
-def run_summary(r: Run, budgets: list[int], threshold: float | None) -> dict:
+def rise(values: np.ndarray) -> float:
+    """Value at the last finite epoch minus the minimum (>= 0; 0 when the last is the lowest); NaN if none."""
+    ok = values[np.isfinite(values)]
+    return float(ok[-1] - ok.min()) if ok.size else float("nan")
+
+
+def buckets_of(runs: list[Run]) -> list[str]:
+    """The agreement bucket names any run logged, in order of first appearance."""
+    keys = (k for r in runs for row in r.rows for k in row if k.startswith(BUCKET_PREFIX))
+    return [k[len(BUCKET_PREFIX) :] for k in dict.fromkeys(keys)]
+
+
+def run_summary(r: Run, budgets: list[int], threshold: float | None, buckets: list[str]) -> dict:
     """One run's numbers: best epoch and its accuracies and calibration, convergence, discrepancy."""
     best = r.best_row
     acc, loss, epochs = r.series("val/accuracy"), r.series("val/loss"), r.epochs  # [epochs]
+    # the first of equal minima
+    best_loss_epoch = int(epochs[np.nanargmin(loss)]) if np.isfinite(loss).any() else None
     reached = np.nonzero(acc >= threshold)[0] if threshold is not None else []
     accuracy_at = {str(e): float(acc[epochs == e][0]) for e in budgets if (epochs == e).any()}
     accuracy_at["last"] = float(acc[-1])
@@ -52,7 +73,7 @@ def run_summary(r: Run, budgets: list[int], threshold: float | None) -> dict:
         "name": r.name,
         "path": str(r.path),
         "model": r.model,
-        "loss": r.loss,
+        "loss": r.arm,
         "seed": r.seed,
         "complete": r.complete,
         "epochs_done": int(epochs[-1]),
@@ -65,7 +86,11 @@ def run_summary(r: Run, budgets: list[int], threshold: float | None) -> dict:
         "epoch_to_threshold": int(epochs[reached[0]]) if len(reached) else None,
         "accuracy_at": accuracy_at,
         "pearson_loss_accuracy": pearson(loss, acc),
-        "best_loss_epoch": int(epochs[np.nanargmin(loss)]) if np.isfinite(loss).any() else None,
+        "best_loss_epoch": best_loss_epoch,
+        "gap": int(best["epoch"]) - best_loss_epoch if best_loss_epoch is not None else None,
+        "loss_rise": rise(loss),
+        "hard_ce_rise": rise(r.series("val/hard_ce")),
+        "buckets": {b: num(best.get(BUCKET_PREFIX + b)) for b in buckets},
     }
 
 
@@ -73,20 +98,23 @@ def compare(runs: list[Run], budgets: Iterable[int] = BUDGETS) -> dict:
     """Every number of the report as plain data (NaN or None where undefined).
 
     references: per model, the hard_ce runs' best accuracy (mean over seeds) and the convergence
-    threshold; runs: `run_summary` of each; groups: per (model, loss) mean ± std of GROUP_STATS and of
-    the accuracy at each budget; differences: per (model, loss != hard_ce) the paired per-seed
-    differences minus hard_ce of All, Y/N, Num, Other with their t interval.
+    threshold; runs: `run_summary` of each; groups: per (model, arm) mean ± std of GROUP_STATS, of
+    the accuracy at each budget and of each bucket, and the mean [t interval] of INTERVAL_STATS;
+    differences: per (model, arm != hard_ce) the paired per-seed differences minus hard_ce of All,
+    Y/N, Num, Other and of each bucket with their t interval; buckets: the agreement bucket names
+    logged; claims: claims.verdicts. ("loss" fields hold the arm.)
     """
     last = max(int(r.epochs[-1]) for r in runs)
     budgets = [b for b in budgets if b <= last]
     models = ordered(r.model for r in runs)
-    losses = ordered(r.loss for r in runs)
+    losses = ordered(r.arm for r in runs)
     references = {}
     for m in models:
-        ref = describe(r.best_row["val/accuracy"] for r in runs if r.model == m and r.loss == REFERENCE)
+        ref = describe(r.best_row["val/accuracy"] for r in runs if r.model == m and r.arm == REFERENCE)
         ref["threshold"] = FRACTION * ref["mean"] if ref["n"] else None
         references[m] = ref
-    per_run = [run_summary(r, budgets, references[r.model]["threshold"]) for r in runs]
+    buckets = buckets_of(runs)
+    per_run = [run_summary(r, budgets, references[r.model]["threshold"], buckets) for r in runs]
     groups, differences = [], []
     for m in models:
         hard = {s["seed"]: s for s in per_run if s["model"] == m and s["loss"] == REFERENCE}
@@ -101,6 +129,8 @@ def compare(runs: list[Run], budgets: Iterable[int] = BUDGETS) -> dict:
             group["accuracy_at"] = {
                 b: describe(s["accuracy_at"].get(b) for s in rs) for b in [*map(str, budgets), "last"]
             }
+            group["intervals"] = {k: mean_interval(s[k] for s in rs) for k in INTERVAL_STATS}
+            group["buckets"] = {b: describe(s["buckets"][b] for s in rs) for b in buckets}
             groups.append(group)
             if loss == REFERENCE or not hard:
                 continue
@@ -111,15 +141,22 @@ def compare(runs: list[Run], budgets: Iterable[int] = BUDGETS) -> dict:
             diff["confidence"] = CONFIDENCE
             for c in COLUMNS:
                 diff[c] = paired_difference(s[c] - hard[s["seed"]][c] for s in paired)
+            diff["buckets"] = {
+                b: paired_difference(s["buckets"][b] - hard[s["seed"]]["buckets"][b] for s in paired)
+                for b in buckets
+            }
             differences.append(diff)
-    return {
+    summary = {
         "fraction": FRACTION,
         "budgets": budgets,
         "references": references,
         "runs": per_run,
         "groups": groups,
         "differences": differences,
+        "buckets": buckets,
     }
+    summary["claims"] = verdicts(summary)
+    return summary
 
 
 def _json_safe(x):
@@ -168,6 +205,9 @@ def compare_runs(
     write_json_atomic(out / "summary.json", _json_safe(summary), indent=1)
     figures = write_figures(runs, list(summary["references"]), out)
     print(texts["table.md"], end="")
+    print("\n" + (buckets_markdown(summary) if summary["buckets"] else NO_BUCKETS + "\n"), end="")
+    print("\nClaims of the paper (verdict from the 95% t interval over seeds; report.md defines each):")
+    print("".join(f"  {line}\n" for line in claim_lines(summary["claims"])), end="")
     for i in summary["incomplete"]:
         what = "included" if allow_incomplete else "left out (--allow-incomplete includes it)"
         print(f"note: {i['path']} is incomplete ({i['epochs_done']} of {i['epochs_planned']} epochs); {what}")

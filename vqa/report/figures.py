@@ -31,9 +31,9 @@ def plot_model(runs: list[Run], model: str, colors: dict[str, str], path: Path) 
     ax = fig.add_subplot()
     ax2 = ax.twinx()
     counts, handles = [], {}
-    losses = ordered(r.loss for r in runs if r.model == model)
+    losses = ordered(r.arm for r in runs if r.model == model)
     for loss in losses:
-        group = [r for r in runs if r.model == model and r.loss == loss]
+        group = [r for r in runs if r.model == model and r.arm == loss]
         counts.append(f"{loss} n={len(group)}")
         epochs = np.unique(np.concatenate([r.epochs for r in group]))
         for key, style, label, right in FIGURE_CURVES:
@@ -67,7 +67,7 @@ def plot_model(runs: list[Run], model: str, colors: dict[str, str], path: Path) 
 
 def write_figures(runs: list[Run], models: list[str], out: Path) -> list[str]:
     """figure_<model>.png in `out` for each model, a loss keeping its colour across models; the names."""
-    colors = {loss: PALETTE[i % len(PALETTE)] for i, loss in enumerate(ordered(r.loss for r in runs))}
+    colors = {loss: PALETTE[i % len(PALETTE)] for i, loss in enumerate(ordered(r.arm for r in runs))}
     names = [f"figure_{m}.png" for m in models]
     for m, name in zip(models, names):
         plot_model(runs, m, colors, out / name)

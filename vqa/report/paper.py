@@ -1,14 +1,21 @@
-"""`vqa paper` (`make paper`): train the models x losses x seeds grid, then `vqa compare` it.
+"""`vqa paper` (`make paper`): train the models x arms x seeds grid, then `vqa compare` it.
 
 The grid reproduces the paper's Table 1 and Figures 1-2 (Ilievski & Feng 2017) with several seeds.
-Run `<model>_<loss>_s<seed>` lives in --runs-dir and is trained from `<config dir>/<model>_hard.yaml`
+An arm (`--losses`) is a loss of vqa.losses.LOSSES or a named variant of one from runs.ARMS, a loss
+plus config values: `shuffled` is soft_ce with `data.soft_target=shuffled` (each question's target
+weights moved to other answers of the same type: the human weight profile without the human answers,
+the control for what soft_ce gains from the annotators' distribution). Run
+`<model>_<arm>_s<seed>` lives in --runs-dir and is trained from `<config dir>/<model>_hard.yaml`
 (hard_ce) or `<model>_soft.yaml` (soft_ce; any other loss: the soft config with `train.loss`
-overridden). A complete run is skipped, an interrupted one (checkpoints/last.pt, fewer epochs) is
-resumed, a missing one is started. Each run is its own `vqa train` process: a failure names its run,
-and the runs already complete stay complete for the next invocation.
+overridden), plus the arm's values. A complete run is skipped, an interrupted one
+(checkpoints/last.pt, fewer epochs) is resumed, a missing one is started. Each run is its own
+`vqa train` process: a failure names its run, and the runs already complete stay complete for the
+next invocation.
 
     vqa paper --config-dir configs/synthetic --models "avg pool mcb" --losses "hard_ce soft_ce" \\
         --seeds 3 --runs-dir runs/paper_synthetic --out reports/synthetic [--epochs N] [-- key=value ...]
+    vqa paper --config-dir configs/synthetic-long --models "avg pool" \\
+        --losses "hard_ce soft_ce label_smoothing shuffled" --seeds 5 ...      (`make paper PROTOCOL=long`)
 """
 
 from __future__ import annotations
@@ -27,13 +34,27 @@ import yaml
 from vqa.config import Config, config_from_dict, load_config, parse_override, to_dict
 from vqa.errors import UserError
 from vqa.report.compare import compare_runs
-from vqa.report.runs import flatten, is_complete, read_rows, stopped_early
+from vqa.report.runs import ARMS, VARIANT_KEYS, flatten, is_complete, read_rows, stopped_early
 
 CONFIG_SUFFIX = {"hard_ce": "hard", "soft_ce": "soft"}  # other losses: the soft config, train.loss overridden
-GRID_KEYS = ("name", "out_dir", "train.seed", "train.loss", "model.name")  # set by the grid, not by overrides
+# set by the grid (MODELS, LOSSES, SEEDS), not by overrides
+GRID_KEYS = ("name", "out_dir", "train.seed", "train.loss", "model.name", *VARIANT_KEYS)
 # keys that may change between invocations without making a run folder a different experiment
 RESUMABLE_KEYS = {"name", "out_dir", "train.epochs", "train.device", "train.log_every", "data.num_workers",
                   "data.preload"}  # fmt: skip
+
+
+def parse_arm(arm: str, losses: dict) -> tuple[str, list[str]]:
+    """An arm name -> (train.loss, its overrides): a loss of `losses` alone, or an ARMS variant."""
+    if arm in ARMS:
+        loss, values = ARMS[arm]
+        return loss, [f"{k}={v}" for k, v in values.items()]
+    if arm in losses:
+        return arm, []
+    raise UserError(
+        f"loss '{arm}' is not one of {', '.join(losses)} nor a named variant ({', '.join(ARMS)}: "
+        "vqa.report.runs.ARMS)"
+    )
 
 
 @dataclass
@@ -47,7 +68,8 @@ class Job:
 
 def plan(config_dir: Path, models: list[str], losses: list[str], seeds: int, runs_dir: Path,
          epochs: int | None, extra: list[str]) -> list[Job]:  # fmt: skip
-    """Every run of the grid with its resolved config; checks all of them before anything runs."""
+    """Every run of the grid (`losses`: arm names, parse_arm) with its resolved config; checks all of
+    them before anything runs."""
     from vqa.losses import LOSSES  # torch: only once a grid is planned
 
     for text in extra:
@@ -60,15 +82,14 @@ def plan(config_dir: Path, models: list[str], losses: list[str], seeds: int, run
         raise UserError(f"--seeds {seeds}: give the number of seeds per (model, loss), at least 1")
     jobs = []
     for model in models:
-        for loss in losses:
-            if loss not in LOSSES:
-                raise UserError(f"loss '{loss}' is not one of {', '.join(LOSSES)}")
+        for arm in losses:
+            loss, variant = parse_arm(arm, LOSSES)
             config_file = config_dir / f"{model}_{CONFIG_SUFFIX.get(loss, 'soft')}.yaml"
             if not config_file.is_file():
                 raise UserError(f"{config_file}: config file not found for model '{model}' and loss '{loss}'")
             for seed in range(seeds):
-                name = f"{model}_{loss}_s{seed}"
-                overrides = [*extra, *([f"train.epochs={epochs}"] if epochs else [])]
+                name = f"{model}_{arm}_s{seed}"
+                overrides = [*extra, *([f"train.epochs={epochs}"] if epochs else []), *variant]
                 overrides += [
                     f"train.loss={loss}",
                     f"train.seed={seed}",

@@ -1,17 +1,22 @@
 """Run folders written by `vqa train`: config.yaml and metrics.jsonl, read and checked.
 
-A run is grouped by (model.name, train.loss) and paired across losses by (model, seed). Loading
+A run is grouped by (model.name, arm) and paired across arms by (model, seed). Loading
 checks everything `vqa compare` relies on before anything is written: a folder that is not a run,
 a torn metrics line, two runs of different datasets or of the same (model, loss, seed) each end in
 one UserError line naming the folder.
 
-metrics.jsonl is read with the standard library's json.loads, which accepts a bare NaN: the trainer
-writes NaN for a metric that has no questions (number accuracy on a split without numbers). A missing
-value read as NaN or as null is the same to everything here (`num`).
+A run's arm is its train.loss, or the name of a named variant of a loss (ARMS: soft_ce trained on
+shuffled soft targets, data.soft_target=shuffled, is the arm `shuffled`), read back from its config; `vqa paper --losses` takes
+the same names. Runs are grouped by (model, arm) and the summary's "loss" field holds the arm.
+
+metrics.jsonl is strict JSON with null for a metric that has no value (number accuracy on a split
+without numbers); it is read with the standard library's json.loads, which also accepts the bare NaN
+older runs wrote. null and NaN are the same to everything here: missing (`num`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterable
@@ -21,10 +26,19 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from vqa.config import Config, to_dict
 from vqa.data.answers import ANSWER_TYPES, answer_type_key
 from vqa.errors import UserError
 
-REFERENCE = "hard_ce"  # every other loss is compared with it
+REFERENCE = "hard_ce"  # every other arm is compared with it
+# Named variants of a loss: arm -> (train.loss, the config values that make the variant). Any loss of
+# vqa.losses.LOSSES is an arm of its own name (with these keys at their defaults).
+ARMS: dict[str, tuple[str, dict[str, object]]] = {
+    # soft_ce whose target weights land on other answers of the same type (the control: the human
+    # weight profile without the human answers; vqa.data.dataset.shuffle_soft_targets)
+    "shuffled": ("soft_ce", {"data.soft_target": "shuffled"}),
+}
+VARIANT_KEYS = sorted({k for _, values in ARMS.values() for k in values})
 COLUMNS = {  # table column -> metrics.jsonl key: All, then one per answer type
     "all": "val/accuracy",
     **{answer_type_key(t): f"val/accuracy_{answer_type_key(t)}" for t in ANSWER_TYPES},
@@ -32,7 +46,7 @@ COLUMNS = {  # table column -> metrics.jsonl key: All, then one per answer type
 REQUIRED = ("epoch", "train/loss", "val/loss", "val/accuracy")  # keys every metrics row must have
 # keys that may differ between paired runs without making the comparison unfair
 PAIRING_IGNORES = {"name", "out_dir", "train.loss", "train.seed", "train.device", "train.log_every",
-                   "data.num_workers", "data.preload"}  # fmt: skip
+                   "data.num_workers", "data.preload", *VARIANT_KEYS}  # fmt: skip
 HINT = "pass run folders written by `vqa train` (runs/<name>)"
 
 
@@ -62,7 +76,10 @@ def stopped_early(rows: list[dict], patience: int) -> bool:
     since the best (the training loop's rule, whose first best is the first epoch's)."""
     if patience <= 0 or not rows:
         return False
-    best = int(np.argmax([r["val/accuracy"] for r in rows]))  # first maximum, as training's strict '>'
+    acc = np.asarray([num(r["val/accuracy"]) for r in rows])  # null (missing) -> NaN, never the best
+    if not np.isfinite(acc).any():
+        return False
+    best = int(np.nanargmax(acc))  # first maximum, as training's strict '>'
     return len(rows) - 1 - best >= patience
 
 
@@ -84,6 +101,12 @@ def num(x) -> float:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else float("nan")
 
 
+@functools.cache
+def _defaults() -> dict:
+    """The flattened default config: a run folder without a variant key has its default."""
+    return flatten(to_dict(Config()))
+
+
 @dataclass
 class Run:
     path: Path
@@ -101,6 +124,21 @@ class Run:
     @property
     def loss(self) -> str:
         return self.config["train.loss"]
+
+    @property
+    def arm(self) -> str:
+        """The ARMS name whose loss and values the config has; else the loss, with any variant key
+        off its default appended (`soft_ce[data.soft_target=x]`) so that no two variants mix."""
+        for name, (loss, values) in ARMS.items():
+            if self.loss == loss and all(self.config.get(k) == v for k, v in values.items()):
+                return name
+        defaults = _defaults()
+        off = [
+            f"[{k}={self.config[k]}]"
+            for k in VARIANT_KEYS
+            if self.config.get(k, defaults.get(k)) != defaults.get(k)
+        ]
+        return self.loss + "".join(off)
 
     @property
     def seed(self) -> int:
@@ -183,10 +221,10 @@ def load_runs(
             )
     by_key: dict[tuple, Run] = {}
     for r in runs:
-        key = (r.model, r.loss, r.seed)
+        key = (r.model, r.arm, r.seed)
         if key in by_key:
             raise UserError(
-                f"{r.path}: same model, loss and seed as {by_key[key].path} ({r.model}, {r.loss}, seed {r.seed}); "
+                f"{r.path}: same model, loss and seed as {by_key[key].path} ({r.model}, {r.arm}, seed {r.seed}); "
                 "pass one of them"
             )
         by_key[key] = r

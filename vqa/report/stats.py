@@ -1,4 +1,4 @@
-"""The statistics of `vqa compare`: mean, sample std, paired differences with a t interval, Pearson r.
+"""The statistics of `vqa compare`: mean, sample std, t intervals of a mean and of paired differences, Pearson r.
 
 No scipy: the Student-t quantile inverts the t CDF, which is a regularized incomplete beta function
 evaluated by its continued fraction (Numerical Recipes 6.4), by bisection.
@@ -81,7 +81,13 @@ def describe(values: Iterable[float | None]) -> dict:
 
 def paired_difference(differences: Iterable[float | None]) -> dict:
     """Mean of per-seed differences with a CONFIDENCE t interval (n - 1 degrees of freedom)."""
-    out = describe(differences)
+    return mean_interval(differences)
+
+
+def mean_interval(values: Iterable[float | None]) -> dict:
+    """describe() plus the CONFIDENCE t interval of the mean (n - 1 degrees of freedom; None with n < 2):
+    mean ± t * std / sqrt(n)."""
+    out = describe(values)
     out.update(ci_low=None, ci_high=None, t=None)
     if out["n"] > 1:
         t = t_quantile(0.5 + CONFIDENCE / 2.0, out["n"] - 1)

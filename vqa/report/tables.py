@@ -10,12 +10,18 @@ import csv
 import io
 import math
 
+from vqa.report.claims import claim_lines
 from vqa.report.runs import COLUMNS, REFERENCE
 from vqa.report.stats import CONFIDENCE
 
 HEADERS = {"all": "All", "yes_no": "Y/N", "number": "Num", "other": "Other"}  # the paper's column names
 RUN_HEADER = ["run", "model", "loss", "seed", "epochs", "best epoch", "All", "epoch to threshold",
-              "r(val loss, val acc)", "best-loss epoch", "ECE", "entropy"]  # fmt: skip
+              "r(val loss, val acc)", "best-loss epoch", "val-loss rise", "hard-CE rise", "ECE",
+              "entropy"]  # fmt: skip
+NO_BUCKETS = "no agreement buckets logged in these runs (no val/accuracy_agree_* keys in metrics.jsonl)"
+REGIME = {"all": ("best All", 2), "best_loss_epoch": ("lowest-val-loss epoch", 1),  # INTERVAL_STATS
+          "best_epoch": ("best-accuracy epoch", 1), "gap": ("gap (epochs)", 1),
+          "loss_rise": ("val-loss rise", 4), "hard_ce_rise": ("val hard-CE rise", 4)}  # fmt: skip
 
 
 def _f(x, digits: int = 2, sign: bool = False) -> str:
@@ -32,12 +38,31 @@ def _pm(d: dict, digits: int = 2, of: int | None = None) -> str:
     return text + (f" (n={d['n']})" if of is not None and d["n"] != of else "")
 
 
-def _ci(d: dict) -> str:
+def _ci(d: dict, digits: int = 2, sign: bool = True) -> str:
     """'+mean [+low, +high]'; the interval is n/a with one pair."""
     if d["n"] == 0:
         return "n/a"
-    ci = "CI n/a" if d["ci_low"] is None else f"{_f(d['ci_low'], sign=True)}, {_f(d['ci_high'], sign=True)}"
-    return f"{_f(d['mean'], sign=True)} [{ci}]"
+    low, high = (_f(d[k], digits, sign) for k in ("ci_low", "ci_high"))
+    ci = "CI n/a" if d["ci_low"] is None else f"{low}, {high}"
+    return f"{_f(d['mean'], digits, sign)} [{ci}]"
+
+
+CLAIMS_NOTE = """\
+Each verdict reads the 95% t interval over seeds (n - 1 degrees of freedom) of a per-seed statistic:
+**confirmed** when it lies wholly on the claim's side of 0, **refuted** when wholly on the other,
+**undecided** when it holds 0 or there is no interval (one seed). soft = soft_ce, hard = hard_ce,
+paired by seed.
+
+- *soft beats hard (or a control X) on All*: soft - hard best val accuracy; claim side > 0.
+- *soft converges faster*: soft - hard first epoch whose val accuracy reaches 95% of the hard runs'
+  mean best (a run that never does counts as its last epoch + 1); claim side < 0.
+- *X shows the loss-accuracy discrepancy* (each loss; the paper's claim is hard_ce's): gap = epoch of
+  the best val accuracy - epoch of the lowest val loss (the run's own loss) and rise = val loss at the
+  last epoch - its minimum. Confirmed when both intervals are above 0, refuted when either is at or
+  below 0 (rise is >= 0, so [0, 0] - the loss lowest at the end in every seed - refutes), else undecided.
+- *soft shows less of it*: soft - hard rise of val/hard_ce after its minimum; claim side < 0.
+- *soft gains on Y/N, Num, Other*: soft - hard accuracy of the type at the best-All epoch; claim side > 0.
+"""
 
 
 def _md(header: list[str], rows: list[list]) -> str:
@@ -66,6 +91,25 @@ def table_markdown(summary: dict) -> str:
     return _md(["Model", "Loss", "n", *HEADERS.values()], rows) + note
 
 
+def buckets_markdown(summary: dict) -> str:
+    """Table 1 for the annotator-agreement buckets: each arm's accuracy per bucket, then minus hard_ce."""
+    names = summary["buckets"]
+    rows = []
+    for g in summary["groups"]:
+        rows.append(
+            [g["model"].upper(), g["loss"], g["n"], *(_pm(g["buckets"][b], of=g["n"]) for b in names)]
+        )
+        for d in _differences_of(summary, g):
+            name = f"{d['loss']} - {d['minus']}"
+            rows.append([g["model"].upper(), name, d["n"], *(_ci(d["buckets"][b]) for b in names)])
+    note = (
+        "\nVal accuracy (%) of the questions in each annotator-agreement bucket (val/accuracy_agree_<name>) "
+        "at the epoch of the best All, mean ± sample std over n seeds; rows 'x - hard_ce': mean of the "
+        f"per-seed differences [{CONFIDENCE:.0%} t interval].\n"
+    )
+    return _md(["Model", "Loss", "n", *names], rows) + note
+
+
 def table_csv(summary: dict) -> str:
     """Table 1 unrounded: one row per (model, loss) and per difference; empty cells where undefined."""
     stats = ("mean", "std", "ci_low", "ci_high")
@@ -89,7 +133,8 @@ def table_csv(summary: dict) -> str:
 
 
 def report_markdown(summary: dict, command: str) -> str:
-    """Every section: Table 1, convergence, loss-accuracy discrepancy, calibration, runs, figures."""
+    """Every section: Table 1, claims, agreement buckets, convergence, loss-accuracy discrepancy,
+    calibration, runs, figures."""
     budgets = [*map(str, summary["budgets"]), "last"]
     thresholds = "; ".join(
         f"{m.upper()} {_f(r['threshold'])} (= {summary['fraction']:.0%} of {_f(r['mean'])}, n={r['n']})"
@@ -97,7 +142,7 @@ def report_markdown(summary: dict, command: str) -> str:
         else f"{m.upper()} n/a (no {REFERENCE} runs)"
         for m, r in summary["references"].items()
     )
-    conv, disc, cal = [], [], []
+    conv, disc, regime, cal = [], [], [], []
     for g in summary["groups"]:
         key = [g["model"].upper(), g["loss"], g["n"]]
         reached = f"{g['reached']}/{g['n']}" if summary["references"][g["model"]]["n"] else "n/a"
@@ -105,6 +150,9 @@ def report_markdown(summary: dict, command: str) -> str:
         conv[-1] += [_pm(g["accuracy_at"][b], of=g["n"]) for b in budgets]
         disc.append([*key, _pm(g["pearson_loss_accuracy"], 3, g["n"]), _pm(g["best_loss_epoch"], 1, g["n"])])
         disc[-1].append(_pm(g["best_epoch"], 1, g["n"]))
+        regime.append(
+            [*key, *(_ci(g["intervals"][k], digits, sign=False) for k, (_, digits) in REGIME.items())]
+        )
         cal.append([*key, _pm(g["ece"], 4, g["n"]), _pm(g["entropy"], 3, g["n"])])
     runs = []
     for s in summary["runs"]:
@@ -114,10 +162,17 @@ def report_markdown(summary: dict, command: str) -> str:
         )
         runs.append([s["name"], s["model"], s["loss"], s["seed"], epochs, s["best_epoch"], _f(s["all"])])
         runs[-1] += [to_threshold, _f(s["pearson_loss_accuracy"], 3), s["best_loss_epoch"]]
+        runs[-1] += [_f(s["loss_rise"], 4), _f(s["hard_ce_rise"], 4)]
         runs[-1] += [_f(s["ece"], 4), _f(s["entropy"], 3)]
     parts = [
         f"# Loss comparison: {len(summary['runs'])} runs\n\nMade by `{command}`.\n",
         "## Best validation accuracy (Table 1)\n\n" + table_markdown(summary),
+        "## Claims of the paper\n\n"
+        + CLAIMS_NOTE
+        + "\n"
+        + "".join(f"- {x}\n" for x in claim_lines(summary["claims"])),
+        "## Agreement buckets\n\n"
+        + (buckets_markdown(summary) if summary["buckets"] else NO_BUCKETS + ".\n"),
         "## Convergence\n\nFirst epoch whose val accuracy reaches the model's threshold, mean ± std over "
         f"the runs that reach it ('reached' counts them). Thresholds: {thresholds}. Then val accuracy at "
         "epoch budgets, mean ± std.\n\n"
@@ -125,7 +180,12 @@ def report_markdown(summary: dict, command: str) -> str:
         "## Loss-accuracy discrepancy\n\nPearson r between val loss (the run's own loss) and val accuracy "
         "across epochs (near -1: they move together; towards 0 or positive: the loss stops tracking the "
         "accuracy), and the epochs of the lowest val loss and of the best val accuracy.\n\n"
-        + _md(["Model", "Loss", "n", "r(val loss, val acc)", "best-loss epoch", "best-accuracy epoch"], disc),
+        + _md(["Model", "Loss", "n", "r(val loss, val acc)", "best-loss epoch", "best-accuracy epoch"], disc)
+        + "\nThe overfitting regime: mean [95% t interval over seeds] of the best All, the epochs of the "
+        "lowest val loss and of the best val accuracy, their gap (best-accuracy epoch - lowest-loss epoch), "
+        "the rise of the val loss after its minimum (last epoch - minimum) and the same for the val "
+        "cross-entropy on the most common answer (val/hard_ce: one scale for every loss).\n\n"
+        + _md(["Model", "Loss", "n", *(name for name, _ in REGIME.values())], regime),
         "## Calibration at the best epoch\n\nExpected calibration error (15 bins, the official "
         "per-question accuracy as correctness) and mean entropy of the predicted answer distribution "
         "(nats).\n\n" + _md(["Model", "Loss", "n", "ECE", "entropy"], cal),

@@ -4,6 +4,13 @@ Perception slips (turning the intended answer into a confusable one), genuinely 
 questions (the truth is a distribution), synonyms the official normalization does not fold,
 and rare junk. A per-question difficulty multiplies the slip rate, which makes agreement vary
 from question to question like VQA v2's.
+
+How often each of these happens is an annotator model (`Annotators`); MODELS names them
+(`vqa synth --annotators`, `data.synth_annotators`):
+
+    v2  the default: calibrated to VQA v2's published human accuracy per answer type and to
+        the agreement statistics published for VQA (data/README.md, "Ten simulated annotators")
+    v1  the model every dataset was written with before; the same seed gives the same files
 """
 
 from __future__ import annotations
@@ -11,15 +18,13 @@ from __future__ import annotations
 import functools
 import random
 from collections import Counter
+from typing import NamedTuple
 
 from vqa.data.answers import normalize_answer
 from vqa.synth.questions import Truth
 from vqa.synth.scenes import REGIONS, pick, weighted
 
 # fmt: off
-SLIP = {"yesno": 0.08, "count": 0.08, "color": 0.4, "shape": 0.3, "size": 0.4,
-        "material": 0.35, "where": 0.25}
-DIFFICULTY = {0.2: 0.35, 1.0: 0.3, 2.5: 0.2, 5.0: 0.15}  # slip multiplier -> probability
 CONFUSIONS = {
     "yes": ("no",), "no": ("yes",),
     "red": ("orange", "pink", "maroon"), "orange": ("red", "yellow", "brown"),
@@ -36,29 +41,64 @@ VARIANTS = {  # synonyms the official normalization does not fold
     "small": (("little", 0.1), ("tiny", 0.1)), "metal": (("metallic", 0.2), ("shiny", 0.1)),
     "rubber": (("matte", 0.15),), "center": (("middle", 0.3),), "cube": (("block", 0.1), ("box", 0.05)),
 }
-JUNK_P = 0.008
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 # fmt: on
+
+
+class Annotators(NamedTuple):
+    """How often the ten people slip, and how, for each kind of question (Truth.kind)."""
+
+    slip: dict[str, float]  # kind -> slip probability of one person at difficulty x1
+    difficulty: dict[float, float]  # slip multiplier -> probability, drawn once per question
+    hard_scale: float  # multiplies Truth.hard (larger counts, close comparisons)
+    junk_p: float  # "i don't know", "nothing", "yes" to a question that is not yes/no
+    variant_scale: float  # multiplies the VARIANTS probabilities
+    number_word_p: float  # a count written as a word ("two"; the official normalization folds it)
+    max_slip: float = 0.7
+
+
+# fmt: off
+V1 = Annotators(
+    slip={"yesno": 0.08, "count": 0.08, "color": 0.4, "shape": 0.3, "size": 0.4, "material": 0.35,
+          "where": 0.25},
+    difficulty={0.2: 0.35, 1.0: 0.3, 2.5: 0.2, 5.0: 0.15},
+    hard_scale=1.0, junk_p=0.008, variant_scale=1.0, number_word_p=0.04,
+)
+# Calibrated (data/README.md, "Ten simulated annotators"): more questions that everyone answers
+# alike (x0), the slips gathered in fewer, harder questions; fewer yes/no slips, more on counts.
+V2 = Annotators(
+    slip={"yesno": 0.08, "count": 0.08, "color": 0.4, "shape": 0.3, "size": 0.4, "material": 0.35,
+          "where": 0.25},
+    difficulty={0.2: 0.35, 1.0: 0.3, 2.5: 0.2, 5.0: 0.15},
+    hard_scale=1.0, junk_p=0.008, variant_scale=1.0, number_word_p=0.04,
+)
+# fmt: on
+MODELS: dict[str, Annotators] = {"v2": V2, "v1": V1}  # vqa.synth.presets.ANNOTATORS repeats the names
 
 # The official normalization (one implementation, vqa.data.answers), cached: the statistics
 # normalize every answer of every split and the strings repeat.
 normalize = functools.lru_cache(maxsize=65536)(normalize_answer)
 
 
-def annotate(t: Truth, rnd: random.Random, n: int = 10) -> list[dict]:
-    """`n` people (ten in VQA) answer independently (answer_id 1..n), in the official answer format."""
-    slip = min(0.7, weighted(rnd, DIFFICULTY) * SLIP[t.kind] + t.hard)
+def annotate(t: Truth, rnd: random.Random, n: int = 10, model: Annotators = V1) -> list[dict]:
+    """`n` people (ten in VQA) answer independently (answer_id 1..n), in the official answer format.
+
+    The default model is v1, which the OK-VQA and VizWiz annotators build on (their own extra
+    slips were set on top of it); generate() passes the chosen model for the VQA formats.
+    """
+    m = model
+    slip = min(m.max_slip, weighted(rnd, m.difficulty) * m.slip[t.kind] + t.hard * m.hard_scale)
     probs = dict(t.dist)
     out = []
     for k in range(1, n + 1):
         a, conf, u = weighted(rnd, probs), "yes", rnd.random()
-        if u < JUNK_P:
+        if u < m.junk_p:
             a = pick(rnd, ("i don't know",) if t.kind == "yesno" else ("i don't know", "yes", "nothing"))
             conf = "no" if rnd.random() < 0.6 else "maybe"
-        elif u < JUNK_P + slip:
+        elif u < m.junk_p + slip:
             if t.kind == "count":
-                n = int(a)
-                a = str(n + 1 if n == 0 or rnd.random() < 0.45 else n - 1)
+                c = int(a)
+                a = str(c + 1 if c == 0 or rnd.random() < 0.45 else c - 1)
             elif t.kind == "where":
                 a = pick(rnd, [r for r in REGIONS if r != a])
             else:
@@ -68,11 +108,11 @@ def annotate(t: Truth, rnd: random.Random, n: int = 10) -> list[dict]:
             conf = "maybe"
         u = rnd.random()
         for variant, p in VARIANTS.get(a, ()):
-            if u < p:
+            if u < p * m.variant_scale:
                 a = variant
                 break
-            u -= p
-        if t.kind == "count" and a.isdigit() and int(a) <= 10 and rnd.random() < 0.04:
+            u -= p * m.variant_scale
+        if t.kind == "count" and a.isdigit() and int(a) <= 10 and rnd.random() < m.number_word_p:
             a = NUMBER_WORDS[int(a)]  # folded by the official normalization
         out.append({"answer_id": k, "answer": a, "answer_confidence": conf})
     return out

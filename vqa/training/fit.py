@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from vqa.agreement import bucket_names
 from vqa.config import Config, load_config, load_run_config
 from vqa.data.answers import AnswerVocab
 from vqa.data.build import build_datasets, build_loaders, ensure_synthetic
@@ -44,7 +45,7 @@ def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
 
     A new run refuses a run folder that already holds a run unless `overwrite`; `resume` continues
     from checkpoints/last.pt (or starts from the saved config when the run has no checkpoint yet)."""
-    loss_fn = get_loss(cfg.train.loss)
+    loss_fn = get_loss(cfg.train.loss, cfg.train.label_smoothing)
     dist, device = init_distributed(cfg.train.device)
     configure_cuda(device, cfg.train.tf32)
     run_dir = cfg.run_dir
@@ -84,6 +85,7 @@ def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
         math.ceil(math.ceil(loaders.train_sampler.num_samples / batch_size) / cfg.train.accumulate),
     )
     answer_types = {r.question_id: r.answer_type for r in data.val.records}
+    agreement = dict(zip(data.val.question_id.tolist(), bucket_names(data.val.top_count)))
     progress = restore(ckpt, model, optimizer, scheduler, scaler, dist.local_rank) if ckpt else Progress()
 
     train_model = DistributedDataParallel(model) if dist.enabled else model
@@ -115,9 +117,8 @@ def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
                         save_checkpoint(run_dir, model, state, progress, cfg, data, is_best=False)
                     break
                 train_loss, rate, seconds = epoch_totals(progress.partial, dist, device)
-                val = evaluate(
-                    train_model, loss_fn, loaders.val, device, answer_types, cfg.train.precision, dist
-                )
+                val = evaluate(train_model, loss_fn, loaders.val, device, answer_types, cfg.train.precision,
+                               dist, agreement)  # fmt: skip
                 is_best = progress.end_epoch(epoch, val)
                 log.epoch(epoch, state.step, train_loss, val, optimizer.param_groups[0]["lr"], rate, seconds)
                 if is_best:

@@ -20,6 +20,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from vqa.agreement import AGREEMENT_BUCKETS, accuracy_by_agreement
 from vqa.data.answers import ANSWER_TYPES, answer_type_key
 from vqa.device import autocast
 from vqa.errors import UserError
@@ -202,9 +203,10 @@ def epoch_totals(progress: EpochState, dist: Dist, device: torch.device) -> tupl
 
 @torch.no_grad()
 def evaluate(model, loss_fn, loader, device, answer_types: dict[int, str], precision: str = "fp32",
-             dist: Dist = SINGLE) -> dict:  # fmt: skip
-    """Validation loss (the run's loss and both cross-entropies), the official accuracy overall and
-    per answer type, ECE and mean entropy; `predictions` maps question id -> answer index.
+             dist: Dist = SINGLE, agreement: dict[int, str] | None = None) -> dict:  # fmt: skip
+    """Validation loss (the run's loss and both cross-entropies), the official accuracy overall, per
+    answer type and per agreement bucket (`agreement`: question id -> vqa.agreement bucket name; None
+    without it), ECE and mean entropy; `predictions` maps question id -> answer index.
 
     Accuracy is the closed form of the official metric from `answer_idx` / `answer_score`
     (vqa.metrics.batch_accuracy). Losses are sums of per-question losses (`reduction="none"`), so
@@ -255,6 +257,13 @@ def evaluate(model, loss_fn, loader, device, answer_types: dict[int, str], preci
     for t in ANSWER_TYPES:
         # None, not NaN, when the split has no question of that type: metrics.jsonl stays strict JSON
         out[f"accuracy_{answer_type_key(t)}"] = summary["perAnswerType"].get(t)
+    by_agreement = (
+        accuracy_by_agreement(np.fromiter(scores.values(), np.float64, len(scores)),
+                              [agreement[q] for q in scores])
+        if agreement is not None else {}
+    )  # fmt: skip
+    for name, _, _ in AGREEMENT_BUCKETS:  # None for an empty bucket, as for a missing answer type
+        out[f"accuracy_agree_{name}"] = by_agreement.get(name)
     qids = sorted(scores)
     ece = expected_calibration_error([calibration[q][0] for q in qids], [scores[q] for q in qids])
     out["ece"] = ece if qids else None

@@ -16,13 +16,16 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 
 from vqa import io
+from vqa.agreement import AGREEMENT_BUCKETS
 from vqa.config import Config, dump_yaml
 from vqa.data.answers import ANSWER_TYPES, AnswerVocab, answer_type_key
 from vqa.data.sources import get_source
 
-# val metrics logged as `val/<name>` every epoch, in this order
+# val metrics logged as `val/<name>` every epoch, in this order (accuracy_agree_<bucket>: by how many
+# annotators gave the most common answer, vqa/agreement.py; not in the printed epoch line)
 VAL_SCALARS = ("loss", "hard_ce", "soft_ce", "accuracy",
-               *(f"accuracy_{answer_type_key(t)}" for t in ANSWER_TYPES), "ece", "entropy")  # fmt: skip
+               *(f"accuracy_{answer_type_key(t)}" for t in ANSWER_TYPES),
+               *(f"accuracy_agree_{name}" for name, _, _ in AGREEMENT_BUCKETS), "ece", "entropy")  # fmt: skip
 
 
 def read_metrics(path: Path, up_to_epoch: int) -> list[dict]:

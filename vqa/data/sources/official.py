@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vqa.agreement import accuracy_by_agreement, bucket_names
 from vqa.data.answers import ANSWERS_PER_QUESTION, has_all_answers
 from vqa.data.sources.base import Source
 from vqa.data.sources.vqa2 import VQA2
@@ -165,10 +166,14 @@ def load_questions(path, source: Source = VQA2) -> list[dict]:
 
 
 def skipped_report(keys: list, scores: np.ndarray, answer_types: list, question_types: list | None,
-                   rules: str, skipped: list, name: str = "question_ids") -> dict:  # fmt: skip
+                   rules: str, skipped: list, name: str = "question_ids",
+                   top_counts: np.ndarray | None = None) -> dict:  # fmt: skip
     """The report of `evaluate` from the scored questions' keys (question ids, or VizWiz's images),
-    scores [Q] and types, in annotation order; `skipped` lists the keys of the questions not scored."""
+    scores [Q] and types, in annotation order; `skipped` lists the keys of the questions not scored.
+    With `top_counts` (int8 [Q], vqa.agreement) it has perAgreement: {bucket: accuracy or None}."""
     report = summarize_scores(scores, answer_types, question_types)
+    if top_counts is not None:
+        report["perAgreement"] = accuracy_by_agreement(scores, bucket_names(top_counts))
     report["perQuestion"] = dict(zip(keys, percent_scores(scores)))
     report["rules"] = rules
     report["questions"] = len(keys)

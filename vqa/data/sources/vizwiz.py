@@ -25,6 +25,7 @@ import msgspec
 import numpy as np
 
 from vqa import io
+from vqa.agreement import top_counts
 from vqa.data.answers import ANSWER_TYPES, ANSWERS_PER_QUESTION, clean_whitespace, normalize_answer
 from vqa.data.sources.base import Source, Split
 from vqa.data.sources.official import check_results, skipped_report
@@ -155,7 +156,7 @@ def evaluate_vizwiz(annotations: Path, questions: Path | None, results, legacy: 
     texts = [x.answer for e in scored for x in e.answers]
     scores = vizwiz_scores(texts, lengths, [preds[e.image] for e in scored])
     report = skipped_report([e.image for e in scored], scores, [e.answer_type for e in scored], None,
-                            "vizwiz", skipped, "images")  # fmt: skip
+                            "vizwiz", skipped, "images", top_counts=top_counts(texts, "vizwiz"))  # fmt: skip
     given = [r.get("answerable") for r in data if isinstance(r, dict) and r.get("image") in preds]
     numbers = [a for a in given if isinstance(a, (int, float)) and not isinstance(a, bool)]
     if numbers and len(numbers) != len(given):
