@@ -41,6 +41,8 @@ VARIANTS = {  # synonyms the official normalization does not fold
     "small": (("little", 0.1), ("tiny", 0.1)), "metal": (("metallic", 0.2), ("shiny", 0.1)),
     "rubber": (("matte", 0.15),), "center": (("middle", 0.3),), "cube": (("block", 0.1), ("box", 0.05)),
 }
+JUNK_P = 0.008  # "i don't know", "nothing", "yes" to a question that is not yes/no
+NUMBER_WORD_P = 0.04  # a count written as a word ("two"), which the official normalization folds
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 # fmt: on
 
@@ -50,11 +52,8 @@ class Annotators(NamedTuple):
 
     slip: dict[str, float]  # kind -> slip probability of one person at difficulty x1
     difficulty: dict[float, float]  # slip multiplier -> probability, drawn once per question
-    hard_scale: float  # multiplies Truth.hard (larger counts, close comparisons)
-    junk_p: float  # "i don't know", "nothing", "yes" to a question that is not yes/no
-    variant_scale: float  # multiplies the VARIANTS probabilities
-    number_word_p: float  # a count written as a word ("two"; the official normalization folds it)
-    max_slip: float = 0.7
+    hard_scale: float  # multiplies Truth.hard (the extra slip of larger counts, close comparisons)
+    max_slip: float  # the most a question's slip probability can be
 
 
 # fmt: off
@@ -62,15 +61,17 @@ V1 = Annotators(
     slip={"yesno": 0.08, "count": 0.08, "color": 0.4, "shape": 0.3, "size": 0.4, "material": 0.35,
           "where": 0.25},
     difficulty={0.2: 0.35, 1.0: 0.3, 2.5: 0.2, 5.0: 0.15},
-    hard_scale=1.0, junk_p=0.008, variant_scale=1.0, number_word_p=0.04,
+    hard_scale=1.0, max_slip=0.7,
 )
-# Calibrated (data/README.md, "Ten simulated annotators"): more questions that everyone answers
-# alike (x0), the slips gathered in fewer, harder questions; fewer yes/no slips, more on counts.
+# Calibrated to VQA v2 (data/README.md, "Ten simulated annotators"): a fifth of the questions
+# nobody slips on (x0), fewer yes/no slips, twice the slips on the other answer types, count slips
+# that grow faster with the count, and at most half the people slip, so that the intended answer
+# stays the most likely one.
 V2 = Annotators(
-    slip={"yesno": 0.08, "count": 0.08, "color": 0.4, "shape": 0.3, "size": 0.4, "material": 0.35,
-          "where": 0.25},
-    difficulty={0.2: 0.35, 1.0: 0.3, 2.5: 0.2, 5.0: 0.15},
-    hard_scale=1.0, junk_p=0.008, variant_scale=1.0, number_word_p=0.04,
+    slip={"yesno": 0.03, "count": 0.08, "color": 0.8, "shape": 0.6, "size": 0.8, "material": 0.7,
+          "where": 0.5},
+    difficulty={0.0: 0.2, 0.5: 0.15, 1.0: 0.3, 2.5: 0.2, 5.0: 0.15},
+    hard_scale=2.2, max_slip=0.5,
 )
 # fmt: on
 MODELS: dict[str, Annotators] = {"v2": V2, "v1": V1}  # vqa.synth.presets.ANNOTATORS repeats the names
@@ -86,16 +87,15 @@ def annotate(t: Truth, rnd: random.Random, n: int = 10, model: Annotators = V1) 
     The default model is v1, which the OK-VQA and VizWiz annotators build on (their own extra
     slips were set on top of it); generate() passes the chosen model for the VQA formats.
     """
-    m = model
-    slip = min(m.max_slip, weighted(rnd, m.difficulty) * m.slip[t.kind] + t.hard * m.hard_scale)
+    slip = min(model.max_slip, weighted(rnd, model.difficulty) * model.slip[t.kind] + t.hard * model.hard_scale)
     probs = dict(t.dist)
     out = []
     for k in range(1, n + 1):
         a, conf, u = weighted(rnd, probs), "yes", rnd.random()
-        if u < m.junk_p:
+        if u < JUNK_P:
             a = pick(rnd, ("i don't know",) if t.kind == "yesno" else ("i don't know", "yes", "nothing"))
             conf = "no" if rnd.random() < 0.6 else "maybe"
-        elif u < m.junk_p + slip:
+        elif u < JUNK_P + slip:
             if t.kind == "count":
                 c = int(a)
                 a = str(c + 1 if c == 0 or rnd.random() < 0.45 else c - 1)
@@ -108,11 +108,11 @@ def annotate(t: Truth, rnd: random.Random, n: int = 10, model: Annotators = V1) 
             conf = "maybe"
         u = rnd.random()
         for variant, p in VARIANTS.get(a, ()):
-            if u < p * m.variant_scale:
+            if u < p:
                 a = variant
                 break
-            u -= p * m.variant_scale
-        if t.kind == "count" and a.isdigit() and int(a) <= 10 and rnd.random() < m.number_word_p:
+            u -= p
+        if t.kind == "count" and a.isdigit() and int(a) <= 10 and rnd.random() < NUMBER_WORD_P:
             a = NUMBER_WORDS[int(a)]  # folded by the official normalization
         out.append({"answer_id": k, "answer": a, "answer_confidence": conf})
     return out

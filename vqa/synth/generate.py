@@ -15,6 +15,7 @@ user's is replaced with it, `out` must be new, empty or a dataset `vqa synth` wr
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -26,10 +27,11 @@ import numpy as np
 
 from vqa.errors import UserError
 from vqa.io import write_json_atomic
+from vqa.synth.annotators import MODELS, annotate
 from vqa.synth.ask import ask
 from vqa.synth.features import layout_boxes, write_features
 from vqa.synth.formats import FORMATS, Item, Style, split_sizes
-from vqa.synth.presets import PRESETS
+from vqa.synth.presets import ANNOTATORS, PRESETS
 from vqa.synth.scenes import make_scene
 from vqa.synth.stats import format_stats, prior_accuracy, split_stats
 
@@ -140,19 +142,22 @@ def _swap_in(tmp: Path, real: Path, old: Path) -> None:
 
 
 def _write(folder: Path, shown: Path, say, seed: int, fmt: str, counts: tuple[int, int, int], options: dict,
-           features: bool, render: bool) -> dict:  # fmt: skip
+           features: bool, render: bool, annotators: str) -> dict:  # fmt: skip
     """Write the whole dataset into `folder` (`shown`: the folder it will become, for messages)."""
     questions_per_image, grid_size = options["questions_per_image"], options["grid_size"]
     grid_dim, box_dim = options["grid_dim"], options["box_dim"]
     start = time.perf_counter()
     writer = _writer(fmt)
-    tagged = {} if fmt == "vqa2" else {"format": fmt}  # stats.json of vqa2 as it always was
+    style, tagged = writer.style, {} if fmt == "vqa2" else {"format": fmt}
+    if style.annotate is annotate:  # VQA's annotators (vqa2, vqa1, vqacp2); OK-VQA and VizWiz have their own
+        style = style._replace(annotate=functools.partial(annotate, model=MODELS[annotators]))
+        tagged["annotators"] = annotators
     stats = {"generator": "vqa synth", "seed": seed, **tagged, "options": options, "splits": {}}
     annotated, drawn = {}, {}
     for split_no, ((split, subtype, first), n) in enumerate(zip(writer.splits, counts)):
         n, per_image = split_sizes(fmt, n, questions_per_image)
         ids, keys, scenes, items, boxes = _make_split(split_no, split, first, n, seed, per_image, grid_size,
-                                                      writer.style)  # fmt: skip
+                                                      style)  # fmt: skip
         rows = writer.write_split(folder, split, items, seed)
         if rows is not None:
             annotated[split] = rows
@@ -230,16 +235,21 @@ def generate(
     render: bool = False,
     quiet: bool = False,
     format: str = "vqa2",
+    annotators: str = ANNOTATORS[0],
 ) -> dict:
     """Write a synthetic dataset into `out_dir`; return (and save as stats.json) its statistics.
 
     `format` (vqa.synth.formats.FORMATS) picks the dataset whose files and annotators are
-    imitated: VQA v2 by default. The same arguments give byte-identical files. The dataset replaces
+    imitated: VQA v2 by default. `annotators` (vqa.synth.annotators.MODELS) picks the model of the
+    VQA formats' annotators (vqa2, vqa1, vqacp2; OK-VQA and VizWiz keep their own): "v2", calibrated
+    to VQA v2, by default; "v1" writes the files of before. The same arguments give byte-identical files. The dataset replaces
     `out_dir` as a whole, once complete (see the module's docstring). `render` also draws every
     image as out_dir/images/<subtype>/<the image's file name>.png (vqa.synth.render).
     """
     if format not in FORMATS:
         raise UserError(f"format (--format) = {format!r}: choose one of {', '.join(FORMATS)}")
+    if annotators not in MODELS:
+        raise UserError(f"annotators (--annotators) = {annotators!r}: choose one of {', '.join(MODELS)}")
     _check("seed", seed, 0, 2**63 - 1)
     counts = (train_images, val_images, test_images)
     for name, value, low in zip(("train_images", "val_images", "test_images"), counts, (1, 1, 0)):
@@ -261,7 +271,7 @@ def generate(
     real, tmp, old = _staging(out)
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     try:
-        stats = _write(tmp, out, say, seed, format, counts, options, features, render)
+        stats = _write(tmp, out, say, seed, format, counts, options, features, render, annotators)
         _swap_in(tmp, real, old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -277,5 +287,7 @@ def synth_command(args) -> int:
         if getattr(args, key, None) is not None:
             options[key] = getattr(args, key)
     fmt = getattr(args, "format", None) or "vqa2"
-    generate(args.out, seed=args.seed, render=args.render, quiet=args.quiet, format=fmt, **options)
+    annotators = getattr(args, "annotators", None) or ANNOTATORS[0]
+    generate(args.out, seed=args.seed, render=args.render, quiet=args.quiet, format=fmt, annotators=annotators,
+             **options)  # fmt: skip
     return 0

@@ -34,12 +34,12 @@ def split_stats(anns: list[dict]) -> dict:
     `anns` are the official annotations plus each question's text ("question") and intended
     answer ("truth", None when the question is ambiguous).
     """
-    mca, human, uniq, unanimous, known, right, pairs = [], [], 0, 0, 0, 0, defaultdict(set)
+    mca, human, uniq, unanimous, known, right, pairs = [], [], [], [], 0, 0, defaultdict(set)
     for a in anns:
         norm = [normalize(x["answer"]) for x in a["answers"]]
         c = Counter(norm)
-        uniq += len(c)
-        unanimous += len({x["answer"] for x in a["answers"]}) == 1
+        uniq.append((a["answer_type"], len(c)))
+        unanimous.append((a["answer_type"], len({x["answer"] for x in a["answers"]}) == 1))
         mca.append((a["answer_type"], score_from_count(c[a["multiple_choice_answer"]])))
         # the official human accuracy: each answer scored against the other nine
         human.append((a["answer_type"], sum(score_from_count(c[x] - 1, 9) for x in norm) / 10))
@@ -51,8 +51,8 @@ def split_stats(anns: list[dict]) -> dict:
     num = Counter(a["multiple_choice_answer"] for a in anns if a["answer_type"] == "number")
     n = max(len(anns), 1)
     return {
-        "mean_unique_answers": uniq / n,
-        "unanimous": unanimous / n,
+        "mean_unique_answers": sum(u for _, u in uniq) / n,
+        "unanimous": sum(u for _, u in unanimous) / n,
         "answer_types": dict(Counter(a["answer_type"] for a in anns)),
         "mca_is_true_answer": right / max(known, 1),
         "paired_questions": sum(len(pairs[a["question"]]) > 1 for a in anns) / n,
@@ -60,6 +60,8 @@ def split_stats(anns: list[dict]) -> dict:
         "top_number_share": max(num.values(), default=0) / max(sum(num.values()), 1),
         "mca_accuracy": _by_type(mca),
         "human_accuracy": _by_type(human),
+        "unanimous_by_type": _by_type(unanimous),
+        "unique_answers_by_type": _by_type(uniq),
     }
 
 
@@ -85,6 +87,18 @@ def prior_accuracy(train: list[dict], val: list[dict]) -> dict:
 
 
 SHORT = {"overall": "all", "yes/no": "y/n", "number": "num", "other": "other", "unanswerable": "unans"}
+
+# Published agreement of the real datasets, shown beside the synthetic one (data/README.md, "Ten
+# simulated annotators", says where each number comes from; None: not published). Shares in [0, 1].
+PUBLISHED = {
+    # human accuracy: the VQA Challenge 2021 leaderboard's "Human Performance" row, test-dev
+    "VQA v2": {"unanimous_by_type": {}, "unique_answers_by_type": {},
+               "human_accuracy": {"overall": 0.8073, "yes/no": 0.9547, "number": 0.8120, "other": 0.6782}},
+    # human accuracy: Antol et al. 2015, Table 1 (real images, question + image, test-standard);
+    # unique answers: Antol et al. 2015, section 4; unanimous: the train2014 annotations, raw strings
+    "VQA v1": {"unanimous_by_type": {"overall": 0.366}, "unique_answers_by_type": {"overall": 2.70},
+               "human_accuracy": {"overall": 0.8330, "yes/no": 0.9577, "number": 0.8339, "other": 0.7267}},
+}  # fmt: skip
 
 
 def format_stats(stats: dict) -> str:
@@ -124,7 +138,31 @@ def format_stats(stats: dict) -> str:
     lines.append(
         f"(percent; prior: most common {first} answer of the same question, else question type{balance})"
     )
-    return "\n".join(lines + _format_lines(stats))
+    return "\n".join(lines + _agreement_lines(stats, annotated) + _format_lines(stats))
+
+
+def _agreement_lines(stats: dict, annotated: dict) -> list[str]:
+    """Agreement per answer type: unanimous share, unique answers per question, human accuracy; for
+    the VQA formats, beside what was published for VQA v2 and v1 ("-": not published)."""
+    keys = ["overall", *[k for k in next(iter(annotated.values()))["human_accuracy"] if k != "overall"]]
+    blocks = (("unanimous_by_type", "unanimous %", 100, "6.1f"), ("unique_answers_by_type", "unique answers", 1, "6.2f"),
+              ("human_accuracy", "human acc %", 100, "6.1f"))  # fmt: skip
+    cols = "".join(f"{SHORT.get(k, k[:5]):>6}" for k in keys)
+    width = 6 * len(keys)
+    lines = [f"{'agreement':<22}" + "".join(f"  | {title:<{width}}" for _, title, _, _ in blocks),
+             f"{'':<22}" + f"  | {cols}" * len(blocks)]  # fmt: skip
+
+    def row(name: str, s: dict) -> str:
+        cells = [
+            "".join("     -" if s[key].get(k) is None else f"{scale * s[key][k]:{fmt}}" for k in keys)
+            for key, _, scale, fmt in blocks
+        ]
+        return f"{name:<22}" + "".join(f"  | {c}" for c in cells)
+
+    lines += [row(split, s) for split, s in annotated.items()]
+    if stats.get("format", "vqa2") in ("vqa2", "vqa1", "vqacp2"):
+        lines += [row(f"{name} (published)", s) for name, s in PUBLISHED.items()]
+    return lines
 
 
 def _format_lines(stats: dict) -> list[str]:
