@@ -52,7 +52,9 @@ def _sampled_ce(x, batch):
     # the same RNG state this replays the draw, then scores it against a dense one-hot target.
     # (That the draws follow the counts is test_sampled_ce_draws_answers_in_proportion_to_counts.)
     valid = batch.answer_weight.sum(1) > 0  # [B]
-    choice = torch.multinomial(batch.answer_weight[valid], 1)  # [B', 1]
+    probs = batch.answer_weight.clone()
+    probs[~valid, 0] = 1.0  # the loss draws slot 0 for a question without weights, then masks it out
+    choice = torch.multinomial(probs, 1)[valid]  # [B', 1]
     target = torch.zeros(int(valid.sum()), A, dtype=torch.float64)
     target.scatter_(1, batch.answer_idx[valid].gather(1, choice), 1.0)  # [B', A] one-hot
     return -(target * torch.log_softmax(x[valid], 1)).sum(1).mean()

@@ -59,10 +59,12 @@ def _hard_target_ce(logits: torch.Tensor, batch, reduction: str, epsilon: float 
         return F.cross_entropy(
             logits[valid].float(), batch.answer[valid], reduction="none", label_smoothing=epsilon
         )  # [B']
-    if not bool(valid.any()):
-        return logits.float().sum() * 0.0  # keeps the graph; nothing to learn from this batch
-    # fused; mean over the valid rows
-    return F.cross_entropy(logits.float(), batch.answer, ignore_index=-1, label_smoothing=epsilon)
+    # mean over the valid rows (ignored rows give 0), without asking the host whether any is valid:
+    # no device sync; a batch with no hard target gives 0 with a graph
+    per_question = F.cross_entropy(
+        logits.float(), batch.answer, ignore_index=-1, reduction="none", label_smoothing=epsilon
+    )  # [B]
+    return per_question.sum() / valid.sum().clamp(min=1)
 
 
 def hard_ce(logits: torch.Tensor, batch, reduction: str = "mean") -> torch.Tensor:
@@ -130,11 +132,16 @@ def sampled_ce(logits: torch.Tensor, batch, reduction: str = "mean") -> torch.Te
     """
     w = batch.answer_weight  # [B, K]
     valid = w.sum(1) > 0  # [B]
-    if not bool(valid.any()):
-        return _reduce(logits.float().sum(1)[:0], reduction)
-    choice = torch.multinomial(w[valid], 1).squeeze(1)  # [B']
-    target = batch.answer_idx[valid].gather(1, choice[:, None]).squeeze(1)
-    return _reduce(F.cross_entropy(logits[valid].float(), target, reduction="none"), reduction)
+    # a question without weights draws slot 0 and is masked out: the draw needs no host sync
+    probs = torch.where(
+        valid[:, None], w, F.one_hot(torch.zeros_like(valid, dtype=torch.long), w.shape[1]).to(w)
+    )
+    choice = torch.multinomial(probs, 1)  # [B, 1]
+    target = batch.answer_idx.gather(1, choice).squeeze(1)  # [B]
+    per_question = F.cross_entropy(logits.float(), target, reduction="none")  # [B]
+    if reduction == "none":
+        return per_question[valid]  # [B'] (evaluation only)
+    return (per_question * valid).sum() / valid.sum().clamp(min=1)
 
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {

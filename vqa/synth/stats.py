@@ -149,7 +149,7 @@ def _agreement_lines(stats: dict, annotated: dict) -> list[str]:
               ("human_accuracy", "human acc %", 100, "6.1f"))  # fmt: skip
     cols = "".join(f"{SHORT.get(k, k[:5]):>6}" for k in keys)
     width = 6 * len(keys)
-    lines = [f"{'agreement':<22}" + "".join(f"  | {title:<{width}}" for _, title, _, _ in blocks),
+    lines = [(f"{'agreement':<22}" + "".join(f"  | {title:<{width}}" for _, title, _, _ in blocks)).rstrip(),
              f"{'':<22}" + f"  | {cols}" * len(blocks)]  # fmt: skip
 
     def row(name: str, s: dict) -> str:
