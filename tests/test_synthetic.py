@@ -13,11 +13,11 @@ import pytest
 from vqa.cli import SYNTH_SIZES, build_parser
 from vqa.errors import UserError
 from vqa.synth import features
-from vqa.synth.annotators import most_common_answer, normalize
+from vqa.synth.annotators import MODELS, most_common_answer, normalize
 from vqa.synth.generate import ID_RANGE, generate, synth_command
-from vqa.synth.presets import PRESETS
+from vqa.synth.presets import ANNOTATORS, PRESETS
 from vqa.synth.questions import OFFICIAL_QUESTION_TYPES, question_type
-from vqa.synth.stats import format_stats
+from vqa.synth.stats import PUBLISHED, format_stats
 
 TINY = PRESETS["tiny"]
 SPLITS = (
@@ -28,6 +28,10 @@ SPLITS = (
 FIRST_ID = {"train2014": 1, "val2014": 1_000_000, "test-dev2015": 2_000_000}
 # sha256 of "\n".join(lines of shared/docs/vqa-question-types.txt): the 65 official types, in order.
 OFFICIAL_TYPES_SHA256 = "12f91d1a05002353e9881e25bb9e64687d8350e9053f57c5a1877ddf45a24686"
+# sha256 of the tiny preset's v2_mscoco_train2014_annotations.json (seed 0) as every version before the
+# calibrated annotators wrote it: `--annotators v1` must write it again. If a change to the scenes or
+# the questions moves it on purpose, update it and say that v1 no longer gives the files of before.
+V1_TINY_TRAIN_ANNOTATIONS_SHA256 = "271463d86f09375c2435d52daa9f534e4482061ca4c4135adb7e7bae89d54d92"
 FEATURE_KEYS = [
     "ids",
     "grid",
@@ -275,6 +279,15 @@ def test_statistics_match_the_files_and_look_like_vqa_v2(tiny):
         )
     s = stats["splits"]["train2014"]
     assert s["human_accuracy"]["overall"] == pytest.approx(np.mean(human))
+    by_type = defaultdict(list)  # answer type -> (all ten answers identical, distinct normalized answers)
+    for a in raw["annotations"]:
+        answers = [x["answer"] for x in a["answers"]]
+        by_type[a["answer_type"]].append((len(set(answers)) == 1, len({normalize(x) for x in answers})))
+    for t, rows in by_type.items():
+        assert s["unanimous_by_type"][t] == pytest.approx(np.mean([u for u, _ in rows]))
+        assert s["unique_answers_by_type"][t] == pytest.approx(np.mean([q for _, q in rows]))
+    assert s["unanimous_by_type"]["overall"] == pytest.approx(s["unanimous"])
+    assert s["unique_answers_by_type"]["overall"] == pytest.approx(s["mean_unique_answers"])
     assert s["mca_accuracy"]["overall"] == pytest.approx(np.mean(mca))
     q = TINY["questions_per_image"]
     assert (s["images"], s["questions"]) == (TINY["train_images"], q * TINY["train_images"])
@@ -293,6 +306,51 @@ def test_statistics_match_the_files_and_look_like_vqa_v2(tiny):
     assert prior["yes/no"] < 0.8 and prior["other"] < 0.5
     table = format_stats(stats)
     assert "human acc" in table and f"{100 * h['overall']:.1f}" in table
+    assert "VQA v2 (published)" in table and "unanimous %" in table and stats["annotators"] == "v2"
+
+
+def pooled(stats: dict, key: str) -> dict:
+    """train2014 and val2014's `key` by answer type, pooled (weighted by the questions of each type)."""
+    splits = [stats["splits"][s] for s in ("train2014", "val2014")]
+    out = {}
+    for t in ("yes/no", "number", "other"):
+        n = [s["answer_types"][t] for s in splits]
+        out[t] = sum(s[key][t] * k for s, k in zip(splits, n)) / sum(n)
+    n = [s["questions"] for s in splits]
+    out["overall"] = sum(s[key]["overall"] * k for s, k in zip(splits, n)) / sum(n)
+    return out
+
+
+def test_default_annotators_agree_like_the_published_vqa_statistics(tmp_path):
+    """The calibration (data/README.md, "Ten simulated annotators"), on the `small` preset: human
+    accuracy per answer type within 1.5 points of VQA v2's published figures; the unanimous share
+    within 10 points of VQA v1's (no VQA v2 figure was found; v2 agrees less than v1) and the mean
+    number of distinct answers within 0.3 of VQA v1's 2.70. v1, on the same questions, misses."""
+    v2 = generate(tmp_path / "v2", seed=0, quiet=True, features=False, **PRESETS["small"])
+    v1 = generate(tmp_path / "v1", seed=0, quiet=True, features=False, annotators="v1", **PRESETS["small"])
+    human, published = pooled(v2, "human_accuracy"), PUBLISHED["VQA v2"]["human_accuracy"]
+    assert all(abs(human[t] - published[t]) < 0.015 for t in ("yes/no", "number", "other")), human
+    assert human["yes/no"] > human["number"] > human["other"]
+    vqa1 = {key: v["overall"] for key, v in PUBLISHED["VQA v1"].items() if key != "human_accuracy"}
+    assert abs(pooled(v2, "unanimous_by_type")["overall"] - vqa1["unanimous_by_type"]) < 0.10
+    assert abs(pooled(v2, "unique_answers_by_type")["overall"] - vqa1["unique_answers_by_type"]) < 0.3
+    old = pooled(v1, "human_accuracy")
+    assert max(abs(old[t] - published[t]) for t in ("yes/no", "number", "other")) > 0.015
+    assert abs(pooled(v1, "unanimous_by_type")["overall"] - vqa1["unanimous_by_type"]) > 0.10
+    # the model changes the answers and nothing else: same questions, scenes and boxes
+    for p in (tmp_path / "v1").iterdir():
+        same = p.read_bytes() == (tmp_path / "v2" / p.name).read_bytes()
+        assert same == ("annotations" not in p.name and p.name != "stats.json"), p.name
+
+
+def test_v1_annotators_write_the_files_of_before(tmp_path):
+    generate(tmp_path, seed=0, quiet=True, features=False, annotators="v1", **PRESETS["tiny"])
+    digest = hashlib.sha256((tmp_path / "v2_mscoco_train2014_annotations.json").read_bytes()).hexdigest()
+    assert digest == V1_TINY_TRAIN_ANNOTATIONS_SHA256
+    assert json.loads((tmp_path / "stats.json").read_text())["annotators"] == "v1"
+    with pytest.raises(UserError, match=r"annotators \(--annotators\) = 'v3': choose one of v2, v1"):
+        generate(tmp_path / "x", seed=0, quiet=True, annotators="v3", **PRESETS["tiny"])
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize(
@@ -336,8 +394,11 @@ def test_cli_parser_agrees_with_the_presets(capsys):
     """vqa/cli.py repeats the preset names and sizes so that `vqa --help` needs no numpy: keep them in step."""
     with pytest.raises(SystemExit):
         build_parser().parse_args(["synth", "--help"])
-    assert "--preset {" + ",".join(PRESETS) + "}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--preset {" + ",".join(PRESETS) + "}" in out
+    assert "--annotators {" + ",".join(ANNOTATORS) + "}" in out and ANNOTATORS == tuple(MODELS)
     assert all(tuple(sizes) == SYNTH_SIZES for sizes in PRESETS.values())
+    assert build_parser().parse_args(["synth", "--out", "x"]).annotators == ANNOTATORS[0] == "v2"
 
 
 def test_cli_options_override_the_preset(tmp_path, capsys):

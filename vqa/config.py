@@ -46,7 +46,7 @@ class DataConfig:
     )
     synth_preset: str = ""  # tiny | small | paper: generate synthetic data into root when it is missing
     synth_format: str = "vqa2"  # vqa2 | vqa1 | okvqa | vizwiz | vqacp2: the dataset synth_preset imitates
-    synth_annotators: str = "v2"  # v2 (calibrated to VQA v2) | v1 (the files of before): vqa synth --annotators
+    synth_annotators: str = "v2"  # v2 (calibrated to VQA v2) | v1 (the files of before)
 
 
 @dataclass

@@ -200,6 +200,12 @@ def run_grid(args: argparse.Namespace) -> None:
             if args.jobs > 1:
                 print(f"paper: [{i}/{len(jobs)}] {job.run_dir}: done", flush=True)
 
+    # a missing synthetic dataset is generated here, once: runs started together would each generate it
+    # into the same folder (the first use of data/synthetic/tiny raced exactly so)
+    from vqa.data.build import ensure_synthetic
+
+    for job in {j.cfg.data.root: j for j, (what, _) in zip(jobs, actions) if what != "skip"}.values():
+        ensure_synthetic(job.cfg)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run, i, job, what, done)
                    for i, (job, (what, done)) in enumerate(zip(jobs, actions), 1)]  # fmt: skip

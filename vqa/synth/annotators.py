@@ -87,7 +87,8 @@ def annotate(t: Truth, rnd: random.Random, n: int = 10, model: Annotators = V1) 
     The default model is v1, which the OK-VQA and VizWiz annotators build on (their own extra
     slips were set on top of it); generate() passes the chosen model for the VQA formats.
     """
-    slip = min(model.max_slip, weighted(rnd, model.difficulty) * model.slip[t.kind] + t.hard * model.hard_scale)
+    difficulty = weighted(rnd, model.difficulty)
+    slip = min(model.max_slip, difficulty * model.slip[t.kind] + t.hard * model.hard_scale)
     probs = dict(t.dist)
     out = []
     for k in range(1, n + 1):
@@ -116,6 +117,25 @@ def annotate(t: Truth, rnd: random.Random, n: int = 10, model: Annotators = V1) 
             a = NUMBER_WORDS[int(a)]  # folded by the official normalization
         out.append({"answer_id": k, "answer": a, "answer_confidence": conf})
     return out
+
+
+def answerer(name: str, own: random.Random):
+    """The VQA formats' Style.annotate, (truth, rnd) -> answers, with annotator model `name`.
+
+    v1 answers from the split's stream `rnd`, as it always has. Another model answers from its own
+    stream `own`, while `rnd` still advances exactly as under v1 (v1's answers are drawn, then
+    dropped): the model changes the answers and nothing else, so one seed gives the same scenes,
+    questions, boxes and features under every model.
+    """
+    model = MODELS[name]
+    if model is V1:
+        return annotate
+
+    def answer(t: Truth, rnd: random.Random) -> list[dict]:
+        annotate(t, rnd)
+        return annotate(t, own, model=model)
+
+    return answer
 
 
 def most_common_answer(answers: list[dict]) -> str:

@@ -15,7 +15,6 @@ user's is replaced with it, `out` must be new, empty or a dataset `vqa synth` wr
 
 from __future__ import annotations
 
-import functools
 import os
 import random
 import shutil
@@ -27,7 +26,7 @@ import numpy as np
 
 from vqa.errors import UserError
 from vqa.io import write_json_atomic
-from vqa.synth.annotators import MODELS, annotate
+from vqa.synth.annotators import MODELS, annotate, answerer
 from vqa.synth.ask import ask
 from vqa.synth.features import layout_boxes, write_features
 from vqa.synth.formats import FORMATS, Item, Style, split_sizes
@@ -148,14 +147,18 @@ def _write(folder: Path, shown: Path, say, seed: int, fmt: str, counts: tuple[in
     grid_dim, box_dim = options["grid_dim"], options["box_dim"]
     start = time.perf_counter()
     writer = _writer(fmt)
-    style, tagged = writer.style, {} if fmt == "vqa2" else {"format": fmt}
-    if style.annotate is annotate:  # VQA's annotators (vqa2, vqa1, vqacp2); OK-VQA and VizWiz have their own
-        style = style._replace(annotate=functools.partial(annotate, model=MODELS[annotators]))
+    vqa_annotators = writer.style.annotate is annotate  # vqa2, vqa1, vqacp2; OK-VQA and VizWiz have their own
+    tagged = {} if fmt == "vqa2" else {"format": fmt}
+    if vqa_annotators:
         tagged["annotators"] = annotators
     stats = {"generator": "vqa synth", "seed": seed, **tagged, "options": options, "splits": {}}
     annotated, drawn = {}, {}
     for split_no, ((split, subtype, first), n) in enumerate(zip(writer.splits, counts)):
         n, per_image = split_sizes(fmt, n, questions_per_image)
+        style = writer.style
+        if vqa_annotators:  # the model's answers; every other draw as under v1 (annotators.answerer)
+            own = random.Random(f"vqa-synth/{seed}/{split}/answers")
+            style = style._replace(annotate=answerer(annotators, own))
         ids, keys, scenes, items, boxes = _make_split(split_no, split, first, n, seed, per_image, grid_size,
                                                       style)  # fmt: skip
         rows = writer.write_split(folder, split, items, seed)
