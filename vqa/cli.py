@@ -162,7 +162,8 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
 def _paper_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config-dir", required=True, help="folder of <model>_<hard|soft>.yaml configs")
     p.add_argument("--models", required=True, help="space-separated, e.g. 'avg pool mcb'")
-    p.add_argument("--losses", default="hard_ce soft_ce", help="space-separated names of vqa.losses.LOSSES")
+    p.add_argument("--losses", default="hard_ce soft_ce",
+                   help="space-separated arms: loss names of vqa.losses.LOSSES or named variants of vqa.report.runs.ARMS (shuffled)")  # fmt: skip
     p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 per (model, loss)")
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs of every run")
     p.add_argument("--runs-dir", required=True, help="where the run folders go")
