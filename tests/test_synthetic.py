@@ -455,3 +455,22 @@ def test_cli_options_override_the_preset(tmp_path, capsys):
         ["synth", "--out", str(tmp_path / "q"), "--preset", "tiny", "--train-images", "4", "--quiet"]
     )
     assert synth_command(args) == 0 and capsys.readouterr().out == ""
+
+
+def test_stale_synthetic_data_is_regenerated_for_the_config(tmp_path, capsys):
+    """A folder holding the preset from other annotators than the config asks for is regenerated,
+    saying so; the right data is left alone."""
+    from vqa.config import load_config
+    from vqa.data.build import ensure_synthetic
+    from vqa.synth.generate import generate
+    from vqa.synth.presets import PRESETS
+
+    root = tmp_path / "tiny"
+    generate(root, seed=0, annotators="v1", quiet=True, **PRESETS["tiny"])
+    cfg = load_config("configs/synthetic/avg_soft.yaml", [f"data.root={root}", "data.synth_preset=tiny"])
+    capsys.readouterr()
+    ensure_synthetic(cfg)
+    assert "holds vqa2 data from the v1 annotators" in capsys.readouterr().out
+    assert json.loads((root / "stats.json").read_text())["annotators"] == "v2"
+    ensure_synthetic(cfg)
+    assert "regenerating" not in capsys.readouterr().out

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from vqa import io
 from vqa.config import Config, DataConfig
 from vqa.data.answers import AnswerVocab
 from vqa.data.dataset import EpochSampler, ShardSampler, VQADataset, build_loader
@@ -31,19 +32,32 @@ from vqa.errors import UserError
 
 
 def ensure_synthetic(cfg: Config) -> None:
-    """Generate the synthetic dataset a config points at when it is missing (`make train` on a fresh clone)."""
+    """Generate the synthetic dataset a config points at when it is missing (`make train` on a fresh
+    clone), or when the folder holds the preset in another format or from other annotators than the
+    config asks for (e.g. written before the annotators were calibrated): a run never trains on data
+    other than its config's without saying so."""
     root = Path(cfg.data.root)
-    if not cfg.data.synth_preset or (root / "stats.json").exists():
+    if not cfg.data.synth_preset:
         return
     from vqa.synth.generate import generate
     from vqa.synth.presets import PRESETS
 
-    print(
-        f"data: {root} is missing; generating the synthetic '{cfg.data.synth_preset}' preset there"
-        + ("" if cfg.data.synth_format == "vqa2" else f" in the {cfg.data.synth_format} format"),
-        flush=True,
+    what = f"the synthetic '{cfg.data.synth_preset}' preset" + (
+        "" if cfg.data.synth_format == "vqa2" else f" in the {cfg.data.synth_format} format"
     )
-    generate(root, seed=0, format=cfg.data.synth_format, **PRESETS[cfg.data.synth_preset])
+    stats_path = root / "stats.json"
+    if stats_path.exists():
+        stats = io.read_json(stats_path, "synthetic data statistics")
+        have = (stats.get("format", "vqa2"), stats.get("annotators", "v1"))
+        if have[0] == cfg.data.synth_format and (have[1] == cfg.data.synth_annotators or "annotators" not in stats
+                                                  and cfg.data.synth_format in ("okvqa", "vizwiz")):  # fmt: skip
+            return
+        print(f"data: {root} holds {have[0]} data from the {have[1]} annotators; the config asks for "
+              f"{cfg.data.synth_format} from {cfg.data.synth_annotators}: regenerating {what} there", flush=True)  # fmt: skip
+    else:
+        print(f"data: {root} is missing; generating {what} there", flush=True)
+    generate(root, seed=0, format=cfg.data.synth_format, annotators=cfg.data.synth_annotators,
+             **PRESETS[cfg.data.synth_preset])  # fmt: skip
 
 
 def source_of(cfg: Config) -> Source:
