@@ -15,8 +15,8 @@ import pytest
 
 from vqa.config import load_config
 from vqa.data.features import FeatureStore
-from vqa.data.text import PAD, UNK
 from vqa.data.sources.vqa2 import VQA2
+from vqa.data.text import PAD, UNK
 from vqa.data.word_vectors import load_word_vectors
 from vqa.features.convert import read_bottomup_tsv
 from vqa.synth.questions import OFFICIAL_QUESTION_TYPES
