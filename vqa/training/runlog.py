@@ -128,7 +128,9 @@ class RunLog:
             return
         source = get_source(self.cfg.data.source)
         results = source.results({q: avocab.itos[i] for q, i in predictions.items()}, records)
-        io.write_text_atomic(self.run_dir / f"predictions_{self.cfg.data.val_split}.json", json.dumps(results))
+        io.write_text_atomic(
+            self.run_dir / f"predictions_{self.cfg.data.val_split}.json", json.dumps(results)
+        )
 
     def close(self) -> None:
         for w in (self.writer, self.steps_writer):
