@@ -1,0 +1,173 @@
+"""Timers and memory probes shared by the benchmarks.
+
+Two ways to measure peak memory, for two kinds of benchmark:
+- `peak_bytes` counts the tensor storage the ops of one call create on the device its tensors
+  live on (LiveTensorBytes on the CPU, that GPU's allocator counters on CUDA): exact and
+  deterministic, for comparing two functions in one process (the losses).
+- `measure_steps` in a fresh process (`run_isolated`) reads the growth of the process's high-water
+  RSS: what the allocator really took, FFT and BLAS buffers included, which no tensor counter sees
+  (the models, MCB, the data pipeline).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import sys
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_it(
+    fn: Callable[[], object], repeats: int, warmup: int = 2, device: torch.device | str = "cpu"
+) -> float:
+    """Median seconds per call over `repeats` calls, after `warmup` calls.
+
+    `device`: where fn's tensors live; on CUDA each call is timed to the end of its kernels
+    (kernels run asynchronously: without the synchronization only their launch is timed).
+    """
+    device = torch.device(device)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2]
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Peak bytes of live tensor storage created by the ops run inside it, on any device.
+
+    Every op (backward ops included: autograd runs them on this thread for CPU tensors) passes
+    through __torch_dispatch__; each new storage is counted once and uncounted when it is freed.
+    Deterministic, unlike process RSS.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current = 0
+        self.peak = 0
+        self.devices: set[str] = set()  # device types of the storages counted
+        self._live: dict[int, weakref.finalize] = {}
+
+    def _free(self, key: int, nbytes: int) -> None:
+        if self._live.pop(key, None) is not None:
+            self.current -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                key, nbytes = storage.data_ptr(), storage.nbytes()
+                if nbytes and key not in self._live:
+                    self.devices.add(t.device.type)
+                    self._live[key] = weakref.finalize(storage, self._free, key, nbytes)
+                    self.current += nbytes
+                    self.peak = max(self.peak, self.current)
+        return out
+
+
+def peak_bytes(fn: Callable[[], object], device: torch.device | str = "cpu") -> int:
+    """Peak bytes of tensors allocated during one call of `fn` (above what was live before), on
+    `device`, the device fn's tensors live on.
+
+    CUDA: that GPU's caching-allocator counters (reset first); a peak of 0 means fn's tensors are
+    elsewhere and raises rather than report a meaningless number. CPU: LiveTensorBytes, which sees
+    tensors of any device; one on another device than `device` raises for the same reason.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) - base
+        if peak == 0:
+            raise ValueError(
+                f"peak_bytes: nothing was allocated on {device}; pass the device fn's tensors live on"
+            )
+        return peak
+    with LiveTensorBytes() as tracker:
+        fn()
+    if tracker.devices - {device.type}:
+        raise ValueError(
+            f"peak_bytes: fn made tensors on {', '.join(sorted(tracker.devices))}, measured on {device}; "
+            "pass the device fn's tensors live on"
+        )
+    return tracker.peak
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set in MiB: VmHWM on Linux.
+
+    Not ru_maxrss: it survives fork + exec, so a worker spawned by a large parent starts with the
+    parent's peak and shows no growth. VmHWM belongs to the address space exec replaces.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def measure_steps(step: Callable[[], object], steps: int, device: torch.device | str) -> tuple[float, float]:
+    """(median seconds per step, peak MiB during the steps) after one warm-up step.
+
+    Peak memory: on CUDA `max_memory_allocated` over the steps; on the CPU the growth of the
+    high-water RSS, so parameters and inputs built before do not count. Meaningful only in a
+    fresh process (`run_isolated`): an earlier measurement's peak would hide this one's.
+    """
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    else:
+        base = peak_rss_mib()
+    times = []
+    for i in range(steps + 1):
+        _sync(device)
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        if i > 0:  # the first step warms up allocator and kernels
+            times.append(time.perf_counter() - start)
+    times.sort()
+    peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20 if cuda else peak_rss_mib() - base
+    return times[len(times) // 2], peak
+
+
+def run_isolated(fn: Callable, *args):
+    """fn(*args) in a fresh spawned process, so its peak memory is its own; returns its result.
+
+    `fn` must be a module-level function (spawn pickles it by name) and its result picklable.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1, maxtasksperchild=1) as pool:
+        return pool.apply(fn, args)
+
+
+def default_device() -> str:
+    """The device the benchmarks measure on: the GPU when there is one."""
+    return "cuda" if torch.cuda.is_available() else "cpu"

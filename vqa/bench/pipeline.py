@@ -1,0 +1,136 @@
+"""Pipeline-efficiency benchmark: training samples/s reading HDF5 features from disk through the
+DataLoader, divided by samples/s on the very same batches already collated in memory.
+
+1.0 means the input pipeline costs nothing. Both rates are measured in one process, back to back,
+on the shipped synthetic configs pointed at a synthetic preset (generated on first use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vqa.bench.measure import default_device
+from vqa.config import Config, load_config
+from vqa.data.build import build_datasets, ensure_synthetic
+from vqa.data.dataset import Batch, EpochSampler, build_loader
+from vqa.device import autocast
+from vqa.losses import get_loss
+from vqa.models import build_model
+
+SYNTHETIC_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "synthetic"
+
+
+def synthetic_config(model: str, preset: str, *overrides: str) -> Config:
+    """The shipped synthetic config of `model` (soft loss) pointed at `data/synthetic/<preset>`."""
+    path = SYNTHETIC_CONFIGS / f"{model}_soft.yaml"
+    base = [f"model.name={model}"] if not path.exists() else []
+    return load_config(
+        path if path.exists() else SYNTHETIC_CONFIGS / "avg_soft.yaml",
+        [*base, f"data.root=data/synthetic/{preset}", f"data.synth_preset={preset}", *overrides],
+    )
+
+
+def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam at the config's rate: what training builds for the synthetic configs (all use Adam).
+
+    Built here, not taken from vqa.training: the benchmarks sit below the training loop.
+    """
+    if cfg.train.optimizer != "adam":
+        raise ValueError(f"the benchmarks use Adam; config {cfg.name} asks for {cfg.train.optimizer}")
+    return torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+
+def train_steps(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer,
+                batches: Iterable[Batch], device: torch.device, precision: str = "fp32") -> float:  # fmt: skip
+    """Samples per second of full training steps (fetch included when `batches` is a loader iterator)."""
+    start = time.perf_counter()
+    n = 0
+    for batch in batches:
+        batch = batch.to(device, non_blocking=True)
+        with autocast(device, precision):
+            logits = model(batch.question, batch.question_len, batch.image, batch.image_mask)  # [B, A]
+        loss = loss_fn(logits.float(), batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n += batch.question.shape[0]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the steps' kernels have run, not just been launched
+    return n / (time.perf_counter() - start)
+
+
+def bench_pipeline(models: tuple[str, ...] = ("avg", "pool"), preset: str = "paper", batches: int = 10,
+                   num_workers: int = 1, sampler: str = "random", rounds: int = 4, device: str | None = None,
+                   precision: str = "fp32") -> dict:  # fmt: skip
+    """Pipeline efficiency per model: disk samples/s over in-memory samples/s, same batches, one run."""
+    device = torch.device(device or default_device())
+    results = {"preset": preset, "batches": batches, "num_workers": num_workers, "sampler": sampler,
+               "device": str(device), "precision": precision, "models": {}}  # fmt: skip
+    for name in models:
+        cfg = synthetic_config(name, preset, f"data.num_workers={num_workers}", f"data.sampler={sampler}")
+        ensure_synthetic(cfg)
+        data = build_datasets(cfg)
+        torch.manual_seed(0)
+        model = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim).to(device)
+        optimizer = build_optimizer(cfg, model)
+        loss_fn = get_loss(cfg.train.loss)
+        model.train()
+        sampler_ = EpochSampler(data.train, shuffle=True, seed=0, group_by_image=sampler == "image_grouped")
+        loader = build_loader(data.train, cfg.train.batch_size, sampler_, num_workers,
+                              pin_memory=device.type == "cuda")  # fmt: skip
+        # Rounds alternate disk and memory on the same batches, so load from other processes
+        # drifts into both alike; the median of the per-round ratios is reported.
+        disk, memory = [], []
+        for r in range(rounds):
+            sampler_.set_epoch(r)
+            it = iter(loader)
+            train_steps(model, loss_fn, optimizer, itertools.islice(it, 2), device, precision)  # warm-up
+            disk.append(
+                train_steps(model, loss_fn, optimizer, itertools.islice(it, batches), device, precision)
+            )
+            del it
+            sampler_.set_epoch(r)
+            cached = list(itertools.islice(iter(loader), 2 + batches))[2:]  # the same batches, in memory
+            memory.append(train_steps(model, loss_fn, optimizer, cached, device, precision))
+        ratios = sorted(d / m for d, m in zip(disk, memory))
+        results["models"][name] = {
+            "batch_size": cfg.train.batch_size,
+            "image": f"{cfg.data.features} dim {data.image_dim}",
+            "disk_samples_per_s": float(np.median(disk)),
+            "memory_samples_per_s": float(np.median(memory)),
+            "efficiency": float(np.median(ratios)),
+            "efficiency_rounds": ratios,
+        }
+    return results
+
+
+def run(opts: argparse.Namespace) -> dict:
+    if opts.quick:
+        return bench_pipeline(preset="small", batches=5, rounds=2, precision=opts.precision)
+    return bench_pipeline(preset="paper", batches=10, rounds=4, precision=opts.precision)
+
+
+def markdown(r: dict) -> list[str]:
+    lines = [
+        f"### Pipeline efficiency: synthetic `{r['preset']}` features from HDF5 on disk vs the same batches in memory",
+        "",
+        f"{r['batches']} training batches per measurement, rounds alternating disk and memory (median of the "
+        f"per-round ratios), {r['num_workers']} DataLoader worker(s), "
+        f"sampler {r['sampler']}, {r['device']}.",
+        "",
+        "| model | batch | image features | disk samples/s | in-memory samples/s | efficiency |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for name, m in r["models"].items():
+        lines.append(
+            f"| {name} | {m['batch_size']} | {m['image']} | {m['disk_samples_per_s']:.1f} | "
+            f"{m['memory_samples_per_s']:.1f} | **{m['efficiency']:.3f}** |"
+        )
+    return [*lines, ""]
