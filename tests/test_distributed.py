@@ -14,9 +14,20 @@ CONFIG = "configs/synthetic/avg_hard.yaml"
 
 
 def args(root, out, name):
-    return ["--config", CONFIG, f"data.root={root}", f"out_dir={out}", f"name={name}", "train.epochs=2",
-            "train.batch_size=64", "model.dropout=0.0", "model.rnn_dim=64", "model.hidden_dim=128",
-            "train.log_every=5"]  # fmt: skip
+    return [
+        "--config",
+        CONFIG,
+        f"data.root={root}",
+        f"out_dir={out}",
+        f"name={name}",
+        "train.epochs=2",
+        "train.batch_size=64",
+        "model.dropout=0.0",
+        "model.rnn_dim=64",
+        "model.hidden_dim=128",
+        "train.log_every=5",
+        "train.device=cpu",
+    ]  # fmt: skip  (CPU even on a GPU machine: gloo, 2 ranks)
 
 
 def metrics(run: Path) -> list[dict]:
@@ -24,10 +35,12 @@ def metrics(run: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_with_the_same_global_batch(tiny_data, tmp_path):
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_two_processes_match_one_with_the_same_global_batch(tiny_data, tmp_path, accumulate):
+    """2 ranks (with 2 micro-batches each and DDP's no_sync when accumulating) = 1 process, batch 64."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     proc = subprocess.run(
-        [*torchrun, "-m", "vqa", "train", *args(tiny_data, tmp_path, "ddp")],
+        [*torchrun, "-m", "vqa", "train", *args(tiny_data, tmp_path, "ddp"), f"train.accumulate={accumulate}"],
         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
