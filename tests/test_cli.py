@@ -122,3 +122,13 @@ def test_every_verb_names_a_function_that_exists():
     assert set(ARGUMENTS) == set(VERBS)
     for verb, (module, function, _) in VERBS.items():
         assert callable(getattr(importlib.import_module(module), function)), verb
+
+
+def test_a_closed_pipe_is_no_traceback(tmp_path):
+    """`vqa synth ... | head -1`: the reader leaves after one line; the writer ends without a traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "vqa", "synth", "--out", str(tmp_path / "d"), "--preset", "tiny"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdout.readline()
+    proc.stdout.close()  # like head: later lines hit a closed pipe
+    _, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()[-2000:]
