@@ -26,17 +26,14 @@ from vqa.data.answers import (
     process_punctuation,
     score_from_count,
 )
-from vqa.metrics import (
+from vqa.metrics import batch_accuracy, percent_scores, summarize, summarize_scores
+from vqa.scoring import (
     _normalize,
     _punctuation,
-    batch_accuracy,
     distinct_answer_scores,
     distinct_small_ids,
     official_scores,
     official_scores_reference,
-    percent_scores,
-    summarize,
-    summarize_scores,
 )
 
 # Strings that exercise every normalization rule, several of which collide after normalization.
@@ -214,7 +211,7 @@ def test_summarize_rounds_means_of_unrounded_scores():
 
 
 def test_fast_punctuation_equals_the_official_function():
-    """metrics._punctuation handles only the characters present; it must equal processPunctuation."""
+    """scoring._punctuation handles only the characters present; it must equal processPunctuation."""
     rng = random.Random(0)
     alphabets = [string.printable + "\u00e9\u00a0", ';/[]"{}()=+\\_-><@`,?!. 0123456789ab', "., 1234 a"]
     for i in range(30000):

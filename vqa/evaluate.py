@@ -36,7 +36,7 @@ from vqa.data.sources.official import (  # noqa: F401 - the checked readers, als
 )
 from vqa.errors import UserError
 from vqa.io import gc_paused, read_json_as, write_json_atomic
-from vqa.metrics import distinct_answer_scores, distinct_small_ids, official_scores
+from vqa.scoring import distinct_answer_scores, distinct_small_ids, official_scores
 
 
 def evaluate(results: dict[int, str], annotations: list[dict], legacy: bool = False) -> dict:

@@ -24,7 +24,7 @@ import numpy as np
 
 from vqa.data.answers import ANSWER_TYPES
 from vqa.io import read_json, write_json_atomic
-from vqa.metrics import official_scores, official_scores_reference
+from vqa.scoring import official_scores, official_scores_reference
 
 VAL2014_QUESTIONS = 214354
 _VARIANTS = (  # surface forms of a canonical answer, as human annotators and models produce them

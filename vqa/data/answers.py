@@ -153,7 +153,7 @@ def score_from_count(k: int, n: int = 10) -> float:
     Leave-one-out: each of the k matching answers sees k - 1 matches among the others, each of the n - k
     others sees k; the score is the mean over the n of min(1, matches / 3): 0, .3, .6, .9, 1 for n = 10.
     Returned as the double nearest the exact rational; the evaluator's own float sum may differ in the last
-    bit depending on where the matches sit (vqa.metrics.official_scores reproduces that bit exactly).
+    bit depending on where the matches sit (vqa.scoring.official_scores reproduces that bit exactly).
     """
     if n <= 0 or not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")

@@ -103,9 +103,9 @@ def vizwiz_scores(texts: list[str], lengths: np.ndarray, preds: list[str]) -> np
     """Per-question accuracy [Q] under VizWiz's rules, bit for bit its loop: the prediction normalized,
     ground truth as released. Each distinct answer string becomes a token that the VQA kernel compares
     as it is (a digit string is a fixed point of every normalization step), the prediction the token
-    of its normalized form (or one matching nothing), so vqa.metrics.distinct_answer_scores runs the
+    of its normalized form (or one matching nothing), so vqa.scoring.distinct_answer_scores runs the
     official loop on exactly VizWiz's matches."""
-    from vqa.metrics import distinct_answer_scores
+    from vqa.scoring import distinct_answer_scores
 
     token: dict[str, int] = {}
     gt = [str(token.setdefault(t, len(token))) for t in texts]
