@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import time
 from pathlib import Path
 
@@ -77,14 +76,15 @@ def run(opts: argparse.Namespace) -> dict:
     return bench_loader()
 
 
-def workers_for(rate_needed: float, rows: list[dict], kind: str) -> str:
-    """Workers to deliver `rate_needed` samples/s from disk with the random sampler, from the 1-worker rate."""
+def one_worker_rate(rows: list[dict], kind: str) -> float | None:
+    """Samples/s of one worker reading `kind` from disk in random order: the unit a GPU machine's
+    worker count is sized in (workers ~ GPU samples/s / this rate)."""
     one = [
         r
         for r in rows
-        if r["kind"] == kind and r["workers"] == 1 and r["preload"] == "none" and r["sampler"] == "random"
+        if (r["kind"], r["workers"], r["preload"], r["sampler"]) == (kind, 1, "none", "random")
     ]
-    return str(math.ceil(rate_needed / one[0]["samples_per_s"])) if one else "?"
+    return one[0]["samples_per_s"] if one else None
 
 
 def markdown(r: dict) -> list[str]:
@@ -99,10 +99,10 @@ def markdown(r: dict) -> list[str]:
         lines.append(f"| {m['kind']} | {m['preload']} | {m['sampler']} | {m['workers']} | {m['samples_per_s']:,.0f} "
                      f"| {m['batch_bytes_per_sample']:,.0f} | {m['image_dtype']} |")  # fmt: skip
     for kind in ("grid", "boxes"):
-        need = 5000.0  # an illustrative GPU step rate; gpu_check.sh measures the real one
         rows = [m for m in r["rows"] if m["kind"] == kind]
-        if rows:
-            lines.append(f"- {kind}: {need:,.0f} samples/s would need {workers_for(need, r['rows'], kind)} workers "
-                         f"(random sampler, from disk) and {need * rows[0]['batch_bytes_per_sample'] / 2**20:,.0f} "
-                         "MiB/s into the batches")  # fmt: skip
+        rate = one_worker_rate(r["rows"], kind)
+        if rows and rate:
+            lines.append(f"- {kind}: one worker from disk, random order: {rate:,.0f} samples/s; to feed S samples/s "
+                         f"the disk must deliver S x {rows[0]['batch_bytes_per_sample']:,.0f} bytes and about "
+                         f"S / {rate:,.0f} workers must decode")  # fmt: skip
     return [*lines, ""]
