@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vqa.data.answers import AnswerVocab
-from vqa.data.dataset import EpochSampler, ShardSampler, VQADataset, build_loader
+from vqa.data.dataset import EpochSampler, ShardSampler, VQADataset, build_loader, collate
 from vqa.data.features import FeatureStore
 from vqa.data.sources.vqa2 import VQA2
 from vqa.data.text import QuestionVocab
@@ -54,19 +54,91 @@ def test_image_grouped_order_keeps_the_questions_of_an_image_together(dataset):
     assert list(s) != order  # images are reshuffled every epoch
 
 
-def test_a_batch_reads_each_image_once_in_one_sorted_read(dataset, monkeypatch):
+@pytest.fixture(scope="module")
+def grid_dataset(tiny_data):
+    records = VQA2.load(tiny_data, "val2014")
+    qv = QuestionVocab.build(r.question for r in records)
+    av = AnswerVocab.from_answers(Counter(r.multiple_choice_answer for r in records), 100)
+    store = FeatureStore(tiny_data / "features_val2014.h5", "grid")
+    return VQADataset(records, store, qv, av, 14, split="val2014")
+
+
+@pytest.mark.parametrize("kind", ["boxes", "grid"])
+def test_a_batch_reads_each_image_once_in_one_sorted_read(kind, dataset, grid_dataset, monkeypatch):
     """__getitems__ asks each store for the batch's distinct rows once, sorted (one h5py call for a
-    grid file), and every item gets its own image's features."""
+    grid file), and every question of the batch gets its own image's features, as __getitem__ gives
+    them ([regions, D]; a grid batch arrives transposed and Batch.to makes it contiguous float32)."""
+    ds = dataset if kind == "boxes" else grid_dataset
     calls = []
-    store = dataset.features.stores[0]
-    real = store.get_rows
-    monkeypatch.setattr(store, "get_rows", lambda rows: calls.append(rows.tolist()) or real(rows))
-    order = list(EpochSampler(dataset, seed=0, group_by_image=True))[:32]
-    items = dataset.__getitems__(order)
-    images = sorted(set(dataset.image[order].tolist()))
-    assert len(calls) == 1 and calls[0] == sorted(calls[0]) and len(calls[0]) == len(images) < 32
-    for i, item in zip(order, items):
-        np.testing.assert_array_equal(item[2], dataset.features.get(int(dataset.image[i])))
+    store = ds.features.stores[0]
+    if kind == "boxes":
+        real = store.get_rows
+        monkeypatch.setattr(store, "get_rows", lambda rows: calls.append(rows.tolist()) or real(rows))
+    else:
+        real = store.read_grid
+        monkeypatch.setattr(
+            store, "read_grid", lambda rows, *a: calls.append(rows.tolist()) or real(rows, *a)
+        )
+    order = list(EpochSampler(ds, seed=0, group_by_image=True))[:32]
+    batch = ds.__getitems__(order)
+    images = sorted(set(ds.image[order].tolist()))
+    if kind == "boxes":
+        assert len(calls) == 1 and calls[0] == sorted(calls[0]) and len(calls[0]) == len(images) < 32
+    else:  # one call for the batch's rows (read straight into it, repeats included)
+        assert len(calls) == 1 and sorted(set(calls[0])) == sorted(ds.features.row[images].tolist())
+    moved = batch.to(torch.device("cpu"))
+    assert moved.image.dtype == torch.float32 and moved.image.is_contiguous()
+    for b, i in enumerate(order):
+        want = ds.features.get(int(ds.image[i]))  # [regions, D]
+        n = want.shape[0]
+        np.testing.assert_array_equal(batch.image[b, :n].numpy(), want)
+        np.testing.assert_array_equal(moved.image[b, :n].numpy(), want.astype(np.float32))
+        assert batch.image_mask[b, :n].all() and not batch.image_mask[b, n:].any()
+    single = collate([ds[i] for i in order])  # the item path gives the same batch
+    assert all(torch.equal(x, y) for x, y in zip(batch, single))
+
+
+def test_grid_batches_from_chunked_compressed_files_equal_plain_reads(grid_dataset, tmp_path):
+    """A chunked, compressed grid (no plain offsets) is read through h5py and gives the same batches
+    as the plain reads of a contiguous file; a truncated contiguous file is one clear error."""
+    import h5py
+
+    from vqa.errors import UserError
+
+    src = grid_dataset.features.stores[0]
+    assert src._span is not None  # the synthetic files are contiguous: the plain-read path
+    chunked = tmp_path / "chunked.h5"
+    with h5py.File(src.path, "r") as f, h5py.File(chunked, "w") as g:
+        for k in f:
+            g.create_dataset(k, data=f[k][()], chunks=True if f[k].ndim == 4 else None,
+                             compression="gzip" if f[k].ndim == 4 else None)  # fmt: skip
+    other = FeatureStore(chunked, "grid")
+    assert other._span is None
+    rows = np.array([5, 1, 5, 3, 0])
+    a = np.empty((len(rows), src.dim, src.max_regions), src.dtype)
+    b = np.empty_like(a)
+    src.read_grid(rows, a, np.arange(len(rows)))
+    other.read_grid(rows, b, np.arange(len(rows)))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a[2], src.get_row(5).T)
+    cut = tmp_path / "cut.h5"
+    data = src.path.read_bytes()
+    cut.write_bytes(data)
+    truncated = FeatureStore(cut, "grid")
+    with open(cut, "r+b") as f:  # the last row cut short after the store was opened
+        f.truncate(truncated._span[0] + truncated._span[1] * (len(truncated.index) - 1) + 10)
+    with pytest.raises(UserError, match="cut short"):
+        truncated.read_grid(np.array([len(truncated.index) - 1]), a[:1], np.arange(1))
+
+
+def test_grid_batches_from_workers_equal_the_main_process(grid_dataset):
+    """A grid batch stacked in a worker's shared memory arrives equal to one built in the process."""
+    sampler = EpochSampler(grid_dataset, seed=0)
+    plain = list(build_loader(grid_dataset, 16, sampler, num_workers=0))
+    workers = list(build_loader(grid_dataset, 16, sampler, num_workers=2))
+    assert len(plain) == len(workers) > 1
+    for a, b in zip(plain, workers):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
 def test_workers_and_ram_preload_give_the_same_batches(dataset, tiny_data):

@@ -50,7 +50,9 @@ class Batch(NamedTuple):
         keep = {"question_len", "question_id"}
         moved = Batch(*(t if name in keep else t.to(device, non_blocking=non_blocking)
                         for name, t in zip(self._fields, self)))  # fmt: skip
-        return moved._replace(image=moved.image.float())  # features travel float16, compute in float32
+        # features travel float16 and a grid batch as a transposed view (ImageFeatures.grid_batch):
+        # one copy on the device makes them float32 and contiguous [B, N, D]
+        return moved._replace(image=moved.image.to(torch.float32, memory_format=torch.contiguous_format))
 
     def pin_memory(self) -> Batch:
         return Batch(*(t.pin_memory() for t in self))
@@ -219,14 +221,36 @@ class VQADataset(Dataset):
     def __getitem__(self, i: int) -> tuple:
         return self._item(i, self.features.get(int(self.image[i])))
 
-    def __getitems__(self, indices: list[int]) -> list[tuple]:
-        """A whole batch at once (DataLoader calls this): each image's features are read once, and a
-        grid file's rows in one sorted read."""
-        if not isinstance(self.features, ImageFeatures):
-            cache = {int(self.image[i]): self.features.get(int(self.image[i])) for i in indices}
+    def __getitems__(self, indices: list[int]) -> Batch:
+        """A whole batch at once, collated (DataLoader calls this, then `as_batch`): each image's
+        features are read once, a file's rows in one sorted read, and grid rows stacked straight into the
+        batch (ImageFeatures.grid_batch)."""
+        if isinstance(self.features, ImageFeatures):
+            image = self.features.grid_batch(self.image[indices])
+            if image is not None and not self.renormalize:
+                return self._batch(np.asarray(indices, np.int64), image)
+            if image is not None:
+                return collate([self._item(i, None) for i in indices], image=image)
+            cache = self.features.get_many(self.image[indices].tolist())
         else:
-            cache = self.features.get_many([int(self.image[i]) for i in indices])
-        return [self._item(i, cache[int(self.image[i])]) for i in indices]
+            cache = {int(self.image[i]): self.features.get(int(self.image[i])) for i in indices}
+        return collate([self._item(i, cache[int(self.image[i])]) for i in indices])
+
+    def _batch(self, rows: np.ndarray, image: torch.Tensor) -> Batch:
+        """`collate` of the items `rows` with their features `image` [B, N, D] already stacked, by array
+        indexing (the same Batch, without a Python step per question; renormalized weights excepted)."""
+        count = self.answer_count[rows]  # [B, K]
+        return Batch(
+            question=torch.from_numpy(self.question[rows].astype(np.int64)),
+            question_len=torch.from_numpy(self.question_len[rows].astype(np.int64)),
+            image=image,
+            image_mask=torch.ones(image.shape[:2], dtype=torch.bool),
+            answer=torch.from_numpy(self.answer[rows].astype(np.int64)),
+            answer_idx=torch.from_numpy(self.answer_idx[rows].astype(np.int64)),
+            answer_weight=torch.from_numpy(WEIGHT_OF_COUNT[count]),
+            answer_score=torch.from_numpy(SCORE_OF_COUNT[count]),
+            question_id=torch.from_numpy(self.question_id[rows].astype(np.int64)),
+        )
 
     def _item(self, i: int, image: np.ndarray) -> tuple:
         count = self.answer_count[i]  # [K]
@@ -276,20 +300,25 @@ def type_preserving_permutation(
     return mapping, group
 
 
-def collate(items: list[tuple]) -> Batch:
-    """Stack a list of items; region features are padded to the longest image with a mask."""
+def collate(items: list[tuple], image: torch.Tensor | None = None) -> Batch:
+    """Stack a list of items; region features are padded to the longest image with a mask. `image`:
+    the batch's features already stacked, [B, N, D] (every region valid; the items' images unused)."""
     q, qlen, images, ans, aidx, aw, ascore, qid = zip(*items)
-    n_max = max(x.shape[0] for x in images)
-    dim = images[0].shape[1]
-    image = np.zeros((len(images), n_max, dim), images[0].dtype)  # float16 from our files: Batch.to converts
-    mask = np.zeros((len(images), n_max), bool)
-    for b, x in enumerate(images):
-        image[b, : x.shape[0]] = x
-        mask[b, : x.shape[0]] = True
+    if image is not None:
+        mask = np.ones(image.shape[:2], bool)
+    else:
+        n_max = max(x.shape[0] for x in images)
+        dim = images[0].shape[1]
+        stacked = np.zeros((len(images), n_max, dim), images[0].dtype)  # float16 from our files: Batch.to converts
+        mask = np.zeros((len(images), n_max), bool)
+        for b, x in enumerate(images):
+            stacked[b, : x.shape[0]] = x
+            mask[b, : x.shape[0]] = True
+        image = torch.from_numpy(stacked)
     return Batch(
         question=torch.from_numpy(np.stack(q).astype(np.int64)),
         question_len=torch.from_numpy(np.asarray(qlen, np.int64)),
-        image=torch.from_numpy(image),
+        image=image,
         image_mask=torch.from_numpy(mask),
         answer=torch.from_numpy(np.asarray(ans, np.int64)),
         answer_idx=torch.from_numpy(np.stack(aidx).astype(np.int64)),
@@ -348,6 +377,11 @@ class ShardSampler(Sampler):
         return len(self.indices)
 
 
+def as_batch(data: Batch | list[tuple]) -> Batch:
+    """The loader's collate_fn: VQADataset.__getitems__ has already collated the batch."""
+    return data if isinstance(data, Batch) else collate(data)
+
+
 def build_loader(
     dataset: VQADataset,
     batch_size: int,
@@ -366,7 +400,7 @@ def build_loader(
         sampler=sampler,
         shuffle=False,
         num_workers=num_workers,
-        collate_fn=collate,
+        collate_fn=as_batch,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
         drop_last=False,

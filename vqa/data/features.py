@@ -44,6 +44,35 @@ POS_BOXES = "pos_boxes"  # int64 (N, 2): [start, end) rows of image n in the fla
 IMAGE_W, IMAGE_H = "image_w", "image_h"  # int32 (N,): image size in pixels
 
 
+def contiguous_span(ds: h5py.Dataset, file_size: int) -> tuple[int, int, tuple, np.dtype] | None:
+    """(file offset, bytes per row, row shape, dtype) of a dataset stored as one block of native,
+    unfiltered values that plain reads can address (ours and the public grid files are), else None:
+    chunked, compressed, external or not yet allocated storage is read through h5py."""
+    if ds.chunks is not None or ds.external or not ds.dtype.isnative or ds.dtype.kind != "f" or not ds.shape:
+        return None
+    offset = ds.id.get_offset()
+    row_bytes = ds.dtype.itemsize * int(np.prod(ds.shape[1:]))
+    if offset is None or offset + row_bytes * ds.shape[0] > file_size:
+        return None
+    return offset, row_bytes, tuple(ds.shape[1:]), ds.dtype
+
+
+def _pread_into(fd: int, buffer: np.ndarray, offset: int) -> int:
+    """Bytes read from `offset` of `fd` into the C-contiguous `buffer` until it is full or the file ends
+    (os.preadv: one system call, no copy; a seek and readinto where the platform lacks it)."""
+    view, done = memoryview(buffer).cast("B"), 0
+    while done < len(view):
+        if hasattr(os, "preadv"):
+            n = os.preadv(fd, [view[done:]], offset + done)
+        else:
+            os.lseek(fd, offset + done, os.SEEK_SET)
+            n = os.readv(fd, [view[done:]])
+        if n == 0:
+            break
+        done += n
+    return done
+
+
 class FeatureStore:
     def __init__(self, path: str | Path, kind: str = "grid", preload: str = "none"):
         self.path = Path(path)
@@ -106,8 +135,11 @@ class FeatureStore:
                     self.max_regions = shape[1]
             else:
                 raise UserError(f"data.features is '{kind}'; choose grid or boxes")
+            self.dtype = f[self.key].dtype
+            self._span = contiguous_span(f[self.key], self.path.stat().st_size)
         self._file: h5py.File | None = None
         self._pid: int | None = None
+        self._raw, self._raw_pid = None, None  # the file for plain reads of a contiguous grid (`read_grid`)
         self._ram: np.ndarray | None = None
         if preload == "ram":
             with h5py.File(self.path, "r") as f:
@@ -124,6 +156,13 @@ class FeatureStore:
             self._pid = os.getpid()
         return self._file[self.key]
 
+    def _plain(self):
+        """The file opened for plain reads (`read_grid`), once per process like the h5py handle."""
+        if self._raw is None or self._raw_pid != os.getpid():
+            self._raw = open(self.path, "rb", buffering=0)  # noqa: SIM115 - kept open for the store's life
+            self._raw_pid = os.getpid()
+        return self._raw
+
     def get(self, key: int | str) -> np.ndarray:
         """Features of one image (by COCO id or file name) as [regions, D] in the file's dtype."""
         return self.get_row(self.index[key])
@@ -138,6 +177,29 @@ class FeatureStore:
             start, end = self.pos_boxes[row]
             return np.asarray(data[start:end])  # [n, D]
         return np.asarray(data[row])  # [K, D]
+
+    def read_grid(self, rows: np.ndarray, out: np.ndarray, at: np.ndarray) -> None:
+        """out[at[i]] = grid row rows[i] as stored, [D, H*W]: for a batch (`ImageFeatures.grid_batch`).
+
+        A contiguous, unfiltered dataset (ours and the public grid files) is read with one plain read per
+        row, in file order, straight into the batch (about 3x less CPU than h5py's selection machinery);
+        other storage in one sorted h5py read of the distinct rows. No transpose here: Batch.to does it
+        on the device, in the copy that makes float32."""
+        rows, at = np.asarray(rows, np.int64), np.asarray(at, np.int64)
+        if self._ram is None and self._span is not None and out.dtype == self._span[3]:
+            offset, row_bytes = self._span[:2]
+            fd = self._plain().fileno()
+            order = np.argsort(rows, kind="stable")
+            if hasattr(os, "posix_fadvise"):  # rows not in the page cache: the disk fetches them all at once
+                for r in rows[order].tolist():
+                    os.posix_fadvise(fd, offset + r * row_bytes, row_bytes, os.POSIX_FADV_WILLNEED)
+            for r, i in zip(rows[order].tolist(), at[order].tolist()):
+                if _pread_into(fd, out[i], offset + r * row_bytes) != row_bytes:
+                    raise UserError(f"{self.path}: row {r} of '{self.key}' is cut short; the file is truncated")
+            return
+        unique, inverse = np.unique(rows, return_inverse=True)  # h5py reads increasing, distinct rows
+        block = self._dataset()[unique]  # [U, D, H, W]
+        out[at] = block.reshape(len(unique), block.shape[1], -1)[inverse]
 
     def get_rows(self, rows: np.ndarray) -> list[np.ndarray]:
         """get_row for several rows: grid rows in one sorted h5py read (one call, not one per image)."""
@@ -157,7 +219,7 @@ class FeatureStore:
 
     def __getstate__(self):  # pickled into workers: drop the open handle
         state = self.__dict__.copy()
-        state["_file"], state["_pid"] = None, None
+        state["_file"], state["_pid"], state["_raw"], state["_raw_pid"] = None, None, None, None
         return state
 
 
@@ -198,6 +260,26 @@ class ImageFeatures:
     def get(self, image: int) -> np.ndarray:
         """Features of image `image` of the split's table, [regions, D] in the file's dtype."""
         return self.stores[self.store[image]].get_row(int(self.row[image]))
+
+    def grid_batch(self, images: np.ndarray):
+        """The grid features of a batch's images (one per question, repeats allowed) as one tensor
+        [B, H*W, D] in the files' dtype, or None when the stores' grids differ in size (then `get_many`).
+
+        Each store reads its rows straight into the batch (`FeatureStore.read_grid`). The tensor is a
+        transposed view of [B, D, H*W]: the transpose, the costliest step of a grid batch when done per
+        image, happens in Batch.to on the device, in the copy that makes float32."""
+        import torch  # here: `vqa convert` imports this module's layout names without torch
+
+        if self.kind != "grid" or any(s.max_regions != self.max_regions for s in self.stores):
+            return None
+        images = np.asarray(images, np.int64)
+        dtype = np.result_type(*(s.dtype for s in self.stores))
+        out = np.empty((len(images), self.dim, self.max_regions), dtype)  # [B, D, H*W]
+        which = self.store[images]
+        for s in np.unique(which).tolist():
+            at = np.flatnonzero(which == s)
+            self.stores[s].read_grid(self.row[images[at]], out, at)
+        return torch.from_numpy(out).transpose(1, 2)
 
     def get_many(self, images: list[int]) -> dict[int, np.ndarray]:
         """{image: features} for a batch's distinct images, each store read once with sorted rows."""
