@@ -275,6 +275,8 @@ def test_typed_and_checked_paths_give_the_same_report(files, tmp_path, legacy, s
     slow = checked_report(args)
     assert fast == slow and list(fast) == list(slow)
     assert dumps(fast, 1) == dumps(slow, 1)
+    for workers in (2, 3):  # forked processes, each a run of consecutive questions: the same report
+        assert dumps(typed_report(args, workers=workers), 1) == dumps(slow, 1)
     if skipping:
         assert fast["skipped"]["question_ids"] == [7, 8] and fast["questions"] == 5
 
@@ -304,7 +306,7 @@ def _mutated(files, tmp_path, which, mutate):
 def test_files_outside_the_plain_form_take_the_checked_path(files, tmp_path, which, mutate):
     """Anything the typed fast path does not take, the checked path scores (exactly) or words."""
     args = _mutated(files, tmp_path, which, mutate)
-    assert typed_report(args) is None
+    assert typed_report(args) is None and typed_report(args, workers=2) is None
     try:
         report = checked_report(args)
     except UserError:

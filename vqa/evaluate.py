@@ -16,6 +16,9 @@ perAgreement: the accuracy of the questions grouped by how many annotators gave 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import msgspec
@@ -35,7 +38,7 @@ from vqa.data.sources.official import (  # noqa: F401 - the checked readers, als
     unscored_ids,
 )
 from vqa.errors import UserError
-from vqa.io import gc_paused, read_json_as, write_json_atomic
+from vqa.io import gc_paused, mapped, read_json_as, write_json_atomic
 from vqa.scoring import distinct_answer_scores, distinct_small_ids, official_scores
 
 
@@ -91,14 +94,6 @@ class _AnnotationMC(_Annotation, gc=False):  # the others: the key is required (
     multiple_choice_answer: Any
 
 
-class _AnnotationFile(msgspec.Struct, gc=False):
-    annotations: list[_Annotation]
-
-
-class _AnnotationFileMC(msgspec.Struct, gc=False):
-    annotations: list[_AnnotationMC]
-
-
 class _Question(msgspec.Struct, gc=False):
     question_id: int
     image_id: Any
@@ -114,73 +109,161 @@ class _Result(msgspec.Struct, gc=False):
     answer: str
 
 
-def typed_report(args: argparse.Namespace) -> dict | None:
+class _RawAnnotationFile(msgspec.Struct, gc=False):
+    annotations: list[msgspec.Raw]  # each annotation's JSON text, not decoded yet (see _score_chunk)
+
+
+_SHARED: dict = {}  # what the forked scoring workers read (set before they start): see typed_report
+_KEEP: list = []  # a worker's decoded annotations, never freed one by one (the worker ends with os._exit)
+QUESTIONS_PER_WORKER = 50_000  # fewer per process are not worth a fork
+
+
+def scoring_workers(questions: int) -> int:
+    """How many processes score a file of `questions` (1: this one): one per core up to 8, one per
+    QUESTIONS_PER_WORKER questions; 1 where processes cannot be forked."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, 8, -(-questions // QUESTIONS_PER_WORKER)))
+
+
+def _chunk_text(lo: int, hi: int) -> bytes:
+    """The JSON array of annotations lo..hi-1: one copy of their bytes in the mapped file (msgspec's Raw
+    values point into it), or the values joined where they do not (a copy made by the decoder)."""
+    data, raws = _SHARED["data"], _SHARED["raws"]
+    base = np.frombuffer(data, np.uint8).ctypes.data
+    first, last = raws[lo], raws[hi - 1]
+    start = np.frombuffer(first, np.uint8).ctypes.data - base
+    end = np.frombuffer(last, np.uint8).ctypes.data - base + len(last)
+    view = memoryview(data)
+    if (
+        0 <= start < end <= len(data)
+        and view[start : start + len(first)] == first
+        and view[end - len(last) : end] == last
+    ):
+        return b"".join((b"[", view[start:end], b"]"))  # between two values of an array: commas, spaces
+    return b"[" + b",".join(raws[lo:hi]) + b"]"
+
+
+def _codes(values: list[str]) -> tuple[list[str], np.ndarray]:
+    """(distinct values in order of appearance, int32 code of each)."""
+    table: dict[str, int] = {}
+    codes = np.fromiter((table.setdefault(v, len(table)) for v in values), np.int32, len(values))
+    return list(table), codes
+
+
+def _score_chunk(lo: int, hi: int) -> dict | None:
+    """Decode and score annotations lo..hi-1 (in a forked worker or in this process): their ids, answer
+    counts, and for those with exactly 10 answers the scores, top counts and type codes; None when a value
+    is not in the plain official form (then `checked_report` runs)."""
+    try:
+        anns = msgspec.json.decode(_chunk_text(lo, hi), type=_SHARED["schema"])
+    except msgspec.MsgspecError:
+        return None
+    _KEEP.append(anns)
+    counts = np.fromiter((len(a.answers) for a in anns), np.int64, len(anns))
+    scored = [a for a in anns if len(a.answers) == ANSWERS_PER_QUESTION]  # has_all_answers
+    lengths = np.full(len(scored), ANSWERS_PER_QUESTION, np.int64)
+    ids = [x.answer_id for a in scored for x in a.answers]
+    distinct, undecided = distinct_small_ids(np.fromiter(ids, np.int64, len(ids)), lengths)
+    for i in np.flatnonzero(undecided).tolist():
+        distinct[i] = len({x.answer_id for x in scored[i].answers}) == ANSWERS_PER_QUESTION
+    if not distinct.all():  # equal answer ids: the official loop compares whole answer dicts
+        return None
+    preds = _SHARED["preds"]
+    predicted = [preds.get(a.question_id) for a in scored]
+    if any(p is None for p in predicted):  # a question without a prediction: checked_report words it
+        return None
+    scores, top = distinct_answer_scores(
+        [x.answer for a in scored for x in a.answers], lengths, predicted, _SHARED["legacy"], top_count=True
+    )
+    return {
+        "ids": np.fromiter((a.question_id for a in anns), np.int64, len(anns)),
+        "counts": counts,
+        "scores": scores,
+        "top": top,
+        "answer_types": _codes([a.answer_type for a in scored]),
+        "question_types": _codes([a.question_type for a in scored]),
+    }
+
+
+def _strings(chunks: list[dict], key: str) -> list[str]:
+    return np.concatenate([np.array(c[key][0], object)[c[key][1]] for c in chunks]).tolist()
+
+
+def typed_report(args: argparse.Namespace, workers: int | None = None) -> dict | None:
     """`vqa eval`'s report from the three files decoded straight into the plain official form (the fast
     path: no dict per answer, scores vectorized), or None when a file is not in that form or fails a
     check; then `checked_report` runs, which words the problem (or scores the unusual form). For files
-    in the plain form both give the same report and accept the same files (tests/test_evaluate.py)."""
+    in the plain form both give the same report and accept the same files (tests/test_evaluate.py).
+
+    The annotations are split into `workers` runs of consecutive questions (default `scoring_workers`),
+    each decoded and scored by a forked process (`_score_chunk`), and joined in file order: the scores are
+    per question, so the report is the same for any number of workers."""
     source = _source(args)
     wrapped = source.layout.wrapped
     mc = source.layout.multiple_choice_answer
-    schema = (
-        (_AnnotationFileMC if mc else _AnnotationFile)
-        if wrapped
-        else list[_AnnotationMC if mc else _Annotation]
-    )
-    annotations = read_json_as(args.annotations, schema)
-    if annotations is None:
+    with mapped(args.annotations) as data:
+        if data is None:
+            return None
+        try:
+            raws = msgspec.json.decode(data, type=_RawAnnotationFile if wrapped else list[msgspec.Raw])
+        except msgspec.MsgspecError:
+            return None
+        raws = raws.annotations if wrapped else raws
+        questions = read_json_as(args.questions, _QuestionFile if wrapped else list[_Question])
+        questions = questions.questions if wrapped and questions is not None else questions
+        results = read_json_as(args.results, list[_Result])
+        if not raws or questions is None or results is None:
+            del raws
+            return None
+        preds = {r.question_id: r.answer for r in results}
+        n = len(raws)
+        workers = min(workers or scoring_workers(n), n)
+        bounds = [(i * n // workers, (i + 1) * n // workers) for i in range(workers)]
+        _SHARED.update(data=data, raws=raws, preds=preds, legacy=args.legacy,
+                       schema=list[_AnnotationMC] if mc else list[_Annotation])  # fmt: skip
+        try:
+            if workers == 1:
+                chunks = [_score_chunk(*bounds[0])]
+            else:
+                fork = multiprocessing.get_context("fork")
+                with ProcessPoolExecutor(workers, mp_context=fork) as pool:
+                    chunks = list(pool.map(_score_chunk, *zip(*bounds)))
+        finally:
+            _SHARED.clear()
+            _KEEP.clear()
+            del raws
+    if any(c is None for c in chunks):
         return None
-    annotations = annotations.annotations if wrapped else annotations
-    all_ids = [a.question_id for a in annotations]
+    all_ids = np.concatenate([c["ids"] for c in chunks]).tolist()
+    counts = np.concatenate([c["counts"] for c in chunks])
     ann_ids = set(all_ids)
-    questions = read_json_as(args.questions, _QuestionFile if wrapped else list[_Question])
-    questions = questions.questions if wrapped and questions is not None else questions
     if (
         len(ann_ids) != len(all_ids)
-        or questions is None
         or len(questions) != len(all_ids)
         or {q.question_id for q in questions} != ann_ids
     ):
         return None
-    skipped = [
-        a.question_id for a in annotations if len(a.answers) != ANSWERS_PER_QUESTION
-    ]  # has_all_answers
-    if skipped:
-        annotations = [a for a in annotations if len(a.answers) == ANSWERS_PER_QUESTION]
-    qids = [a.question_id for a in annotations]
-    results = read_json_as(args.results, list[_Result])
-    if not qids or results is None:
-        return None
-    preds = {r.question_id: r.answer for r in results}
+    full = counts == ANSWERS_PER_QUESTION
+    skipped = np.asarray(all_ids, np.int64)[~full].tolist()
+    qids = np.asarray(all_ids, np.int64)[full].tolist()
     # exactly the scored ids, each once; the skipped ones may be there or not
     if (
-        len(preds) != len(results)
+        not qids
+        or len(preds) != len(results)
         or not preds.keys() <= ann_ids
         or len(preds.keys() - set(skipped)) != len(qids)
     ):
         return None
-    lengths = np.full(len(annotations), ANSWERS_PER_QUESTION, np.int64)
-    ids = [x.answer_id for a in annotations for x in a.answers]
-    distinct, undecided = distinct_small_ids(np.fromiter(ids, np.int64, len(ids)), lengths)
-    for i in np.flatnonzero(undecided).tolist():
-        distinct[i] = len({x.answer_id for x in annotations[i].answers}) == ANSWERS_PER_QUESTION
-    if not distinct.all():  # equal answer ids: the official loop compares whole answer dicts
-        return None
-    scores, top = distinct_answer_scores(
-        [x.answer for a in annotations for x in a.answers],
-        lengths,
-        [preds[q] for q in qids],
-        args.legacy,
-        top_count=True,
-    )
     return skipped_report(
         qids,
-        scores,
-        [a.answer_type for a in annotations],
-        [a.question_type for a in annotations],
+        np.concatenate([c["scores"] for c in chunks]),
+        _strings(chunks, "answer_types"),
+        _strings(chunks, "question_types"),
         "legacy" if args.legacy else "current",
         skipped,
-        top_counts=top,
+        top_counts=np.concatenate([c["top"] for c in chunks]),
     )
 
 

@@ -126,19 +126,39 @@ def loads(text: str | bytes):
         return json.loads(text, parse_constant=_refuse_constant)
 
 
+@contextmanager
+def mapped(path: str | Path) -> Iterator[mmap.mmap | None]:
+    """The file mapped read-only, or None when it cannot be (missing, a folder, empty, ...); for
+    decoding large files without copying them (a file truncated meanwhile ends the process: SIGBUS)."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError:
+        yield None
+        return
+    try:
+        try:
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            yield None
+            return
+        with data:
+            yield data
+    finally:
+        f.close()
+
+
 def read_json_as(path: str | Path, schema: type):
     """The file decoded straight into `schema` (a msgspec type: only the fields it names, checked), or
     None when the file cannot be read or does not match: the caller then takes the `read_json` path,
     whose checks name the problem. For the large official files `vqa eval` reads: the file is mapped,
     not copied (a file truncated while it is decoded would end the process with SIGBUS)."""
-    try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data, gc_paused():
-            try:
-                return msgspec.json.decode(data, type=schema)
-            except msgspec.MsgspecError:
-                return None
-    except (OSError, ValueError):  # missing, a folder, empty (cannot be mapped), ...
-        return None
+    with mapped(path) as data, gc_paused():
+        if data is None:
+            return None
+        try:
+            return msgspec.json.decode(data, type=schema)
+        except msgspec.MsgspecError:
+            return None
 
 
 def read_json(path: str | Path, what: str = "JSON", key: str | None = None, key_type: type = list,
