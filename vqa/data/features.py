@@ -269,17 +269,25 @@ class ImageFeatures:
         transposed view of [B, D, H*W]: the transpose, the costliest step of a grid batch when done per
         image, happens in Batch.to on the device, in the copy that makes float32."""
         import torch  # here: `vqa convert` imports this module's layout names without torch
+        import torch.utils.data
 
         if self.kind != "grid" or any(s.max_regions != self.max_regions for s in self.stores):
             return None
         images = np.asarray(images, np.int64)
         dtype = np.result_type(*(s.dtype for s in self.stores))
-        out = np.empty((len(images), self.dim, self.max_regions), dtype)  # [B, D, H*W]
+        shape = (len(images), self.dim, self.max_regions)  # [B, D, H*W]
+        if torch.utils.data.get_worker_info() is None:
+            batch = torch.from_numpy(np.empty(shape, dtype))
+        else:  # in a worker: read straight into shared memory, as torch's default_collate stacks there,
+            # so the batch is not copied again on its way to the trainer
+            empty = torch.from_numpy(np.empty(0, dtype))
+            batch = empty.new(empty._typed_storage()._new_shared(int(np.prod(shape)))).view(shape)
+        out = batch.numpy()
         which = self.store[images]
         for s in np.unique(which).tolist():
             at = np.flatnonzero(which == s)
             self.stores[s].read_grid(self.row[images[at]], out, at)
-        return torch.from_numpy(out).transpose(1, 2)
+        return batch.transpose(1, 2)
 
     def get_many(self, images: list[int]) -> dict[int, np.ndarray]:
         """{image: features} for a batch's distinct images, each store read once with sorted rows."""
