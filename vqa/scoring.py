@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -99,58 +100,107 @@ def distinct_answer_scores(
     truth answers are distinct (unique answer_id, as in every VQA release): bit for bit the official loop.
 
     `texts` holds every question's answer strings, question after question (lengths[i] >= 1 of them for
-    question i). Vectorized: every distinct string is interned and cleaned / normalized once, the compared
-    keys become integer ids in a [questions, answers] array (one per answer count: VQA has only 10),
+    question i). Vectorized (`AnswerKeys`): every distinct string is cleaned / normalized once, the compared
+    strings become integer keys in a [questions, answers] array (one per answer count: VQA has only 10),
     unanimity and matches are array operations, and each question's score is that of its match pattern
     (`_pattern_score`: the literal loop, run once per distinct pattern). With `top_count`, also each
     question's top count from the same keys (int8 [Q], vqa.agreement), which costs no second pass.
     """
-    lengths = np.asarray(lengths, np.int64)
-    n = len(lengths)
-    if n != len(preds) or int(lengths.sum()) != len(texts) or (n and lengths.min() < 1):
-        raise ValueError("need one prediction and at least one answer per question, lengths summing to texts")
-    raw = _Ids()
-    gt, pred = _ids_of(texts, raw), _ids_of(preds, raw)
-    strings = list(raw)
-    keys = _Ids()  # the strings the evaluator compares, as ids (shared by the groups below)
-    scores = np.empty(n, np.float64)
-    sizes = np.unique(lengths).tolist()
-    if len(sizes) == 1:  # every question has the same number of answers: a reshape, no copy
-        groups = [(slice(None), gt.reshape(n, sizes[0]))]
-    else:
+    gt = AnswerKeys.build(texts, lengths, legacy)
+    scores = gt.scores(preds)
+    return (scores, gt.top_counts()) if top_count else scores
+
+
+@dataclass
+class AnswerKeys:
+    """The ground-truth side of the official accuracy: every answer as the integer key of the string the
+    evaluator compares, per group of questions with the same answer count. Built once from the answers
+    (`build`); `scores` then scores any predictions against it, so the annotation side can be kept
+    (vqa.evaluate caches it per annotation file) and only the predictions are new work.
+
+    keys: compared string -> key. groups: (question rows, gt_key int32 [M, L], split bool [M]), where split
+    marks the questions whose answers are not unanimous (current rules: after whitespace cleaning), whose
+    answers are normalized (legacy: punctuation only) and, under the current rules, whose prediction is.
+    """
+
+    keys: dict[str, int]
+    groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    questions: int
+    legacy: bool
+
+    @classmethod
+    def build(cls, texts: list[str], lengths: np.ndarray, legacy: bool = False) -> AnswerKeys:
+        lengths = np.asarray(lengths, np.int64)
+        n = len(lengths)
+        if int(lengths.sum()) != len(texts) or (n and lengths.min() < 1):
+            raise ValueError("need at least one answer per question, lengths summing to texts")
+        raw = _Ids()
+        gt = _ids_of(texts, raw)
+        strings = list(raw)
+        keys = _Ids()  # the strings the evaluator compares, as ids (shared by the groups)
         starts = np.cumsum(lengths) - lengths
-        groups = [(rows, gt[starts[rows, None] + np.arange(size)]) for size in sizes
-                  for rows in [np.flatnonzero(lengths == size)]]  # fmt: skip
-    top = np.zeros(n, np.int8)
-    for rows, answers in groups:
-        scores[rows], gt_key = _group_scores(answers, pred[rows], strings, keys, legacy)
-        if top_count:
-            from vqa.agreement import most_common_count  # not at the top: vqa.agreement imports this module
+        groups = []
+        for size in np.unique(lengths).tolist():
+            rows = np.flatnonzero(lengths == size)
+            answers = gt.reshape(n, size) if len(rows) == n else gt[starts[rows, None] + np.arange(size)]
+            if legacy:  # ground truth raw, punctuation only when not unanimous
+                split = (answers != answers[:, :1]).any(1)  # [M] not unanimous
+                gt_key = np.where(
+                    split[:, None],
+                    _key_map(_punctuation, strings, keys, answers[split])[answers],
+                    _key_map(str, strings, keys, answers[~split])[answers],
+                )
+            else:  # cleaned; normalized unless the cleaned ground truth is unanimous
+                clean = _key_map(clean_whitespace, strings, keys, answers)[answers]
+                split = (clean != clean[:, :1]).any(1)
+                norm = _key_map(_normalize, list(keys), keys, clean[split])
+                gt_key = np.where(split[:, None], norm[clean], clean)
+            groups.append((rows, gt_key.astype(np.int32), split))
+        return cls(dict(keys), groups, n, legacy)
 
+    def top_counts(self) -> np.ndarray:
+        """int8 [Q]: how many answers equal the most common one, as compared (vqa.agreement)."""
+        from vqa.agreement import most_common_count  # not at the top: vqa.agreement imports this module
+
+        top = np.zeros(self.questions, np.int8)
+        for rows, gt_key, _ in self.groups:
             top[rows] = most_common_count(gt_key)
-    return (scores, top) if top_count else scores
+        return top
+
+    def scores(self, preds: list[str]) -> np.ndarray:
+        """Official accuracy [Q] (float64) of one predicted string per question."""
+        if len(preds) != self.questions:
+            raise ValueError(f"need one prediction per question: {len(preds)} for {self.questions}")
+        table = _Ids()
+        pred = _ids_of(preds, table)
+        strings = list(table)
+        clean = _Cache(clean_whitespace)
+        if self.legacy:  # the prediction always cleaned and normalized
+            as_compared = [_normalize(clean[s]) for s in strings]
+            key = self._lookup(as_compared)[pred]
+        else:  # cleaned; normalized where the question's answers are
+            key = self._lookup([clean[s] for s in strings])[pred]
+            split = np.zeros(self.questions, bool)
+            for rows, _, group_split in self.groups:
+                split[rows] = group_split
+            needed = np.flatnonzero(np.bincount(pred[split], minlength=len(strings))).tolist()
+            normalized = np.full(len(strings), -1, np.int32)
+            normalized[needed] = self._lookup([_normalize(clean[strings[i]]) for i in needed])
+            key = np.where(split, normalized[pred], key)
+        scores = np.empty(self.questions, np.float64)
+        for rows, gt_key, _ in self.groups:
+            scores[rows] = _match_scores(gt_key, key[rows])
+        return scores
+
+    def _lookup(self, strings: list[str]) -> np.ndarray:
+        """int32 key of each string, -1 for a string no answer has (it matches nothing)."""
+        get = self.keys.get
+        return np.fromiter((get(s, -1) for s in strings), np.int32, len(strings))
 
 
-def _group_scores(
-    gt: np.ndarray, pred: np.ndarray, strings: list[str], keys: _Ids, legacy: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """`distinct_answer_scores` of questions with the same number of answers: raw string ids gt [M, L] and
-    pred [M] -> (scores [M], the compared ground-truth keys [M, L])."""
-    if legacy:  # ground truth raw, punctuation only when not unanimous; prediction always normalized
-        split = (gt != gt[:, :1]).any(1)  # [M] not unanimous
-        gt_key = np.where(
-            split[:, None],
-            _key_map(_punctuation, strings, keys, gt[split])[gt],
-            _key_map(str, strings, keys, gt[~split])[gt],
-        )
-        pred_key = _key_map(_normalize_cleaned, strings, keys, pred)[pred]
-    else:  # cleaned; normalized (prediction too) unless the cleaned ground truth is unanimous
-        clean = _key_map(clean_whitespace, strings, keys)
-        gt, pred = clean[gt], clean[pred]
-        split = (gt != gt[:, :1]).any(1)
-        norm = _key_map(_normalize, list(keys), keys, np.concatenate([gt[split].ravel(), pred[split]]))
-        gt_key = np.where(split[:, None], norm[gt], gt)
-        pred_key = np.where(split, norm[pred], pred)
+def _match_scores(gt_key: np.ndarray, pred_key: np.ndarray) -> np.ndarray:
+    """Scores [M] of predictions pred_key [M] against answers gt_key [M, L] (keys: equal = the same
+    compared string), each the literal loop's score of its match pattern."""
     match = gt_key == pred_key[:, None]  # [M, L]
     n_answers = match.shape[1]
     if n_answers > _MAX_PATTERN:  # very long answer lists: the literal loop on key ids
@@ -160,12 +210,12 @@ def _group_scores(
                 for row, p in zip(gt_key.tolist(), pred_key.tolist())
             ],
             np.float64,
-        ), gt_key
+        )
     packed = np.zeros((len(match), 4), np.uint8)  # bit j of the little-endian uint32: answer j matches
     packed[:, : (n_answers + 7) // 8] = np.packbits(match, axis=1, bitorder="little")
     patterns, inverse = np.unique(packed.view("<u4").ravel(), return_inverse=True)
     values = np.array([_pattern_score(n_answers, m) for m in patterns.tolist()], np.float64)
-    return values[inverse.reshape(-1)], gt_key
+    return values[inverse.reshape(-1)]
 
 
 # The characters process_punctuation acts on: its 21 and the period.
