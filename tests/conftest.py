@@ -21,6 +21,20 @@ def load_fixture_builder(name: str = "vqa2_tiny"):
     return module
 
 
+@pytest.fixture(scope="session", autouse=True)
+def eval_cache(tmp_path_factory):
+    """`vqa eval`'s annotation cache in a folder of the session, not the user's ~/.cache (subprocesses
+    inherit it); a test that needs another sets VQA_CACHE_DIR itself."""
+    folder = tmp_path_factory.mktemp("vqa-cache")
+    old = os.environ.get("VQA_CACHE_DIR")
+    os.environ["VQA_CACHE_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("VQA_CACHE_DIR", None)
+    else:
+        os.environ["VQA_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def fixture_builder():
     """The builder of tests/fixtures/vqa2_tiny (official-format JSON; images, zips and TSVs on demand)."""

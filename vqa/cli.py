@@ -86,6 +86,9 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
         "--legacy", action="store_true", help="pre-2021 rules (OpenVQA, papers scored before 2021)"
     )
     p.add_argument("--out", default=None, help="write the JSON report here")
+    p.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="neither read nor write the annotation side of the scoring in $VQA_CACHE_DIR "
+                   "(default ~/.cache/vqa; a file is checked by path, size, time and content samples)")  # fmt: skip
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
