@@ -155,3 +155,18 @@ def test_workers_and_ram_preload_give_the_same_batches(dataset, tiny_data):
     assert ram._ram is not None and ram._file is None
     image_id, image = int(dataset.image_id[5]), int(dataset.image[5])  # COCO id, row of the split's images
     np.testing.assert_array_equal(ram.get(image_id), dataset.features.get(image))
+
+
+def test_the_loader_hints_the_next_batch_and_keeps_the_order(grid_dataset, monkeypatch):
+    """ReadAhead tells the dataset which questions come next (the kernel starts reading their rows) as
+    each batch is handed out, and the batches are those of the sampler, in order."""
+    hints = []
+    monkeypatch.setattr(grid_dataset, "will_need", lambda indices: hints.append(list(indices)))
+    sampler = EpochSampler(grid_dataset, seed=0)
+    order = list(sampler)
+    batches = [b.question_id.tolist() for b in build_loader(grid_dataset, 16, sampler)]
+    expected = [order[i : i + 16] for i in range(0, len(order), 16)]
+    assert batches == [grid_dataset.question_id[ix].tolist() for ix in expected]
+    assert hints == expected[1:]
+    store = grid_dataset.features.stores[0]
+    store.will_need(np.array([3, 1, 3]))  # a real hint on the real file: no error, nothing read

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
 from vqa.agreement import top_counts_of_ids
 from vqa.data.answers import (
@@ -236,6 +236,12 @@ class VQADataset(Dataset):
             cache = {int(self.image[i]): self.features.get(int(self.image[i])) for i in indices}
         return collate([self._item(i, cache[int(self.image[i])]) for i in indices])
 
+    def will_need(self, indices: list[int]) -> None:
+        """A hint that a batch of these questions comes next: the kernel starts reading their grid rows
+        (FeatureStore.will_need), and nothing waits for it."""
+        if isinstance(self.features, ImageFeatures):
+            self.features.will_need(self.image[indices])
+
     def _batch(self, rows: np.ndarray, image: torch.Tensor) -> Batch:
         """`collate` of the items `rows` with their features `image` [B, N, D] already stacked, by array
         indexing (the same Batch, without a Python step per question; renormalized weights excepted)."""
@@ -377,6 +383,27 @@ class ShardSampler(Sampler):
         return len(self.indices)
 
 
+class ReadAhead(Sampler):
+    """The batches of `batches` (index lists), telling `dataset` about the next one as each is handed out
+    (VQADataset.will_need): the disk fetches its features while the model trains on this one."""
+
+    def __init__(self, batches: BatchSampler, dataset: VQADataset):
+        self.batches, self.dataset = batches, dataset
+
+    def __iter__(self):
+        it = iter(self.batches)
+        current = next(it, None)
+        while current is not None:
+            following = next(it, None)
+            if following is not None:
+                self.dataset.will_need(following)
+            yield current
+            current = following
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 def as_batch(data: Batch | list[tuple]) -> Batch:
     """The loader's collate_fn: VQADataset.__getitems__ has already collated the batch."""
     return data if isinstance(data, Batch) else collate(data)
@@ -396,13 +423,10 @@ def build_loader(
     """
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        shuffle=False,
+        batch_sampler=ReadAhead(BatchSampler(sampler or SequentialSampler(dataset), batch_size, False), dataset),
         num_workers=num_workers,
         collate_fn=as_batch,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
-        drop_last=False,
         generator=torch.Generator().manual_seed(0),
     )

@@ -190,9 +190,7 @@ class FeatureStore:
             offset, row_bytes = self._span[:2]
             fd = self._plain().fileno()
             order = np.argsort(rows, kind="stable")
-            if hasattr(os, "posix_fadvise"):  # rows not in the page cache: the disk fetches them all at once
-                for r in rows[order].tolist():
-                    os.posix_fadvise(fd, offset + r * row_bytes, row_bytes, os.POSIX_FADV_WILLNEED)
+            self.will_need(rows)  # rows not in the page cache: the disk fetches them all at once
             for r, i in zip(rows[order].tolist(), at[order].tolist()):
                 if _pread_into(fd, out[i], offset + r * row_bytes) != row_bytes:
                     raise UserError(f"{self.path}: row {r} of '{self.key}' is cut short; the file is truncated")
@@ -200,6 +198,16 @@ class FeatureStore:
         unique, inverse = np.unique(rows, return_inverse=True)  # h5py reads increasing, distinct rows
         block = self._dataset()[unique]  # [U, D, H, W]
         out[at] = block.reshape(len(unique), block.shape[1], -1)[inverse]
+
+    def will_need(self, rows: np.ndarray) -> None:
+        """Ask the kernel to start reading these grid rows (posix_fadvise WILLNEED: asynchronous, one call
+        per row), so a later `read_grid` finds them in the page cache; nothing for other storage."""
+        if self._ram is not None or self._span is None or not hasattr(os, "posix_fadvise"):
+            return
+        offset, row_bytes = self._span[:2]
+        fd = self._plain().fileno()
+        for r in np.unique(rows).tolist():
+            os.posix_fadvise(fd, offset + r * row_bytes, row_bytes, os.POSIX_FADV_WILLNEED)
 
     def get_rows(self, rows: np.ndarray) -> list[np.ndarray]:
         """get_row for several rows: grid rows in one sorted h5py read (one call, not one per image)."""
@@ -288,6 +296,12 @@ class ImageFeatures:
             at = np.flatnonzero(which == s)
             self.stores[s].read_grid(self.row[images[at]], out, at)
         return batch.transpose(1, 2)
+
+    def will_need(self, images: np.ndarray) -> None:
+        """`FeatureStore.will_need` for the rows of these images (grid stores read by plain reads)."""
+        images = np.asarray(images, np.int64)
+        for s in np.unique(self.store[images]).tolist():
+            self.stores[s].will_need(self.row[images[self.store[images] == s]])
 
     def get_many(self, images: list[int]) -> dict[int, np.ndarray]:
         """{image: features} for a batch's distinct images, each store read once with sorted rows."""
