@@ -203,10 +203,12 @@ def test_files_and_figures(runs, tmp_path, capsys):
         "summary.json",
         "figure_avg.png",
         "figure_pool.png",
+        "discrepancy.png",
     }
-    for m in ("avg", "pool"):
-        data = (out / f"figure_{m}.png").read_bytes()
+    for name in ("figure_avg.png", "figure_pool.png", "discrepancy.png"):
+        data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert "discrepancy.png" in stdout
     report = (out / "report.md").read_text()
     for section in ("Table 1", "Convergence", "Loss-accuracy discrepancy", "Calibration", "Incomplete runs"):
         assert f"## {section}" in report or section in report

@@ -191,7 +191,7 @@ def test_make_paper_end_to_end(tmp_path, micro_data):
     assert "4 runs (0 trained, 0 resumed, 4 skipped)" in out
     report = tmp_path / "report"
     assert {p.name for p in report.iterdir()} == {
-        "table.md", "table.csv", "report.md", "summary.json", "figure_avg.png"
+        "table.md", "table.csv", "report.md", "summary.json", "figure_avg.png", "discrepancy.png"
     }  # fmt: skip
     summary = json.loads((report / "summary.json").read_text())
     assert [(g["loss"], g["n"]) for g in summary["groups"]] == [("hard_ce", 2), ("soft_ce", 2)]
