@@ -11,7 +11,9 @@ A store is keyed by image key: the COCO id, or the file name in a version-2 file
 images may live in several files (VQA-CP names train2014 or val2014 per question): ImageFeatures
 resolves every image of the split to (file, row) once, up front, so reading is array lookups.
 
-Every vector comes back as [regions, D] float32: a grid is flattened to N = H*W.
+Every vector comes back as [regions, D] in the file's dtype (float16 in ours): a grid is flattened to
+N = H*W. A batch of grid rows is read by plain reads at their file offsets where the dataset is one
+contiguous block (`read_grid`), and stays [B, D, H*W] until Batch.to transposes it on the device.
 
 The HDF5 file is opened lazily, once per process: an h5py handle must not cross a
 fork into DataLoader workers (they would share one file descriptor and corrupt each
@@ -136,7 +138,8 @@ class FeatureStore:
             else:
                 raise UserError(f"data.features is '{kind}'; choose grid or boxes")
             self.dtype = f[self.key].dtype
-            self._span = contiguous_span(f[self.key], self.path.stat().st_size)
+            # plain reads at row offsets (`read_grid`) for a contiguous grid; boxes go through h5py
+            self._span = contiguous_span(f[self.key], self.path.stat().st_size) if kind == "grid" else None
         self._file: h5py.File | None = None
         self._pid: int | None = None
         self._raw, self._raw_pid = None, None  # the file for plain reads of a contiguous grid (`read_grid`)
