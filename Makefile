@@ -14,7 +14,7 @@ LOGDIR ?= runs
 # LOSSES are arms: loss names or named variants (vqa/report/runs.py ARMS; `shuffled`: soft_ce with
 # data.soft_target=shuffled). Runs are named <model>_<arm>_s<seed>.
 # make paper PROTOCOL=long: AVG and POOL x hard_ce, soft_ce, label_smoothing, shuffled x 5 seeds,
-# 60 epochs of configs/synthetic-long/ (the overfitting regime; about 2 h with JOBS=2) into
+# 60 epochs of configs/synthetic-long/ (the overfitting regime; 1 h 16 min here with JOBS=2) into
 # reports/synthetic-long/. Variables given on the command line still win (SEEDS=2 EPOCHS=3).
 PROTOCOL ?=
 ifeq ($(PROTOCOL),long)
