@@ -369,7 +369,7 @@ def test_the_annotation_cache_follows_the_file(files, tmp_path, monkeypatch, cap
     """The cache holds the annotation side of a file as it is: a cached report equals a fresh one, an
     edited file (same path) is scored anew, a corrupt entry is rebuilt, and a cache folder that cannot
     be written costs only a note on stderr."""
-    from vqa import evaluate as ev
+    from vqa import evaluate_fast as ev
 
     monkeypatch.setenv("VQA_CACHE_DIR", str(tmp_path / "cache"))
     a, q, r = files
