@@ -25,7 +25,7 @@ SEEDS  ?= 5
 else ifneq ($(PROTOCOL),)
 $(error PROTOCOL=$(PROTOCOL): give PROTOCOL=long, or none for the paper's 12-epoch grid)
 endif
-SEEDS  ?= 3
+SEEDS  ?= 5
 DATA   ?= synthetic
 MODELS ?= avg pool mcb
 LOSSES ?= hard_ce soft_ce
