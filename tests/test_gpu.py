@@ -246,7 +246,7 @@ def test_no_host_sync_between_log_steps(name, loss, tiny_data):
 
     from vqa.config import load_config
     from vqa.data.build import build_datasets
-    from vqa.data.dataset import EpochSampler, build_loader
+    from vqa.data.loader import EpochSampler, build_loader
     from vqa.training.loop import TrainState, train_one_epoch
 
     cfg = load_config(f"configs/synthetic/{name}_soft.yaml", [f"data.root={tiny_data}", "model.mcb_dim=1000"])

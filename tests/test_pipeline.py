@@ -7,19 +7,25 @@ import pytest
 import torch
 
 from vqa.data.answers import AnswerVocab
-from vqa.data.dataset import EpochSampler, ShardSampler, VQADataset, build_loader, collate
+from vqa.data.dataset import VQADataset, collate
 from vqa.data.features import FeatureStore
+from vqa.data.loader import EpochSampler, ShardSampler, build_loader
 from vqa.data.sources.vqa2 import VQA2
 from vqa.data.text import QuestionVocab
 
 
-@pytest.fixture(scope="module")
-def dataset(tiny_data):
-    records = VQA2.load(tiny_data, "val2014")
+def _val_dataset(root, kind: str, oov: str = "drop") -> VQADataset:
+    """The val2014 split of a synthetic folder over its `kind` features (grid or boxes)."""
+    records = VQA2.load(root, "val2014")
     qv = QuestionVocab.build(r.question for r in records)
     av = AnswerVocab.from_answers(Counter(r.multiple_choice_answer for r in records), 100)
-    store = FeatureStore(tiny_data / "features_val2014.h5", "boxes")
-    return VQADataset(records, store, qv, av, 14, split="val2014")
+    store = FeatureStore(root / "features_val2014.h5", kind)
+    return VQADataset(records, store, qv, av, 14, split="val2014", oov=oov)
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_data):
+    return _val_dataset(tiny_data, "boxes")
 
 
 def test_epoch_order_depends_only_on_seed_and_epoch_and_can_resume(dataset):
@@ -56,11 +62,22 @@ def test_image_grouped_order_keeps_the_questions_of_an_image_together(dataset):
 
 @pytest.fixture(scope="module")
 def grid_dataset(tiny_data):
-    records = VQA2.load(tiny_data, "val2014")
-    qv = QuestionVocab.build(r.question for r in records)
-    av = AnswerVocab.from_answers(Counter(r.multiple_choice_answer for r in records), 100)
-    store = FeatureStore(tiny_data / "features_val2014.h5", "grid")
-    return VQADataset(records, store, qv, av, 14, split="val2014")
+    return _val_dataset(tiny_data, "grid")
+
+
+@pytest.mark.parametrize("oov", ["drop", "renormalize"])
+@pytest.mark.parametrize("kind", ["boxes", "grid"])
+def test_a_batch_equals_the_collated_items(kind, oov, tiny_data):
+    """__getitems__ builds the Batch by array indexing; it equals `collate` of __getitem__'s items for both
+    feature kinds, and with renormalized soft-target weights."""
+    ds = _val_dataset(tiny_data, kind, oov)
+    order = list(EpochSampler(ds, seed=1))[:40]
+    batch, single = ds.__getitems__(order), collate([ds[i] for i in order])
+    for name, x, y in zip(batch._fields, batch, single):
+        assert x.dtype == y.dtype and torch.equal(x, y), name
+    if oov == "renormalize":  # weights of a question with an answer in the vocabulary sum to 1
+        kept = batch.answer_weight[batch.answer_weight.sum(1) > 0].sum(1)
+        assert torch.allclose(kept, torch.ones_like(kept)) and len(kept) > 0
 
 
 @pytest.mark.parametrize("kind", ["boxes", "grid"])
@@ -157,16 +174,20 @@ def test_workers_and_ram_preload_give_the_same_batches(dataset, tiny_data):
     np.testing.assert_array_equal(ram.get(image_id), dataset.features.get(image))
 
 
-def test_the_loader_hints_the_next_batch_and_keeps_the_order(grid_dataset, monkeypatch):
-    """ReadAhead tells the dataset which questions come next (the kernel starts reading their rows) as
-    each batch is handed out, and the batches are those of the sampler, in order."""
-    hints = []
-    monkeypatch.setattr(grid_dataset, "will_need", lambda indices: hints.append(list(indices)))
+def test_the_loader_hints_each_batch_once_a_batch_ahead_and_keeps_the_order(grid_dataset, monkeypatch):
+    """ReadAhead tells the dataset about every batch once (the kernel starts reading its rows): the first
+    before it is read, each next one before the current one is read; the batches are the sampler's."""
+    events = []
+    monkeypatch.setattr(grid_dataset, "will_need", lambda indices: events.append(("hint", list(indices))))
     sampler = EpochSampler(grid_dataset, seed=0)
     order = list(sampler)
-    batches = [b.question_id.tolist() for b in build_loader(grid_dataset, 16, sampler)]
     expected = [order[i : i + 16] for i in range(0, len(order), 16)]
-    assert batches == [grid_dataset.question_id[ix].tolist() for ix in expected]
-    assert hints == expected[1:]
-    store = grid_dataset.features.stores[0]
-    store.will_need(np.array([3, 1, 3]))  # a real hint on the real file: no error, nothing read
+    for b in build_loader(grid_dataset, 16, sampler):
+        events.append(("batch", b.question_id.tolist()))
+    batches = [grid_dataset.question_id[ix].tolist() for ix in expected]
+    assert len(expected) > 2
+    want = [("hint", expected[0])]
+    for k in range(len(expected)):
+        want += [("hint", expected[k + 1])] if k + 1 < len(expected) else []
+        want.append(("batch", batches[k]))
+    assert events == want

@@ -34,7 +34,8 @@ from vqa import io
 from vqa.config import Config, config_from_dict
 from vqa.data.answers import AnswerVocab
 from vqa.data.build import build_split, split_files
-from vqa.data.dataset import VQADataset, build_loader
+from vqa.data.dataset import VQADataset
+from vqa.data.loader import build_loader
 from vqa.data.sources import Source, get_source
 from vqa.data.text import QuestionVocab
 from vqa.device import resolve_device

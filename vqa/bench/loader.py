@@ -35,7 +35,7 @@ def time_loader(
     root: Path, kind: str, workers: int, sampler: str, preload: str, batch: int, batches: int
 ) -> dict:
     from vqa.data.build import build_datasets
-    from vqa.data.dataset import EpochSampler, build_loader
+    from vqa.data.loader import EpochSampler, build_loader
 
     cfg = load_config(CONFIG, [f"data.root={root}", "data.synth_preset=", f"data.features={kind}",
                                f"data.preload={preload}", f"data.sampler={sampler}"])  # fmt: skip

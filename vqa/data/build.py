@@ -24,7 +24,8 @@ import numpy as np
 from vqa import io
 from vqa.config import Config, DataConfig
 from vqa.data.answers import AnswerVocab
-from vqa.data.dataset import EpochSampler, ShardSampler, VQADataset, build_loader
+from vqa.data.dataset import VQADataset
+from vqa.data.loader import EpochSampler, ShardSampler, build_loader
 from vqa.data.features import FeatureStore, ImageFeatures
 from vqa.data.sources import Records, Source, get_source
 from vqa.data.text import QuestionVocab

@@ -1,4 +1,4 @@
-"""torch Dataset over records + features, collate into a Batch, loader construction.
+"""torch Dataset over records + features, collated into a Batch (samplers and the loader: loader.py).
 
 Per-question inputs (tokens, targets) are encoded once, up front, into compact numpy arrays (the
 text is dropped then); __getitem__ reads the image features and expands the answer counts.
@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
+from torch.utils.data import Dataset
 
 from vqa.agreement import top_counts_of_ids
 from vqa.data.answers import (
@@ -223,58 +223,59 @@ class VQADataset(Dataset):
 
     def __getitems__(self, indices: list[int]) -> Batch:
         """A whole batch at once, collated (DataLoader calls this, then `as_batch`): each image's
-        features are read once, a file's rows in one sorted read, and grid rows stacked straight into the
-        batch (ImageFeatures.grid_batch)."""
-        if isinstance(self.features, ImageFeatures):
-            image = self.features.grid_batch(self.image[indices])
-            if image is not None and not self.renormalize:
-                return self._batch(np.asarray(indices, np.int64), image)
-            if image is not None:
-                return collate([self._item(i, None) for i in indices], image=image)
-            cache = self.features.get_many(self.image[indices].tolist())
-        else:
-            cache = {int(self.image[i]): self.features.get(int(self.image[i])) for i in indices}
-        return collate([self._item(i, cache[int(self.image[i])]) for i in indices])
+        features are read once, a file's rows in one sorted read, and grid rows straight into the batch
+        (ImageFeatures.grid_batch); the other fields by array indexing (`_batch`)."""
+        rows = np.asarray(indices, np.int64)
+        images = self.image[rows]
+        image = self.features.grid_batch(images)
+        if image is not None:
+            return self._batch(rows, image, torch.ones(image.shape[:2], dtype=torch.bool))
+        cache = self.features.get_many(images.tolist())  # boxes (or grids of unequal sizes)
+        return self._batch(rows, *pad([cache[i] for i in images.tolist()]))
 
     def will_need(self, indices: list[int]) -> None:
         """A hint that a batch of these questions comes next: the kernel starts reading their grid rows
         (FeatureStore.will_need), and nothing waits for it."""
-        if isinstance(self.features, ImageFeatures):
-            self.features.will_need(self.image[indices])
+        self.features.will_need(self.image[indices])
 
-    def _batch(self, rows: np.ndarray, image: torch.Tensor) -> Batch:
-        """`collate` of the items `rows` with their features `image` [B, N, D] already stacked, by array
-        indexing (the same Batch, without a Python step per question; renormalized weights excepted)."""
-        count = self.answer_count[rows]  # [B, K]
+    def _batch(self, rows: np.ndarray, image: torch.Tensor, mask: torch.Tensor) -> Batch:
+        """The Batch of questions `rows` with their features `image` [B, N, D] and `mask` [B, N], by array
+        indexing: equal to `collate` of their items (tests/test_pipeline.py)."""
         return Batch(
             question=torch.from_numpy(self.question[rows].astype(np.int64)),
             question_len=torch.from_numpy(self.question_len[rows].astype(np.int64)),
             image=image,
-            image_mask=torch.ones(image.shape[:2], dtype=torch.bool),
+            image_mask=mask,
             answer=torch.from_numpy(self.answer[rows].astype(np.int64)),
             answer_idx=torch.from_numpy(self.answer_idx[rows].astype(np.int64)),
-            answer_weight=torch.from_numpy(WEIGHT_OF_COUNT[count]),
-            answer_score=torch.from_numpy(SCORE_OF_COUNT[count]),
+            answer_weight=torch.from_numpy(self._weights(rows)),
+            answer_score=torch.from_numpy(SCORE_OF_COUNT[self.answer_count[rows]]),
             question_id=torch.from_numpy(self.question_id[rows].astype(np.int64)),
         )
 
+    def _weights(self, rows: np.ndarray) -> np.ndarray:
+        """float32 [B, K] soft-target weights: count / 10, or with oov=renormalize the in-vocabulary
+        weights rescaled to sum to 1 (build_targets; summed in Python's order, question by question)."""
+        count = self.answer_count[rows]  # [B, K]
+        weight = WEIGHT_OF_COUNT[count]
+        if self.renormalize:
+            for b in np.flatnonzero(count[:, 0]).tolist():
+                m = int(np.count_nonzero(count[b]))
+                w = [c / ANSWERS_PER_QUESTION for c in count[b, :m].tolist()]
+                total = sum(w)
+                weight[b] = 0.0
+                weight[b, :m] = [x / total for x in w]
+        return weight
+
     def _item(self, i: int, image: np.ndarray) -> tuple:
-        count = self.answer_count[i]  # [K]
-        weight = WEIGHT_OF_COUNT[count]  # count / 10
-        if self.renormalize and count[0]:  # in-vocabulary weights rescaled to sum to 1 (build_targets)
-            m = int(np.count_nonzero(count))
-            w = [c / ANSWERS_PER_QUESTION for c in count[:m].tolist()]
-            total = sum(w)
-            weight = np.zeros(K, np.float32)
-            weight[:m] = [x / total for x in w]
         return (
             self.question[i],
             self.question_len[i],
             image,
             self.answer[i],
             self.answer_idx[i],
-            weight,
-            SCORE_OF_COUNT[count],
+            self._weights(np.array([i]))[0],
+            SCORE_OF_COUNT[self.answer_count[i]],
             self.question_id[i],
         )
 
@@ -306,127 +307,30 @@ def type_preserving_permutation(
     return mapping, group
 
 
-def collate(items: list[tuple], image: torch.Tensor | None = None) -> Batch:
-    """Stack a list of items; region features are padded to the longest image with a mask. `image`:
-    the batch's features already stacked, [B, N, D] (every region valid; the items' images unused)."""
+def pad(images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features [n_b, D] of each question stacked into [B, N, D] (N the most regions) with the mask
+    [B, N] of the real ones; the dtype kept (float16 from our files: Batch.to converts on the device)."""
+    n_max = max(x.shape[0] for x in images)
+    image = np.zeros((len(images), n_max, images[0].shape[1]), images[0].dtype)
+    mask = np.zeros((len(images), n_max), bool)
+    for b, x in enumerate(images):
+        image[b, : x.shape[0]] = x
+        mask[b, : x.shape[0]] = True
+    return torch.from_numpy(image), torch.from_numpy(mask)
+
+
+def collate(items: list[tuple]) -> Batch:
+    """Stack a list of items (`VQADataset.__getitem__`); region features padded with a mask (`pad`)."""
     q, qlen, images, ans, aidx, aw, ascore, qid = zip(*items)
-    if image is not None:
-        mask = np.ones(image.shape[:2], bool)
-    else:
-        n_max = max(x.shape[0] for x in images)
-        dim = images[0].shape[1]
-        stacked = np.zeros((len(images), n_max, dim), images[0].dtype)  # float16 from our files: Batch.to converts
-        mask = np.zeros((len(images), n_max), bool)
-        for b, x in enumerate(images):
-            stacked[b, : x.shape[0]] = x
-            mask[b, : x.shape[0]] = True
-        image = torch.from_numpy(stacked)
+    image, mask = pad(list(images))
     return Batch(
         question=torch.from_numpy(np.stack(q).astype(np.int64)),
         question_len=torch.from_numpy(np.asarray(qlen, np.int64)),
         image=image,
-        image_mask=torch.from_numpy(mask),
+        image_mask=mask,
         answer=torch.from_numpy(np.asarray(ans, np.int64)),
         answer_idx=torch.from_numpy(np.stack(aidx).astype(np.int64)),
         answer_weight=torch.from_numpy(np.stack(aw)),
         answer_score=torch.from_numpy(np.stack(ascore)),
         question_id=torch.from_numpy(np.asarray(qid, np.int64)),
-    )
-
-
-class EpochSampler(DistributedSampler):
-    """torch's DistributedSampler (one replica when not distributed) that can resume mid-epoch.
-
-    The order of an epoch depends only on (seed, epoch), as in DistributedSampler, so a
-    resumed run sees exactly the batches the uninterrupted run would: `start` skips the
-    samples this rank already consumed. With `group_by_image`, images are shuffled and
-    their questions kept together, and each rank takes a contiguous chunk, so a batch
-    holds several questions of the same image and its features are read once.
-    """
-
-    def __init__(self, dataset: VQADataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
-                 seed: int = 0, group_by_image: bool = False):  # fmt: skip
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
-        self.group_by_image = group_by_image and shuffle
-        self.image_id = dataset.image_id
-        self.start = 0
-
-    def _grouped(self) -> list[int]:
-        g = torch.Generator()
-        g.manual_seed(self.seed + self.epoch)
-        images, inverse = np.unique(self.image_id, return_inverse=True)
-        order = torch.randperm(len(images), generator=g).numpy()
-        rank_of_image = np.empty_like(order)
-        rank_of_image[order] = np.arange(len(order))
-        indices = np.argsort(rank_of_image[inverse], kind="stable").tolist()
-        indices += indices[: self.total_size - len(indices)]  # pad like DistributedSampler
-        return indices[self.rank * self.num_samples : (self.rank + 1) * self.num_samples]
-
-    def __iter__(self):
-        indices = self._grouped() if self.group_by_image else list(super().__iter__())
-        return iter(indices[self.start :])
-
-    def __len__(self) -> int:
-        return self.num_samples - self.start
-
-
-class ShardSampler(Sampler):
-    """Evaluation order: rank r takes samples r, r + world, ... in order; every sample exactly once."""
-
-    def __init__(self, n: int, world: int = 1, rank: int = 0):
-        self.indices = list(range(rank, n, world))
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
-class ReadAhead(Sampler):
-    """The batches of `batches` (index lists), telling `dataset` about the next one as each is handed out
-    (VQADataset.will_need): the disk fetches its features while the model trains on this one."""
-
-    def __init__(self, batches: BatchSampler, dataset: VQADataset):
-        self.batches, self.dataset = batches, dataset
-
-    def __iter__(self):
-        it = iter(self.batches)
-        current = next(it, None)
-        while current is not None:
-            following = next(it, None)
-            if following is not None:
-                self.dataset.will_need(following)
-            yield current
-            current = following
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-def as_batch(data: Batch | list[tuple]) -> Batch:
-    """The loader's collate_fn: VQADataset.__getitems__ has already collated the batch."""
-    return data if isinstance(data, Batch) else collate(data)
-
-
-def build_loader(
-    dataset: VQADataset,
-    batch_size: int,
-    sampler: Sampler | None = None,
-    num_workers: int = 0,
-    pin_memory: bool = False,
-) -> DataLoader:
-    """Batches of `dataset` in the order of `sampler` (sequential when None), collated into a Batch.
-
-    The loader gets its own generator: creating an iterator draws a worker base seed from
-    it, and drawing from the global RNG instead would shift dropout masks after a resume.
-    """
-    return DataLoader(
-        dataset,
-        batch_sampler=ReadAhead(BatchSampler(sampler or SequentialSampler(dataset), batch_size, False), dataset),
-        num_workers=num_workers,
-        collate_fn=as_batch,
-        pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
-        generator=torch.Generator().manual_seed(0),
     )

@@ -46,8 +46,8 @@ POS_BOXES = "pos_boxes"  # int64 (N, 2): [start, end) rows of image n in the fla
 IMAGE_W, IMAGE_H = "image_w", "image_h"  # int32 (N,): image size in pixels
 
 
-def contiguous_span(ds: h5py.Dataset, file_size: int) -> tuple[int, int, tuple, np.dtype] | None:
-    """(file offset, bytes per row, row shape, dtype) of a dataset stored as one block of native,
+def contiguous_span(ds: h5py.Dataset, file_size: int) -> tuple[int, int] | None:
+    """(file offset, bytes per row) of a dataset stored as one block of native,
     unfiltered values that plain reads can address (ours and the public grid files are), else None:
     chunked, compressed, external or not yet allocated storage is read through h5py."""
     if ds.chunks is not None or ds.external or not ds.dtype.isnative or ds.dtype.kind != "f" or not ds.shape:
@@ -56,7 +56,7 @@ def contiguous_span(ds: h5py.Dataset, file_size: int) -> tuple[int, int, tuple, 
     row_bytes = ds.dtype.itemsize * int(np.prod(ds.shape[1:]))
     if offset is None or offset + row_bytes * ds.shape[0] > file_size:
         return None
-    return offset, row_bytes, tuple(ds.shape[1:]), ds.dtype
+    return offset, row_bytes
 
 
 def _pread_into(fd: int, buffer: np.ndarray, offset: int) -> int:
@@ -189,11 +189,10 @@ class FeatureStore:
         other storage in one sorted h5py read of the distinct rows. No transpose here: Batch.to does it
         on the device, in the copy that makes float32."""
         rows, at = np.asarray(rows, np.int64), np.asarray(at, np.int64)
-        if self._ram is None and self._span is not None and out.dtype == self._span[3]:
-            offset, row_bytes = self._span[:2]
+        if self._ram is None and self._span is not None and out.dtype == self.dtype:
+            offset, row_bytes = self._span
             fd = self._plain().fileno()
             order = np.argsort(rows, kind="stable")
-            self.will_need(rows)  # rows not in the page cache: the disk fetches them all at once
             for r, i in zip(rows[order].tolist(), at[order].tolist()):
                 if _pread_into(fd, out[i], offset + r * row_bytes) != row_bytes:
                     raise UserError(f"{self.path}: row {r} of '{self.key}' is cut short; the file is truncated")
@@ -204,10 +203,11 @@ class FeatureStore:
 
     def will_need(self, rows: np.ndarray) -> None:
         """Ask the kernel to start reading these grid rows (posix_fadvise WILLNEED: asynchronous, one call
-        per row), so a later `read_grid` finds them in the page cache; nothing for other storage."""
+        per row), so a later `read_grid` finds them in the page cache (vqa.data.loader.ReadAhead hints
+        each batch once, ahead of its read); nothing for other storage."""
         if self._ram is not None or self._span is None or not hasattr(os, "posix_fadvise"):
             return
-        offset, row_bytes = self._span[:2]
+        offset, row_bytes = self._span
         fd = self._plain().fileno()
         for r in np.unique(rows).tolist():
             os.posix_fadvise(fd, offset + r * row_bytes, row_bytes, os.POSIX_FADV_WILLNEED)
@@ -303,8 +303,9 @@ class ImageFeatures:
     def will_need(self, images: np.ndarray) -> None:
         """`FeatureStore.will_need` for the rows of these images (grid stores read by plain reads)."""
         images = np.asarray(images, np.int64)
-        for s in np.unique(self.store[images]).tolist():
-            self.stores[s].will_need(self.row[images[self.store[images] == s]])
+        which = self.store[images]
+        for s in np.unique(which).tolist():
+            self.stores[s].will_need(self.row[images[which == s]])
 
     def get_many(self, images: list[int]) -> dict[int, np.ndarray]:
         """{image: features} for a batch's distinct images, each store read once with sorted rows."""
