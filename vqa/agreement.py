@@ -27,6 +27,7 @@ import numpy as np
 
 from vqa.data.answers import ANSWERS_PER_QUESTION, clean_whitespace, normalize_answer, process_punctuation
 from vqa.metrics import summarize_scores
+from vqa.scoring import intern
 
 # (name, lowest top count, highest top count): the suffix of `val/accuracy_agree_<name>` and the keys of
 # the report's perAgreement, in this order; together they cover 0..10 (0: a question without answers)
@@ -84,7 +85,7 @@ def top_counts_of_ids(strings: list[str], ids: np.ndarray, rules: str = "current
     if rules == "vizwiz":
         return most_common_count(ids)
     if rules == "current":
-        codes, strings = _intern([clean_whitespace(s) for s in strings])
+        codes, strings = intern([clean_whitespace(s) for s in strings])
         key, fn = codes[ids], normalize_answer
     elif rules == "legacy":
         key, fn = ids, process_punctuation
@@ -92,7 +93,7 @@ def top_counts_of_ids(strings: list[str], ids: np.ndarray, rules: str = "current
         raise ValueError(f"unknown rules {rules!r}; use current, legacy or vizwiz")
     split = (key != key[:, :1]).any(1)  # [Q] not unanimous: those answers are normalized
     needed = np.unique(key[split])
-    mapped, _ = _intern([fn(strings[c]) for c in needed.tolist()])
+    mapped, _ = intern([fn(strings[c]) for c in needed.tolist()])
     table = np.zeros(len(strings), np.int64)
     table[needed] = mapped
     return most_common_count(np.where(split[:, None], table[key], key))
@@ -102,15 +103,8 @@ def top_counts(texts: list[str], rules: str = "current", n: int = ANSWERS_PER_QU
     """int8 [Q]: `top_counts_of_ids` of answer strings listed question after question, n per question."""
     if len(texts) % n:
         raise ValueError(f"need {n} answers per question, got {len(texts)} answers")
-    codes, strings = _intern(texts)
+    codes, strings = intern(texts)
     return top_counts_of_ids(strings, codes.reshape(-1, n), rules)
-
-
-def _intern(strings: list[str]) -> tuple[np.ndarray, list[str]]:
-    """(codes int64 [len(strings)], distinct strings in order of first appearance)."""
-    distinct = list(dict.fromkeys(strings))
-    index = {s: i for i, s in enumerate(distinct)}
-    return np.fromiter(map(index.__getitem__, strings), np.int64, len(strings)), distinct
 
 
 def accuracy_by_agreement(scores: np.ndarray, buckets: list[str]) -> dict[str, float | None]:

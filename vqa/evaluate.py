@@ -25,7 +25,7 @@ import numpy as np
 
 from vqa.agreement import AGREEMENT_BUCKETS, bucket_label, top_counts
 from vqa.data.answers import ANSWERS_PER_QUESTION, has_all_answers
-from vqa.data.sources import Source, get_source
+from vqa.data.sources import Source
 from vqa.data.sources.official import (  # noqa: F401 - the checked readers, also imported from here
     RESULT_HINT,
     _show,
@@ -37,7 +37,7 @@ from vqa.data.sources.official import (  # noqa: F401 - the checked readers, als
     unscored_ids,
 )
 from vqa.errors import UserError
-from vqa.evaluate_fast import typed_report
+from vqa.evaluate_fast import source_of, typed_report
 from vqa.io import gc_paused, write_json_atomic
 from vqa.scoring import official_scores
 
@@ -109,7 +109,7 @@ def format_report(report: dict) -> str:
 
 def checked_report(args: argparse.Namespace) -> dict:
     """`vqa eval`'s report with every file checked entry by entry (one UserError line names a problem)."""
-    source = _source(args)
+    source = source_of(args)
     annotations = load_annotations(args.annotations, source)
     questions = load_questions(args.questions, source)
     ann_ids = {a["question_id"] for a in annotations}
@@ -131,7 +131,7 @@ def eval_command(args: argparse.Namespace) -> int:
 
     Without garbage collection: nothing here builds a reference cycle, and the collector would walk the
     decoded files' half a million containers again and again."""
-    source = _source(args)
+    source = source_of(args)
     with gc_paused():
         if source.evaluate is not None:  # a source that scores its own format (VizWiz)
             report = source.evaluate(args.annotations, args.questions, args.results, args.legacy)
@@ -151,10 +151,6 @@ def eval_command(args: argparse.Namespace) -> int:
                 ) from None
             print(f"report written to {args.out}")
     return 0
-
-
-def _source(args: argparse.Namespace) -> Source:
-    return get_source(getattr(args, "source", "vqa2"))
 
 
 __all__ = ["checked_report", "eval_command", "evaluate", "format_report", "split_report", "typed_report"]

@@ -32,7 +32,7 @@ from vqa.data.answers import ANSWERS_PER_QUESTION
 from vqa.data.sources import Source, get_source
 from vqa.data.sources.official import skipped_report
 from vqa.io import atomic_path, mapped, read_json_as
-from vqa.scoring import AnswerKeys, distinct_small_ids
+from vqa.scoring import AnswerKeys, distinct_small_ids, intern
 
 
 # The plain official form, decoded straight into these by msgspec (only the fields named, types checked).
@@ -106,13 +106,6 @@ def _chunk_text(lo: int, hi: int) -> bytes:
     return b"[" + b",".join(raws[lo:hi]) + b"]"
 
 
-def _codes(values: list[str]) -> tuple[list[str], np.ndarray]:
-    """(distinct values in order of appearance, int32 code of each)."""
-    table: dict[str, int] = {}
-    codes = np.fromiter((table.setdefault(v, len(table)) for v in values), np.int32, len(values))
-    return list(table), codes
-
-
 @dataclass
 class Annotated:
     """The annotation side of a report, all a results file is scored against (and what the cache keeps):
@@ -155,6 +148,11 @@ class Annotated:
         )
 
 
+def _vocab_codes(values: list[str]) -> tuple[list[str], np.ndarray]:
+    codes, vocab = intern(values)
+    return vocab, codes
+
+
 def _score_chunk(lo: int, hi: int) -> tuple[Annotated, np.ndarray] | None:
     """Decode and score annotations lo..hi-1 (in a forked worker or in this process): their annotation side
     and the scores of the predictions; None when a value is not in the plain official form or a scored
@@ -182,8 +180,8 @@ def _score_chunk(lo: int, hi: int) -> tuple[Annotated, np.ndarray] | None:
         np.fromiter((len(a.answers) for a in anns), np.int64, len(anns)),
         gt,
         gt.top_counts(),
-        _codes([a.answer_type for a in scored]),
-        _codes([a.question_type for a in scored]),
+        _vocab_codes([a.answer_type for a in scored]),
+        _vocab_codes([a.question_type for a in scored]),
     )
     return part, gt.scores(predicted)
 
@@ -319,7 +317,7 @@ def typed_report(args: argparse.Namespace, workers: int | None = None) -> dict |
     The annotation side (`Annotated`) comes from the cache (`cache_dir`, unless args.cache is False) when
     it holds this file as it is now; otherwise from the JSON (`_annotate`: forked workers), and is then
     kept there. Only the predictions are scored anew: the report is the same either way."""
-    source = _source(args)
+    source = source_of(args)
     wrapped, mc = source.layout.wrapped, source.layout.multiple_choice_answer
     rules = "legacy" if args.legacy else "current"
     where = cache_dir() if getattr(args, "cache", True) else None
@@ -377,5 +375,6 @@ def typed_report(args: argparse.Namespace, workers: int | None = None) -> dict |
     )
 
 
-def _source(args: argparse.Namespace) -> Source:
+def source_of(args: argparse.Namespace) -> Source:
+    """The dataset `vqa eval --source` names (vqa2 when the namespace has none, as predict's)."""
     return get_source(getattr(args, "source", "vqa2"))

@@ -54,6 +54,13 @@ class _Ids(dict):
         return i
 
 
+def intern(strings: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(int32 code of each string, the distinct strings in order of first appearance)."""
+    table = _Ids()
+    codes = _ids_of(strings, table)
+    return codes, list(table)
+
+
 def _ids_of(strings: list[str], table: _Ids) -> np.ndarray:
     """The ids of `strings` in `table` (adding new strings), as int32 [len(strings)]."""
     return np.fromiter(map(table.__getitem__, strings), np.int32, len(strings))
