@@ -28,7 +28,12 @@ class DataConfig:
     root: str = "data/synthetic/small"  # folder holding the JSON files and features
     source: str = "vqa2"  # a key of vqa.data.sources.SOURCES: vqa2 | vqa1 | vqacp2 | vizwiz | okvqa
     train_split: str = "train2014"
-    val_split: str = "val2014"
+    val_split: str = (
+        "val2014"  # a split of the source, or "heldout": data.heldout_fraction of train, by image
+    )
+    heldout_fraction: float = 0.1  # val_split heldout: the share of the training split's images held out
+    heldout_seed: int = 0  # val_split heldout: which images (fixed for a seed, whatever the file order)
+    test_split: str = ""  # scored once, at the epoch chosen on val_split ("" = none; vqa/data/heldout.py)
     questions: str = "v2_OpenEnded_mscoco_{split}_questions.json"  # relative to root
     annotations: str = "v2_mscoco_{split}_annotations.json"
     features_file: str = "features_{split}.h5"
@@ -67,6 +72,10 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     loss: str = "soft_ce"  # a key of vqa.losses.LOSSES
+    debias: str = "none"  # a key of vqa.debias.DEBIAS: a branch and loss around the model (docs/debias.md)
+    debias_entropy: float = 0.36  # lmh: weight of the gate's entropy penalty (0 = learned-mixin)
+    debias_gamma: float = 5.0  # lpf: exponent of the feedback weight (1 - p_q(y))^gamma
+    debias_question_weight: float = 1.0  # rubi, lpf, gge: weight of the question-only branch's loss
     label_smoothing: float = 0.1  # epsilon of the label_smoothing loss (vqa.losses.matching_label_smoothing)
     epochs: int = 10
     batch_size: int = 64
@@ -132,6 +141,9 @@ RANGES = [
       "model.glimpses", "model.mcb_dim", "train.log_every", "train.lr", "train.accumulate")),
     *((k, _non_negative, ">= 0") for k in ("train.weight_decay", "train.grad_clip", "train.warmup_epochs",
       "train.early_stop_patience", "data.num_workers", "data.min_token_count", "data.feature_dim")),
+    *((k, _non_negative, ">= 0") for k in ("train.debias_entropy", "train.debias_gamma",
+      "train.debias_question_weight", "data.heldout_seed")),
+    ("data.heldout_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
     ("model.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("train.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("train.lr_decay_factor", lambda v: 0 < v <= 1, "in (0, 1]"),
@@ -301,6 +313,7 @@ def _registry_choices() -> dict[str, tuple[str, ...]]:
     """Names whose valid values are a registry's keys (imported here, when a config is validated,
     so a typo in model.name or train.loss fails before any data is read or generated)."""
     from vqa.data.sources import SOURCES
+    from vqa.debias import DEBIAS
     from vqa.losses import LOSSES
     from vqa.models import MODELS
     from vqa.synth.formats import FORMATS
@@ -309,6 +322,7 @@ def _registry_choices() -> dict[str, tuple[str, ...]]:
     return {
         "model.name": tuple(sorted(MODELS)),
         "train.loss": tuple(sorted(LOSSES)),
+        "train.debias": ("none", *DEBIAS),
         "data.synth_preset": ("", *PRESETS),
         "data.source": tuple(SOURCES),
         "data.synth_format": tuple(FORMATS),
@@ -317,12 +331,16 @@ def _registry_choices() -> dict[str, tuple[str, ...]]:
 
 
 def _check_splits(cfg: Config) -> None:
-    """The training and validation splits are splits of the source (its split table lists them)."""
+    """The training, validation and test splits are splits of the source (its split table lists them);
+    the validation split may also be "heldout" (a part of the training split)."""
+    from vqa.data.heldout import HELDOUT
     from vqa.data.sources import SOURCES
 
     source = SOURCES[cfg.data.source]
-    for key in ("train_split", "val_split"):
+    for key in ("train_split", "val_split", "test_split"):
         value = getattr(cfg.data, key)
+        if (key, value) in (("val_split", HELDOUT), ("test_split", "")):
+            continue
         if value not in source.splits:
             raise UserError(
                 f"config: 'data.{key}' is {value!r}, not a split of data.source {source.name} "
@@ -362,6 +380,10 @@ def validate(cfg: Config) -> None:
     if not (dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:")):
         raise UserError(f"config: 'train.device' is {dev!r}; choose auto, cpu, cuda or cuda:N")
     _check_splits(cfg)
+    if cfg.train.debias != "none":
+        from vqa.debias import check_loss
+
+        check_loss(cfg.train.debias, cfg.train.loss)
     for key in SPLIT_TEMPLATES:
         _check_template(key, getattr(cfg.data, key.split(".")[1]))
 

@@ -38,6 +38,7 @@ from vqa.data.dataset import VQADataset
 from vqa.data.loader import build_loader
 from vqa.data.sources import Source, get_source
 from vqa.data.text import QuestionVocab
+from vqa.debias import base_weights
 from vqa.device import resolve_device
 from vqa.errors import UserError
 from vqa.evaluate import format_report, split_report
@@ -64,7 +65,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device
     qvocab = QuestionVocab.from_dict(state["question_vocab"])
     avocab = AnswerVocab.from_dict(state["answer_vocab"])
     model = build_model(cfg.model, len(qvocab), len(avocab), state["image_dim"])
-    model.load_state_dict(state["model"])
+    model.load_state_dict(base_weights(state["model"], cfg.train.debias))  # the base model alone
     model.to(device).eval()
     return LoadedRun(cfg, model, qvocab, avocab, state["image_dim"], state["epoch"])
 

@@ -45,6 +45,7 @@ def random_batch(batch_size: int, num_answers: int, k: int = 10, seed: int = 0) 
         answer_weight=weight,
         answer_score=score,
         question_id=torch.arange(batch_size),
+        question_type=torch.full((batch_size,), -1, dtype=torch.long),
     )
 
 

@@ -7,6 +7,9 @@ Everything that turns a config into data lives here, so the trainer, `vqa predic
     data = build_datasets(cfg)          train + val Datasets, vocabularies from the training split
     ds = build_split(cfg, split, ...)   any split with given vocabularies (predict, attention)
 
+data.val_split heldout holds a part of the training split's images out for validation
+(vqa/data/heldout.py); data.test_split, when set, is built beside them (scored once, at the end).
+
 The dataset's files come from its source (data.source: vqa/data/sources), its features from
 data.features_file with {split} = the image folder (a split may draw on several: VQA-CP).
 """
@@ -27,6 +30,7 @@ from vqa.data.answers import AnswerVocab
 from vqa.data.dataset import VQADataset
 from vqa.data.loader import EpochSampler, ShardSampler, build_loader
 from vqa.data.features import FeatureStore, ImageFeatures
+from vqa.data.heldout import HELDOUT, hold_out
 from vqa.data.sources import Records, Source, get_source
 from vqa.data.text import QuestionVocab
 from vqa.errors import UserError
@@ -139,6 +143,7 @@ class Data:
     avocab: AnswerVocab
     image_dim: int
     lines: list[str] = field(default_factory=list)  # what was built and what was left out, for the log
+    test: VQADataset | None = None  # data.test_split, when it is not the validation split
 
 
 def build_datasets(
@@ -147,11 +152,16 @@ def build_datasets(
     """Train and val Datasets with vocabularies (from the training split unless given), and a
     report of every question left out or changed. Each split's files are read once; the text is
     dropped once encoded."""
-    train_records = load_records(cfg, cfg.data.train_split)
-    val_records = load_records(cfg, cfg.data.val_split)
-    for split, recs in ((cfg.data.train_split, train_records), (cfg.data.val_split, val_records)):
-        if not recs.annotated:
-            raise UserError(f"split '{split}' has no annotations; train and validate on annotated splits")
+    train_records, val_records, lines = _train_val_records(cfg)
+    test_split = cfg.data.test_split if cfg.data.test_split not in ("", cfg.data.val_split) else ""
+    test_records = load_records(cfg, test_split) if test_split else None
+    for split, recs in ((cfg.data.train_split, train_records), (cfg.data.val_split, val_records),
+                        (test_split, test_records)):  # fmt: skip
+        if recs is not None and not recs.annotated:
+            raise UserError(
+                f"split '{split}' has no annotations; train, validate and test on annotated splits "
+                "(data.train_split, data.val_split, data.test_split)"
+            )
     qvocab = qvocab or QuestionVocab.build(train_records.question, cfg.data.min_token_count)
     if avocab is None:
         answers = train_records.answers
@@ -167,14 +177,29 @@ def build_datasets(
     # the vocabulary; both losses train on the same questions so runs compare fairly.
     train = VQADataset(train_records, train_feats, split=cfg.data.train_split, drop_hard_oov=True, **common)
     val = VQADataset(val_records, val_feats, split=cfg.data.val_split, **common)
-    lines = [
-        f"{len(qvocab):,} question words, {len(avocab):,} answers, image features {train_feats.kind} dim {train_feats.dim}"
-    ]
-    lines += train.report.lines() + val.report.lines()
+    test = None
+    if test_records is not None:
+        test_feats = open_features(cfg, test_records, expected_dim=train_feats.dim, opened=opened)
+        test = VQADataset(test_records, test_feats, split=test_split, **common)
+    lines.insert(
+        0,
+        f"{len(qvocab):,} question words, {len(avocab):,} answers, image features {train_feats.kind} dim {train_feats.dim}",
+    )
+    lines += train.report.lines() + val.report.lines() + (test.report.lines() if test else [])
     if cfg.data.soft_target == "shuffled":  # the control: training targets only, validation stays human
         lines.append(train.shuffle_soft_targets(len(avocab), cfg.train.seed))
     release_freed_memory()
-    return Data(train, val, qvocab, avocab, train_feats.dim, lines)
+    return Data(train, val, qvocab, avocab, train_feats.dim, lines, test)
+
+
+def _train_val_records(cfg: Config) -> tuple[Records, Records, list[str]]:
+    """(training records, validation records, log lines): the validation split of the source, or
+    with data.val_split heldout a part of the training split's images (vqa/data/heldout.py)."""
+    train_records = load_records(cfg, cfg.data.train_split)
+    if cfg.data.val_split != HELDOUT:
+        return train_records, load_records(cfg, cfg.data.val_split), []
+    train, held, line = hold_out(train_records, cfg.data.heldout_fraction, cfg.data.heldout_seed)
+    return train, held, [line]
 
 
 def build_split(
@@ -199,6 +224,7 @@ class Loaders:
     train_sampler: EpochSampler  # set_epoch() and `start` (the resume position) are set per epoch
     train: Any  # DataLoader
     val: Any
+    test: Any = None  # data.test_split's, when the Data has one
 
 
 def build_loaders(cfg: Config, data: Data, batch_size: int, world: int = 1, rank: int = 0,
@@ -210,7 +236,9 @@ def build_loaders(cfg: Config, data: Data, batch_size: int, world: int = 1, rank
     sampler = EpochSampler(data.train, world, rank, shuffle=True, seed=cfg.train.seed, group_by_image=group)
     workers = cfg.data.num_workers
     train = build_loader(data.train, batch_size, sampler, workers, pin_memory=pin_memory)
-    val = build_loader(
-        data.val, batch_size, ShardSampler(len(data.val), world, rank), workers, pin_memory=pin_memory
-    )
-    return Loaders(sampler, train, val)
+    val, test = (
+        build_loader(ds, batch_size, ShardSampler(len(ds), world, rank), workers, pin_memory=pin_memory)
+        if ds is not None else None
+        for ds in (data.val, data.test)
+    )  # fmt: skip
+    return Loaders(sampler, train, val, test)

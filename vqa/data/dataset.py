@@ -40,6 +40,7 @@ class Batch(NamedTuple):
     answer_weight: torch.Tensor  # float [B, K], count / 10
     answer_score: torch.Tensor  # float [B, K], official per-answer score
     question_id: torch.Tensor  # long [B]
+    question_type: torch.Tensor  # long [B]: code into the split's question types (-1: none); debiasing priors
 
     def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
         """The batch on `device`, image features as float32 (they travel as stored, float16 in our files,
@@ -251,6 +252,7 @@ class VQADataset(Dataset):
             answer_weight=torch.from_numpy(self._weights(rows)),
             answer_score=torch.from_numpy(SCORE_OF_COUNT[self.answer_count[rows]]),
             question_id=torch.from_numpy(self.question_id[rows].astype(np.int64)),
+            question_type=torch.from_numpy(self.records.question_type[rows].astype(np.int64)),
         )
 
     def _weights(self, rows: np.ndarray) -> np.ndarray:
@@ -277,6 +279,7 @@ class VQADataset(Dataset):
             self._weights(np.array([i]))[0],
             SCORE_OF_COUNT[self.answer_count[i]],
             self.question_id[i],
+            self.records.question_type[i],
         )
 
 
@@ -321,7 +324,7 @@ def pad(images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def collate(items: list[tuple]) -> Batch:
     """Stack a list of items (`VQADataset.__getitem__`); region features padded with a mask (`pad`)."""
-    q, qlen, images, ans, aidx, aw, ascore, qid = zip(*items)
+    q, qlen, images, ans, aidx, aw, ascore, qid, qtype = zip(*items)
     image, mask = pad(list(images))
     return Batch(
         question=torch.from_numpy(np.stack(q).astype(np.int64)),
@@ -333,4 +336,5 @@ def collate(items: list[tuple]) -> Batch:
         answer_weight=torch.from_numpy(np.stack(aw)),
         answer_score=torch.from_numpy(np.stack(ascore)),
         question_id=torch.from_numpy(np.asarray(qid, np.int64)),
+        question_type=torch.from_numpy(np.asarray(qtype, np.int64)),
     )

@@ -123,16 +123,17 @@ def load_for_resume(run_dir: Path) -> dict | None:
 # Settings that fix a checkpoint's tensor shapes or its meaning: a resume must not change them.
 FIXED_ON_RESUME = ("model.name", "model.embed_dim", "model.rnn", "model.rnn_dim", "model.hidden_dim",
                    "model.attention_dim", "model.glimpses", "model.mcb_dim", "model.normalize_image",
-                   "data.features", "data.max_question_len", "train.loss", "train.optimizer")  # fmt: skip
+                   "data.features", "data.max_question_len", "train.loss", "train.optimizer",
+                   "train.debias", "data.val_split", "data.heldout_fraction", "data.heldout_seed")  # fmt: skip
 
 
 def check_resumable(ckpt: dict, cfg: Config, run_dir: Path) -> None:
     """Refuse, before anything is loaded, an override that changes what the checkpoint was trained as."""
     saved = ckpt["config"]
-    now = to_dict(cfg)
+    now, defaults = to_dict(cfg), to_dict(Config())  # a key a checkpoint predates had its default
     for key in FIXED_ON_RESUME:
         section, name = key.split(".")
-        before, after = saved.get(section, {}).get(name), now[section][name]
+        before, after = saved.get(section, {}).get(name, defaults[section][name]), now[section][name]
         if before != after:
             raise UserError(
                 f"{run_dir}: the run was trained with {key}={before!r}; a resume cannot change it to {after!r} "

@@ -21,6 +21,7 @@ from vqa.data.answers import AnswerVocab
 from vqa.data.build import build_datasets, build_loaders, ensure_synthetic
 from vqa.data.text import QuestionVocab
 from vqa.data.word_vectors import init_embedding
+from vqa.debias import build_debiased, debias_settings
 from vqa.device import configure_cuda
 from vqa.errors import UserError
 from vqa.losses import get_loss
@@ -38,6 +39,7 @@ from vqa.training.loop import (
 )
 from vqa.training.optim import build_optimizer, build_scheduler
 from vqa.training.runlog import RunLog, best_line, diverged
+from vqa.training.selection import chosen_on, score_test, selection_line
 
 
 def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
@@ -74,6 +76,11 @@ def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
         data.lines.append(
             f"word vectors: {share:.1%} of the question words found in {cfg.model.word_vectors}"
         )
+    train_loss_fn = loss_fn
+    if cfg.train.debias != "none":  # the method's branch around the model; its loss trains both
+        model = build_debiased(cfg.train.debias, model, data.train, len(data.avocab), data.image_dim,
+                               cfg.model.hidden_dim, cfg.train.loss, debias_settings(cfg.train))  # fmt: skip
+        train_loss_fn = model.loss
     model.to(device)
     optimizer = build_optimizer(cfg.train, model)
     scaler = torch.amp.GradScaler(device.type) if cfg.train.precision == "fp16" else None
@@ -91,7 +98,7 @@ def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
     train_model = DistributedDataParallel(model) if dist.enabled else model
     if cfg.train.compile:
         train_model = compile_model(train_model)  # the RNN traced into the graph (vqa/models/layers.py)
-    state = TrainState(train_model, loss_fn, optimizer, scheduler, device, scaler, cfg.train.precision,
+    state = TrainState(train_model, train_loss_fn, optimizer, scheduler, device, scaler, cfg.train.precision,
                        cfg.train.grad_clip, cfg.train.accumulate, cfg.train.log_every, dist, progress.step)  # fmt: skip
     log = RunLog(cfg, dist.main, resume, progress.epoch + 1, progress.step, overwrite)
     for line in data.lines:
@@ -99,8 +106,10 @@ def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     where = f"{device}" + (f" x {dist.world} processes" if dist.enabled else "")
     log.say(f"run: {run_dir}  model {cfg.model.name} ({n_params:,} parameters)  loss {cfg.train.loss}  "
-            f"precision {cfg.train.precision}  device {where}"
+            + (f"debias {cfg.train.debias}  " if cfg.train.debias != "none" else "")
+            + f"precision {cfg.train.precision}  device {where}"
             + (f"  resuming after epoch {progress.epoch}, step {progress.step}" if resume else ""))  # fmt: skip
+    log.say(selection_line(cfg))
 
     stopped = False
     try:
@@ -130,6 +139,9 @@ def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
                     log.say(f"early stop: no better val accuracy for {progress.bad_epochs} epochs "
                             f"(best: epoch {progress.best['epoch']})")  # fmt: skip
                     break
+            if not stopped and loaders.test is not None and "epoch" in progress.best:
+                score_test(cfg, model, train_model, loss_fn, loaders.test, data.test, device, dist, log,
+                           progress.best)  # fmt: skip
     except FloatingPointError as e:  # a non-finite loss, read back at the next sync point
         log.close()
         raise UserError(diverged(str(e), cfg, dist.main)) from None
@@ -141,7 +153,7 @@ def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
             f"stopped by signal at step {state.step}; checkpoint written. Resume with: vqa train --resume {run_dir}"
         )
     elif progress.best["accuracy"] >= 0:
-        log.say(best_line(progress.best, run_dir))
+        log.say(best_line(progress.best, run_dir, chosen_on(cfg)))
     return progress.best
 
 

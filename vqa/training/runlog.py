@@ -45,15 +45,21 @@ def _types(m: dict) -> str:
     return "  ".join(f"{t} {_fmt(m[f'accuracy_{answer_type_key(t)}'])}" for t in ANSWER_TYPES)
 
 
-def epoch_line(epoch: int, epochs: int, train_loss: float, val: dict, rate: float, seconds: float) -> str:
+def epoch_line(
+    epoch: int, epochs: int, train_loss: float, val: dict, rate: float, seconds: float, split: str = "val"
+) -> str:
+    """The printed line of an epoch; `split` names the validation split its val numbers are from."""
     return (
         f"epoch {epoch}/{epochs}  train_loss {train_loss:.4f}  val_loss {_fmt(val['loss'], '.4f')}  "
-        f"acc {_fmt(val['accuracy'])}  {_types(val)}  ({rate:.0f} samples/s, {seconds:.1f}s)"
+        f"acc {_fmt(val['accuracy'])}  {_types(val)}  [val: {split}]  ({rate:.0f} samples/s, {seconds:.1f}s)"
     )
 
 
-def best_line(best: dict, run_dir: Path) -> str:
-    return f"best: epoch {best['epoch']}  acc {_fmt(best['accuracy'])}  {_types(best)}  ({run_dir})"
+def best_line(best: dict, run_dir: Path, split: str = "val") -> str:
+    """The printed line of the best epoch; `split` names the split that chose it."""
+    return (
+        f"best: epoch {best['epoch']} on {split}  acc {_fmt(best['accuracy'])}  {_types(best)}  ({run_dir})"
+    )
 
 
 def diverged(error: str, cfg: Config, main: bool) -> str:
@@ -111,7 +117,8 @@ class RunLog:
         """The epoch line, every scalar to TensorBoard and one line of metrics.jsonl."""
         if not self.enabled:
             return
-        print(epoch_line(epoch, self.cfg.train.epochs, train_loss, val, rate, seconds), flush=True)
+        split = self.cfg.data.val_split
+        print(epoch_line(epoch, self.cfg.train.epochs, train_loss, val, rate, seconds, split), flush=True)
         scalars = {"train/loss": train_loss, **{f"val/{k}": val[k] for k in VAL_SCALARS}, "lr": lr,
                    "throughput/samples_per_s": rate}  # fmt: skip
         for name, value in scalars.items():
@@ -119,7 +126,8 @@ class RunLog:
                 self.writer.add_scalar(name, value, epoch)
         self.writer.flush()
         with open(self.metrics_path, "a") as f:
-            f.write(io.dumps({"epoch": epoch, "step": step, **scalars, "seconds": seconds}) + "\n")
+            row = {"epoch": epoch, "step": step, "val_split": split, **scalars, "seconds": seconds}
+            f.write(io.dumps(row) + "\n")
 
     def predictions(self, predictions: dict[int, int], avocab: AnswerVocab, records) -> None:
         """The validation answers as a results file in the source's server format (`vqa eval --source`
