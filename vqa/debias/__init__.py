@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from vqa.debias.base import BASE_PREFIX, Debiased, Method, Settings, fused_sizes
+from vqa.debias.base import BASE_PREFIX, Debiased, Method, Settings
 from vqa.debias.bias_product import BIAS_PRODUCT
 from vqa.debias.gge import GGE
 from vqa.debias.lmh import LMH
@@ -42,14 +42,16 @@ def check_loss(name: str, loss: str) -> None:
         )
 
 
-def build_debiased(name: str, model: nn.Module, train_dataset, num_answers: int, image_dim: int,
-                   hidden_dim: int, loss: str, settings: Settings) -> Debiased:  # fmt: skip
-    """`model` with the branch of method `name`; the prior from `train_dataset` (the training split)."""
+def build_debiased(name: str, model: nn.Module, train_dataset, num_answers: int, hidden_dim: int,
+                   loss: str, settings: Settings) -> Debiased:  # fmt: skip
+    """`model` (its joint_dim and question_dim size the branch) with the branch of method `name`; the
+    prior from `train_dataset` (the training split); `hidden_dim` sizes question-only classifiers."""
     method = get_method(name)
     check_loss(name, loss)
-    joint_dim, question_dim = fused_sizes(model, image_dim)
     prior = dataset_prior(train_dataset, num_answers)
-    branch = method.branch(joint_dim, question_dim, num_answers, hidden_dim, prior, loss, settings)
+    branch = method.branch(
+        model.joint_dim, model.question_dim, num_answers, hidden_dim, prior, loss, settings
+    )
     return Debiased(model, branch, num_answers)
 
 

@@ -62,21 +62,6 @@ class Debiased(nn.Module):
         return self.branch.loss(outputs[:, : self.num_answers], outputs[:, self.num_answers :], batch)
 
 
-def fused_sizes(model: nn.Module, image_dim: int) -> tuple[int, int]:
-    """(H, Hq): the sizes of a model's joint and question vectors, from one `fuse` of a dummy batch
-    (two questions of one token over four regions), so a branch fits any model."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        device = next(model.parameters()).device
-        question = torch.ones(2, 1, dtype=torch.long, device=device)
-        joint, question_vec = model.fuse(question, torch.ones(2, dtype=torch.long),
-                                         torch.zeros(2, 4, image_dim, device=device),
-                                         torch.ones(2, 4, dtype=torch.bool, device=device))  # fmt: skip
-    model.train(was_training)
-    return joint.shape[1], question_vec.shape[1]
-
-
 def question_mlp(question_dim: int, hidden_dim: int, num_answers: int, layers: int = 2) -> nn.Sequential:
     """The question-only classifier: `layers` hidden ReLU layers of `hidden_dim`, then the answers
     (RUBi's and GGE's c_1: question vector -> 1024 -> 1024 -> A)."""

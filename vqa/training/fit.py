@@ -78,7 +78,7 @@ def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
         )
     train_loss_fn = loss_fn
     if cfg.train.debias != "none":  # the method's branch around the model; its loss trains both
-        model = build_debiased(cfg.train.debias, model, data.train, len(data.avocab), data.image_dim,
+        model = build_debiased(cfg.train.debias, model, data.train, len(data.avocab),
                                cfg.model.hidden_dim, cfg.train.loss, debias_settings(cfg.train))  # fmt: skip
         train_loss_fn = model.loss
     model.to(device)
