@@ -16,10 +16,13 @@ data, same seed, config otherwise equal. From each run's metrics.jsonl (one row 
     the minimum; also of val/hard_ce, one scale for every arm), as mean [95% t interval];
 (d) calibration at the best epoch: ECE and mean entropy of the predicted answer distribution;
 (e) a verdict on each of the paper's claims (claims.py);
-(f) one figure per model in the paper's style (figures.py).
+(f) one figure per model in the paper's style (figures.py);
+(g) where runs train with a debiasing method (train.debias), the VQA-CP papers' table: test accuracy
+    at the epoch the validation split chose, the in-distribution cost, paired against the same model
+    without a method (debias.py, debias.md).
 
 Outputs in --out: table.md, table.csv, report.md (every section; tables.py), summary.json (every
-number), figure_<model>.png.
+number), figure_<model>.png, and debias.md when a run uses a debiasing method.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 from vqa.errors import UserError
 from vqa.io import write_json_atomic, write_text_atomic
 from vqa.report.claims import claim_lines, verdicts
+from vqa.report.debias import debias_markdown, debias_summary
 from vqa.report.figures import write_figures
 from vqa.report.runs import COLUMNS, REFERENCE, Run, load_runs, num, ordered
 from vqa.report.stats import CONFIDENCE, describe, mean_interval, paired_difference, pearson
@@ -193,12 +197,14 @@ def compare_runs(
     ]
     summary["warnings"] = warnings
     summary["command"] = command
+    summary["debias"] = debias_summary(runs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     texts = {
         "table.md": table_markdown(summary),
         "table.csv": table_csv(summary),
         "report.md": report_markdown(summary, command),
+        **({"debias.md": debias_markdown(summary["debias"])} if summary["debias"] else {}),
     }
     for name, text in texts.items():
         write_text_atomic(out / name, text)
@@ -208,6 +214,8 @@ def compare_runs(
     print("\n" + (buckets_markdown(summary) if summary["buckets"] else NO_BUCKETS + "\n"), end="")
     print("\nClaims of the paper (verdict from the 95% t interval over seeds; report.md defines each):")
     print("".join(f"  {line}\n" for line in claim_lines(summary["claims"])), end="")
+    if summary["debias"]:
+        print("\nDebiasing methods (debias.md):\n" + texts["debias.md"], end="")
     for i in summary["incomplete"]:
         what = "included" if allow_incomplete else "left out (--allow-incomplete includes it)"
         print(f"note: {i['path']} is incomplete ({i['epochs_done']} of {i['epochs_planned']} epochs); {what}")

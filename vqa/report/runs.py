@@ -37,6 +37,14 @@ ARMS: dict[str, tuple[str, dict[str, object]]] = {
     # soft_ce whose target weights land on other answers of the same type (the control: the human
     # weight profile without the human answers; vqa.data.dataset.shuffle_soft_targets)
     "shuffled": ("soft_ce", {"data.soft_target": "shuffled"}),
+    # debiasing methods (vqa/debias) on the sigmoid loss of the bottom-up-attention baselines they
+    # were published on; each is compared with the plain `bce` arm (vqa/report/debias.py)
+    "bias_product": ("bce", {"train.debias": "bias_product"}),
+    "lmh": ("bce", {"train.debias": "lmh", "train.debias_entropy": 0.36}),
+    "learned_mixin": ("bce", {"train.debias": "lmh", "train.debias_entropy": 0.0}),
+    "rubi": ("bce", {"train.debias": "rubi"}),
+    "lpf": ("bce", {"train.debias": "lpf"}),
+    "gge": ("bce", {"train.debias": "gge"}),
 }
 VARIANT_KEYS = sorted({k for _, values in ARMS.values() for k in values})
 COLUMNS = {  # table column -> metrics.jsonl key: All, then one per answer type
@@ -69,6 +77,19 @@ def read_rows(path: Path) -> list[dict]:
             )
         rows.append(row)
     return rows
+
+
+def read_test(path: Path) -> dict | None:
+    """test.json of a run (vqa/training/selection.py), or None when the run has none."""
+    if not path.is_file():
+        return None
+    try:
+        test = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: malformed JSON; rerun or resume the run") from None
+    if not isinstance(test, dict) or "epoch" not in test:
+        raise UserError(f"{path}: not a test.json written by `vqa train` (no 'epoch')")
+    return test
 
 
 def stopped_early(rows: list[dict], patience: int) -> bool:
@@ -112,6 +133,7 @@ class Run:
     path: Path
     config: dict  # flattened: {"train.loss": ..., ...}
     rows: list[dict]
+    test: dict | None = None  # test.json: data.test_split scored once at the selected epoch
 
     @property
     def name(self) -> str:
@@ -189,7 +211,8 @@ def load_run(path: str | Path) -> Run:
     rows = read_rows(path / "metrics.jsonl")
     if not rows:
         raise UserError(f"{path / 'metrics.jsonl'}: empty (no finished epoch); resume or rerun the run")
-    run = Run(path, config, rows)
+    test = read_test(path / "test.json")
+    run = Run(path, config, rows, test)
     if not np.isfinite(run.series("val/accuracy")).any():
         raise UserError(f"{path / 'metrics.jsonl'}: no finite val/accuracy")
     return run

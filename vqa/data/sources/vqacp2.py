@@ -3,7 +3,8 @@
 Files: vqacp_v2_{train,test}_{questions,annotations}.json, each a bare JSON list (no "questions" /
 "annotations" wrapper); every entry carries `coco_split` (train2014 or val2014), the COCO folder
 and so the feature file of its image. There is no val split: results are reported on test, whose
-annotations are public (no server), so train with data.val_split: test.
+annotations are public (no server); the configs choose the epoch on a part of train held out by
+image (data.val_split: heldout, vqa/data/heldout.py) and score test once at it (data.test_split).
 """
 
 from vqa.data.sources.base import Layout, Source, Split
