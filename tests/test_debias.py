@@ -23,6 +23,9 @@ SMALL = dict(embed_dim=8, rnn_dim=12, hidden_dim=16, attention_dim=6, glimpses=2
              heads=2, ff_dim=16, layers=1, fc_dropout=0.0)  # fmt: skip
 
 
+DEFAULTS = Settings()
+
+
 def make_batch(batch: int = 6, seed: int = 1) -> Batch:
     """Questions of unequal lengths over 5 padded boxes, with sparse targets (3 answer slots, the
     official scores of their counts, the most common answer first) and question types (-1 for one)."""
@@ -49,7 +52,7 @@ def random_prior(seed: int = 0) -> torch.Tensor:
     return prior
 
 
-def wrapped(model_name: str, method: str, loss: str, settings: Settings = Settings()) -> Debiased:
+def wrapped(model_name: str, method: str, loss: str, settings: Settings = DEFAULTS) -> Debiased:
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=model_name, **SMALL), NUM_TOKENS, NUM_ANSWERS, IMAGE_DIM)
     branch = DEBIAS[method].branch(model.joint_dim, model.question_dim, NUM_ANSWERS, 16, random_prior(),
@@ -150,7 +153,7 @@ def clark_binary(logits, prior, gate, smooth, labels, w):
     return loss + w * (-(bias_lp.exp() * bias_lp).sum(2).mean())
 
 
-def parts(method: str, loss: str, settings: Settings = Settings(), seed: int = 3):
+def parts(method: str, loss: str, settings: Settings = DEFAULTS, seed: int = 3):
     torch.manual_seed(seed)
     net = wrapped("avg", method, loss, settings)
     batch = make_batch(seed=seed)
