@@ -18,6 +18,7 @@ from helpers import random_batch
 
 from vqa.cli import main
 from vqa.config import ModelConfig
+from vqa.debias import DEBIAS
 from vqa.losses import LOSSES
 from vqa.models import MODELS, build_model
 from vqa.models.layers import QuestionEncoder, compile_model
@@ -242,21 +243,37 @@ class EndOfWindow(Exception):
 def test_no_host_sync_between_log_steps(name, loss, tiny_data):
     """train_one_epoch reads the device back once every log_every steps: five steps in between run
     under torch.cuda.set_sync_debug_mode("error"), which raises on any synchronizing call."""
+    _check_no_host_sync(name, loss, "none", tiny_data)
+
+
+@pytest.mark.parametrize("method", sorted(DEBIAS))
+def test_no_host_sync_with_a_debiasing_method(method, tiny_data):
+    """The same for every debiasing method around UpDn (its branch, prior lookup and loss)."""
+    _check_no_host_sync("updn", DEBIAS[method].losses[-1], method, tiny_data)
+
+
+def _check_no_host_sync(name: str, loss: str, method: str, tiny_data) -> None:
     import itertools
 
     from vqa.config import load_config
     from vqa.data.build import build_datasets
     from vqa.data.loader import EpochSampler, build_loader
+    from vqa.debias import Settings, build_debiased
     from vqa.training.loop import TrainState, train_one_epoch
 
     cfg = load_config(f"configs/synthetic/{name}_soft.yaml", [f"data.root={tiny_data}", "model.mcb_dim=1000"])
     data = build_datasets(cfg)
     device = torch.device("cuda")
-    model = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim).to(device)
+    model = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim)
+    loss_fn = LOSSES[loss]
+    if method != "none":
+        model = build_debiased(method, model, data.train, len(data.avocab), 64, loss, Settings())
+        loss_fn = model.loss
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = build_loader(data.train, 32, EpochSampler(data.train, seed=0), pin_memory=True)
     batches = list(itertools.islice(iter(loader), 6))
-    state = TrainState(model, LOSSES[loss], optimizer, None, device, precision="bf16", log_every=1000)
+    state = TrainState(model, loss_fn, optimizer, None, device, precision="bf16", log_every=1000)
     train_one_epoch(state, batches[:1])  # warm-up (ends with the epoch-end sync): handles, allocations
     torch.cuda.synchronize()
 
