@@ -91,7 +91,12 @@ def test_published_settings_of_the_source_configs():
     assert (viz.data.max_answers, viz.data.max_question_len) == (3000, 26)
     cp = load_config(CONFIGS / "vqacp2" / "updn_soft.yaml")
     assert (cp.train.lr, cp.train.batch_size, cp.train.epochs, cp.train.grad_clip) == (2e-3, 512, 15, 0.25)
-    assert (cp.data.val_split, cp.data.max_question_len, cp.data.features) == ("test", 14, "boxes")
+    assert (cp.data.val_split, cp.data.test_split, cp.data.max_question_len, cp.data.features) == (
+        "heldout",
+        "test",
+        14,
+        "boxes",
+    )  # the epoch chosen on a part of train held out by image, test scored once at it
     assert (
         load_config(CONFIGS / "vqacp2" / "pool_soft.yaml").train
         == load_config(CONFIGS / "vqa2" / "pool_soft.yaml").train
