@@ -7,6 +7,7 @@ Independent commands of a test start together (each pays the interpreter's and t
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -306,3 +307,235 @@ def test_synth_refuses_a_folder_holding_other_files(tiny_data, tmp_path):
     before = digest(out)
     check_error(vqa("synth", "--out", out, "--preset", "tiny", "--quiet"), out, "notes.txt", "--out")
     assert digest(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+# --- 4. The catalogue: every class of bad input, each a subprocess (tests/catalogue.py) ---------------
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+from catalogue import Case, can_mount, run_cases  # noqa: E402
+from catalogue import check as check_case  # noqa: E402
+from catalogue import train_args as catalogue_train  # noqa: E402
+
+
+def _poison(root: Path, split: str, row: int, value: float) -> None:
+    with h5py.File(root / f"features_{split}.h5", "r+") as f:
+        key = "grid" if "grid" in f else "features"
+        cell = f[key][row]
+        cell.flat[5] = value
+        f[key][row] = cell
+
+
+def _nan_train(folder, data):
+    root = copy_data(data, folder / "data")
+    _poison(root, "train2014", 3, float("nan"))
+    return catalogue_train(root, folder / "runs")
+
+
+def _inf_val(folder, data):
+    root = copy_data(data, folder / "data")
+    _poison(root, "val2014", 0, float("inf"))
+    return catalogue_train(root, folder / "runs")
+
+
+def _yaml_file(text):
+    def build(folder, data):
+        (folder / "c.yaml").write_text(text)
+        return ["train", "--config", folder / "c.yaml", f"out_dir={folder / 'runs'}"]
+
+    return build
+
+
+BOMB = (
+    "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    + "name: *i\n"
+)  # 9**9 strings from about 400 bytes
+
+
+def _override(*overrides):
+    return lambda folder, data: catalogue_train(data, folder / "runs", *overrides)
+
+
+def _deep_json(which):
+    def build(folder, data):
+        q, a = data / Q.format(split="val2014"), data / A.format(split="val2014")
+        deep = folder / "deep.json"
+        deep.write_text("[" * 100_000 + "]" * 100_000)
+        if which == "convert":
+            tsv = folder / "b.tsv"
+            tsv.write_text("1\t10\t10\t1\tAAAA\tAAAA\n")
+            return ["convert", "--from", "bottomup-tsv", tsv, "--out", folder / "b.h5", "--questions", deep]
+        files = {"results": deep, "questions": q, "annotations": a}
+        files[which] = deep
+        return ["eval", "--results", files["results"], "--annotations", files["annotations"],
+                "--questions", files["questions"]]  # fmt: skip
+
+    return build
+
+
+def _tsv_id(value):
+    def build(folder, data):
+        tsv = folder / "b.tsv"
+        tsv.write_text(f"{value}\t10\t10\t1\tAAAA\tAAAA\n")
+        return ["convert", "--from", "bottomup-tsv", tsv, "--out", folder / "b.h5"]
+
+    return build
+
+
+def _float_ids(folder, data):
+    root = copy_data(data, folder / "data")
+    path = root / "features_train2014.h5"
+    with h5py.File(path, "r+") as f:
+        ids = f["ids"][()]
+        del f["ids"]
+        f["ids"] = ids.astype(np.float64) + 0.5
+    return catalogue_train(root, folder / "runs")
+
+
+def _loop(kind):
+    def build(folder, data):
+        (folder / "loop").symlink_to(folder / "loop")
+        if kind == "synth":
+            return ["synth", "--out", folder / "loop", "--preset", "tiny", "--quiet"]
+        return ["train", "--config", ROOT / CONFIG, f"data.root={folder / 'loop'}", "data.synth_preset=tiny",
+                f"out_dir={folder / 'runs'}"]  # fmt: skip
+
+    return build
+
+
+def _out_is_file(verb):
+    def build(folder, data):
+        (folder / "out").write_text("a file")
+        if verb == "bench":
+            return ["bench", "--only", "losses", "--quick", "--out", folder / "out"]
+        if verb == "compare":
+            run = folder / "r"
+            run.mkdir()
+            return ["compare", run, "--out", folder / "out"]
+        return ["attention", "--run", folder / "no_run", "--out", folder / "out"]
+
+    return build
+
+
+def _broken_checkpoint(folder, data):
+    run = folder / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text(f"base: {ROOT / CONFIG}\nname: r\nout_dir: {folder}\ndata:\n  root: {data}\n"
+                                     "  synth_preset: ''\n")  # fmt: skip
+    (run / "checkpoints" / "last.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+    return ["train", "--resume", run]
+
+
+def _only_best(folder, data):
+    run = folder / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text(f"base: {ROOT / CONFIG}\nname: r\nout_dir: {folder}\n")
+    (run / "checkpoints" / "best.pt").write_bytes(b"x")
+    return ["train", "--resume", run]
+
+
+def _paper_jobs_zero(folder, data):
+    return ["paper", "--config-dir", ROOT / "configs/synthetic", "--models", "avg", "--runs-dir",
+            folder / "runs", "--out", folder / "report", "--jobs", "0"]  # fmt: skip
+
+
+def _long_value(folder, data):
+    return catalogue_train(data, folder / "runs", "train.epochs=" + "9" * 5000 + "x")
+
+
+def _long_key(folder, data):
+    (folder / "c.yaml").write_text("train:\n  " + "k" * 100_000 + ": 1\n")
+    return ["train", "--config", folder / "c.yaml"]
+
+
+CATALOGUE = [
+    Case(
+        "nan_in_training_features",
+        _nan_train,
+        ("features_train2014.h5", "not finite", "NaN", "re-extract"),
+        max_line=600,
+    ),
+    Case("inf_in_validation_features", _inf_val, ("features_val2014.h5", "row 0", "inf"), max_line=600),
+    Case("yaml_alias_bomb", _yaml_file(BOMB), ("c.yaml", "aliases")),
+    Case("yaml_alias_bomb_override", _override("name=" + BOMB.replace("\n", "; ")), ()),
+    Case("yaml_nested_50000", _yaml_file("a: " + "[" * 50_000 + "]" * 50_000 + "\n"), ("c.yaml", "nested")),
+    Case("override_nested_deep", _override("train.lr_decay_epochs=" + "[" * 5000 + "]" * 5000), ("nested",)),
+    Case("results_nested_100000", _deep_json("results"), ("results", "nested too deep")),
+    Case("questions_nested_100000", _deep_json("questions"), ("questions", "nested too deep")),
+    Case("convert_questions_nested", _deep_json("convert"), ("deep.json", "nested too deep")),
+    Case("seed_negative", _override("train.seed=-1"), ("'train.seed' is -1", "2**32")),
+    Case("seed_too_large", _override(f"train.seed={2**32}"), ("'train.seed'", "2**32")),
+    Case("paper_jobs_zero", _paper_jobs_zero, ("--jobs is 0",)),
+    Case("tsv_id_inf", _tsv_id("inf"), ("b.tsv:1", "image_id inf")),
+    Case("tsv_id_1e30", _tsv_id("1e30"), ("image_id 1e30", "int64")),
+    Case("tsv_id_fraction", _tsv_id("1.7"), ("image_id 1.7",)),
+    Case("tsv_id_text", _tsv_id("abc"), ("image_id abc",)),
+    Case("float_ids_in_hdf5", _float_ids, ("features_train2014.h5", "'ids' holds float64")),
+    Case("synth_out_symlink_loop", _loop("synth"), ("loop", "symlink loop")),
+    Case("data_root_symlink_loop", _loop("train"), ("loop",)),
+    Case("bench_out_is_a_file", _out_is_file("bench"), ("--out", "is a file")),
+    Case("compare_out_is_a_file", _out_is_file("compare"), ()),
+    Case("attention_out_is_a_file", _out_is_file("attention"), ()),
+    Case("corrupt_last_checkpoint", _broken_checkpoint, ("last.pt", "--from best")),
+    Case("last_deleted_best_kept", _only_best, ("last.pt is missing", "--from best")),
+    Case(
+        "from_best_without_resume",
+        lambda f, d: [*catalogue_train(d, f / "runs"), "--from", "best"],
+        ("--resume",),
+    ),
+    Case(
+        "resume_with_overwrite", lambda f, d: ["train", "--resume", f / "r", "--overwrite"], ("--overwrite",)
+    ),
+    Case("value_echo_is_cut", _long_value, ("'train.epochs'",), max_line=300),
+    Case("unknown_key_echo_is_cut", _long_key, ("unknown key",), max_line=400),
+]
+
+
+@pytest.fixture(scope="module")
+def catalogue(tiny_data, tmp_path_factory):
+    return run_cases(CATALOGUE, tmp_path_factory.mktemp("catalogue"), tiny_data)
+
+
+@pytest.mark.parametrize("case", [c.name for c in CATALOGUE])
+def test_catalogue(catalogue, case):
+    check_case(catalogue[case])
+
+
+# --- 5. A full disk and a read-only folder, on a real small file system of the case's own ------------
+
+FULL_DISK = """
+set -e
+mount -t tmpfs -o size=20m tmpfs "$OUT"
+python -m vqa train "$@" train.epochs=1 > /dev/null
+head -c 100m /dev/zero > "$OUT/filler" 2>/dev/null || true
+set +e
+python -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2> "$OUT/full.err"
+echo "full: $?"; cat "$OUT/full.err"
+python -c "import torch, sys; print('epoch', torch.load(sys.argv[1], weights_only=True)['epoch'])" "$OUT/r/checkpoints/last.pt"
+rm "$OUT/filler"
+python -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2>&1; echo "resumed: $?"
+python -c "import json, sys; print('rows', [json.loads(l)['epoch'] for l in open(sys.argv[1])])" "$OUT/r/metrics.jsonl"
+mount -o remount,ro "$OUT"
+python -m vqa train --resume "$OUT/r" train.epochs=4 > /dev/null 2> "$OUT/../ro.err"; echo "ro: $?"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not can_mount(), reason="needs root and unshare -m to mount a small tmpfs")
+def test_a_full_disk_and_a_read_only_folder_are_one_line_and_the_run_resumes(tiny_data, tmp_path):
+    out = tmp_path / "disk"
+    out.mkdir()
+    args = [str(a) for a in catalogue_train(tiny_data, out, "name=r", "train.batch_size=32")]
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", FULL_DISK, "sh", *args], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "OUT": str(out)}, timeout=600)  # fmt: skip
+    lines = proc.stdout.splitlines()
+    assert "full: 2" in lines, proc.stdout + proc.stderr
+    error = lines[lines.index("full: 2") + 1]
+    assert error.startswith("error: ") and "No space left on device" in error and "MiB free there" in error
+    assert "--resume" in error and lines[lines.index("full: 2") + 2].startswith("error: ") is False
+    assert "epoch 1" in lines  # the last complete checkpoint is the one before the disk filled
+    assert "resumed: 0" in lines and "rows [1, 2, 3]" in lines, proc.stdout  # complete and consistent
+    assert "ro: 2" in lines
+    ro = (tmp_path / "ro.err").read_text().strip().splitlines()
+    assert len(ro) == 1 and "Read-only file system" in ro[0], ro

@@ -197,6 +197,9 @@ def attention_command(args: argparse.Namespace) -> int:
         raise UserError(
             f"{args.run}: model '{run.cfg.model.name}' has no attention to draw; use a run of pool, mcb or updn"
         )
+    if args.n < 1:
+        raise UserError(f"--n is {args.n}; give how many questions to draw (at least 1)")
+    io.output_folder(args.out, "--out")
     dataset = split_dataset(run, args.split, args.data_root)
     n = min(args.n, len(dataset))
     indices = (

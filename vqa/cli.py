@@ -47,7 +47,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML experiment file (configs/...)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a run from its checkpoints/last.pt (a run without one starts from its config.yaml)")  # fmt: skip
-    p.add_argument("--overwrite", action="store_true", help="replace a run folder that already holds a run")
+    p.add_argument("--from", dest="checkpoint", choices=("last", "best"), default="last",
+                   help="with --resume: the checkpoint to continue from (default: last; best rolls the run back "
+                   "to its best epoch)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run folder that holds a run of vqa (never a folder holding anything else)")  # fmt: skip
     p.add_argument(
         "overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=3e-4 model.name=pool"
     )
@@ -205,20 +209,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _closed_pipe() -> int:
+    """`vqa synth | head`: the reader left; no traceback, no second error at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, as a shell reports it
+
+
+def os_error_line(e: OSError, training: bool = False) -> str:
+    """One line for an OSError: the path, what the system said and, for a full disk, the free space."""
+    import errno
+    import shutil
+
+    path = e.filename or "a file"
+    line = f"{path}: {e.strerror or e}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT) and e.filename:
+        folder = Path(e.filename)
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            line += f" ({shutil.disk_usage(folder).free / 2**20:,.1f} MiB free there)"
+        except OSError:
+            pass
+        line += "; free some space and run the command again"
+    elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        line += "; choose a folder you can write, or fix its permissions"
+    else:
+        line += "; check the path"
+    return line + ("; the run resumes from its last checkpoint: vqa train --resume RUN" if training else "")
+
+
+def _quiet_thread_errors(args) -> None:
+    """A writer thread's OSError (TensorBoard's event writer on a full disk) is raised again in the main
+    thread, which reports it in one line: no thread traceback on stderr."""
+    import threading
+
+    if not issubclass(args.exc_type, OSError):
+        threading.__excepthook__(args)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import threading
+
     args = build_parser().parse_args(argv)
     module, function, _ = VERBS[args.command]
+    threading.excepthook = _quiet_thread_errors
     try:
         return getattr(importlib.import_module(module), function)(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only folder, a file where a folder must be, ...
+        if isinstance(e, BrokenPipeError):
+            return _closed_pipe()
+        print(f"error: {os_error_line(e, args.command in ('train', 'paper'))}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `vqa synth | head`: the reader left; no traceback, no second error at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # 128 + SIGPIPE, as a shell reports it
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from vqa.errors import UserError
+from vqa.runs import check_name, shown
 
 
 @dataclass
@@ -173,7 +174,7 @@ def _check_type(value: Any, tp: Any, key: str, source: str) -> Any:
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise UserError(f"{source}: '{key}' must be a list, got {value!r}")
+            raise UserError(f"{source}: '{key}' must be a list, got {shown(value)}")
         return [_check_type(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
         raise TypeError("unions are not used in config")
@@ -185,7 +186,7 @@ def _check_type(value: Any, tp: Any, key: str, source: str) -> Any:
         except ValueError:
             pass
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        raise UserError(f"{source}: '{key}' must be {tp.__name__}, got {value!r}")
+        raise UserError(f"{source}: '{key}' must be {tp.__name__}, got {shown(value)}")
     return value
 
 
@@ -197,7 +198,7 @@ def _merge(node: Any, raw: dict, prefix: str, source: str) -> None:
         full = f"{prefix}{key}"
         if key not in names:
             valid = [f"{prefix}{n}" for n in names]
-            raise UserError(f"{source}: unknown key '{full}'{_closest(full, valid)}")
+            raise UserError(f"{source}: unknown key {shown(full)}{_closest(full, valid)}")
         current = getattr(node, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
@@ -221,6 +222,54 @@ def _yaml_problem(e: yaml.YAMLError, text: str) -> str:
     return " ".join(f"{problem} at line {line} column {column}".split())
 
 
+YAML_MAX_DEPTH = 1000  # nesting levels of a config file or override
+YAML_MAX_ALIASES = 100  # '*name' references: a config has a handful; chains of them expand exponentially
+
+
+class _TooLarge(yaml.YAMLError):
+    """A document past the loader's bounds: refused, never read as a plain string."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses nesting past YAML_MAX_DEPTH and more than YAML_MAX_ALIASES aliases,
+    so a small hostile file can neither exhaust the stack nor expand into gigabytes."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = self._aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > YAML_MAX_ALIASES:
+                raise _TooLarge(f"more than {YAML_MAX_ALIASES} aliases (*name)")
+        self._depth += 1
+        if self._depth > YAML_MAX_DEPTH:
+            raise _TooLarge(f"nested more than {YAML_MAX_DEPTH} levels deep")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _safe_yaml(text: str) -> Any:
+    """The YAML document `text`: safe types only, within _BoundedLoader's bounds (else _TooLarge)."""
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except RecursionError:
+        raise _TooLarge(f"nested too deep (over {YAML_MAX_DEPTH} levels)") from None
+    finally:
+        loader.dispose()
+
+
+def _load_yaml(text: str, where) -> Any:
+    try:
+        return _safe_yaml(text)
+    except yaml.YAMLError as e:
+        raise UserError(f"{where}: not valid YAML ({_yaml_problem(e, text)}); fix the file") from None
+
+
 def _read_yaml(path: Path, seen: tuple[Path, ...] = (), missing: str = "") -> list[tuple[dict, str]]:
     """The layers of a config file, base first: [(mapping, source name), ...]. `missing` replaces the
     message for a missing top-level file."""
@@ -238,10 +287,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = (), missing: str = "") -> li
         ) from None
     except OSError as e:
         raise UserError(f"{path}: cannot read the config file ({e.strerror}); check the path") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({_yaml_problem(e, text)}); fix the file") from None
+    raw = _load_yaml(text, path)
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a config must be a mapping of keys")
@@ -250,7 +296,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = (), missing: str = "") -> li
     if base is not None:
         if not isinstance(base, str) or not base.strip():
             raise UserError(
-                f"{path}: 'base' is {base!r}; it must be a relative path string naming the YAML file this one "
+                f"{path}: 'base' is {shown(base)}; it must be a relative path string naming the YAML file this one "
                 "extends (e.g. base: ../base.yaml)"
             )
         layers = _read_yaml(path.parent / base, (*seen, path.resolve()))
@@ -259,11 +305,15 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = (), missing: str = "") -> li
 
 def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
-        raise UserError(f"override '{text}' must look like key=value, e.g. train.lr=3e-4")
+        raise UserError(f"override {shown(text)} must look like key=value, e.g. train.lr=3e-4")
     key, value = text.split("=", 1)
+    if value == "":
+        return key.strip(), ""
     try:
-        return key.strip(), yaml.safe_load(value) if value != "" else ""
-    except yaml.YAMLError:
+        return key.strip(), _safe_yaml(value)
+    except _TooLarge as e:
+        raise UserError(f"override {shown(text)}: {e}; give a plain value") from None
+    except yaml.YAMLError:  # not YAML: the text itself (a string setting)
         return key.strip(), value
 
 
@@ -355,7 +405,7 @@ def _check_splits(cfg: Config) -> None:
             continue
         if value not in source.splits:
             raise UserError(
-                f"config: 'data.{key}' is {value!r}, not a split of data.source {source.name} "
+                f"config: 'data.{key}' is {shown(value)}, not a split of data.source {source.name} "
                 f"({source.title}); choose one of {', '.join(source.splits)}"
             )
 
@@ -380,7 +430,7 @@ def validate(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
             shown = ", ".join(repr(a) if a == "" else a for a in allowed)
-            raise UserError(f"config: '{key}' is {value!r}; choose one of {shown}")
+            raise UserError(f"config: '{key}' is {shown(value)}; choose one of {shown}")
     for key, check, text in RANGES:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
@@ -389,9 +439,14 @@ def validate(cfg: Config) -> None:
     _check_model_and_schedule(cfg)
     if sorted(cfg.train.lr_decay_epochs) != cfg.train.lr_decay_epochs:
         raise UserError("config: 'train.lr_decay_epochs' must be increasing, e.g. [30, 60]")
+    check_name(cfg.name)
+    if not 0 <= cfg.train.seed < 2**32:
+        raise UserError(
+            f"config: 'train.seed' is {cfg.train.seed}; it must be in [0, 2**32 - 1] (numpy's seed range)"
+        )
     dev = cfg.train.device
     if not (dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:")):
-        raise UserError(f"config: 'train.device' is {dev!r}; choose auto, cpu, cuda or cuda:N")
+        raise UserError(f"config: 'train.device' is {shown(dev)}; choose auto, cpu, cuda or cuda:N")
     _check_splits(cfg)
     if cfg.train.debias != "none":
         from vqa.debias import check_loss
@@ -431,7 +486,7 @@ def _check_template(key: str, template: str) -> None:
     except (KeyError, IndexError, ValueError, AttributeError, TypeError) as e:
         bad = f" ({{{e.args[0]}}} is unknown)" if isinstance(e, KeyError) else f" ({e})"
         raise UserError(
-            f"config: '{key}' is {template!r}{bad}; the only placeholder is {{split}} (the split's name, "
+            f"config: '{key}' is {shown(template)}{bad}; the only placeholder is {{split}} (the split's name, "
             "e.g. v2_mscoco_{split}_annotations.json); write {{ and }} for a literal brace"
         ) from None
 

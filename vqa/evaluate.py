@@ -38,7 +38,7 @@ from vqa.data.sources.official import (  # noqa: F401 - the checked readers, als
 )
 from vqa.errors import UserError
 from vqa.evaluate_fast import source_of, typed_report
-from vqa.io import gc_paused, write_json_atomic
+from vqa.io import gc_paused, refuse_inputs_as_outputs, write_json_atomic
 from vqa.scoring import official_scores
 
 
@@ -132,6 +132,8 @@ def eval_command(args: argparse.Namespace) -> int:
     Without garbage collection: nothing here builds a reference cycle, and the collector would walk the
     decoded files' half a million containers again and again."""
     source = source_of(args)
+    refuse_inputs_as_outputs([("--out", args.out)], [("results file", args.results),
+                             ("annotations file", args.annotations), ("questions file", args.questions)])  # fmt: skip
     with gc_paused():
         if source.evaluate is not None:  # a source that scores its own format (VizWiz)
             report = source.evaluate(args.annotations, args.questions, args.results, args.legacy)

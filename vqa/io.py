@@ -1,9 +1,10 @@
 """Files, once for the whole package: atomic writes and strict JSON reading.
 
-Atomic: every file the project writes goes to a temporary name in the target folder and is
-renamed over the target only when complete (os.replace is atomic on POSIX), so a kill at any
-moment leaves the old file or the new one, never a torn one, and a failed write leaves no
-temporary file behind. `durable=True` also fsyncs the file and the folder (checkpoints).
+Atomic: every file the project writes goes to a fresh temporary in the target folder (created
+exclusively, never through a symlink), is fsynced and renamed over the target only when complete
+(os.replace is atomic on POSIX), so a kill at any moment leaves the old file or the new one, never a
+torn one, and a failed write leaves no temporary file behind. `durable=True` also fsyncs the folder
+(checkpoints).
 
 Strict JSON: a missing file, bytes that are not UTF-8, malformed JSON, NaN / Infinity (not
 JSON), or a missing top-level key end in one UserError line naming the file and what to do.
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import mmap
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,30 +43,88 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+TMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_stale(folder: Path, name: str) -> None:
+    """Remove temporaries of `name` that a killed write left in `folder` (`.NAME.<pid>.<random>.tmp`
+    whose process is gone). A symlink or anything but a regular file under such a name is left alone
+    (lstat: never followed)."""
+    prefix = f".{name}."
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.startswith(prefix) and e.name.endswith(TMP_SUFFIX)]
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(prefix) :].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
 @contextmanager
 def atomic_path(path: str | Path, durable: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it over `path`, else remove it.
+    """Yield a fresh temporary path beside `path`; on success rename it over `path`, else remove it.
 
     For writers that want a file name (h5py, matplotlib, torch.save):
         with atomic_path(out) as tmp:
             h5py.File(tmp, "w") ...
+
+    The temporary `.NAME.<pid>.<random>.tmp` is created exclusively (mkstemp: O_EXCL, so a symlink or
+    any file planted under that name is never written through), fsynced, then renamed over `path`: the rename replaces the entry `path` itself, so a symlink at
+    `path` is replaced, never followed. Temporaries of `path` that a killed write left behind are
+    removed first (`_remove_stale`). `durable=True` also fsyncs the folder, so the rename survives a
+    power cut (checkpoints).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A fixed name, not a random one: a write killed half-way leaves `.NAME.tmp`, which the
-    # next write of the same file replaces, so kills never pile up stale copies (checkpoints
-    # are hundreds of MB at VQA v2 sizes).
-    tmp = path.with_name(f".{path.name}.tmp")
+    _remove_stale(path.parent, path.name)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
+    tmp = Path(name)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # what open() would have given the file
         yield tmp
-        if durable:
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
         if durable:
             fsync_dir(path.parent)
+    except OSError as e:
+        if e.filename is None:  # torch.save / h5py writing through a file object: name the target
+            e.filename = str(path)
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line to `path` (metrics.jsonl), never through a symlink planted at `path`."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    with open(fd, "a", encoding="utf-8") as f:
+        f.write(line.rstrip("\n") + "\n")
 
 
 def write_bytes_atomic(path: str | Path, data: bytes, durable: bool = False) -> None:
@@ -120,10 +181,13 @@ def loads(text: str | bytes):
     UnicodeDecodeError, ValueError for NaN) or decodes it."""
     with gc_paused():
         try:
-            return msgspec.json.decode(text)
-        except msgspec.MsgspecError:
-            pass
-        return json.loads(text, parse_constant=_refuse_constant)
+            try:
+                return msgspec.json.decode(text)
+            except msgspec.MsgspecError:
+                pass
+            return json.loads(text, parse_constant=_refuse_constant)
+        except RecursionError:
+            raise ValueError("nested too deep (about 1,000 levels at most)") from None
 
 
 @contextmanager
@@ -157,7 +221,7 @@ def read_json_as(path: str | Path, schema: type):
             return None
         try:
             return msgspec.json.decode(data, type=schema)
-        except msgspec.MsgspecError:
+        except (msgspec.MsgspecError, RecursionError):
             return None
 
 
@@ -213,6 +277,62 @@ def read_jsonl(path: str | Path, what: str = "JSON lines") -> list[dict]:
     return rows
 
 
+def refuse_inputs_as_outputs(outputs: list[tuple[str, str | Path | None]],
+                             inputs: list[tuple[str, str | Path | None]]) -> None:  # fmt: skip
+    """Refuse, before any work, an output that is one of the command's inputs: the same file (same
+    inode, also through a link or another spelling of the path), or a folder output holding an input
+    folder. `outputs` and `inputs` are (what it is, path) pairs; None entries are ignored."""
+    for option, out in outputs:
+        if out is None or not os.path.lexists(out):
+            continue
+        for what, path in inputs:
+            if path is None or not os.path.exists(path):
+                continue
+            try:
+                same = os.path.samefile(out, path)
+            except OSError:
+                continue
+            if same:
+                raise UserError(
+                    f"{option} {out} is the {what} this command reads; writing it would destroy its input: "
+                    f"choose another {option.split()[0]}"
+                )
+
+
+def output_folder(path: str | Path, option: str) -> Path:
+    """The folder an output goes into, created when missing; one UserError line when a file is in the
+    way or the folder cannot be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path} is a file, not a folder; pass a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: the folder is not writable; choose another {option}")
+    return path
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def integral(value, where: str, what: str = "id") -> int:
+    """`value` (an int, or a float or text holding an integer: '42', 42.0, '640.0') as an int in int64;
+    one UserError line naming `where` for anything else (1.7, inf, nan, 1e30, True, 'abc')."""
+    if isinstance(value, bool):
+        number = None
+    elif isinstance(value, int):
+        number = value
+    else:
+        try:
+            f = float(value.decode() if isinstance(value, bytes) else value)
+        except (TypeError, ValueError):
+            f = math.nan
+        number = int(f) if math.isfinite(f) and f == int(f) else None
+    if number is None or not INT64[0] <= number <= INT64[1]:
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else repr(value)
+        raise UserError(f"{where}: {what} {text[:60]} is not an integer in int64; fix or regenerate the file")
+    return number
+
+
 def human_bytes(nbytes: float) -> str:
     """Disk sizes in extract's and convert's lines: '1.5 GiB', '12.0 MiB', '300 KiB'."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
@@ -226,7 +346,9 @@ RUN_CHECKPOINT_KEYS = ("model", "config", "question_vocab", "answer_vocab", "ima
 
 
 def read_checkpoint(
-    path: str | Path, hint: str = "pass a run folder written by `vqa train` (runs/<name>)"
+    path: str | Path,
+    hint: str = "pass a run folder written by `vqa train` (runs/<name>)",
+    broken: str = "use the run's other checkpoint (--checkpoint last / best)",
 ) -> dict:
     """A run checkpoint, loaded with weights_only=True (a checkpoint file cannot run code), or one
     UserError line: missing, unreadable (torch's multi-line advice is never shown), or not a run's."""
@@ -238,10 +360,7 @@ def read_checkpoint(
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file for the user
-        raise UserError(
-            f"{path}: not a readable checkpoint ({type(e).__name__}); delete it, or use the other "
-            "checkpoint (last.pt / best.pt) of the run"
-        ) from None
+        raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}); {broken}") from None
     missing = [k for k in RUN_CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise UserError(

@@ -35,6 +35,7 @@ from vqa.config import Config, config_from_dict
 from vqa.data.answers import AnswerVocab
 from vqa.data.build import build_split, split_files
 from vqa.data.dataset import VQADataset
+from vqa.data.finite import nonfinite_features
 from vqa.data.loader import build_loader
 from vqa.data.sources import Source, get_source
 from vqa.data.text import QuestionVocab
@@ -84,14 +85,27 @@ def split_dataset(
 def predict(
     run: LoadedRun, dataset: VQADataset, device: torch.device, batch_size: int = 256
 ) -> dict[int, str]:
-    """question_id -> answer string (the arg-max over the answer vocabulary)."""
+    """question_id -> answer string (the arg-max over the answer vocabulary); a UserError line when
+    the model's outputs are not finite (naming the feature file, image and row when the features are
+    the cause): an arg-max over NaN is no answer."""
     loader = build_loader(dataset, batch_size, num_workers=run.cfg.data.num_workers)
     out: dict[int, str] = {}
+    bad: list[int] = []
     for batch in loader:
+        qids = batch.question_id
         batch = batch.to(device)
         logits = run.model(batch.question, batch.question_len, batch.image, batch.image_mask)  # [B, A]
-        for qid, i in zip(batch.question_id.tolist(), logits.argmax(1).tolist()):
+        bad += qids[~torch.isfinite(logits).all(1).cpu()].tolist()
+        for qid, i in zip(qids.tolist(), logits.argmax(1).tolist()):
             out[qid] = run.avocab.itos[i]
+    if bad:
+        cause = nonfinite_features(dataset, bad)
+        if cause:
+            raise UserError(f"{cause}; nothing written: re-extract or regenerate that file")
+        raise UserError(
+            f"the model's outputs are not finite for {len(bad):,} questions (first: {bad[0]}); nothing written: "
+            "the checkpoint's weights are not usable, use the other --checkpoint"
+        )
     return out
 
 
@@ -180,12 +194,19 @@ def predict_command(args: argparse.Namespace) -> int:
     out = results_path(args.out, args.run, name)
     if args.report:
         check_writable(Path(args.report), "--report")
+    questions_file, answers_file = split_files(run.cfg, args.split)
+    inputs = [("questions file", questions_file), ("annotations file", answers_file),
+              *((f"run's checkpoint {c}.pt", Path(args.run) / "checkpoints" / f"{c}.pt") for c in ("best", "last")),
+              ("run's config", Path(args.run) / "config.yaml"), ("run's metrics", Path(args.run) / "metrics.jsonl"),
+              ("feature file", Path(run.cfg.data.root) / run.cfg.data.features_file.format(split=args.split))]  # fmt: skip
+    io.refuse_inputs_as_outputs([("--out", out), ("--report", args.report)], inputs)
+    if args.report and Path(args.report).exists() and os.path.samefile(args.report, out):
+        raise UserError(f"--report {args.report} is the results file --out writes; pass two different files")
     dataset = split_dataset(run, args.split, args.data_root, keep_text=False)
     if dataset.report.not_all_answers:  # answered here, left out of the scores like `vqa eval` does
         print(f"predict: {len(dataset.report.not_all_answers):,} questions of {args.split} have no 10 answers: "
               "answered, not scored")  # fmt: skip
     answers = predict(run, dataset, device)
-    questions_file, answers_file = split_files(run.cfg, args.split)
     n = check_complete(answers, dataset, questions_file, args.split)
     results = source.results(answers, dataset.records)
     io.write_json_atomic(out, results)

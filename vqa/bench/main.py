@@ -11,14 +11,13 @@ import platform
 import resource
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
 from vqa.bench import eval as eval_bench
 from vqa.bench import loader, losses, memory, models, pipeline
 from vqa.errors import UserError
-from vqa.io import write_json_atomic, write_text_atomic
+from vqa.io import output_folder, write_json_atomic, write_text_atomic
 
 # name -> (run(opts) -> results, results -> Markdown lines)
 BENCHMARKS: dict[str, tuple[Callable[[argparse.Namespace], dict], Callable[[dict], list[str]]]] = {
@@ -53,6 +52,7 @@ def machine() -> dict:
 def bench_command(args: argparse.Namespace) -> int:
     """Run `args.only` (default: all) with `args.quick` / `args.precision`; write into `args.out`."""
     names = selected(args.only)
+    out = output_folder(args.out, "--out")
     torch.manual_seed(0)
     results: dict = {"machine": machine()}
     cuda = results["machine"]["cuda"]
@@ -66,7 +66,6 @@ def bench_command(args: argparse.Namespace) -> int:
         md += fmt(results[name])
     # this process only: the models, mcb and memory benchmarks measure in their own processes
     results["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out = Path(args.out)
     write_json_atomic(out / "results.json", results, indent=2)
     write_text_atomic(out / "results.md", "\n".join(md) + "\n")
     print("\n".join(md))

@@ -90,6 +90,11 @@ class FeatureStore:
         with f:
             if IDS not in f:
                 raise UserError(f"{self.path}: no 'ids' dataset; expected the layout in data/README.md")
+            if f[IDS].dtype.kind not in "iu":
+                raise UserError(
+                    f"{self.path}: 'ids' holds {f[IDS].dtype} values, not integers (image ids would be cut); "
+                    "regenerate the file (vqa extract / vqa convert write int64 ids)"
+                )
             ids = f[IDS][()].astype(np.int64)
             if NAMES in f:  # version 2: images keyed by file name
                 names = f[NAMES].asstr()[()]

@@ -35,7 +35,7 @@ import numpy as np
 
 from vqa.errors import UserError
 from vqa.features.writer import BoxWriter, ImageBoxes, layout_attrs
-from vqa.io import atomic_path, human_bytes, read_json
+from vqa.io import atomic_path, human_bytes, integral, read_json, refuse_inputs_as_outputs
 
 FIELDS = ("image_id", "image_w", "image_h", "num_boxes", "boxes", "features")
 
@@ -67,10 +67,7 @@ def read_bottomup_tsv(path: Path) -> Iterator[tuple[int, int, ImageBoxes]]:
                     f"{where}: {len(parts)} tab-separated columns, expected {len(FIELDS)} "
                     f"({', '.join(FIELDS)}); pass bottom-up attention TSV files"
                 )
-            try:
-                image_id, w, h, n = (int(float(p)) for p in parts[:4])
-            except ValueError:
-                raise UserError(f"{where}: image_id, image_w, image_h, num_boxes must be numbers") from None
+            image_id, w, h, n = (integral(p, where, name) for p, name in zip(parts[:4], FIELDS))
             if w <= 0 or h <= 0 or n < 1:
                 raise UserError(
                     f"{where}: image {image_id} has size {w}x{h} and {n} boxes; the file is damaged"
@@ -82,7 +79,15 @@ def read_bottomup_tsv(path: Path) -> Iterator[tuple[int, int, ImageBoxes]]:
 
 def question_image_ids(paths: list[Path]) -> set[int]:
     """Image ids asked about in official questions files."""
-    return {int(q["image_id"]) for p in paths for q in read_json(p, "questions", key="questions")}
+    ids = set()
+    for p in paths:
+        for q in read_json(p, "questions", key="questions"):
+            if not isinstance(q, dict) or "image_id" not in q:
+                raise UserError(
+                    f"questions file {p}: an entry has no 'image_id'; use an official questions file"
+                )
+            ids.add(integral(q["image_id"], f"questions file {p}", "image_id"))
+    return ids
 
 
 def convert_bottomup_tsv(
@@ -99,6 +104,8 @@ def convert_bottomup_tsv(
     for path in inputs:
         if not path.is_file():
             raise UserError(f"{path}: TSV file not found; pass the unpacked bottom-up attention .tsv files")
+    refuse_inputs_as_outputs([("--out", out)], [*(("input TSV file", p) for p in inputs),
+                             *(("--questions file", q) for q in questions)])  # fmt: skip
     if out.exists() and not overwrite:
         raise UserError(f"{out}: already exists; pass --overwrite to replace it")
     wanted = question_image_ids([Path(q) for q in questions]) if questions else None

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from vqa.errors import UserError
-from vqa.io import write_json_atomic, write_text_atomic
+from vqa.io import output_folder, write_json_atomic, write_text_atomic
 from vqa.report.claims import claim_lines, verdicts
 from vqa.report.debias import debias_markdown, debias_summary
 from vqa.report.figures import write_figures
@@ -184,6 +184,12 @@ def compare_runs(
     """Read run folders, write every output into `out`, print the table; return the summary.
 
     Every input is read and checked before anything is written; each file is written atomically."""
+    paths = list(paths)
+    for run in paths:
+        if Path(out).resolve().is_relative_to(Path(run).resolve()):
+            raise UserError(
+                f"--out {out} is inside the run folder {run}, an input; choose a folder outside the runs"
+            )
     runs, incomplete, warnings = load_runs(paths, allow_incomplete)
     summary = compare(runs, budgets)
     summary["incomplete"] = [
@@ -198,8 +204,7 @@ def compare_runs(
     summary["warnings"] = warnings
     summary["command"] = command
     summary["debias"] = debias_summary(runs)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out, "--out")
     texts = {
         "table.md": table_markdown(summary),
         "table.csv": table_csv(summary),

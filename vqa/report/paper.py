@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from vqa import runs
 from vqa.config import Config, config_from_dict, load_config, parse_override, to_dict
 from vqa.errors import UserError
 from vqa.report.compare import compare_runs
@@ -109,7 +110,10 @@ def _rows(job: Job) -> list[dict]:
 
 
 def action(job: Job) -> tuple[str, int]:
-    """('skip' | 'resume' | 'start', epochs done) for a job, from its run folder."""
+    """('skip' | 'resume' | 'start' | 'busy', epochs done) for a job, from its run folder ('busy': another
+    process holds the run's lock)."""
+    if runs.is_locked(job.run_dir):
+        return "busy", 0
     rows = _rows(job)
     saved_path = job.run_dir / "config.yaml"
     if not saved_path.is_file():
@@ -155,7 +159,9 @@ def train(job: Job, what: str, jobs: int = 1) -> None:
     if jobs > 1:
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
         job.run_dir.mkdir(parents=True, exist_ok=True)
-        log = open(job.run_dir / "train.log", "a")  # noqa: SIM115 - closed below
+        log = os.open(
+            job.run_dir / "train.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666
+        )
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT if log else None)
     try:
         code = proc.wait()
@@ -164,7 +170,7 @@ def train(job: Job, what: str, jobs: int = 1) -> None:
         raise
     finally:
         if log is not None:
-            log.close()
+            os.close(log)
     if code != 0 or not is_complete(_rows(job), job.cfg.train.epochs, job.cfg.train.early_stop_patience):
         raise UserError(
             f"{job.run_dir}: `{' '.join(cmd[2:])}` "
@@ -185,17 +191,19 @@ def run_grid(args: argparse.Namespace) -> None:
     jobs = plan(Path(args.config_dir), args.models.split(), args.losses.split(), args.seeds,
                 Path(args.runs_dir), args.epochs, args.overrides)  # fmt: skip
     actions = [action(job) for job in jobs]  # every run folder checked before anything trains
-    counts = {what: sum(a == what for a, _ in actions) for what in ("start", "resume", "skip")}
+    counts = {what: sum(a == what for a, _ in actions) for what in ("start", "resume", "skip", "busy")}
     print(f"paper: {len(jobs)} runs in {args.runs_dir}: {counts['skip']} complete, "
-          f"{counts['resume']} to resume, {counts['start']} to train", flush=True)  # fmt: skip
+          f"{counts['resume']} to resume, {counts['start']} to train"
+          + (f", {counts['busy']} being trained by another process" if counts["busy"] else ""), flush=True)  # fmt: skip
 
     def run(i: int, job: Job, what: str, done: int) -> None:
         epochs = job.cfg.train.epochs
         say = {"skip": f"complete ({done}/{epochs} epochs), skipped",
+               "busy": "being trained by another process (its lock is held), skipped",
                "resume": f"resuming after epoch {done} of {epochs}",
                "start": f"training {epochs} epochs"}[what]  # fmt: skip
         print(f"paper: [{i}/{len(jobs)}] {job.run_dir}: {say}", flush=True)
-        if what != "skip":
+        if what not in ("skip", "busy"):
             train(job, what, args.jobs)
             if args.jobs > 1:
                 print(f"paper: [{i}/{len(jobs)}] {job.run_dir}: done", flush=True)
@@ -204,13 +212,21 @@ def run_grid(args: argparse.Namespace) -> None:
     # into the same folder (the first use of data/synthetic/tiny raced exactly so)
     from vqa.data.build import ensure_synthetic
 
-    for job in {j.cfg.data.root: j for j, (what, _) in zip(jobs, actions) if what != "skip"}.values():
+    for job in {
+        j.cfg.data.root: j for j, (what, _) in zip(jobs, actions) if what in ("start", "resume")
+    }.values():
         ensure_synthetic(job.cfg)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run, i, job, what, done)
                    for i, (job, (what, done)) in enumerate(zip(jobs, actions), 1)]  # fmt: skip
         for f in futures:
             f.result()  # the first failure, in grid order
+    busy = [j.run_dir for j, (what, _) in zip(jobs, actions) if what == "busy"]
+    if busy:
+        raise UserError(
+            f"{len(busy)} runs were being trained by another process (first: {busy[0]}); the others are done: "
+            "rerun `vqa paper` once those finish to write the report"
+        )
     names = ",".join(j.name for j in jobs)
     runs = f"{args.runs_dir}/{{{names}}}" if len(jobs) > 1 else str(jobs[0].run_dir)
     compare_runs([j.run_dir for j in jobs], args.out, command=f"vqa compare {runs} --out {args.out}")
@@ -224,6 +240,9 @@ def run_grid(args: argparse.Namespace) -> None:
 
 def paper_command(args: argparse.Namespace) -> int:
     """`vqa paper` (arguments parsed by vqa.cli, which also turns a UserError into one line)."""
+    for option, value in (("--jobs", args.jobs), ("--seeds", args.seeds), ("--epochs", args.epochs)):
+        if value is not None and value < 1:
+            raise UserError(f"{option} is {value}; give a positive number")
     try:
         run_grid(args)
     except KeyboardInterrupt:  # each run checkpointed on the signal: say how to go on

@@ -93,7 +93,12 @@ def _staging(out: Path) -> tuple[Path, Path, Path]:
     aside during the swap), after checking `out` and cleaning what an earlier kill left."""
     if out.exists() and not out.is_dir():
         raise UserError(f"output folder {out}: exists and is not a folder; pass another path to --out")
-    real = out.resolve()  # a symlinked folder is replaced where it lives; the link stays
+    try:
+        real = out.resolve()  # a symlinked folder is replaced where it lives; the link stays
+    except RuntimeError:  # a symlink loop
+        raise UserError(
+            f"output folder {out}: a symlink loop; remove the link or pass another folder"
+        ) from None
     cwd = Path.cwd().resolve()
     if real == cwd or real in cwd.parents:
         raise UserError(

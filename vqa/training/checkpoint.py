@@ -34,6 +34,7 @@ class Progress:
     partial: EpochState | None = None  # position inside epoch `epoch + 1` when stopped mid-way
     best: dict = field(default_factory=lambda: {"accuracy": -1.0})  # val metrics of the best epoch
     bad_epochs: int = 0  # epochs since the best one (early stopping)
+    log: dict | None = None  # what epoch `epoch` logged (runlog.epoch_log): redone on resume if lost
 
     def end_epoch(self, epoch: int, val: dict) -> bool:
         """Record a finished epoch's validation; True when it is the best so far."""
@@ -101,6 +102,7 @@ def save_checkpoint(run_dir: Path, model, state: TrainState, progress: Progress,
         "epoch_state": progress.partial.__dict__ if progress.partial else None,
         "best": progress.best,
         "bad_epochs": progress.bad_epochs,
+        "log": progress.log,
         "rng": rng_state(),
         "config": to_dict(cfg),
         "question_vocab": data.qvocab.to_dict(),
@@ -109,15 +111,34 @@ def save_checkpoint(run_dir: Path, model, state: TrainState, progress: Progress,
     }
     folder = run_dir / "checkpoints"
     for name in ("last.pt", "best.pt") if is_best else ("last.pt",):
-        with io.atomic_path(folder / name, durable=True) as tmp:
-            torch.save(ckpt, tmp)
+        with io.atomic_path(folder / name, durable=True) as tmp, open(tmp, "wb") as f:
+            torch.save(
+                ckpt, f
+            )  # a file object: a full disk is an OSError naming the file, not torch's RuntimeError
 
 
-def load_for_resume(run_dir: Path) -> dict | None:
-    """checkpoints/last.pt of a run, for `vqa train --resume`; None when the run was stopped before
-    its first checkpoint (it then starts from its saved config)."""
-    path = run_dir / "checkpoints" / "last.pt"
-    return io.read_checkpoint(path) if path.is_file() else None
+CHECKPOINTS = ("last", "best")
+
+
+def load_for_resume(run_dir: Path, checkpoint: str = "last") -> dict | None:
+    """checkpoints/<checkpoint>.pt of a run (last, or best: `vqa train --resume RUN --from best`); None
+    when the run was stopped before its first checkpoint (it then starts from its saved config)."""
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    other = "best" if checkpoint == "last" else "last"
+    broken = (
+        f"resume from the other checkpoint with `vqa train --resume {run_dir} --from {other}`, or start the run "
+        "anew with --config and --overwrite"
+    )
+    if checkpoint == "best" and not path.is_file():
+        raise UserError(
+            f"{path}: no best checkpoint (the run has not finished an epoch); resume with --from last"
+        )
+    if checkpoint == "last" and not path.is_file() and (run_dir / "checkpoints" / "best.pt").is_file():
+        raise UserError(
+            f"{path} is missing but the run has best.pt; continue from it with `vqa train --resume {run_dir} "
+            "--from best` (a resume from the config would replace it)"
+        )
+    return io.read_checkpoint(path, broken=broken) if path.is_file() else None
 
 
 # Settings that fix a checkpoint's tensor shapes or its meaning: a resume must not change them.
@@ -150,25 +171,14 @@ def restore(ckpt: dict, model, optimizer, scheduler, scaler, local_rank: int = 0
         scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"], local_rank)
     partial = EpochState(**ckpt["epoch_state"]) if ckpt["epoch_state"] else None
-    return Progress(ckpt["epoch"], ckpt["step"], partial, ckpt["best"], ckpt["bad_epochs"])
+    return Progress(ckpt["epoch"], ckpt["step"], partial, ckpt["best"], ckpt["bad_epochs"], ckpt.get("log"))
 
 
-def open_run(cfg: Config, resume: bool, overwrite: bool) -> dict | None:
+def open_run(cfg: Config, resume: bool, checkpoint: str = "last") -> dict | None:
     """The checkpoint a run continues from (None for a new run, or a resumed run that never wrote one),
-    after the checks that must come before anything is read or written: a new run never replaces a
-    folder that holds a run unless `overwrite`; a resume never changes what the checkpoint was
-    trained as."""
-    run_dir = cfg.run_dir
-    ckpt = load_for_resume(run_dir) if resume else None
+    after the check that must come before anything is read or written: a resume never changes what the
+    checkpoint was trained as. (A new run's folder is checked by vqa.runs.check_new.)"""
+    ckpt = load_for_resume(cfg.run_dir, checkpoint) if resume else None
     if ckpt:
-        check_resumable(ckpt, cfg, run_dir)
-    elif (
-        not resume
-        and not overwrite
-        and any((run_dir / f).exists() for f in ("config.yaml", "metrics.jsonl", "checkpoints"))
-    ):
-        raise UserError(
-            f"{run_dir} already holds a run; continue it with `vqa train --resume {run_dir}`, choose another "
-            "name=..., or pass --overwrite to replace it"
-        )
+        check_resumable(ckpt, cfg, cfg.run_dir)
     return ckpt

@@ -10,15 +10,20 @@ included, RNG states and all.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from vqa import runs
 from vqa.agreement import bucket_names
 from vqa.config import Config, load_config, load_run_config
 from vqa.data.answers import AnswerVocab
-from vqa.data.build import build_datasets, build_loaders, ensure_synthetic
+from vqa.data.build import Data, Loaders, build_datasets, build_loaders, ensure_synthetic
+from vqa.data.finite import nonfinite_features
 from vqa.data.text import QuestionVocab
 from vqa.data.word_vectors import init_embedding
 from vqa.debias import build_debiased, debias_settings
@@ -27,9 +32,11 @@ from vqa.errors import UserError
 from vqa.losses import get_loss
 from vqa.models import build_model
 from vqa.models.layers import compile_model
+from vqa.runs import check_name
 from vqa.training.checkpoint import Progress, open_run, restore, save_checkpoint, seed_everything
 from vqa.training.distributed import barrier, init_distributed, shutdown
 from vqa.training.loop import (
+    NonFiniteLoss,
     StopRequest,
     TrainState,
     epoch_totals,
@@ -38,28 +45,62 @@ from vqa.training.loop import (
     train_one_epoch,
 )
 from vqa.training.optim import build_optimizer, build_scheduler
-from vqa.training.runlog import RunLog, best_line, diverged
+from vqa.training.runlog import RunLog, best_line, epoch_log
 from vqa.training.selection import chosen_on, score_test, selection_line
 
 
-def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
+@dataclass
+class Session:
+    """What the epochs of one run work with, built by `_build` before the first step."""
+
+    data: Data
+    model: torch.nn.Module  # the bare module (checkpoints hold its state dict)
+    state: TrainState
+    loaders: Loaders
+    progress: Progress
+    batch_size: int  # per process and micro-batch
+    answer_types: dict[int, str]
+    agreement: dict[int, str]
+    eval_loss: Callable  # the run's train.loss of the base logits: validation and test losses
+
+
+def fit(cfg: Config, resume: bool = False, overwrite: bool = False, inputs: tuple[Path, ...] = (),
+        checkpoint: str = "last") -> dict:  # fmt: skip
     """Train `cfg` to completion (or to a stop signal); returns the best validation metrics.
 
-    A new run refuses a run folder that already holds a run unless `overwrite`; `resume` continues
-    from checkpoints/last.pt (or starts from the saved config when the run has no checkpoint yet)."""
+    A new run refuses a folder that holds a run unless `overwrite`, and `overwrite` replaces only a
+    run of this tool that holds none of `inputs` (vqa.runs); `resume` continues from
+    checkpoints/<checkpoint>.pt (last or best; a run without a checkpoint starts from its saved
+    config). The main process holds the run's lock from the first check to the end."""
     loss_fn = get_loss(cfg.train.loss, cfg.train.label_smoothing)
     dist, device = init_distributed(cfg.train.device)
     configure_cuda(device, cfg.train.tf32)
-    run_dir = cfg.run_dir
-    ckpt = open_run(cfg, resume, overwrite)  # refuses what it must before anything is read or written
-    if resume and ckpt is None:
-        if dist.main:
-            print(
-                f"resume: {run_dir} has no checkpoint yet; starting the run from its saved config.yaml",
-                flush=True,
-            )
-        resume = False
-    batch_size = micro_batch_size(cfg.train, dist.world)  # per process and micro-batch
+    run_dir = runs.run_folder(cfg.out_dir, cfg.name)
+    inputs = (
+        *inputs,
+        Path(cfg.data.root),
+        *([Path(cfg.model.word_vectors)] if cfg.model.word_vectors else []),
+    )
+    if dist.main and not resume:
+        runs.check_new(run_dir, overwrite, inputs)  # before the lock creates the folder
+    with runs.RunLock(run_dir) if dist.main else nullcontext():
+        if dist.main and not resume:
+            runs.check_new(run_dir, overwrite, inputs)  # again, now that no other process can start it
+        ckpt = open_run(cfg, resume, checkpoint)  # refuses what it must before anything is read or written
+        if resume and ckpt is None:
+            if dist.main:
+                print(f"resume: {run_dir} has no checkpoint yet; starting the run from its saved config.yaml",
+                      flush=True)  # fmt: skip
+            resume = False
+        try:
+            return _run(cfg, loss_fn, dist, device, ckpt, resume, overwrite)
+        finally:
+            shutdown(dist)
+
+
+def _build(cfg: Config, loss_fn, dist, device: torch.device, ckpt: dict | None) -> Session:
+    """Data, model, optimizer, schedule and loaders of a run (restored from `ckpt` when given)."""
+    batch_size = micro_batch_size(cfg.train, dist.world)
     if dist.main:
         ensure_synthetic(cfg)
     barrier(dist)
@@ -84,90 +125,133 @@ def fit(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict:
     model.to(device)
     optimizer = build_optimizer(cfg.train, model)
     scaler = torch.amp.GradScaler(device.type) if cfg.train.precision == "fp16" else None
-
     loaders = build_loaders(cfg, data, batch_size, dist.world, dist.rank, pin_memory=device.type == "cuda")
-    scheduler = build_scheduler(
-        cfg.train,
-        optimizer,
-        math.ceil(math.ceil(loaders.train_sampler.num_samples / batch_size) / cfg.train.accumulate),
-    )
-    answer_types = {r.question_id: r.answer_type for r in data.val.records}
-    agreement = dict(zip(data.val.question_id.tolist(), bucket_names(data.val.top_count)))
+    steps = math.ceil(math.ceil(loaders.train_sampler.num_samples / batch_size) / cfg.train.accumulate)
+    scheduler = build_scheduler(cfg.train, optimizer, steps)
     progress = restore(ckpt, model, optimizer, scheduler, scaler, dist.local_rank) if ckpt else Progress()
-
     train_model = DistributedDataParallel(model) if dist.enabled else model
     if cfg.train.compile:
         train_model = compile_model(train_model)  # the RNN traced into the graph (vqa/models/layers.py)
     state = TrainState(train_model, train_loss_fn, optimizer, scheduler, device, scaler, cfg.train.precision,
                        cfg.train.grad_clip, cfg.train.accumulate, cfg.train.log_every, dist, progress.step)  # fmt: skip
-    log = RunLog(cfg, dist.main, resume, progress.epoch + 1, progress.step, overwrite)
-    for line in data.lines:
+    answer_types = {r.question_id: r.answer_type for r in data.val.records}
+    agreement = dict(zip(data.val.question_id.tolist(), bucket_names(data.val.top_count)))
+    return Session(data, model, state, loaders, progress, batch_size, answer_types, agreement, loss_fn)
+
+
+def _run(cfg: Config, loss_fn, dist, device, ckpt: dict | None, resume: bool, overwrite: bool) -> dict:
+    run_dir = cfg.run_dir
+    s = _build(cfg, loss_fn, dist, device, ckpt)
+    if dist.main and overwrite and not resume:
+        runs.clear(run_dir)  # `--overwrite`: the old run goes, now that the new one is ready
+    log = RunLog(cfg, dist.main, resume, s.progress, s.data.avocab, s.data.val.records)
+    for line in s.data.lines:
         log.say(f"data: {line}")
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = sum(p.numel() for p in s.model.parameters())
     where = f"{device}" + (f" x {dist.world} processes" if dist.enabled else "")
     log.say(f"run: {run_dir}  model {cfg.model.name} ({n_params:,} parameters)  loss {cfg.train.loss}  "
             + (f"debias {cfg.train.debias}  " if cfg.train.debias != "none" else "")
             + f"precision {cfg.train.precision}  device {where}"
-            + (f"  resuming after epoch {progress.epoch}, step {progress.step}" if resume else ""))  # fmt: skip
+            + (f"  resuming after epoch {s.progress.epoch}, step {s.progress.step}" if resume else ""))  # fmt: skip
     log.say(selection_line(cfg))
-
-    stopped = False
     try:
         with StopRequest() as stop:
-            for epoch in range(progress.epoch + 1, cfg.train.epochs + 1):
-                loaders.train_sampler.set_epoch(epoch)
-                loaders.train_sampler.start = progress.partial.batches * batch_size if progress.partial else 0
-                desc = f"epoch {epoch}/{cfg.train.epochs}"
-                progress.partial, stopped = train_one_epoch(
-                    state, loaders.train, progress.partial, stop, log.step, desc
-                )
-                if stopped:
-                    if dist.main:
-                        save_checkpoint(run_dir, model, state, progress, cfg, data, is_best=False)
-                    break
-                train_loss, rate, seconds = epoch_totals(progress.partial, dist, device)
-                val = evaluate(train_model, loss_fn, loaders.val, device, answer_types, cfg.train.precision,
-                               dist, agreement)  # fmt: skip
-                is_best = progress.end_epoch(epoch, val)
-                log.epoch(epoch, state.step, train_loss, val, optimizer.param_groups[0]["lr"], rate, seconds)
-                if is_best:
-                    log.predictions(val["predictions"], data.avocab, data.val.records)
-                if dist.main:
-                    save_checkpoint(run_dir, model, state, progress, cfg, data, is_best)
-                patience = cfg.train.early_stop_patience
-                if patience and progress.bad_epochs >= patience:
-                    log.say(f"early stop: no better val accuracy for {progress.bad_epochs} epochs "
-                            f"(best: epoch {progress.best['epoch']})")  # fmt: skip
-                    break
-            if not stopped and loaders.test is not None and "epoch" in progress.best:
-                score_test(cfg, model, train_model, loss_fn, loaders.test, data.test, device, dist, log,
-                           progress.best)  # fmt: skip
-    except FloatingPointError as e:  # a non-finite loss, read back at the next sync point
+            stopped = _epochs(cfg, s, log, stop)
+            if not stopped and s.loaders.test is not None and "epoch" in s.progress.best:
+                score_test(cfg, s.model, s.state.model, s.eval_loss, s.loaders.test, s.data.test, device,
+                           dist, log, s.progress.best)  # fmt: skip
+    except NonFiniteLoss as e:  # read back at the next sync point: the features, or the loss diverged
         log.close()
-        raise UserError(diverged(str(e), cfg, dist.main)) from None
+        raise UserError(_nonfinite_line(e, cfg, s, dist.main)) from None
     finally:
         log.close()
-        shutdown(dist)
     if stopped:
         log.say(
-            f"stopped by signal at step {state.step}; checkpoint written. Resume with: vqa train --resume {run_dir}"
+            f"stopped by signal at step {s.state.step}; checkpoint written. Resume with: vqa train --resume {run_dir}"
         )
-    elif progress.best["accuracy"] >= 0:
-        log.say(best_line(progress.best, run_dir, chosen_on(cfg)))
-    return progress.best
+    elif s.progress.best["accuracy"] >= 0:
+        log.say(best_line(s.progress.best, run_dir, chosen_on(cfg)))
+    return s.progress.best
+
+
+def _epochs(cfg: Config, s: Session, log: RunLog, stop: StopRequest) -> bool:
+    """The remaining epochs of the run; True when a signal stopped it (a checkpoint is then written).
+
+    Each epoch's checkpoint is written before its metrics line, TensorBoard points and predictions,
+    and holds that line (Progress.log): a write that fails after the checkpoint is redone on resume."""
+    progress, state, dist = s.progress, s.state, s.state.dist
+    for epoch in range(progress.epoch + 1, cfg.train.epochs + 1):
+        s.loaders.train_sampler.set_epoch(epoch)
+        s.loaders.train_sampler.start = progress.partial.batches * s.batch_size if progress.partial else 0
+        desc = f"epoch {epoch}/{cfg.train.epochs}"
+        progress.partial, stopped = train_one_epoch(
+            state, s.loaders.train, progress.partial, stop, log.step, desc
+        )
+        if stopped:
+            if dist.main:
+                save_checkpoint(cfg.run_dir, s.model, state, progress, cfg, s.data, is_best=False)
+            return True
+        train_loss, rate, seconds = epoch_totals(progress.partial, dist, state.device)
+        val = evaluate(state.model, s.eval_loss, s.loaders.val, state.device, s.answer_types, cfg.train.precision,
+                       dist, s.agreement)  # fmt: skip
+        is_best = progress.end_epoch(epoch, val)
+        lr = state.optimizer.param_groups[0]["lr"]
+        progress.log = epoch_log(
+            epoch, state.step, train_loss, val, lr, rate, seconds, is_best, cfg.data.val_split
+        )
+        if dist.main:
+            save_checkpoint(cfg.run_dir, s.model, state, progress, cfg, s.data, is_best)
+        log.epoch(progress.log)
+        patience = cfg.train.early_stop_patience
+        if patience and progress.bad_epochs >= patience:
+            log.say(f"early stop: no better val accuracy for {progress.bad_epochs} epochs "
+                    f"(best: epoch {progress.best['epoch']})")  # fmt: skip
+            break
+    return False
+
+
+def _nonfinite_line(e: NonFiniteLoss, cfg: Config, s: Session, main: bool) -> str:
+    """The one line for a non-finite loss or validation output: features that are not finite are named
+    (file, image, row); otherwise the loss diverged. A run that never wrote a checkpoint leaves no
+    folder behind (nothing in it could be resumed)."""
+    dataset = s.data.train if e.split == "train" else s.data.val
+    features = nonfinite_features(dataset, e.question_ids)
+    last = cfg.run_dir / "checkpoints" / "last.pt"
+    if last.is_file():
+        where = f"the last good checkpoint is {last}"
+    else:
+        if main:
+            runs.discard(cfg.run_dir)
+        where = f"no checkpoint was written yet, so the run folder {cfg.run_dir} was removed"
+    if features:
+        return f"{features}; training cannot use them: re-extract or regenerate that file ({e}; {where})"
+    advice = f"lower train.lr (now {cfg.train.lr:g})"
+    if cfg.train.grad_clip <= 0:
+        advice += " or set train.grad_clip (e.g. 1.0)"
+    resume = f"; resume with: vqa train --resume {cfg.run_dir} train.lr=..." if last.is_file() else ""
+    return f"training diverged: {e}; {where}{resume}; {advice}"
 
 
 def train_command(args) -> int:
-    """`vqa train --config FILE [overrides]` or `vqa train --resume RUN_DIR [overrides]`."""
+    """`vqa train --config FILE [overrides]` or `vqa train --resume RUN_DIR [--from best] [overrides]`."""
+    inputs: tuple[Path, ...] = ()
     if args.resume:
         if args.config:
             raise UserError(
                 "pass either --config (a new run) or --resume RUN_DIR (its config.yaml is used), not both"
             )
+        if args.overwrite:
+            raise UserError("--overwrite starts a run anew; --resume continues one: pass one of them")
         cfg = load_run_config(args.resume, args.overrides)
         if cfg.run_dir.resolve() != Path(args.resume).resolve():
             cfg.out_dir, cfg.name = str(Path(args.resume).parent), Path(args.resume).name
+            check_name(cfg.name, "--resume's folder name")
     else:
+        if args.checkpoint != "last":
+            raise UserError(
+                "--from picks the checkpoint a --resume continues from; pass it with --resume RUN_DIR"
+            )
         cfg = load_config(args.config, args.overrides)
-    fit(cfg, resume=bool(args.resume), overwrite=args.overwrite)
+        inputs = (Path(args.config),)
+    fit(cfg, resume=bool(args.resume), overwrite=args.overwrite, inputs=inputs, checkpoint=args.checkpoint)
     return 0

@@ -9,6 +9,7 @@ caller sees the whole split.
 from __future__ import annotations
 
 import itertools
+import math
 import signal
 import time
 from collections.abc import Callable
@@ -55,6 +56,15 @@ class EpochState:
     loss_sum: float = 0.0  # sum over this rank's samples of the batch-mean loss
     samples: int = 0
     seconds: float = 0.0
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A non-finite training loss or validation output; `question_ids` are the questions of the batches
+    since the last good check (whose features fit() inspects before it blames the learning rate)."""
+
+    def __init__(self, message: str, split: str, question_ids: list[int]):
+        super().__init__(message)
+        self.split, self.question_ids = split, question_ids
 
 
 class StopRequest:
@@ -143,6 +153,7 @@ def train_one_epoch(
     first_bad = torch.full((), -1, dtype=torch.int64, device=device)  # first step with a non-finite loss
     bad_value = torch.zeros((), dtype=torch.float32, device=device)  # ... and that loss
     batches = iter(loader)
+    recent: list[torch.Tensor] = []  # question ids (CPU) of the micro-batches since the last host sync
     state.optimizer.zero_grad(set_to_none=True)
     while True:
         group = list(itertools.islice(batches, state.accumulate))  # one optimizer step of micro-batches
@@ -151,6 +162,7 @@ def train_one_epoch(
         n_step = sum(b.question.shape[0] for b in group)
         step_loss = torch.zeros((), dtype=torch.float32, device=device)
         for j, batch in enumerate(group):
+            recent.append(batch.question_id)
             batch = batch.to(device, non_blocking=True)
             n = batch.question.shape[0]
             with _no_sync(model) if j < len(group) - 1 else nullcontext():
@@ -176,7 +188,9 @@ def train_one_epoch(
             flags = torch.stack([first_bad.double(), bad_value.double(), step_loss.double(), loss_sum])
             bad_step, bad_loss, last_loss, total = flags.tolist()
             if bad_step >= 0:
-                raise FloatingPointError(f"loss is {bad_loss} at step {int(bad_step)}")
+                ids = torch.cat(recent).tolist()
+                raise NonFiniteLoss(f"loss is {bad_loss} at step {int(bad_step)}", "train", ids)
+            recent.clear()
             progress.loss_sum += total
             loss_sum.zero_()
             progress.seconds = time.perf_counter() - start
@@ -249,6 +263,11 @@ def evaluate(model, loss_fn, loader, device, answer_types: dict[int, str], preci
     calibration = {q: (r[2], r[3]) for q, r in zip(ids, rows)}
     sums = all_sum(sums.tolist(), dist, device)
     scores, predictions, calibration = all_gather_dicts((scores, predictions, calibration), dist)
+    bad = [q for q, (p, h) in calibration.items() if not (math.isfinite(p) and math.isfinite(h))]
+    if bad:  # NaN / inf logits, seen alike by every rank (fit() then looks at these questions' features)
+        raise NonFiniteLoss(
+            f"the model's outputs are not finite for {len(bad):,} validation questions", "val", bad
+        )
     summary = summarize(scores, answer_types)
     out = {
         name: sums[2 * i] / max(sums[2 * i + 1], 1) for i, name in enumerate(("loss", "hard_ce", "soft_ce"))

@@ -2,17 +2,18 @@
 epoch in the run folder, per step in steps/), metrics.jsonl, the printed epoch lines and the best
 epoch's predictions file. Only the main rank writes; on other ranks every method does nothing.
 
-On resume, whatever a killed run logged after its last checkpoint is dropped: metrics.jsonl is cut
-to the checkpoint's epochs and the TensorBoard writers purge later events (purge_step), so curves
-never hold duplicate points.
+An epoch's checkpoint is written before its logs and holds them (`epoch_log`). On resume, whatever a
+killed or failed run logged after its last checkpoint is dropped and the checkpoint's own epoch is
+written again from the checkpoint: metrics.jsonl is cut, the TensorBoard writers purge later events
+(purge_step), the best epoch's predictions are rewritten; curves never hold duplicate or missing points.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
+import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from vqa import io
@@ -20,6 +21,7 @@ from vqa.agreement import AGREEMENT_BUCKETS
 from vqa.config import Config, dump_yaml
 from vqa.data.answers import ANSWER_TYPES, AnswerVocab, answer_type_key
 from vqa.data.sources import get_source
+from vqa.errors import UserError
 
 # val metrics logged as `val/<name>` every epoch, in this order (accuracy_agree_<bucket>: by how many
 # annotators gave the most common answer, vqa/agreement.py; not in the printed epoch line)
@@ -28,12 +30,22 @@ VAL_SCALARS = ("loss", "hard_ce", "soft_ce", "accuracy",
                *(f"accuracy_agree_{name}" for name, _, _ in AGREEMENT_BUCKETS), "ece", "entropy")  # fmt: skip
 
 
-def read_metrics(path: Path, up_to_epoch: int) -> list[dict]:
-    """metrics.jsonl lines of the epochs a checkpoint covers (a kill can leave one more)."""
+def kept_rows(path: Path, up_to_epoch: int) -> list[dict]:
+    """The metrics.jsonl rows of epochs <= `up_to_epoch`, for a resume. A torn last line (a kill in the
+    middle of its write) is the newest write, of an epoch the resume writes again: it is dropped."""
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["epoch"] <= up_to_epoch]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for n, line in enumerate(lines, 1):
+        try:
+            rows.append(io.loads(line))
+        except ValueError:
+            if n < len(lines):
+                raise UserError(
+                    f"{path}: line {n} is not valid JSON; fix or delete the line, then resume"
+                ) from None
+    return [r for r in rows if isinstance(r, dict) and r.get("epoch", up_to_epoch + 1) <= up_to_epoch]
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -62,46 +74,50 @@ def best_line(best: dict, run_dir: Path, split: str = "val") -> str:
     )
 
 
-def diverged(error: str, cfg: Config, main: bool) -> str:
-    """The one line for a non-finite loss. A run that never wrote a checkpoint leaves no folder
-    behind (nothing in it could be resumed); advice names what is not set yet."""
-    last = cfg.run_dir / "checkpoints" / "last.pt"
-    if last.is_file():
-        where = (
-            f"the last good checkpoint is {last} (resume with: vqa train --resume {cfg.run_dir} train.lr=...)"
-        )
-    else:
-        if main:
-            shutil.rmtree(cfg.run_dir, ignore_errors=True)
-        where = f"no checkpoint was written yet, so the run folder {cfg.run_dir} was removed"
-    advice = f"lower train.lr (now {cfg.train.lr:g})"
-    if cfg.train.grad_clip <= 0:
-        advice += " or set train.grad_clip (e.g. 1.0)"
-    return f"training diverged: {error}; {where}; {advice}"
+def epoch_log(epoch: int, step: int, train_loss: float, val: dict, lr: float, rate: float, seconds: float,
+              is_best: bool, val_split: str = "val") -> dict:  # fmt: skip
+    """What an epoch logs: its metrics.jsonl row (the TensorBoard scalars, by name) and, for the best epoch
+    so far, its validation predictions (question ids and answer indices). Kept in the epoch's checkpoint
+    (Progress.log), so a resume can write again whatever of it a failure or a kill lost."""
+    scalars = {"train/loss": train_loss, **{f"val/{k}": val[k] for k in VAL_SCALARS}, "lr": lr,
+               "throughput/samples_per_s": rate}  # fmt: skip
+    predictions = None
+    if is_best:
+        ids = list(val["predictions"])
+        predictions = (torch.tensor(ids, dtype=torch.int64),
+                       torch.tensor([val["predictions"][q] for q in ids], dtype=torch.int64))  # fmt: skip
+    row = {"epoch": epoch, "step": step, "val_split": val_split, **scalars, "seconds": seconds}
+    return {"row": row, "predictions": predictions}
 
 
 class RunLog:
-    """The run folder's logs. `start_epoch` / `step` are where the run continues (1 / 0 when new)."""
+    """The run folder's logs, continuing after `progress` (a new run: Progress()); `avocab` and the
+    validation `records` turn predictions into a results file."""
 
-    def __init__(self, cfg: Config, enabled: bool, resume: bool, start_epoch: int, step: int,
-                 overwrite: bool = False):  # fmt: skip
+    def __init__(self, cfg: Config, enabled: bool, resume: bool, progress, avocab: AnswerVocab, records):
         self.cfg, self.enabled, self.run_dir = cfg, enabled, cfg.run_dir
+        self.avocab, self.records = avocab, records
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.writer = self.steps_writer = None
         if not enabled:
             return
-        if (
-            overwrite and not resume
-        ):  # `vqa train --overwrite`: the old run goes, now that the new one is ready
-            shutil.rmtree(self.run_dir, ignore_errors=True)
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         io.write_text_atomic(self.run_dir / "config.yaml", dump_yaml(cfg))
-        rows = read_metrics(self.metrics_path, start_epoch - 1)
-        io.write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
-        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=start_epoch if resume else None)
-        self.steps_writer = SummaryWriter(
-            log_dir=str(self.run_dir / "steps"), purge_step=step + 1 if resume else None
+        # the checkpoint's own epoch is written again from the checkpoint (its log may have been lost)
+        redo = (
+            progress.log
+            if resume and progress.log and progress.log["row"]["epoch"] == progress.epoch
+            else None
         )
+        keep = progress.epoch - 1 if redo else progress.epoch
+        rows = kept_rows(self.metrics_path, keep) if resume else []
+        io.write_text_atomic(self.metrics_path, "".join(io.dumps(r) + "\n" for r in rows))
+        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=keep + 1 if resume else None)
+        self.steps_writer = SummaryWriter(
+            log_dir=str(self.run_dir / "steps"), purge_step=progress.step + 1 if resume else None
+        )
+        if redo:
+            self._write(redo)
 
     def say(self, line: str) -> None:
         if self.enabled:
@@ -112,30 +128,36 @@ class RunLog:
         if self.steps_writer is not None and step % self.cfg.train.log_every == 0:
             self.steps_writer.add_scalar("train/loss_step", loss, step)
 
-    def epoch(self, epoch: int, step: int, train_loss: float, val: dict, lr: float, rate: float,
-              seconds: float) -> None:  # fmt: skip
-        """The epoch line, every scalar to TensorBoard and one line of metrics.jsonl."""
+    def epoch(self, entry: dict) -> None:
+        """The epoch line, then what `entry` (epoch_log) holds: TensorBoard scalars, the metrics.jsonl row
+        and the best epoch's predictions file."""
         if not self.enabled:
             return
-        split = self.cfg.data.val_split
-        print(epoch_line(epoch, self.cfg.train.epochs, train_loss, val, rate, seconds, split), flush=True)
-        scalars = {"train/loss": train_loss, **{f"val/{k}": val[k] for k in VAL_SCALARS}, "lr": lr,
-                   "throughput/samples_per_s": rate}  # fmt: skip
-        for name, value in scalars.items():
-            if value is not None:  # a metric the split does not have is absent from the curves
-                self.writer.add_scalar(name, value, epoch)
-        self.writer.flush()
-        with open(self.metrics_path, "a") as f:
-            row = {"epoch": epoch, "step": step, "val_split": split, **scalars, "seconds": seconds}
-            f.write(io.dumps(row) + "\n")
+        row = entry["row"]
+        val = {k.removeprefix("val/"): v for k, v in row.items() if k.startswith("val/")}
+        split = row.get("val_split", self.cfg.data.val_split)
+        print(epoch_line(row["epoch"], self.cfg.train.epochs, row["train/loss"], val,
+                         row["throughput/samples_per_s"], row["seconds"], split), flush=True)  # fmt: skip
+        self._write(entry)
 
-    def predictions(self, predictions: dict[int, int], avocab: AnswerVocab, records) -> None:
+    def _write(self, entry: dict) -> None:
+        row = entry["row"]
+        for name, value in row.items():
+            if (
+                name not in ("epoch", "step", "seconds", "val_split") and value is not None
+            ):  # missing: no point
+                self.writer.add_scalar(name, value, row["epoch"])
+        self.writer.flush()
+        io.append_line(self.metrics_path, io.dumps(row))
+        if entry["predictions"] is not None:
+            self._predictions(*entry["predictions"])
+
+    def _predictions(self, ids: torch.Tensor, answers: torch.Tensor) -> None:
         """The validation answers as a results file in the source's server format (`vqa eval --source`
         reads it): [{"question_id", "answer"}], or [{"image", "answer"}] for VizWiz."""
-        if not self.enabled:
-            return
         source = get_source(self.cfg.data.source)
-        results = source.results({q: avocab.itos[i] for q, i in predictions.items()}, records)
+        chosen = dict(zip(ids.tolist(), (self.avocab.itos[i] for i in answers.tolist())))
+        results = source.results(chosen, self.records)
         io.write_text_atomic(
             self.run_dir / f"predictions_{self.cfg.data.val_split}.json", json.dumps(results)
         )
