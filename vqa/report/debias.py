@@ -54,7 +54,9 @@ def debias_summary(runs: list[Run]) -> dict | None:
     rows = [run_numbers(r) for r in runs]
     groups, differences = [], []
     for model in ordered(r["model"] for r in rows):
-        for arm in ordered(r["arm"] for r in rows if r["model"] == model):
+        arms = ordered(r["arm"] for r in rows if r["model"] == model)
+        plain = {r["arm"] for r in rows if r["debias"] == "none"}
+        for arm in sorted(arms, key=lambda a: a not in plain):  # the baselines first
             rs = [r for r in rows if (r["model"], r["arm"]) == (model, arm)]
             group = {"model": model, "arm": arm, "n": len(rs), "debias": rs[0]["debias"]}
             group["selection"] = ", ".join(dict.fromkeys(r["selection"] for r in rs))
