@@ -9,6 +9,7 @@ import pytest
 
 from vqa.bench.eval import bench_eval
 from vqa.cli import build_parser
+from vqa.data.sources import get_source
 from vqa.errors import UserError
 from vqa.evaluate import (
     checked_report,
@@ -69,6 +70,19 @@ def _args(a, q, r, *extra):
     """`vqa eval` arguments, parsed by the real command line."""
     return build_parser().parse_args(
         ["eval", "--results", str(r), "--annotations", str(a), "--questions", str(q), *extra]
+    )
+
+
+def typed(args, workers=None):
+    """The fast path's report for parsed `vqa eval` arguments."""
+    files = (args.annotations, args.questions, args.results)
+    return typed_report(*files, get_source(args.source), args.legacy, cache=args.cache, workers=workers)
+
+
+def checked(args):
+    """The checked path's report for parsed `vqa eval` arguments."""
+    return checked_report(
+        args.annotations, args.questions, args.results, get_source(args.source), args.legacy
     )
 
 
@@ -271,16 +285,16 @@ def _skipping_files(tmp_path):
 def test_typed_and_checked_paths_give_the_same_report(files, tmp_path, legacy, skipping):
     a, q, r = _skipping_files(tmp_path) if skipping else files
     args = _args(a, q, r, "--no-cache", *(["--legacy"] if legacy else []))
-    fast = typed_report(args)
+    fast = typed(args)
     assert fast is not None  # the plain official form takes the fast path
-    slow = checked_report(args)
+    slow = checked(args)
     assert fast == slow and list(fast) == list(slow)
     assert dumps(fast, 1) == dumps(slow, 1)
     for workers in (2, 3):  # forked processes, each a run of consecutive questions: the same report
-        assert dumps(typed_report(args, workers=workers), 1) == dumps(slow, 1)
+        assert dumps(typed(args, workers=workers), 1) == dumps(slow, 1)
     cached = _args(a, q, r, *(["--legacy"] if legacy else []))
     for workers in (1, 2, 3, 1):  # the first call writes the annotation side, the others read it back
-        assert dumps(typed_report(cached, workers=workers), 1) == dumps(slow, 1)
+        assert dumps(typed(cached, workers=workers), 1) == dumps(slow, 1)
     if skipping:
         assert fast["skipped"]["question_ids"] == [7, 8] and fast["questions"] == 5
 
@@ -310,12 +324,12 @@ def _mutated(files, tmp_path, which, mutate):
 def test_files_outside_the_plain_form_take_the_checked_path(files, tmp_path, which, mutate):
     """Anything the typed fast path does not take, the checked path scores (exactly) or words."""
     args = _mutated(files, tmp_path, which, mutate)
-    assert typed_report(args) is None and typed_report(args, workers=2) is None
+    assert typed(args) is None and typed(args, workers=2) is None
     clean = _args(*files)  # the cache of the unmutated annotations must not let the mutated ones pass
     if which != "annotations":
-        assert typed_report(clean) is not None and typed_report(args) is None
+        assert typed(clean) is not None and typed(args) is None
     try:
-        report = checked_report(args)
+        report = checked(args)
     except UserError:
         return
     results = {x["question_id"]: x["answer"] for x in read_json(args.results)}
@@ -326,8 +340,8 @@ def test_large_answer_ids_stay_on_the_typed_path(files, tmp_path):
     args = _mutated(
         files, tmp_path, "annotations", lambda d: d["annotations"][4]["answers"][1].update(answer_id=2**40)
     )
-    fast = typed_report(args)
-    assert fast is not None and fast == checked_report(args)
+    fast = typed(args)
+    assert fast is not None and fast == checked(args)
 
 
 def test_equal_answer_dicts_are_left_out_together_in_the_report(files, tmp_path):
@@ -335,8 +349,8 @@ def test_equal_answer_dicts_are_left_out_together_in_the_report(files, tmp_path)
     (3 x cat, 7 x dog, prediction "Cat.") scores 7 x 1 / 10 instead of 0.9."""
     args = _mutated(files, tmp_path, "annotations",
                     lambda d: [x.pop("answer_id") for a in d["annotations"] for x in a["answers"]])  # fmt: skip
-    assert typed_report(args) is None
-    assert checked_report(args)["perQuestion"][5] == 70.0
+    assert typed(args) is None
+    assert checked(args)["perQuestion"][5] == 70.0
 
 
 def test_strict_json_reading_keeps_the_standard_library_wording(tmp_path):
@@ -374,27 +388,27 @@ def test_the_annotation_cache_follows_the_file(files, tmp_path, monkeypatch, cap
     monkeypatch.setenv("VQA_CACHE_DIR", str(tmp_path / "cache"))
     a, q, r = files
     args = _args(a, q, r)
-    first = typed_report(args)
+    first = typed(args)
     entries = list((tmp_path / "cache").glob("eval-*.npz"))
     assert len(entries) == 1
     calls = []
     real = ev._annotate
     monkeypatch.setattr(ev, "_annotate", lambda *x: calls.append(1) or real(*x))
-    assert typed_report(args) == first and calls == []  # read back: no annotation decoded
-    assert first == checked_report(args)
+    assert typed(args) == first and calls == []  # read back: no annotation decoded
+    assert first == checked(args)
     data = json.loads(a.read_text())  # question 1's answers all become "maybe": a different score
     for x in data["annotations"][0]["answers"]:
         x["answer"] = "maybe"
     _write(a, data)
-    edited = typed_report(args)
-    assert calls == [1] and edited == checked_report(args) and edited != first
+    edited = typed(args)
+    assert calls == [1] and edited == checked(args) and edited != first
     entries[0].write_bytes(b"not a zip file")
-    assert typed_report(args) == edited and calls == [1, 1]
-    assert typed_report(args) == edited and calls == [1, 1]  # rebuilt, then read back
+    assert typed(args) == edited and calls == [1, 1]
+    assert typed(args) == edited and calls == [1, 1]  # rebuilt, then read back
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the cache folder should be")
     monkeypatch.setenv("VQA_CACHE_DIR", str(blocked))
-    assert typed_report(args) == edited
+    assert typed(args) == edited
     assert "cannot write the scoring cache" in capsys.readouterr().err
     monkeypatch.setenv("VQA_CACHE_DIR", "off")
-    assert ev.cache_dir() is None and typed_report(args) == edited
+    assert ev.cache_dir() is None and typed(args) == edited
