@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from vqa.bench.eval import bench_eval
@@ -412,3 +413,83 @@ def test_the_annotation_cache_follows_the_file(files, tmp_path, monkeypatch, cap
     assert "cannot write the scoring cache" in capsys.readouterr().err
     monkeypatch.setenv("VQA_CACHE_DIR", "off")
     assert ev.cache_dir() is None and typed(args) == edited
+
+
+def _reseal(a: dict) -> dict:
+    """The entry's arrays with their checksum recomputed (a tamper the checksum alone cannot see)."""
+    from vqa.evaluate_cache import checksum
+
+    return {**a, "checksum": checksum(a)}
+
+
+def _drop(a: dict, name: str) -> dict:
+    return {k: v for k, v in a.items() if k != name}
+
+
+def _with(a: dict, **arrays) -> dict:
+    return {**a, **arrays}
+
+
+def _out_of_range(a: dict) -> dict:
+    gt_key = a["gt_key"].copy()
+    gt_key[0, 0] = len(a["keys_ends"]) + 3
+    return _reseal(_with(a, gt_key=gt_key))
+
+
+TAMPERS = {
+    "missing array": lambda a: _drop(a, "top"),
+    "missing checksum": lambda a: _drop(a, "checksum"),
+    "short ids": lambda a: _reseal(_with(a, ids=a["ids"][:-1], counts=a["counts"][:-1])),
+    "short keys": lambda a: _reseal(_with(a, gt_key=a["gt_key"][:-1])),
+    "short top counts": lambda a: _reseal(_with(a, top=a["top"][:-1])),
+    "out-of-range keys": _out_of_range,
+    "out-of-range type codes": lambda a: _reseal(_with(a, at_codes=a["at_codes"] + 7)),
+    "negative type codes": lambda a: _reseal(_with(a, qt_codes=a["qt_codes"] - 9)),
+    "top count 11": lambda a: _reseal(_with(a, top=a["top"] + 10)),
+    "wrong dtype": lambda a: _reseal(_with(a, ids=a["ids"].astype("int32"))),
+    "cut string table": lambda a: _reseal(_with(a, keys_ends=a["keys_ends"] + 1)),
+    "other rules": lambda a: _reseal(_with(a, rules=np.frombuffer(b"legacy", np.uint8))),
+    # values altered, fingerprint kept: question 1's keys all become question 5's (another score)
+    "altered values": lambda a: _with(a, gt_key=np.concatenate([a["gt_key"][-1:], a["gt_key"][1:]])),
+    "ids of another file": lambda a: _reseal(_with(a, ids=a["ids"] + 100)),
+}
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERS))
+def test_a_tampered_cache_entry_is_rebuilt_never_trusted(files, tmp_path, monkeypatch, capsys, tamper):
+    """An entry whose fingerprint matches but whose arrays are incomplete, inconsistent, out of range or
+    altered is never used: the report is the fresh one, one note says so, and the entry is rewritten."""
+    monkeypatch.setenv("VQA_CACHE_DIR", str(tmp_path / "cache"))
+    args = _args(*files)
+    truth = checked(args)
+    assert typed(args) == truth
+    (entry,) = (tmp_path / "cache").glob("eval-*.npz")
+    with np.load(entry) as z:
+        arrays = TAMPERS[tamper]({k: z[k] for k in z.files})
+    with open(entry, "wb") as f:
+        np.savez(f, **arrays)
+    capsys.readouterr()
+    assert typed(args) == truth
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("note: scoring cache entry") and str(entry) in err[0]
+    with np.load(entry) as z:  # rewritten whole: read back without a note
+        assert "checksum" in z.files and z["top"].shape == (len(CASES),)
+    assert typed(args) == truth and capsys.readouterr().err == ""
+
+
+def test_a_trusted_entry_would_change_the_score(files, tmp_path, monkeypatch):
+    """The tampers above are not harmless: the altered keys, were they trusted, give another report."""
+    from vqa.evaluate_cache import Annotated, load_annotated
+
+    monkeypatch.setenv("VQA_CACHE_DIR", str(tmp_path / "cache"))
+    args = _args(*files)
+    truth = typed(args)
+    (entry,) = (tmp_path / "cache").glob("eval-*.npz")
+    with np.load(entry) as z:
+        arrays = _reseal(TAMPERS["altered values"]({k: z[k] for k in z.files}))
+    with open(entry, "wb") as f:
+        np.savez(f, **arrays)
+    fingerprint = arrays["fingerprint"].tobytes().decode()
+    ann = load_annotated(entry, fingerprint, "current")
+    assert isinstance(ann, Annotated)  # resealed: whole, so trusted
+    assert typed(args) != truth  # a forged checksum is the one tamper the cache cannot see

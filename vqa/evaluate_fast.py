@@ -201,42 +201,29 @@ def typed_report(annotations: Path, questions: Path, results: Path, source: Sour
     check; then `checked_report` runs, which words the problem (or scores the unusual form). For files
     in the plain form both give the same report and accept the same files (tests/test_evaluate.py).
 
-    The annotation side (`Annotated`) comes from the cache (vqa.evaluate_cache, unless `cache` is False)
-    when it holds this file as it is now; otherwise from the JSON (`_annotate`: forked workers), and is
-    then kept there. Only the predictions are scored anew: the report is the same either way."""
-    wrapped, mc = source.layout.wrapped, source.layout.multiple_choice_answer
+    The annotation side comes from the cache (`cache` True) or the JSON (`_annotation_side`); only the
+    predictions are scored anew: the report is the same either way."""
+    wrapped = source.layout.wrapped
     rules = "legacy" if legacy else "current"
-    where = cache_dir() if cache else None
-    entry = fingerprint(Path(annotations), source.name, rules) if where else None
-    ann = load_annotated(where / entry[0], entry[1], rules) if entry else None
     decoded = read_json_as(questions, _QuestionFile if wrapped else list[_Question])
     decoded = decoded.questions if wrapped and decoded is not None else decoded
     answered = read_json_as(results, list[_Result])
     if decoded is None or answered is None:
         return None
     preds = {r.question_id: r.answer for r in answered}
-    scores = None
-    if ann is None:
-        schema = list[_AnnotationMC] if mc else list[_Annotation]
-        done = _annotate(annotations, schema, wrapped, preds, rules, workers)
-        if done is None:
-            return None
-        ann, scores = done
-    if not _covers(ann, {q.question_id for q in decoded}, len(decoded), preds, len(answered)):
+    question_ids = {q.question_id for q in decoded}
+
+    def fits(ann: Annotated) -> bool:
+        return _covers(ann, question_ids, len(decoded), preds, len(answered))
+
+    done = _annotation_side(Path(annotations), source, rules, preds, fits, cache, workers)
+    if done is None:
         return None
+    ann, scores = done
     full = ann.counts == ANSWERS_PER_QUESTION
-    qids = ann.ids[full].tolist()
-    if scores is None:
-        scores = ann.gt.scores([preds[q] for q in qids])
-    elif entry is not None:
-        try:
-            save_annotated(where / entry[0], entry[1], ann)
-        except OSError as e:  # scoring does not need the cache: say so once and go on
-            print(f"note: cannot write the scoring cache in {where} ({e.strerror or e}); set VQA_CACHE_DIR "
-                  "to a writable folder, or pass --no-cache", file=sys.stderr)  # fmt: skip
     vocab_at, vocab_qt = np.array(ann.answer_types[0], object), np.array(ann.question_types[0], object)
     return skipped_report(
-        qids,
+        ann.ids[full].tolist(),
         scores,
         vocab_at[ann.answer_types[1]].tolist(),
         vocab_qt[ann.question_types[1]].tolist(),
@@ -244,6 +231,33 @@ def typed_report(annotations: Path, questions: Path, results: Path, source: Sour
         ann.ids[~full].tolist(),
         top_counts=ann.top,
     )
+
+
+def _annotation_side(annotations: Path, source: Source, rules: str, preds: dict, fits: Callable, cache: bool,
+                     workers: int | None) -> tuple[Annotated, np.ndarray] | None:  # fmt: skip
+    """(the annotation side, the scores of `preds`): from the cache entry when it holds the file as it is
+    now and `fits` the other files; otherwise from the JSON (`_annotate`: forked workers), and then kept
+    in the cache. None when the files do not fit together or are not in the plain form."""
+    where = cache_dir() if cache else None
+    entry = fingerprint(annotations, source.name, rules) if where else None
+    ann = load_annotated(where / entry[0], entry[1], rules) if entry else None
+    if ann is not None and fits(ann):
+        qids = ann.ids[ann.counts == ANSWERS_PER_QUESTION].tolist()
+        return ann, ann.gt.scores([preds[q] for q in qids])
+    schema = list[_AnnotationMC] if source.layout.multiple_choice_answer else list[_Annotation]
+    done = _annotate(annotations, schema, source.layout.wrapped, preds, rules, workers)
+    if done is None or not fits(done[0]):
+        return None
+    if ann is not None:  # the entry was whole but not this file's: rewritten below
+        print(f"note: scoring cache entry {where / entry[0]} did not match the annotations file; rebuilt it",
+              file=sys.stderr)  # fmt: skip
+    if entry is not None:
+        try:
+            save_annotated(where / entry[0], entry[1], done[0])
+        except OSError as e:  # scoring does not need the cache: say so once and go on
+            print(f"note: cannot write the scoring cache in {where} ({e.strerror or e}); set VQA_CACHE_DIR "
+                  "to a writable folder, or pass --no-cache", file=sys.stderr)  # fmt: skip
+    return done
 
 
 def _covers(ann: Annotated, question_ids: set, questions: int, preds: dict, results: int) -> bool:
