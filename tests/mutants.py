@@ -34,53 +34,93 @@ class Mutant(NamedTuple):
 
 
 MUTANTS = [
-    Mutant("score table: 3 of 10 answers score 1.0", "vqa/data/answers.py",
-           "SCORE_OF_COUNT = np.array([score_from_count(c) for c in range(ANSWERS_PER_QUESTION + 1)], np.float32)",
-           "SCORE_OF_COUNT = np.array([score_from_count(c) for c in range(ANSWERS_PER_QUESTION + 1)], np.float32)\n"
-           "SCORE_OF_COUNT[3] = 1.0"),
-    Mutant("validation loss averaged over every row", "vqa/training/loop.py",
-           "            sums[2 * i + 1] += per_question.numel()",
-           "            sums[2 * i + 1] += batch.answer.numel()"),
-    Mutant("accuracy: any match is full credit", "vqa/metrics.py",
-           "    return (answer_score * hit).sum(dim=1)  # [B]",
-           "    return hit.any(dim=1).to(answer_score.dtype)  # [B]"),
-    Mutant("soft weights: min(1, count / 3)", "vqa/data/answers.py",
-           "WEIGHT_OF_COUNT = np.array([c / ANSWERS_PER_QUESTION for c in range(ANSWERS_PER_QUESTION + 1)], np.float32)",
-           "WEIGHT_OF_COUNT = np.array([min(1.0, c / 3) for c in range(ANSWERS_PER_QUESTION + 1)], np.float32)"),
-    Mutant("renormalized weights not renormalized", "vqa/data/dataset.py",
-           "        total = np.cumsum(w, axis=1)[:, -1:]  # [B, 1]",
-           "        total = np.ones_like(w[:, :1])  # [B, 1]"),
-    Mutant("normalization: no lowercasing", "vqa/data/keys.py",
-           "    words = [NUMBER_WORDS.get(w, w) for w in s.lower().split()]",
-           "    words = [NUMBER_WORDS.get(w, w) for w in s.split()]"),
-    Mutant("unanimity decided before whitespace cleaning", "vqa/data/keys.py",
-           "        split = ~unanimous(clean)",
-           "        split = ~unanimous(codes)"),
-    Mutant("legacy rules: prediction not normalized", "vqa/data/keys.py",
-           "    always = np.ones(len(codes), bool)",
-           "    always = np.zeros(len(codes), bool)"),
-    Mutant("hard target keyed as if unanimity were inverted", "vqa/data/answers.py",
-           "        pred = np.where(best >= 0, prediction_keys(table, np.maximum(best, 0), ~unanimous(key)), -1)",
-           "        pred = np.where(best >= 0, prediction_keys(table, np.maximum(best, 0), unanimous(key)), -1)"),
-    Mutant("oov weight: count / 9", "vqa/data/answers.py",
-           "    oov_weight = np.bincount(r[oov], weights=count[oov] / n, minlength=n_q)  # summed in that order",
-           "    oov_weight = np.bincount(r[oov], weights=count[oov] / 9, minlength=n_q)  # summed in that order"),
-    Mutant("hard_ce averaged over every row", "vqa/losses.py",
-           "    return per_question.sum() / valid.sum().clamp(min=1)",
-           "    return per_question.mean()"),
-    Mutant("soft_ce weighted by the scores", "vqa/losses.py",
-           "    return _reduce(-(batch.answer_weight * _picked_log_probs(logits, batch.answer_idx)).sum(1), reduction)",
-           "    return _reduce(-(batch.answer_score * _picked_log_probs(logits, batch.answer_idx)).sum(1), reduction)"),
-    Mutant("official leave-one-out: min(1, matches / 4)", "vqa/scoring.py",
-           "        gt_acc.append(min(1, float(len(matching)) / 3))",
-           "        gt_acc.append(min(1, float(len(matching)) / 4))"),
-    Mutant("official rounding to one decimal", "vqa/metrics.py",
-           "    return round(100 * float(sum(values)) / len(values), 2)",
-           "    return round(100 * float(sum(values)) / len(values), 1)"),
-    Mutant("agreement bucket 7_9 from 6 on", "vqa/agreement.py",
-           '    ("7_9", 7, 9),',
-           '    ("7_9", 6, 9),'),
-]  # fmt: skip
+    Mutant(
+        "score table: 3 of 10 answers score 1.0",
+        "vqa/data/answers.py",
+        "SCORE_OF_COUNT = np.array([score_from_count(c) for c in range(ANSWERS_PER_QUESTION + 1)], np.float32)",
+        "SCORE_OF_COUNT = np.array([score_from_count(c) for c in range(ANSWERS_PER_QUESTION + 1)], np.float32)\n"
+        "SCORE_OF_COUNT[3] = 1.0",
+    ),
+    Mutant(
+        "validation loss averaged over every row",
+        "vqa/training/loop.py",
+        "            sums[2 * i + 1] += per_question.numel()",
+        "            sums[2 * i + 1] += batch.answer.numel()",
+    ),
+    Mutant(
+        "accuracy: any match is full credit",
+        "vqa/metrics.py",
+        "    return (answer_score * hit).sum(dim=1)  # [B]",
+        "    return hit.any(dim=1).to(answer_score.dtype)  # [B]",
+    ),
+    Mutant(
+        "soft weights: min(1, count / 3)",
+        "vqa/data/answers.py",
+        "WEIGHT_OF_COUNT = np.array([c / ANSWERS_PER_QUESTION for c in range(ANSWERS_PER_QUESTION + 1)], np.float32)",
+        "WEIGHT_OF_COUNT = np.array([min(1.0, c / 3) for c in range(ANSWERS_PER_QUESTION + 1)], np.float32)",
+    ),
+    Mutant(
+        "renormalized weights not renormalized",
+        "vqa/data/dataset.py",
+        "        total = np.cumsum(w, axis=1)[:, -1:]  # [B, 1]",
+        "        total = np.ones_like(w[:, :1])  # [B, 1]",
+    ),
+    Mutant(
+        "normalization: no lowercasing",
+        "vqa/data/keys.py",
+        "    words = [NUMBER_WORDS.get(w, w) for w in s.lower().split()]",
+        "    words = [NUMBER_WORDS.get(w, w) for w in s.split()]",
+    ),
+    Mutant(
+        "unanimity decided before whitespace cleaning",
+        "vqa/data/keys.py",
+        "        split = ~unanimous(clean)",
+        "        split = ~unanimous(codes)",
+    ),
+    Mutant(
+        "legacy rules: prediction not normalized",
+        "vqa/data/keys.py",
+        "    always = np.ones(len(codes), bool)",
+        "    always = np.zeros(len(codes), bool)",
+    ),
+    Mutant(
+        "hard target keyed as if unanimity were inverted",
+        "vqa/data/answers.py",
+        "        pred = np.where(best >= 0, prediction_keys(table, np.maximum(best, 0), ~unanimous(key)), -1)",
+        "        pred = np.where(best >= 0, prediction_keys(table, np.maximum(best, 0), unanimous(key)), -1)",
+    ),
+    Mutant(
+        "oov weight: count / 9",
+        "vqa/data/answers.py",
+        "    oov_weight = np.bincount(r[oov], weights=count[oov] / n, minlength=n_q)  # summed in that order",
+        "    oov_weight = np.bincount(r[oov], weights=count[oov] / 9, minlength=n_q)  # summed in that order",
+    ),
+    Mutant(
+        "hard_ce averaged over every row",
+        "vqa/losses.py",
+        "    return per_question.sum() / valid.sum().clamp(min=1)",
+        "    return per_question.mean()",
+    ),
+    Mutant(
+        "soft_ce weighted by the scores",
+        "vqa/losses.py",
+        "    return _reduce(-(batch.answer_weight * _picked_log_probs(logits, batch.answer_idx)).sum(1), reduction)",
+        "    return _reduce(-(batch.answer_score * _picked_log_probs(logits, batch.answer_idx)).sum(1), reduction)",
+    ),
+    Mutant(
+        "official leave-one-out: min(1, matches / 4)",
+        "vqa/scoring.py",
+        "        gt_acc.append(min(1, float(len(matching)) / 3))",
+        "        gt_acc.append(min(1, float(len(matching)) / 4))",
+    ),
+    Mutant(
+        "official rounding to one decimal",
+        "vqa/metrics.py",
+        "    return round(100 * float(sum(values)) / len(values), 2)",
+        "    return round(100 * float(sum(values)) / len(values), 1)",
+    ),
+    Mutant("agreement bucket 7_9 from 6 on", "vqa/agreement.py", '    ("7_9", 7, 9),', '    ("7_9", 6, 9),'),
+]
 
 
 def apply(mutant: Mutant, root: Path) -> None:
@@ -108,15 +148,25 @@ def run_mutant(mutant: Mutant, tests: list[str] = SUBSET) -> tuple[str, str]:
         copy_tree(root)
         apply(mutant, root)
         env = {**os.environ, "PYTHONPATH": str(root), "VQA_CACHE_DIR": "off"}
-        where = subprocess.run([sys.executable, "-c", "import vqa; print(vqa.__file__)"], cwd=root, env=env,
-                               capture_output=True, text=True)  # fmt: skip
+        where = subprocess.run(
+            [sys.executable, "-c", "import vqa; print(vqa.__file__)"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if not where.stdout.startswith(str(root)):
             return (
                 "error",
                 f"the copy is not the code imported: {where.stdout.strip() or where.stderr[-300:]}",
             )
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--tb=no",
-                               "-rf", *tests], cwd=root, env=env, capture_output=True, text=True)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--tb=no", "-rf", *tests],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
     if proc.returncode == 0:
         return "survived", ""
     failed = re.search(r"^FAILED (\S+)", proc.stdout, re.M)

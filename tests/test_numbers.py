@@ -31,8 +31,28 @@ from vqa.losses import LOSSES
 from vqa.metrics import batch_accuracy
 from vqa.training.loop import evaluate
 
-POOL = ["yes", "Yes", "no", "two", "2", "the dog", "dog", "a dog", "x-ray", "x ray", "5.", "5", "red/white",
-        " yes\n", "none", "0", "dont", "don't", "cat", "Cat"]  # fmt: skip
+POOL = [
+    "yes",
+    "Yes",
+    "no",
+    "two",
+    "2",
+    "the dog",
+    "dog",
+    "a dog",
+    "x-ray",
+    "x ray",
+    "5.",
+    "5",
+    "red/white",
+    " yes\n",
+    "none",
+    "0",
+    "dont",
+    "don't",
+    "cat",
+    "Cat",
+]
 
 
 def _questions(n: int, seed: int) -> tuple[list[list[str]], list[str]]:
@@ -50,10 +70,20 @@ def _dataset(tmp_path, answers, best, vocab, oov="drop") -> VQADataset:
     with h5py.File(tmp_path / "features.h5", "w") as f:  # one 1 x 1 grid per image
         f["features"] = np.random.default_rng(0).standard_normal((n, 4, 1, 1)).astype(np.float16)
         f["ids"] = np.arange(n)
-    records = build_records(source="vqa2", split="val", rules="current", keyed_by="question_id",
-                            question_id=list(range(n)), image_key=list(range(n)), group=["val"] * n,
-                            question=["what is it"] * n, answers=answers, best=best,
-                            answer_type=["other"] * n, question_type=["what"] * n)  # fmt: skip
+    records = build_records(
+        source="vqa2",
+        split="val",
+        rules="current",
+        keyed_by="question_id",
+        question_id=list(range(n)),
+        image_key=list(range(n)),
+        group=["val"] * n,
+        question=["what is it"] * n,
+        answers=answers,
+        best=best,
+        answer_type=["other"] * n,
+        question_type=["what"] * n,
+    )
     store = FeatureStore(tmp_path / "features.h5", "grid")
     qvocab = QuestionVocab.build(["what is it"])
     return VQADataset(records, store, qvocab, vocab, max_question_len=4, split="val", oov=oov)
@@ -87,8 +117,9 @@ def test_closed_form_accuracy_of_a_batch_equals_the_official_loop(tmp_path):
     vocab = AnswerVocab.from_answers(Counter(best), max_answers=12)
     batch = _dataset(tmp_path, answers, best, vocab).__getitems__(list(range(len(answers))))
     rng = random.Random(3)
-    pred = torch.tensor([a if a >= 0 and rng.random() < 0.5 else rng.randrange(len(vocab))
-                         for a in batch.answer.tolist()])  # fmt: skip
+    pred = torch.tensor(
+        [a if a >= 0 and rng.random() < 0.5 else rng.randrange(len(vocab)) for a in batch.answer.tolist()]
+    )
     closed = batch_accuracy(pred, batch.answer_idx, batch.answer_score).tolist()
     gts = {i: a for i, a in enumerate(answers)}
     exact = official_scores_reference(gts, {i: vocab.itos[p] for i, p in enumerate(pred.tolist())})
@@ -117,10 +148,17 @@ def _batch(rows: list[tuple[int, list[int], list[int]]], first_id: int) -> Batch
         weight[b, : len(ids)] = torch.tensor([c / 10 for c in counts])
         score[b, : len(ids)] = torch.tensor([scores[c] for c in counts])
     qid = torch.arange(first_id, first_id + n)
-    return Batch(question=(qid + 1)[:, None], question_len=torch.ones(n, dtype=torch.long),
-                 image=torch.zeros(n, 1, 2), image_mask=torch.ones(n, 1, dtype=torch.bool),
-                 answer=torch.tensor([r[0] for r in rows]), answer_idx=idx, answer_weight=weight,
-                 answer_score=score, question_id=qid)  # fmt: skip
+    return Batch(
+        question=(qid + 1)[:, None],
+        question_len=torch.ones(n, dtype=torch.long),
+        image=torch.zeros(n, 1, 2),
+        image_mask=torch.ones(n, 1, dtype=torch.bool),
+        answer=torch.tensor([r[0] for r in rows]),
+        answer_idx=idx,
+        answer_weight=weight,
+        answer_score=score,
+        question_id=qid,
+    )
 
 
 LOGITS = [[2.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0]]
@@ -137,8 +175,9 @@ def test_evaluate_reports_the_hand_worked_numbers():
     loader = [_batch(ROWS[:3], 0), _batch(ROWS[3:], 3)]  # two batches: sums over the split
     types = {0: "yes/no", 1: "number", 2: "other", 3: "other"}
     agreement = {0: "7_9", 1: "le3", 2: "10", 3: "4_6"}
-    out = evaluate(FixedLogits(LOGITS), LOSSES["hard_ce"], loader, torch.device("cpu"), types,
-                   agreement=agreement)  # fmt: skip
+    out = evaluate(
+        FixedLogits(LOGITS), LOSSES["hard_ce"], loader, torch.device("cpu"), types, agreement=agreement
+    )
     ce = [_lse(x) - x[r[0]] for x, r in zip(LOGITS, ROWS) if r[0] >= 0]  # q0, q2, q3 (q1: no hard target)
     hard = sum(ce) / 3
     soft = sum(sum(c / 10 * (_lse(x) - x[i]) for i, c in zip(r[1], r[2])) for x, r in zip(LOGITS, ROWS)) / 4
@@ -200,13 +239,15 @@ def test_each_loss_averages_over_the_right_questions(name):
     hard = {0: 0, 2: 3}  # the questions with a hard target
     per = {
         "hard_ce": {q: lse[q] - x[q][c] for q, c in hard.items()},
-        "label_smoothing": {q: 0.9 * (lse[q] - x[q][c]) + 0.1 * (lse[q] - sum(x[q]) / 4) for q, c in hard.items()},
+        "label_smoothing": {
+            q: 0.9 * (lse[q] - x[q][c]) + 0.1 * (lse[q] - sum(x[q]) / 4) for q, c in hard.items()
+        },
         "soft_ce": {q: sum(w * (lse[q] - x[q][i]) for i, w in weights[q].items()) for q in range(4)},
         "kl": {q: sum(w * (math.log(w) - x[q][i] + lse[q]) for i, w in weights[q].items()) for q in range(4)},
         "bce": {q: _bce(x[q], list(weights[q]), scores[q]) for q in range(4)},
         # one answer drawn per question in proportion to the weights; q3 has none and is left out
         "sampled_ce": None,
-    }[name]  # fmt: skip
+    }[name]
     loss = LOSSES[name]
     if name == "sampled_ce":  # deterministic where a question has one answer: q1, q2
         single = batch._replace(

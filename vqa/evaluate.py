@@ -103,13 +103,16 @@ def format_report(report: dict) -> str:
     if report.get("skipped"):
         skipped = report["skipped"]
         name = "question_ids" if "question_ids" in skipped else "images"
-        lines.append(f"skipped: {skipped['questions']} questions not scored, {skipped['reason']} "
-                     f"({name.replace('_', ' ')} {_show(skipped[name])}); training leaves them out too")  # fmt: skip
+        lines.append(
+            f"skipped: {skipped['questions']} questions not scored, {skipped['reason']} "
+            f"({name.replace('_', ' ')} {_show(skipped[name])}); training leaves them out too"
+        )
     return "\n".join(lines)
 
 
-def checked_report(annotations: Path, questions: Path, results: Path, source: Source,
-                   legacy: bool = False) -> dict:  # fmt: skip
+def checked_report(
+    annotations: Path, questions: Path, results: Path, source: Source, legacy: bool = False
+) -> dict:
     """`vqa eval`'s report with every file checked entry by entry (one UserError line names a problem)."""
     anns = load_annotations(annotations, source)
     ann_ids = {a["question_id"] for a in anns}

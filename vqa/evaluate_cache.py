@@ -102,11 +102,21 @@ def fingerprint(path: Path, source: str, rules: str) -> tuple[str, str] | None:
 
 # Every array of an entry: dtype and rank.
 ENTRY = {
-    "fingerprint": (np.uint8, 1), "rules": (np.uint8, 1), "ids": (np.int64, 1), "counts": (np.int64, 1),
-    "gt_key": (np.int32, 2), "normalized": (np.bool_, 1), "top": (np.int8, 1),
-    "at_codes": (np.int32, 1), "qt_codes": (np.int32, 1),
-    **{f"{t}_{part}": (dtype, 1) for t in ("keys", "at", "qt") for part, dtype in (("blob", np.uint8), ("ends", np.int64))},
-}  # fmt: skip
+    "fingerprint": (np.uint8, 1),
+    "rules": (np.uint8, 1),
+    "ids": (np.int64, 1),
+    "counts": (np.int64, 1),
+    "gt_key": (np.int32, 2),
+    "normalized": (np.bool_, 1),
+    "top": (np.int8, 1),
+    "at_codes": (np.int32, 1),
+    "qt_codes": (np.int32, 1),
+    **{
+        f"{t}_{part}": (dtype, 1)
+        for t in ("keys", "at", "qt")
+        for part, dtype in (("blob", np.uint8), ("ends", np.int64))
+    },
+}
 
 
 def checksum(arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -135,10 +145,17 @@ def entry_arrays(fingerprint: str, ann: Annotated) -> dict[str, np.ndarray]:
     ((_, gt_key, normalized),) = ann.gt.groups or [
         (None, np.zeros((0, ANSWERS_PER_QUESTION), np.int32), np.zeros(0, bool))
     ]
-    arrays = {"fingerprint": np.frombuffer(fingerprint.encode(), np.uint8),
-              "rules": np.frombuffer(ann.gt.rules.encode(), np.uint8), "ids": ann.ids, "counts": ann.counts,
-              "gt_key": gt_key, "normalized": normalized, "top": ann.top,
-              "at_codes": ann.answer_types[1], "qt_codes": ann.question_types[1]}  # fmt: skip
+    arrays = {
+        "fingerprint": np.frombuffer(fingerprint.encode(), np.uint8),
+        "rules": np.frombuffer(ann.gt.rules.encode(), np.uint8),
+        "ids": ann.ids,
+        "counts": ann.counts,
+        "gt_key": gt_key,
+        "normalized": normalized,
+        "top": ann.top,
+        "at_codes": ann.answer_types[1],
+        "qt_codes": ann.question_types[1],
+    }
     for name, strings in (
         ("keys", list(ann.gt.keys)),
         ("at", ann.answer_types[0]),

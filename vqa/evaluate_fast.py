@@ -126,8 +126,9 @@ def run_forked(fn: Callable, calls: list[tuple]) -> list:
     return results
 
 
-def _score_chunk(raws: list[msgspec.Raw], schema: type, preds: dict, rules: str,
-                 keep: list) -> tuple[Annotated, np.ndarray] | None:  # fmt: skip
+def _score_chunk(
+    raws: list[msgspec.Raw], schema: type, preds: dict, rules: str, keep: list
+) -> tuple[Annotated, np.ndarray] | None:
     """Decode and score a run of consecutive annotations (each one's JSON text): their annotation side
     and the scores of the predictions; None when a value is not in the plain official form or a scored
     question has no prediction (then `checked_report` runs and words it). The decoded annotations go
@@ -165,8 +166,9 @@ def _types(values: list[str]) -> tuple[list[str], np.ndarray]:
     return names, codes
 
 
-def _annotate(path, schema: type, wrapped: bool, preds: dict, rules: str,
-              workers: int | None) -> tuple[Annotated, np.ndarray] | None:  # fmt: skip
+def _annotate(
+    path, schema: type, wrapped: bool, preds: dict, rules: str, workers: int | None
+) -> tuple[Annotated, np.ndarray] | None:
     """The annotation side of `path` and the scores of `preds`, from `workers` forked processes (default
     `scoring_workers`), each decoding and scoring a run of consecutive annotations (`_score_chunk`), joined
     in file order: the scores are per question, so the result is the same for any number of workers."""
@@ -194,8 +196,15 @@ def _annotate_mapped(data, schema: type, wrapped: bool, preds: dict, rules: str,
     return run_forked(_score_chunk, [(chunk, schema, preds, rules) for chunk in chunks])
 
 
-def typed_report(annotations: Path, questions: Path, results: Path, source: Source, legacy: bool = False,
-                 cache: bool = True, workers: int | None = None) -> dict | None:  # fmt: skip
+def typed_report(
+    annotations: Path,
+    questions: Path,
+    results: Path,
+    source: Source,
+    legacy: bool = False,
+    cache: bool = True,
+    workers: int | None = None,
+) -> dict | None:
     """`vqa eval`'s report from the three files decoded straight into the plain official form (the fast
     path: no dict per answer, scores vectorized), or None when a file is not in that form or fails a
     check; then `checked_report` runs, which words the problem (or scores the unusual form). For files
@@ -233,8 +242,15 @@ def typed_report(annotations: Path, questions: Path, results: Path, source: Sour
     )
 
 
-def _annotation_side(annotations: Path, source: Source, rules: str, preds: dict, fits: Callable, cache: bool,
-                     workers: int | None) -> tuple[Annotated, np.ndarray] | None:  # fmt: skip
+def _annotation_side(
+    annotations: Path,
+    source: Source,
+    rules: str,
+    preds: dict,
+    fits: Callable,
+    cache: bool,
+    workers: int | None,
+) -> tuple[Annotated, np.ndarray] | None:
     """(the annotation side, the scores of `preds`): from the cache entry when it holds the file as it is
     now and `fits` the other files; otherwise from the JSON (`_annotate`: forked workers), and then kept
     in the cache. None when the files do not fit together or are not in the plain form."""
@@ -249,14 +265,19 @@ def _annotation_side(annotations: Path, source: Source, rules: str, preds: dict,
     if done is None or not fits(done[0]):
         return None
     if ann is not None:  # the entry was whole but not this file's: rewritten below
-        print(f"note: scoring cache entry {where / entry[0]} did not match the annotations file; rebuilt it",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"note: scoring cache entry {where / entry[0]} did not match the annotations file; rebuilt it",
+            file=sys.stderr,
+        )
     if entry is not None:
         try:
             save_annotated(where / entry[0], entry[1], done[0])
         except OSError as e:  # scoring does not need the cache: say so once and go on
-            print(f"note: cannot write the scoring cache in {where} ({e.strerror or e}); set VQA_CACHE_DIR "
-                  "to a writable folder, or pass --no-cache", file=sys.stderr)  # fmt: skip
+            print(
+                f"note: cannot write the scoring cache in {where} ({e.strerror or e}); set VQA_CACHE_DIR "
+                "to a writable folder, or pass --no-cache",
+                file=sys.stderr,
+            )
     return done
 
 
