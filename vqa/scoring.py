@@ -49,7 +49,7 @@ class AnswerKeys:
     """The ground-truth side of the official accuracy: every answer as the integer key of the string the
     evaluator of `rules` compares (vqa.data.keys.RULES), per group of questions with the same answer
     count. Built once from the answers (`build`); `scores` then scores any predictions against it, so the
-    annotation side can be kept (vqa/evaluate_fast.py caches it per annotation file) and only the
+    annotation side can be kept (vqa/evaluate_cache.py keeps it per annotation file) and only the
     predictions are new work.
 
     keys: compared string -> key. groups: (question rows, gt_key int32 [M, L], normalized bool [M]), where
