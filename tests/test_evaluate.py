@@ -7,8 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from reference_eval import official_scores_reference
 
-from vqa.bench.eval import bench_eval
+from vqa.bench.eval import bench_eval, official_loop, synthetic_eval_set
 from vqa.cli import build_parser
 from vqa.data.sources import get_source
 from vqa.errors import UserError
@@ -245,6 +246,13 @@ def test_bench_eval_agrees_on_a_small_set():
     assert b["speedup"] > 0 and b["first_speedup"] > 0 and b["first_s"] > 0 and b["target_speedup"] == 15
     assert isinstance(b["target_holds"], bool)
     assert 40 < b["overall"] < 90  # realistic disagreement, not all-or-nothing
+
+
+def test_bench_baseline_is_the_official_loop():
+    """The eval benchmark times its own copy of the official loop; it equals the tests' reference."""
+    annotations, preds = synthetic_eval_set(2000, seed=4)
+    gts = {a["question_id"]: a["answers"] for a in annotations}
+    assert official_loop(gts, preds) == official_scores_reference(gts, preds)
 
 
 def test_eval_never_imports_torch(files, tmp_path):

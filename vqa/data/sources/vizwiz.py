@@ -31,7 +31,6 @@ from vqa.data.sources.base import Source, Split
 from vqa.data.sources.official import check_results, skipped_report
 from vqa.data.sources.records import Records, build_records
 from vqa.errors import UserError
-from vqa.scoring import AnswerKeys
 
 RESULT_HINT = 'write exactly one {"image": str, "answer": str} per image of the annotations'
 ANNOTATION_KEYS = {"image": str, "question": str, "answers": list, "answer_type": str, "answerable": int}
@@ -103,6 +102,8 @@ def read_vizwiz(source: Source, split: str, q_path: Path, a_path: Path | None) -
 def vizwiz_scores(texts: list[str], lengths: np.ndarray, preds: list[str]) -> np.ndarray:
     """Per-question accuracy [Q] under VizWiz's rules, bit for bit its loop: the prediction cleaned and
     normalized, ground truth as released, each answer left out by position (vqa.data.keys, "vizwiz")."""
+    from vqa.scoring import AnswerKeys  # only when scoring: reading a split needs no scoring layer
+
     return AnswerKeys.build(texts, lengths, "vizwiz").scores(preds)
 
 
