@@ -513,7 +513,7 @@ def catalogue(tiny_data, tmp_path_factory):
 
 @pytest.mark.parametrize("case", [c.name for c in CATALOGUE])
 def test_catalogue(catalogue, case):
-    check_case(catalogue[case])
+    print(f"{case} -> {check_case(catalogue[case])}")  # the catalogue's table with -s
 
 
 # --- 5. A full disk and a read-only folder, on a real small file system of the case's own ------------
