@@ -521,7 +521,7 @@ def test_catalogue(catalogue, case):
 FULL_DISK = """
 set -e
 mount -t tmpfs -o size=20m tmpfs "$OUT"
-python -m vqa train "$@" train.epochs=1 > /dev/null
+python -m vqa "$@" train.epochs=1 > /dev/null
 head -c 100m /dev/zero > "$OUT/filler" 2>/dev/null || true
 set +e
 python -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2> "$OUT/full.err"

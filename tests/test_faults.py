@@ -134,7 +134,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_last_good_one(reference, ti
     argv = ["train", "--config", CONFIG, *overrides(tiny_data, tmp_path, "r")]
     proc = subprocess.Popen([sys.executable, "-c", SLOW_SECOND_CHECKPOINT, str(marker), *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    wait_for(marker.exists, proc)
+    wait_for(marker.exists, proc, timeout=600)  # two epochs, on a machine that may be busy
     proc.kill()
     proc.wait()
     torn = list((run / "checkpoints").glob(f".last.pt.{proc.pid}.*.tmp"))
