@@ -521,17 +521,17 @@ def test_catalogue(catalogue, case):
 FULL_DISK = """
 set -e
 mount -t tmpfs -o size=20m tmpfs "$OUT"
-python -m vqa "$@" train.epochs=1 > /dev/null
+"$PY" -m vqa "$@" train.epochs=1 > /dev/null
 head -c 100m /dev/zero > "$OUT/filler" 2>/dev/null || true
 set +e
-python -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2> "$OUT/full.err"
+"$PY" -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2> "$OUT/full.err"
 echo "full: $?"; cat "$OUT/full.err"
-python -c "import torch, sys; print('epoch', torch.load(sys.argv[1], weights_only=True)['epoch'])" "$OUT/r/checkpoints/last.pt"
+"$PY" -c "import torch, sys; print('epoch', torch.load(sys.argv[1], weights_only=True)['epoch'])" "$OUT/r/checkpoints/last.pt"
 rm "$OUT/filler"
-python -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2>&1; echo "resumed: $?"
-python -c "import json, sys; print('rows', [json.loads(l)['epoch'] for l in open(sys.argv[1])])" "$OUT/r/metrics.jsonl"
+"$PY" -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2>&1; echo "resumed: $?"
+"$PY" -c "import json, sys; print('rows', [json.loads(l)['epoch'] for l in open(sys.argv[1])])" "$OUT/r/metrics.jsonl"
 mount -o remount,ro "$OUT"
-python -m vqa train --resume "$OUT/r" train.epochs=4 > /dev/null 2> "$OUT/../ro.err"; echo "ro: $?"
+"$PY" -m vqa train --resume "$OUT/r" train.epochs=4 > /dev/null 2> "$OUT/../ro.err"; echo "ro: $?"
 """
 
 
@@ -542,7 +542,7 @@ def test_a_full_disk_and_a_read_only_folder_are_one_line_and_the_run_resumes(tin
     out.mkdir()
     args = [str(a) for a in catalogue_train(tiny_data, out, "name=r", "train.batch_size=32")]
     proc = subprocess.run(["unshare", "-m", "sh", "-c", FULL_DISK, "sh", *args], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, "OUT": str(out)}, timeout=600)  # fmt: skip
+                          text=True, env={**os.environ, "OUT": str(out), "PY": sys.executable}, timeout=600)  # fmt: skip
     lines = proc.stdout.splitlines()
     assert "full: 2" in lines, proc.stdout + proc.stderr
     error = lines[lines.index("full: 2") + 1]
