@@ -33,7 +33,7 @@ EPOCHS ?=
 OUT    ?= reports/$(DATA)
 PAPER_RUNS ?= runs/paper_$(DATA)
 
-.PHONY: install train test test-fast lint format data tensorboard bench paper clean
+.PHONY: install train test test-fast mutants lint format data tensorboard bench paper clean
 
 # The stamp is rebuilt when .venv is missing or pyproject.toml changed.
 $(VENV)/.installed: pyproject.toml
@@ -56,6 +56,11 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Deliberate one-line mistakes in the reported numbers, each in a temporary copy of the tree: the fast
+# tests must kill every one (tests/mutants.py; NAMES="..." for some).
+mutants: install
+	$(BIN)/python tests/mutants.py $(NAMES)
 
 lint: install
 	$(BIN)/ruff check .

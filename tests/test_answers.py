@@ -1,26 +1,29 @@
-"""Official normalization (docs/vqa-reference.md section 3), vocabulary and targets, with hand-worked values."""
+"""Official normalization (docs/vqa-reference.md section 3), compared keys, vocabulary and targets, with
+hand-worked values."""
 
 import json
+from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from vqa.data.answers import (
+from vqa.data.answers import SCORE_OF_COUNT, WEIGHT_OF_COUNT, AnswerVocab, encode_targets, score_from_count
+from vqa.data.keys import (
     ARTICLES,
     CONTRACTIONS,
     NUMBER_WORDS,
     PUNCTUATION,
-    AnswerVocab,
-    Targets,
-    build_targets,
+    Interner,
     clean_whitespace,
-    gt_keys,
+    compared_keys,
+    intern,
     normalize_answer,
     process_digit_article,
     process_punctuation,
-    score_from_count,
 )
+from vqa.data.sources.records import Answers
 from vqa.errors import UserError
 
 SHARED_TABLES = Path(__file__).resolve().parents[2] / "shared" / "docs" / "vqa-normalization-tables.json"
@@ -156,16 +159,32 @@ def test_normalize_answer(s, expected):
     assert normalize_answer(s) == expected
 
 
-def test_gt_keys_current_rules():
-    assert gt_keys(["Yes"] * 10) == ["Yes"] * 10  # unanimous: exact, case-sensitive
-    assert gt_keys([" Yes\n"] * 9 + ["Yes"]) == ["Yes"] * 10  # unanimous after cleaning: not normalized
-    assert gt_keys(["Yes", "yes."]) == ["yes", "yes"]
-    assert gt_keys(["two", "2", "the dog\t"]) == ["2", "2", "dog"]
+def keyed(answers: list[str], rules: str = "current") -> list[str]:
+    """The compared strings of one question's answers (vqa.data.keys.compared_keys)."""
+    table = Interner()
+    keys, _ = compared_keys(table, table.codes(answers).reshape(1, -1), rules)
+    return [table.strings[c] for c in keys[0].tolist()]
 
 
-def test_gt_keys_legacy_rules():
-    assert gt_keys([" Yes\n"] * 10, legacy=True) == [" Yes\n"] * 10  # never cleaned
-    assert gt_keys(["Two", "two.", "x-ray"], legacy=True) == ["Two", "two", "x ray"]  # punctuation only
+def test_compared_keys_current_rules():
+    assert keyed(["Yes"] * 10) == ["Yes"] * 10  # unanimous: exact, case-sensitive
+    assert keyed([" Yes\n"] * 9 + ["Yes"]) == ["Yes"] * 10  # unanimous after cleaning: not normalized
+    assert keyed(["Yes", "yes."]) == ["yes", "yes"]
+    assert keyed(["two", "2", "the dog\t"]) == ["2", "2", "dog"]
+
+
+def test_compared_keys_legacy_and_vizwiz_rules():
+    assert keyed([" Yes\n"] * 10, "legacy") == [" Yes\n"] * 10  # never cleaned
+    assert keyed(["Two", "two.", "x-ray"], "legacy") == ["Two", "two", "x ray"]  # punctuation only
+    assert keyed(["Two", " two.", "x-ray"], "vizwiz") == ["Two", " two.", "x-ray"]  # as released
+    with pytest.raises(ValueError, match="unknown rules"):
+        keyed(["a"], "official")
+
+
+def test_intern_numbers_in_order_of_first_appearance():
+    codes, table = intern(["b", "a", None, "b", "c"])
+    assert codes.tolist() == [0, 1, -1, 0, 2] and table == ["b", "a", "c"]
+    assert codes.dtype == np.int32 and intern([], np.int8)[0].dtype == np.int8
 
 
 def _brute_force(k: int, n: int) -> Fraction:
@@ -194,21 +213,14 @@ def test_score_from_count_rejects_impossible_counts():
         score_from_count(0, 0)
 
 
-def _ann(mca, answers):
-    return {
-        "multiple_choice_answer": mca,
-        "answers": [{"answer_id": i + 1, "answer": a} for i, a in enumerate(answers)],
-    }
-
-
-def test_vocab_build_normalizes_counts_and_filters():
+def test_vocab_normalizes_counts_and_filters():
     many_periods = "b" + "." * 40  # -> "b" + 8 periods, which a second pass shortens: not a fixed point
     mcas = ["yes", "Yes", "yes.", "no", "no", "two", "2", "the dog", "dog", "cat", "?"] + [many_periods] * 5
-    vocab = AnswerVocab.build([_ann(m, [m]) for m in mcas], max_answers=10)
+    vocab = AnswerVocab.from_answers(Counter(mcas), max_answers=10)
     # counts: yes 3, 2 2, dog 2, no 2, cat 1; "" and the non-fixed point are dropped; ties by string
     assert vocab.itos == ["yes", "2", "dog", "no", "cat"]
     assert normalize_answer(many_periods) == "b" + "." * 8 and normalize_answer("b" + "." * 8) == "b"
-    assert AnswerVocab.build([_ann(m, [m]) for m in mcas], max_answers=2).itos == ["yes", "2"]
+    assert AnswerVocab.from_answers(Counter(mcas), max_answers=2).itos == ["yes", "2"]
     assert vocab.index("dog") == 2 and vocab.index("the dog") == -1
     assert len(vocab) == 5
     again = AnswerVocab.from_dict(json.loads(json.dumps(vocab.to_dict())))
@@ -217,27 +229,37 @@ def test_vocab_build_normalizes_counts_and_filters():
         AnswerVocab.from_dict({"words": []})
 
 
-def test_build_targets_soft_weights_scores_and_oov():
+def _targets(questions: list[tuple[str, list[str]]], vocab: AnswerVocab, rules: str = "current"):
+    """encode_targets of (multiple-choice answer, answers) questions: what training runs."""
+    return encode_targets(Answers.build([a for _, a in questions], [m for m, _ in questions]), vocab, rules)
+
+
+def test_targets_soft_weights_scores_and_oov():
     vocab = AnswerVocab(["yes", "no", "2"])
-    ann = _ann("yes", ["yes"] * 6 + ["Yes"] + ["no"] * 2 + ["maybe"])  # not unanimous: "Yes" -> "yes"
-    t = build_targets(ann, vocab)
-    assert t.answer == 0
-    assert t.answer_idx == [0, 1]
-    assert t.answer_weight == [0.7, 0.2]
-    assert t.answer_score == [1.0, 0.6]
-    assert t.oov_weight == pytest.approx(0.1)
-    r = build_targets(ann, vocab, oov="renormalize")
-    assert r.answer_weight == pytest.approx([0.7 / 0.9, 0.2 / 0.9])
-    assert r.answer_score == t.answer_score and r.oov_weight == t.oov_weight
-    with pytest.raises(UserError, match="oov"):
-        build_targets(ann, vocab, oov="ignore")
+    t = _targets([("yes", ["yes"] * 6 + ["Yes"] + ["no"] * 2 + ["maybe"])], vocab)  # "Yes" -> "yes"
+    assert t.answer.tolist() == [0] and t.top.tolist() == [7]
+    assert t.idx[0, :2].tolist() == [0, 1] and t.count[0].tolist() == [7, 2] + [0] * 8
+    assert WEIGHT_OF_COUNT[t.count[0, :2]].tolist() == pytest.approx([0.7, 0.2])
+    assert SCORE_OF_COUNT[t.count[0]].tolist() == pytest.approx([1.0, 0.6] + [0.0] * 8)
+    assert t.oov_weight.tolist() == pytest.approx([0.1])
 
 
-def test_build_targets_unanimous_is_exact():
+def test_score_and_weight_tables_hand_values():
+    assert SCORE_OF_COUNT.tolist() == pytest.approx([0, 0.3, 0.6, 0.9, 1, 1, 1, 1, 1, 1, 1])
+    assert WEIGHT_OF_COUNT.tolist() == pytest.approx([c / 10 for c in range(11)])
+    assert SCORE_OF_COUNT.dtype == WEIGHT_OF_COUNT.dtype == np.float32
+
+
+def test_targets_of_a_unanimous_question_are_exact():
     vocab = AnswerVocab(["yes", "2"])
     # ten "Yes": the evaluator compares exactly, so "yes" would score 0 and "Yes" is out of vocabulary
-    assert build_targets(_ann("Yes", ["Yes"] * 10), vocab) == Targets(-1, [], [], [], 1.0)
+    t = _targets([("Yes", ["Yes"] * 10), ("two", ["two"] * 3 + ["2"] + ["three"] * 6)], vocab)
+    assert t.answer[0] == -1 and not t.count[0].any() and t.oov_weight[0] == 1.0 and t.top[0] == 10
     # "two" among other answers normalizes to "2"; the most common answer is keyed the same way
-    t = build_targets(_ann("two", ["two"] * 3 + ["2"] + ["three"] * 6), vocab)
-    assert (t.answer, t.answer_idx, t.answer_score) == (1, [1], [1.0])
-    assert t.answer_weight == [0.4] and t.oov_weight == pytest.approx(0.6)
+    assert (t.answer[1], t.idx[1, 0], t.count[1, 0], t.count[1, 1]) == (1, 1, 4, 0)
+    assert t.oov_weight[1] == pytest.approx(0.6) and t.top[1] == 6
+
+
+def test_targets_need_ten_answers():
+    with pytest.raises(ValueError, match="exactly 10"):
+        _targets([("a", ["a"] * 9)], AnswerVocab(["a"]))

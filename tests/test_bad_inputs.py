@@ -187,7 +187,9 @@ def test_data_file_rows(tiny_data, tmp_path):
     write(mixed / A.format(split="val2014"), anns)
 
     runs = tmp_path / "runs"
-    p_latin, p_zip, p_mixed = vqa_all(*(train_args(r, runs) for r in (latin, zipped, mixed)))
+    p_latin, p_zip, p_mixed = vqa_all(
+        *(train_args(r, runs, f"name={r.name}") for r in (latin, zipped, mixed))
+    )
     # was: UnicodeDecodeError (now vqa.io.read_json)
     check_error(p_latin, q_path, "not UTF-8")
     check_error(p_zip, a_path, "not UTF-8")
@@ -346,11 +348,17 @@ def _yaml_file(text):
     return build
 
 
-BOMB = (
-    "a: &a [x, x, x, x, x, x, x, x, x]\n"
-    + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
-    + "name: *i\n"
-)  # 9**9 strings from about 400 bytes
+def _bomb(width: int, depth: int = 9) -> str:
+    """A config whose `name` is `depth` levels of lists, each holding `width` references to the level
+    below: width**depth strings from a few hundred bytes."""
+    level = f"&l0 [{', '.join(['x'] * width)}]"
+    for d in range(1, depth):
+        level = f"&l{d} [{level}, {', '.join([f'*l{d - 1}'] * (width - 1))}]"
+    return f"name: {level}\n"
+
+
+BOMB = _bomb(9)  # 9**9 strings, 64 aliases: loads as shared references, refused as no string
+WIDE_BOMB = _bomb(13, 10)  # over the loader's 100 aliases
 
 
 def _override(*overrides):
@@ -445,7 +453,7 @@ def _long_value(folder, data):
 
 
 def _long_key(folder, data):
-    (folder / "c.yaml").write_text("train:\n  " + "k" * 100_000 + ": 1\n")
+    (folder / "c.yaml").write_text("train:\n  " + "k" * 1000 + ": 1\n")  # YAML keys: 1,024 characters at most
     return ["train", "--config", folder / "c.yaml"]
 
 
@@ -457,8 +465,14 @@ CATALOGUE = [
         max_line=600,
     ),
     Case("inf_in_validation_features", _inf_val, ("features_val2014.h5", "row 0", "inf"), max_line=600),
-    Case("yaml_alias_bomb", _yaml_file(BOMB), ("c.yaml", "aliases")),
-    Case("yaml_alias_bomb_override", _override("name=" + BOMB.replace("\n", "; ")), ()),
+    Case("yaml_alias_bomb", _yaml_file(BOMB), ("c.yaml", "'name' must be str"), max_line=300),
+    Case("yaml_alias_bomb_past_the_bound", _yaml_file(WIDE_BOMB), ("c.yaml", "more than 100 aliases")),
+    Case(
+        "yaml_alias_bomb_override",
+        _override(BOMB.replace("name: ", "name=").strip()),
+        ("'name'",),
+        max_line=400,
+    ),
     Case("yaml_nested_50000", _yaml_file("a: " + "[" * 50_000 + "]" * 50_000 + "\n"), ("c.yaml", "nested")),
     Case("override_nested_deep", _override("train.lr_decay_epochs=" + "[" * 5000 + "]" * 5000), ("nested",)),
     Case("results_nested_100000", _deep_json("results"), ("results", "nested too deep")),
@@ -477,8 +491,8 @@ CATALOGUE = [
     Case("bench_out_is_a_file", _out_is_file("bench"), ("--out", "is a file")),
     Case("compare_out_is_a_file", _out_is_file("compare"), ()),
     Case("attention_out_is_a_file", _out_is_file("attention"), ()),
-    Case("corrupt_last_checkpoint", _broken_checkpoint, ("last.pt", "--from best")),
-    Case("last_deleted_best_kept", _only_best, ("last.pt is missing", "--from best")),
+    Case("corrupt_last_checkpoint", _broken_checkpoint, ("last.pt", "--from best"), added=("r/.lock",)),
+    Case("last_deleted_best_kept", _only_best, ("last.pt is missing", "--from best"), added=("r/.lock",)),
     Case(
         "from_best_without_resume",
         lambda f, d: [*catalogue_train(d, f / "runs"), "--from", "best"],
@@ -499,7 +513,7 @@ def catalogue(tiny_data, tmp_path_factory):
 
 @pytest.mark.parametrize("case", [c.name for c in CATALOGUE])
 def test_catalogue(catalogue, case):
-    check_case(catalogue[case])
+    print(f"{case} -> {check_case(catalogue[case])}")  # the catalogue's table with -s
 
 
 # --- 5. A full disk and a read-only folder, on a real small file system of the case's own ------------
@@ -507,17 +521,17 @@ def test_catalogue(catalogue, case):
 FULL_DISK = """
 set -e
 mount -t tmpfs -o size=20m tmpfs "$OUT"
-python -m vqa train "$@" train.epochs=1 > /dev/null
+"$PY" -m vqa "$@" train.epochs=1 > /dev/null
 head -c 100m /dev/zero > "$OUT/filler" 2>/dev/null || true
 set +e
-python -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2> "$OUT/full.err"
+"$PY" -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2> "$OUT/full.err"
 echo "full: $?"; cat "$OUT/full.err"
-python -c "import torch, sys; print('epoch', torch.load(sys.argv[1], weights_only=True)['epoch'])" "$OUT/r/checkpoints/last.pt"
+"$PY" -c "import torch, sys; print('epoch', torch.load(sys.argv[1], weights_only=True)['epoch'])" "$OUT/r/checkpoints/last.pt"
 rm "$OUT/filler"
-python -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2>&1; echo "resumed: $?"
-python -c "import json, sys; print('rows', [json.loads(l)['epoch'] for l in open(sys.argv[1])])" "$OUT/r/metrics.jsonl"
+"$PY" -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2>&1; echo "resumed: $?"
+"$PY" -c "import json, sys; print('rows', [json.loads(l)['epoch'] for l in open(sys.argv[1])])" "$OUT/r/metrics.jsonl"
 mount -o remount,ro "$OUT"
-python -m vqa train --resume "$OUT/r" train.epochs=4 > /dev/null 2> "$OUT/../ro.err"; echo "ro: $?"
+"$PY" -m vqa train --resume "$OUT/r" train.epochs=4 > /dev/null 2> "$OUT/../ro.err"; echo "ro: $?"
 """
 
 
@@ -528,7 +542,7 @@ def test_a_full_disk_and_a_read_only_folder_are_one_line_and_the_run_resumes(tin
     out.mkdir()
     args = [str(a) for a in catalogue_train(tiny_data, out, "name=r", "train.batch_size=32")]
     proc = subprocess.run(["unshare", "-m", "sh", "-c", FULL_DISK, "sh", *args], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, "OUT": str(out)}, timeout=600)  # fmt: skip
+                          text=True, env={**os.environ, "OUT": str(out), "PY": sys.executable}, timeout=600)  # fmt: skip
     lines = proc.stdout.splitlines()
     assert "full: 2" in lines, proc.stdout + proc.stderr
     error = lines[lines.index("full: 2") + 1]

@@ -72,7 +72,7 @@ def runs(tmp_path):
         make_run(r, "pool", "soft_ce", 1, curve([10, 20, 30, 40, 50])),
     ]
     # POOL val losses: r = -2/sqrt(7) with the lowest loss at epoch 3; NaN-safe r = -1; < 3 finite: NaN
-    for path, losses in zip(paths[8:], ([3, 2, 1, 2, 1], [5, NAN, 3, 2, 1], [NAN, NAN, NAN, 2, 1])):
+    for path, losses in zip(paths[8:], ([3, 2, 1, 2, 1], [5, None, 3, 2, 1], [None, None, None, 2, 1])):
         rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
         for rw, v in zip(rows, losses):
             rw["val/loss"] = v
@@ -257,7 +257,10 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     check_error(capsys, [good, blank], out, blank / "metrics.jsonl", "empty")
     broken = make_run(tmp_path / "d", "avg", "soft_ce", 0, curve([1, 2]))
     (broken / "metrics.jsonl").write_text((broken / "metrics.jsonl").read_text()[:-10] + "\n")
-    check_error(capsys, [good, broken], out, broken / "metrics.jsonl", "line 2", "malformed JSON")
+    check_error(capsys, [good, broken], out, broken / "metrics.jsonl", "line 2", "not valid JSON")
+    bare_nan = make_run(tmp_path / "f", "avg", "soft_ce", 0, curve([1, 2]))
+    (bare_nan / "metrics.jsonl").write_text(json.dumps(curve([1, 2])[0] | {"val/loss": NAN}) + "\n")
+    check_error(capsys, [good, bare_nan], out, bare_nan / "metrics.jsonl", "line 1", "not valid JSON")
     other_data = make_run(tmp_path / "e", "avg", "soft_ce", 0, curve([1, 2, 3]), data_root="data/vqa2")
     check_error(capsys, [good, other_data], out, other_data, "data/vqa2", "one dataset")
     twin = make_run(tmp_path / "f", "avg", "hard_ce", 0, curve([1, 2, 3]))

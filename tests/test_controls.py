@@ -8,10 +8,10 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from reference_eval import gt_keys
 
 from vqa.cli import main
 from vqa.config import load_config
-from vqa.data.answers import gt_keys
 from vqa.data.build import build_datasets
 from vqa.data.dataset import collate, type_preserving_permutation
 from vqa.data.sources.vqa2 import VQA2
@@ -81,7 +81,7 @@ def test_shuffled_targets_keep_each_questions_weight_profile(data, tiny_data):
 
 def test_dataset_top_count_counts_every_answer_as_the_evaluator_keys_them(data, tiny_data):
     """The top count the training loop buckets by: the most common of all ten answers (those outside the
-    vocabulary too), keyed as the evaluator keys them (gt_keys)."""
+    vocabulary too), keyed as the evaluator keys them (the reference's gt_keys)."""
     val = data.val
     expected = {
         r.question_id: Counter(gt_keys(r.answers)).most_common(1)[0][1]

@@ -5,10 +5,13 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from reference_eval import official_scores_reference
 
-from vqa.bench.eval import bench_eval
+from vqa.bench.eval import bench_eval, official_loop, synthetic_eval_set
 from vqa.cli import build_parser
+from vqa.data.sources import get_source
 from vqa.errors import UserError
 from vqa.evaluate import (
     checked_report,
@@ -69,6 +72,19 @@ def _args(a, q, r, *extra):
     """`vqa eval` arguments, parsed by the real command line."""
     return build_parser().parse_args(
         ["eval", "--results", str(r), "--annotations", str(a), "--questions", str(q), *extra]
+    )
+
+
+def typed(args, workers=None):
+    """The fast path's report for parsed `vqa eval` arguments."""
+    files = (args.annotations, args.questions, args.results)
+    return typed_report(*files, get_source(args.source), args.legacy, cache=args.cache, workers=workers)
+
+
+def checked(args):
+    """The checked path's report for parsed `vqa eval` arguments."""
+    return checked_report(
+        args.annotations, args.questions, args.results, get_source(args.source), args.legacy
     )
 
 
@@ -232,6 +248,13 @@ def test_bench_eval_agrees_on_a_small_set():
     assert 40 < b["overall"] < 90  # realistic disagreement, not all-or-nothing
 
 
+def test_bench_baseline_is_the_official_loop():
+    """The eval benchmark times its own copy of the official loop; it equals the tests' reference."""
+    annotations, preds = synthetic_eval_set(2000, seed=4)
+    gts = {a["question_id"]: a["answers"] for a in annotations}
+    assert official_loop(gts, preds) == official_scores_reference(gts, preds)
+
+
 def test_eval_never_imports_torch(files, tmp_path):
     """`vqa eval` is a scoring tool: importing torch would cost seconds and it uses none of it."""
     a, q, r = files
@@ -271,16 +294,16 @@ def _skipping_files(tmp_path):
 def test_typed_and_checked_paths_give_the_same_report(files, tmp_path, legacy, skipping):
     a, q, r = _skipping_files(tmp_path) if skipping else files
     args = _args(a, q, r, "--no-cache", *(["--legacy"] if legacy else []))
-    fast = typed_report(args)
+    fast = typed(args)
     assert fast is not None  # the plain official form takes the fast path
-    slow = checked_report(args)
+    slow = checked(args)
     assert fast == slow and list(fast) == list(slow)
     assert dumps(fast, 1) == dumps(slow, 1)
     for workers in (2, 3):  # forked processes, each a run of consecutive questions: the same report
-        assert dumps(typed_report(args, workers=workers), 1) == dumps(slow, 1)
+        assert dumps(typed(args, workers=workers), 1) == dumps(slow, 1)
     cached = _args(a, q, r, *(["--legacy"] if legacy else []))
     for workers in (1, 2, 3, 1):  # the first call writes the annotation side, the others read it back
-        assert dumps(typed_report(cached, workers=workers), 1) == dumps(slow, 1)
+        assert dumps(typed(cached, workers=workers), 1) == dumps(slow, 1)
     if skipping:
         assert fast["skipped"]["question_ids"] == [7, 8] and fast["questions"] == 5
 
@@ -310,12 +333,12 @@ def _mutated(files, tmp_path, which, mutate):
 def test_files_outside_the_plain_form_take_the_checked_path(files, tmp_path, which, mutate):
     """Anything the typed fast path does not take, the checked path scores (exactly) or words."""
     args = _mutated(files, tmp_path, which, mutate)
-    assert typed_report(args) is None and typed_report(args, workers=2) is None
+    assert typed(args) is None and typed(args, workers=2) is None
     clean = _args(*files)  # the cache of the unmutated annotations must not let the mutated ones pass
     if which != "annotations":
-        assert typed_report(clean) is not None and typed_report(args) is None
+        assert typed(clean) is not None and typed(args) is None
     try:
-        report = checked_report(args)
+        report = checked(args)
     except UserError:
         return
     results = {x["question_id"]: x["answer"] for x in read_json(args.results)}
@@ -326,8 +349,8 @@ def test_large_answer_ids_stay_on_the_typed_path(files, tmp_path):
     args = _mutated(
         files, tmp_path, "annotations", lambda d: d["annotations"][4]["answers"][1].update(answer_id=2**40)
     )
-    fast = typed_report(args)
-    assert fast is not None and fast == checked_report(args)
+    fast = typed(args)
+    assert fast is not None and fast == checked(args)
 
 
 def test_equal_answer_dicts_are_left_out_together_in_the_report(files, tmp_path):
@@ -335,8 +358,8 @@ def test_equal_answer_dicts_are_left_out_together_in_the_report(files, tmp_path)
     (3 x cat, 7 x dog, prediction "Cat.") scores 7 x 1 / 10 instead of 0.9."""
     args = _mutated(files, tmp_path, "annotations",
                     lambda d: [x.pop("answer_id") for a in d["annotations"] for x in a["answers"]])  # fmt: skip
-    assert typed_report(args) is None
-    assert checked_report(args)["perQuestion"][5] == 70.0
+    assert typed(args) is None
+    assert checked(args)["perQuestion"][5] == 70.0
 
 
 def test_strict_json_reading_keeps_the_standard_library_wording(tmp_path):
@@ -374,27 +397,107 @@ def test_the_annotation_cache_follows_the_file(files, tmp_path, monkeypatch, cap
     monkeypatch.setenv("VQA_CACHE_DIR", str(tmp_path / "cache"))
     a, q, r = files
     args = _args(a, q, r)
-    first = typed_report(args)
+    first = typed(args)
     entries = list((tmp_path / "cache").glob("eval-*.npz"))
     assert len(entries) == 1
     calls = []
     real = ev._annotate
     monkeypatch.setattr(ev, "_annotate", lambda *x: calls.append(1) or real(*x))
-    assert typed_report(args) == first and calls == []  # read back: no annotation decoded
-    assert first == checked_report(args)
+    assert typed(args) == first and calls == []  # read back: no annotation decoded
+    assert first == checked(args)
     data = json.loads(a.read_text())  # question 1's answers all become "maybe": a different score
     for x in data["annotations"][0]["answers"]:
         x["answer"] = "maybe"
     _write(a, data)
-    edited = typed_report(args)
-    assert calls == [1] and edited == checked_report(args) and edited != first
+    edited = typed(args)
+    assert calls == [1] and edited == checked(args) and edited != first
     entries[0].write_bytes(b"not a zip file")
-    assert typed_report(args) == edited and calls == [1, 1]
-    assert typed_report(args) == edited and calls == [1, 1]  # rebuilt, then read back
+    assert typed(args) == edited and calls == [1, 1]
+    assert typed(args) == edited and calls == [1, 1]  # rebuilt, then read back
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the cache folder should be")
     monkeypatch.setenv("VQA_CACHE_DIR", str(blocked))
-    assert typed_report(args) == edited
+    assert typed(args) == edited
     assert "cannot write the scoring cache" in capsys.readouterr().err
     monkeypatch.setenv("VQA_CACHE_DIR", "off")
-    assert ev.cache_dir() is None and typed_report(args) == edited
+    assert ev.cache_dir() is None and typed(args) == edited
+
+
+def _reseal(a: dict) -> dict:
+    """The entry's arrays with their checksum recomputed (a tamper the checksum alone cannot see)."""
+    from vqa.evaluate_cache import checksum
+
+    return {**a, "checksum": checksum(a)}
+
+
+def _drop(a: dict, name: str) -> dict:
+    return {k: v for k, v in a.items() if k != name}
+
+
+def _with(a: dict, **arrays) -> dict:
+    return {**a, **arrays}
+
+
+def _out_of_range(a: dict) -> dict:
+    gt_key = a["gt_key"].copy()
+    gt_key[0, 0] = len(a["keys_ends"]) + 3
+    return _reseal(_with(a, gt_key=gt_key))
+
+
+TAMPERS = {
+    "missing array": lambda a: _drop(a, "top"),
+    "missing checksum": lambda a: _drop(a, "checksum"),
+    "short ids": lambda a: _reseal(_with(a, ids=a["ids"][:-1], counts=a["counts"][:-1])),
+    "short keys": lambda a: _reseal(_with(a, gt_key=a["gt_key"][:-1])),
+    "short top counts": lambda a: _reseal(_with(a, top=a["top"][:-1])),
+    "out-of-range keys": _out_of_range,
+    "out-of-range type codes": lambda a: _reseal(_with(a, at_codes=a["at_codes"] + 7)),
+    "negative type codes": lambda a: _reseal(_with(a, qt_codes=a["qt_codes"] - 9)),
+    "top count 11": lambda a: _reseal(_with(a, top=a["top"] + 10)),
+    "wrong dtype": lambda a: _reseal(_with(a, ids=a["ids"].astype("int32"))),
+    "cut string table": lambda a: _reseal(_with(a, keys_ends=a["keys_ends"] + 1)),
+    "other rules": lambda a: _reseal(_with(a, rules=np.frombuffer(b"legacy", np.uint8))),
+    # values altered, fingerprint kept: question 1's keys all become question 5's (another score)
+    "altered values": lambda a: _with(a, gt_key=np.concatenate([a["gt_key"][-1:], a["gt_key"][1:]])),
+    "ids of another file": lambda a: _reseal(_with(a, ids=a["ids"] + 100)),
+}
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERS))
+def test_a_tampered_cache_entry_is_rebuilt_never_trusted(files, tmp_path, monkeypatch, capsys, tamper):
+    """An entry whose fingerprint matches but whose arrays are incomplete, inconsistent, out of range or
+    altered is never used: the report is the fresh one, one note says so, and the entry is rewritten."""
+    monkeypatch.setenv("VQA_CACHE_DIR", str(tmp_path / "cache"))
+    args = _args(*files)
+    truth = checked(args)
+    assert typed(args) == truth
+    (entry,) = (tmp_path / "cache").glob("eval-*.npz")
+    with np.load(entry) as z:
+        arrays = TAMPERS[tamper]({k: z[k] for k in z.files})
+    with open(entry, "wb") as f:
+        np.savez(f, **arrays)
+    capsys.readouterr()
+    assert typed(args) == truth
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("note: scoring cache entry") and str(entry) in err[0]
+    with np.load(entry) as z:  # rewritten whole: read back without a note
+        assert "checksum" in z.files and z["top"].shape == (len(CASES),)
+    assert typed(args) == truth and capsys.readouterr().err == ""
+
+
+def test_a_trusted_entry_would_change_the_score(files, tmp_path, monkeypatch):
+    """The tampers above are not harmless: the altered keys, were they trusted, give another report."""
+    from vqa.evaluate_cache import Annotated, load_annotated
+
+    monkeypatch.setenv("VQA_CACHE_DIR", str(tmp_path / "cache"))
+    args = _args(*files)
+    truth = typed(args)
+    (entry,) = (tmp_path / "cache").glob("eval-*.npz")
+    with np.load(entry) as z:
+        arrays = _reseal(TAMPERS["altered values"]({k: z[k] for k in z.files}))
+    with open(entry, "wb") as f:
+        np.savez(f, **arrays)
+    fingerprint = arrays["fingerprint"].tobytes().decode()
+    ann = load_annotated(entry, fingerprint, "current")
+    assert isinstance(ann, Annotated)  # resealed: whole, so trusted
+    assert typed(args) != truth  # a forged checksum is the one tamper the cache cannot see

@@ -134,7 +134,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_last_good_one(reference, ti
     argv = ["train", "--config", CONFIG, *overrides(tiny_data, tmp_path, "r")]
     proc = subprocess.Popen([sys.executable, "-c", SLOW_SECOND_CHECKPOINT, str(marker), *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    wait_for(marker.exists, proc)
+    wait_for(marker.exists, proc, timeout=600)  # two epochs, on a machine that may be busy
     proc.kill()
     proc.wait()
     torn = list((run / "checkpoints").glob(f".last.pt.{proc.pid}.*.tmp"))
@@ -209,3 +209,17 @@ def test_mixed_precision_trains(tiny_data, tmp_path, precision):
     )
     ckpt = torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)
     assert (ckpt["scaler"] is not None) == (precision == "fp16")
+
+
+@pytest.mark.slow
+def test_resume_from_best_when_last_is_damaged(tiny_data, tmp_path):
+    """The advice for a damaged last.pt is followed to the end: --from best continues from the best epoch,
+    and metrics.jsonl holds each epoch once, in order."""
+    run = tmp_path / "r"
+    assert main(["train", "--config", CONFIG, *overrides(tiny_data, tmp_path, "r", epochs=2)]) == 0
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["epoch"]
+    (run / "checkpoints" / "last.pt").write_bytes(b"damaged")
+    assert main(["train", "--resume", str(run)]) == 2
+    assert main(["train", "--resume", str(run), "--from", "best", "train.epochs=3"]) == 0
+    assert [r["epoch"] for r in metrics(run)] == [1, 2, 3]
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 3 and best >= 1

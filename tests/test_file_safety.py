@@ -170,7 +170,7 @@ def outcomes(tiny_data, tmp_path_factory):
 
 @pytest.mark.parametrize("case", [c.name for c in CASES])
 def test_refused_in_one_line_with_nothing_touched(outcomes, case):
-    check(outcomes[case])
+    print(f"{case} -> {check(outcomes[case])}")  # the catalogue's table with -s
 
 
 def test_nothing_escaped_the_case_folders(outcomes):

@@ -10,7 +10,6 @@ import torch
 
 from vqa import io
 from vqa.cli import main
-from vqa.training.checkpoint import cuda_state_for
 
 CONFIG = "configs/synthetic/avg_soft.yaml"
 COMPARED = ("step", "train/loss", "val/loss", "val/hard_ce", "val/soft_ce", "val/accuracy", "lr")
@@ -157,15 +156,6 @@ def test_divergence_before_any_checkpoint_leaves_no_folder(tiny_data, tmp_path, 
     assert "training diverged: loss is nan at step" in line and "was removed" in line
     assert "grad_clip" not in line  # already set: the advice does not repeat it
     assert not (tmp_path / "r").exists()
-
-
-def test_cuda_rng_state_for_any_number_of_saved_devices():
-    state = torch.zeros(16, dtype=torch.uint8)
-    assert cuda_state_for(state, 3) is state  # one state: this process's device
-    many = [torch.full((16,), i, dtype=torch.uint8) for i in range(2)]
-    assert cuda_state_for(many, 1) is many[1]
-    assert cuda_state_for(many, 5) is many[0]  # saved on fewer GPUs than this rank: never an IndexError
-    assert cuda_state_for([], 0) is None and cuda_state_for(None, 0) is None
 
 
 def test_a_rank_without_a_gpu_is_one_clear_error(monkeypatch):

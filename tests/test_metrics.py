@@ -1,4 +1,5 @@
-"""Official accuracy: closed form vs exact string path vs the literal official loop, hand-worked cases."""
+"""Official accuracy: closed form vs exact string path vs the literal official loop (tests/reference_eval.py),
+hand-worked cases."""
 
 import copy
 import random
@@ -7,7 +8,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import reference_eval
 import torch
+from reference_eval import build_targets, gt_keys, official_scores_reference, prediction_key
 
 from vqa.agreement import (
     AGREEMENT_BUCKETS,
@@ -17,24 +20,10 @@ from vqa.agreement import (
     bucket_of,
     top_counts,
 )
-from vqa.data.answers import (
-    AnswerVocab,
-    build_targets,
-    gt_keys,
-    normalize_answer,
-    prediction_key,
-    process_punctuation,
-    score_from_count,
-)
+from vqa.data.answers import AnswerVocab, score_from_count
+from vqa.data.keys import normalize_answer, process_punctuation
 from vqa.metrics import batch_accuracy, percent_scores, summarize, summarize_scores
-from vqa.scoring import (
-    _normalize,
-    _punctuation,
-    distinct_answer_scores,
-    distinct_small_ids,
-    official_scores,
-    official_scores_reference,
-)
+from vqa.scoring import AnswerKeys, distinct_small_ids, official_scores
 
 # Strings that exercise every normalization rule, several of which collide after normalization.
 TRICKY = [
@@ -173,9 +162,12 @@ def test_closed_form_equals_string_path_on_vocab_predictions(seed):
                 "answers": [{"answer_id": i + 1, "answer": a} for i, a in enumerate(answers)],
             }
         )
-    vocab = AnswerVocab.build(annotations, max_answers=1000)
+    vocab = AnswerVocab.from_answers(
+        Counter(a["multiple_choice_answer"] for a in annotations), max_answers=1000
+    )
     assert len(vocab) >= 15
-    targets = [build_targets(a, vocab) for a in annotations]
+    targets = [build_targets([x["answer"] for x in a["answers"]], a["multiple_choice_answer"], vocab.stoi)
+               for a in annotations]  # fmt: skip
     K = max(max(len(t.answer_idx) for t in targets), 1)
     idx = torch.zeros(len(targets), K, dtype=torch.long)  # padding: index 0, score 0
     score = torch.zeros(len(targets), K, dtype=torch.float64)
@@ -211,7 +203,8 @@ def test_summarize_rounds_means_of_unrounded_scores():
 
 
 def test_fast_punctuation_equals_the_official_function():
-    """scoring._punctuation handles only the characters present; it must equal processPunctuation."""
+    """vqa.data.keys.process_punctuation handles only the characters present; it must equal the
+    evaluator's processPunctuation (tests/reference_eval.py), and normalize_answer its pair of functions."""
     rng = random.Random(0)
     alphabets = [string.printable + "\u00e9\u00a0", ';/[]"{}()=+\\_-><@`,?!. 0123456789ab', "., 1234 a"]
     for i in range(30000):
@@ -219,8 +212,8 @@ def test_fast_punctuation_equals_the_official_function():
             s = "".join(rng.choice(alphabets[i % 3]) for _ in range(rng.randint(0, 14)))
         else:
             s = " ".join(rng.choice(TRICKY) for _ in range(rng.randint(1, 3)))
-        assert _punctuation(s) == process_punctuation(s), repr(s)
-        assert _normalize(s) == normalize_answer(s), repr(s)
+        assert process_punctuation(s) == reference_eval.process_punctuation(s), repr(s)
+        assert normalize_answer(s) == reference_eval.normalize_answer(s), repr(s)
 
 
 @pytest.mark.parametrize("legacy", [False, True])
@@ -232,7 +225,7 @@ def test_long_and_mixed_answer_lists_equal_the_official_loop(legacy):
     assert official_scores(gts, preds, legacy=legacy) == official_scores_reference(gts, preds, legacy=legacy)
     texts = [a for answers in gts.values() for a in answers]
     lengths = [len(a) for a in gts.values()]
-    scores = distinct_answer_scores(texts, lengths, list(preds.values()), legacy=legacy)
+    scores = AnswerKeys.build(texts, lengths, "legacy" if legacy else "current").scores(list(preds.values()))
     assert scores.tolist() == list(official_scores_reference(gts, preds, legacy=legacy).values())
 
 
@@ -327,12 +320,7 @@ def test_top_counts_count_the_answers_as_the_evaluator_compares_them(rules):
     assert top_counts(texts, rules).tolist() == expected
     assert len(set(expected)) >= 5  # not degenerate
     # `vqa eval`'s fast path reads them off its own keys, in the same pass as the scores
-    preds = [rng.choice(TRICKY) for _ in questions]
-    if rules != "vizwiz":
-        _, top = distinct_answer_scores(
-            texts, [10] * len(questions), preds, rules == "legacy", top_count=True
-        )
-        assert top.tolist() == expected
+    assert AnswerKeys.build(texts, [10] * len(questions), rules).top_counts().tolist() == expected
     assert top_counts(["Yes", "yes", " yes\n"] + ["no"] * 7, rules).tolist() == [
         {"current": 7, "legacy": 7, "vizwiz": 7}[rules]
     ]

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from reference_eval import build_targets, vizwiz_loop
 
 from vqa.cli import main
-from vqa.data.answers import ANSWER_TYPES, AnswerVocab, answer_type_key, build_targets, encode_targets
+from vqa.data.answers import ANSWER_TYPES, AnswerVocab, answer_type_key, encode_targets
 from vqa.data.features import FeatureStore, ImageFeatures
 from vqa.data.sources import SOURCES, get_source
+from vqa.data.sources.records import Answers
 from vqa.data.sources.vizwiz import average_precision, evaluate_vizwiz, vizwiz_scores
 from vqa.errors import UserError
 from vqa.evaluate import checked_report, typed_report
@@ -141,8 +143,9 @@ def test_okvqa_doubled_answers_and_the_most_common_answer():
 
 
 @pytest.mark.parametrize("name", ["vqa2", "vqa1", "vqacp2", "okvqa"])
-def test_compact_targets_equal_build_targets(name):
-    """The Dataset's targets (from interned strings) equal build_targets on the annotation dicts."""
+def test_compact_targets_equal_the_reference(name):
+    """The Dataset's targets (from interned strings) equal the reference's, question by question, on the
+    annotation files' strings."""
     source = SOURCES[name]
     split = next(s for s, info in source.splits.items() if info.annotated)
     records = source.load(FIXTURE[name], split)
@@ -153,25 +156,11 @@ def test_compact_targets_equal_build_targets(name):
     scored = records.answers.counts() == 10
     t = encode_targets(records.answers.select(scored), vocab)
     for j, r in enumerate(records.select(scored)):
-        ann = dict(annotations[r.question_id], multiple_choice_answer=r.multiple_choice_answer)
-        b = build_targets(ann, vocab)
+        ann = annotations[r.question_id]
+        b = build_targets([x["answer"] for x in ann["answers"]], r.multiple_choice_answer, vocab.stoi)
         n = len(b.answer_idx)
         assert (b.answer, b.answer_idx, b.oov_weight) == (t.answer[j], t.idx[j, :n].tolist(), t.oov_weight[j])
         assert [c / 10 for c in t.count[j, :n].tolist()] == b.answer_weight and not t.count[j, n:].any()
-
-
-def vizwiz_loop(answers: list[str], prediction: str) -> float:
-    """VizWiz's evaluator on one question, literally (its vqaEval.py): prediction normalized, ground
-    truth as released, left out by position."""
-    from vqa.data.answers import process_digit_article, process_punctuation
-
-    res = prediction.replace("\n", " ").replace("\t", " ").strip()
-    res = process_digit_article(process_punctuation(res))
-    acc = []
-    for i in range(len(answers)):
-        other = [a for j, a in enumerate(answers) if i != j]
-        acc.append(min(1, float(len([a for a in other if a == res])) / 3))
-    return float(sum(acc)) / len(acc)
 
 
 def test_vizwiz_scores_and_targets_follow_its_evaluator():
@@ -182,8 +171,6 @@ def test_vizwiz_scores_and_targets_follow_its_evaluator():
     scores = vizwiz_scores([a for row in answers for a in row], np.full(300, 10), preds)
     assert scores.tolist() == [vizwiz_loop(a, p) for a, p in zip(answers, preds)]
     # targets key the answers as released: "the cat" and " soup " never match a prediction
-    from vqa.data.sources.records import Answers
-
     vocab = AnswerVocab(["yes", "cat", "2", "soup", "unanswerable", "no"])
     t = encode_targets(
         Answers.build(answers, [Counter(a).most_common(1)[0][0] for a in answers]), vocab, "vizwiz"
@@ -246,16 +233,8 @@ def test_eval_typed_and_checked_paths_agree(name, tmp_path):
     results.write_text(
         json.dumps([{"question_id": q_, "answer": "2"} for q_ in records.question_id.tolist()])
     )
-    args = argparse_eval(name, results, a, q)
-    fast = typed_report(args)
-    assert fast is not None and fast == checked_report(args)
-
-
-def argparse_eval(name, results, annotations, questions):
-    from vqa.cli import build_parser
-
-    return build_parser().parse_args(["eval", "--source", name, "--results", str(results),
-                                      "--annotations", str(annotations), "--questions", str(questions)])  # fmt: skip
+    fast = typed_report(a, q, results, source)
+    assert fast is not None and fast == checked_report(a, q, results, source)
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 2

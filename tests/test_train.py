@@ -93,7 +93,7 @@ def test_predict_and_eval_reproduce_the_logged_accuracy(runs, tiny_data, tmp_pat
     They could only differ for a prediction the closed form cannot see: an answer string outside the
     vocabulary, or a vocabulary string the evaluator would normalize into something else. Predictions
     are arg-maxes over the vocabulary, and the vocabulary keeps only fixed points of the official
-    normalization (vqa.data.answers.AnswerVocab.build), so under the current rules neither can happen.
+    normalization (vqa.data.answers.AnswerVocab.from_answers), so under the current rules neither can happen.
     """
     metrics = [json.loads(line) for line in (runs / name / "metrics.jsonl").read_text().splitlines()]
     best = max(metrics, key=lambda m: m["val/accuracy"])

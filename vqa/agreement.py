@@ -3,7 +3,7 @@ common answer (the question's *top count*, 1..10), defined once here for the tra
 (`val/accuracy_agree_*`, metrics.jsonl) and `vqa eval` (the report's `perAgreement`).
 
 The top count counts every answer, those outside the answer vocabulary too, as the evaluator compares
-them (the same keys it scores: vqa.data.answers.gt_keys under the current rules, so "Yes", "yes" and
+them (the same keys it scores, vqa.data.keys.compared_keys: under the current rules "Yes", "yes" and
 "yes." of a split question are one answer; VizWiz's ground truth as released; under `vqa eval --legacy`
 the legacy keys). Training's per-bucket accuracy equals `vqa eval`'s (tests/test_train.py).
 
@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from vqa.data.answers import ANSWERS_PER_QUESTION, clean_whitespace, normalize_answer, process_punctuation
+from vqa.data.answers import ANSWERS_PER_QUESTION
+from vqa.data.keys import Interner, compared_keys, most_common_count
 from vqa.metrics import summarize_scores
-from vqa.scoring import intern
 
 # (name, lowest top count, highest top count): the suffix of `val/accuracy_agree_<name>` and the keys of
 # the report's perAgreement, in this order; together they cover 0..10 (0: a question without answers)
@@ -60,51 +60,14 @@ def bucket_label(name: str) -> str:
     return str(hi) if lo == hi else f"<={hi}" if lo == 0 else f"{lo}-{hi}"
 
 
-def most_common_count(keys: np.ndarray) -> np.ndarray:
-    """int8 [Q]: per row of integer keys [Q, n] (one per answer, equal keys = the same answer), how many
-    equal the most common one: the longest run of the sorted row."""
-    keys = np.sort(np.asarray(keys), axis=1)
-    top = np.ones(len(keys), np.int8) if keys.shape[1] else np.zeros(len(keys), np.int8)
-    run = top.copy()
-    for j in range(1, keys.shape[1]):
-        run = np.where(keys[:, j] == keys[:, j - 1], run + 1, 1).astype(np.int8)
-        np.maximum(top, run, out=top)
-    return top
-
-
-def top_counts_of_ids(strings: list[str], ids: np.ndarray, rules: str = "current") -> np.ndarray:
-    """int8 [Q]: the top count of each question from interned answers, question i's being
-    strings[ids[i, j]] (ids [Q, n]), keyed as the evaluator of `rules` compares them:
-
-    "current"  whitespace-cleaned, then normalized unless the cleaned answers are unanimous (gt_keys)
-    "legacy"   as given, punctuation-processed unless unanimous (`vqa eval --legacy`)
-    "vizwiz"   as given (VizWiz's evaluator normalizes only the prediction)
-
-    Each distinct string is cleaned and normalized at most once."""
-    ids = np.asarray(ids, np.int64)
-    if rules == "vizwiz":
-        return most_common_count(ids)
-    if rules == "current":
-        codes, strings = intern([clean_whitespace(s) for s in strings])
-        key, fn = codes[ids], normalize_answer
-    elif rules == "legacy":
-        key, fn = ids, process_punctuation
-    else:
-        raise ValueError(f"unknown rules {rules!r}; use current, legacy or vizwiz")
-    split = (key != key[:, :1]).any(1)  # [Q] not unanimous: those answers are normalized
-    needed = np.unique(key[split])
-    mapped, _ = intern([fn(strings[c]) for c in needed.tolist()])
-    table = np.zeros(len(strings), np.int64)
-    table[needed] = mapped
-    return most_common_count(np.where(split[:, None], table[key], key))
-
-
 def top_counts(texts: list[str], rules: str = "current", n: int = ANSWERS_PER_QUESTION) -> np.ndarray:
-    """int8 [Q]: `top_counts_of_ids` of answer strings listed question after question, n per question."""
+    """int8 [Q]: the top count of each question of answer strings listed question after question, n per
+    question, keyed as the evaluator of `rules` (vqa.data.keys.RULES) compares them."""
     if len(texts) % n:
         raise ValueError(f"need {n} answers per question, got {len(texts)} answers")
-    codes, strings = intern(texts)
-    return top_counts_of_ids(strings, codes.reshape(-1, n), rules)
+    table = Interner()
+    codes = table.codes(texts, len(texts)).reshape(-1, n)
+    return most_common_count(compared_keys(table, codes, rules)[0])
 
 
 def accuracy_by_agreement(scores: np.ndarray, buckets: list[str]) -> dict[str, float | None]:

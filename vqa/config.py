@@ -429,8 +429,8 @@ def validate(cfg: Config) -> None:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
-            names = ", ".join(repr(a) if a == "" else a for a in allowed)
-            raise UserError(f"config: '{key}' is {shown(value)}; choose one of {names}")
+            valid = ", ".join(repr(a) if a == "" else a for a in allowed)
+            raise UserError(f"config: '{key}' is {shown(value)}; choose one of {valid}")
     for key, check, text in RANGES:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)

@@ -20,12 +20,13 @@ which scores the unusual form exactly or names the problem in one line.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
 from vqa.agreement import AGREEMENT_BUCKETS, bucket_label, top_counts
 from vqa.data.answers import ANSWERS_PER_QUESTION, has_all_answers
-from vqa.data.sources import Source
+from vqa.data.sources import Source, get_source
 from vqa.data.sources.official import (  # noqa: F401 - the checked readers, also imported from here
     RESULT_HINT,
     _show,
@@ -37,7 +38,7 @@ from vqa.data.sources.official import (  # noqa: F401 - the checked readers, als
     unscored_ids,
 )
 from vqa.errors import UserError
-from vqa.evaluate_fast import source_of, typed_report
+from vqa.evaluate_fast import typed_report
 from vqa.io import gc_paused, refuse_inputs_as_outputs, write_json_atomic
 from vqa.scoring import official_scores
 
@@ -102,28 +103,30 @@ def format_report(report: dict) -> str:
     if report.get("skipped"):
         skipped = report["skipped"]
         name = "question_ids" if "question_ids" in skipped else "images"
-        lines.append(f"skipped: {skipped['questions']} questions not scored, {skipped['reason']} "
-                     f"({name.replace('_', ' ')} {_show(skipped[name])}); training leaves them out too")  # fmt: skip
+        lines.append(
+            f"skipped: {skipped['questions']} questions not scored, {skipped['reason']} "
+            f"({name.replace('_', ' ')} {_show(skipped[name])}); training leaves them out too"
+        )
     return "\n".join(lines)
 
 
-def checked_report(args: argparse.Namespace) -> dict:
+def checked_report(
+    annotations: Path, questions: Path, results: Path, source: Source, legacy: bool = False
+) -> dict:
     """`vqa eval`'s report with every file checked entry by entry (one UserError line names a problem)."""
-    source = source_of(args)
-    annotations = load_annotations(args.annotations, source)
-    questions = load_questions(args.questions, source)
-    ann_ids = {a["question_id"] for a in annotations}
-    q_ids = {q["question_id"] for q in questions}
+    anns = load_annotations(annotations, source)
+    ann_ids = {a["question_id"] for a in anns}
+    q_ids = {q["question_id"] for q in load_questions(questions, source)}
     if ann_ids != q_ids:
         only_q, only_a = sorted(q_ids - ann_ids), sorted(ann_ids - q_ids)
         raise UserError(
-            f"questions file {args.questions} and annotations file {args.annotations} hold different question ids "
+            f"questions file {questions} and annotations file {annotations} hold different question ids "
             f"({len(only_q)} only in the questions ({_show(only_q)}), {len(only_a)} only in the annotations "
             f"({_show(only_a)})); pass the two files of the same split"
         )
-    skipped = set(unscored_ids(annotations))
-    results = load_results(args.results, ann_ids - skipped, optional=skipped)
-    return evaluate(results, annotations, legacy=args.legacy)
+    skipped = set(unscored_ids(anns))
+    answers = load_results(results, ann_ids - skipped, optional=skipped)
+    return evaluate(answers, anns, legacy=legacy)
 
 
 def eval_command(args: argparse.Namespace) -> int:
@@ -131,18 +134,19 @@ def eval_command(args: argparse.Namespace) -> int:
 
     Without garbage collection: nothing here builds a reference cycle, and the collector would walk the
     decoded files' half a million containers again and again."""
-    source = source_of(args)
+    source = get_source(args.source)
+    files = (args.annotations, args.questions, args.results)
     refuse_inputs_as_outputs([("--out", args.out)], [("results file", args.results),
                              ("annotations file", args.annotations), ("questions file", args.questions)])  # fmt: skip
     with gc_paused():
         if source.evaluate is not None:  # a source that scores its own format (VizWiz)
-            report = source.evaluate(args.annotations, args.questions, args.results, args.legacy)
+            report = source.evaluate(*files, args.legacy)
         else:
             if args.questions is None:
                 raise UserError(f"--questions: {source.title} keeps its questions in their own file; pass it")
-            report = typed_report(args)
+            report = typed_report(*files, source, args.legacy, cache=args.cache)
             if report is None:
-                report = checked_report(args)
+                report = checked_report(*files, source, args.legacy)
         print(format_report(report))
         if args.out:
             try:  # temp file + rename: a reader never sees a half-written report

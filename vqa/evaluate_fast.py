@@ -1,27 +1,17 @@
 """`vqa eval`'s fast path: files in the plain official form, decoded straight into typed structs by
-msgspec in forked processes, and the annotation side of the scoring cached per file.
+msgspec in forked processes, the annotation side of the scoring cached per file (vqa/evaluate_cache.py).
 
 `typed_report` gives the same report as vqa/evaluate.py's `checked_report` for every file it takes and
 returns None for any other (then the checked path runs and words the problem): tests/test_evaluate.py
 checks both on the same files, for any number of workers, cached or not.
-
-The cache (`cache_dir`: $VQA_CACHE_DIR, else $XDG_CACHE_HOME/vqa, else ~/.cache/vqa; `off` for none)
-holds one .npz per annotation file and rules (`Annotated`: ids, answer counts, the compared answer keys,
-agreement, type codes; no pickle), used only while the file's real path, size, modification time and
-first and last MiB match, so a later results file of the same split decodes only its predictions and
-the questions.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import multiprocessing
 import os
 import sys
-import zipfile
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +19,12 @@ import msgspec
 import numpy as np
 
 from vqa.data.answers import ANSWERS_PER_QUESTION
-from vqa.data.sources import Source, get_source
+from vqa.data.keys import intern
+from vqa.data.sources import Source
 from vqa.data.sources.official import skipped_report
-from vqa.io import atomic_path, mapped, read_json_as
-from vqa.scoring import AnswerKeys, distinct_small_ids, intern
+from vqa.evaluate_cache import Annotated, cache_dir, fingerprint, load_annotated, save_annotated
+from vqa.io import mapped, read_json_as
+from vqa.scoring import AnswerKeys, distinct_small_ids
 
 
 # The plain official form, decoded straight into these by msgspec (only the fields named, types checked).
@@ -74,8 +66,6 @@ class _RawAnnotationFile(msgspec.Struct, gc=False):
     annotations: list[msgspec.Raw]  # each annotation's JSON text, not decoded yet (see _score_chunk)
 
 
-_SHARED: dict = {}  # what the forked scoring workers read (set before they start): see typed_report
-_KEEP: list = []  # a worker's decoded annotations, never freed one by one (the worker ends with os._exit)
 QUESTIONS_PER_WORKER = 50_000  # fewer per process are not worth a fork
 
 
@@ -88,80 +78,66 @@ def scoring_workers(questions: int) -> int:
     return max(1, min(cores, 8, -(-questions // QUESTIONS_PER_WORKER)))
 
 
-def _chunk_text(lo: int, hi: int) -> bytes:
-    """The JSON array of annotations lo..hi-1: one copy of their bytes in the mapped file (msgspec's Raw
-    values point into it), or the values joined where they do not (a copy made by the decoder)."""
-    data, raws = _SHARED["data"], _SHARED["raws"]
-    base = np.frombuffer(data, np.uint8).ctypes.data
-    first, last = raws[lo], raws[hi - 1]
-    start = np.frombuffer(first, np.uint8).ctypes.data - base
-    end = np.frombuffer(last, np.uint8).ctypes.data - base + len(last)
-    view = memoryview(data)
-    if (
-        0 <= start < end <= len(data)
-        and view[start : start + len(first)] == first
-        and view[end - len(last) : end] == last
-    ):
-        return b"".join((b"[", view[start:end], b"]"))  # between two values of an array: commas, spaces
-    return b"[" + b",".join(raws[lo:hi]) + b"]"
-
-
-@dataclass
-class Annotated:
-    """The annotation side of a report, all a results file is scored against (and what the cache keeps):
-    every annotation's question id and answer count in file order, and for the scored ones (exactly 10
-    answers) the compared answer keys, top counts and type codes."""
-
-    ids: np.ndarray  # int64 [N]
-    counts: np.ndarray  # int64 [N]
-    gt: AnswerKeys  # of the scored annotations, in order
-    top: np.ndarray  # int8 [scored]
-    answer_types: tuple[list[str], np.ndarray]
-    question_types: tuple[list[str], np.ndarray]
-
-    @classmethod
-    def join(cls, parts: list[Annotated]) -> Annotated:
-        """The parts of consecutive runs of annotations as one (keys renumbered into one table)."""
-        keys: dict[str, int] = {}
-        gt_keys, splits = [], []
-        for part in parts:
-            renumber = np.fromiter((keys.setdefault(k, len(keys)) for k in part.gt.keys), np.int32)
-            for _, gt_key, split in part.gt.groups:
-                gt_keys.append(renumber[gt_key])
-                splits.append(split)
-        n = sum(len(p.top) for p in parts)
-        groups = [(np.arange(n), np.concatenate(gt_keys), np.concatenate(splits))] if n else []
-
-        def types(name: str) -> tuple[list[str], np.ndarray]:
-            names: dict[str, int] = {}
-            codes = [np.fromiter((names.setdefault(v, len(names)) for v in getattr(p, name)[0]), np.int32)
-                     [getattr(p, name)[1]] for p in parts]  # fmt: skip
-            return list(names), np.concatenate(codes)
-
-        return cls(
-            np.concatenate([p.ids for p in parts]),
-            np.concatenate([p.counts for p in parts]),
-            AnswerKeys(keys, groups, n, parts[0].gt.legacy),
-            np.concatenate([p.top for p in parts]),
-            types("answer_types"),
-            types("question_types"),
-        )
-
-
-def _vocab_codes(values: list[str]) -> tuple[list[str], np.ndarray]:
-    codes, vocab = intern(values)
-    return vocab, codes
-
-
-def _score_chunk(lo: int, hi: int) -> tuple[Annotated, np.ndarray] | None:
-    """Decode and score annotations lo..hi-1 (in a forked worker or in this process): their annotation side
-    and the scores of the predictions; None when a value is not in the plain official form or a scored
-    question has no prediction (then `checked_report` runs and words it)."""
+def _forked(fn: Callable, args: tuple, conn) -> None:
+    """A forked worker: send fn(*args, keep) back and end at once, without freeing what `keep` holds
+    (millions of decoded objects, freed one by one otherwise)."""
+    keep: list = []
     try:
-        anns = msgspec.json.decode(_chunk_text(lo, hi), type=_SHARED["schema"])
+        result = fn(*args, keep)
+    except BaseException as e:  # handed to the parent, which raises it
+        result = e
+    try:
+        conn.send(result)
+    except Exception as e:  # an unpicklable result or error
+        conn.send(RuntimeError(f"a scoring worker could not send its result: {e!r}"))
+    conn.close()
+    os._exit(0)
+
+
+def run_forked(fn: Callable, calls: list[tuple]) -> list:
+    """[fn(*args, keep) for args in calls]: in this process for one call, else each in a forked process
+    of its own, which inherits its arguments (nothing is copied to it) and sends only its result back."""
+    if len(calls) == 1:
+        return [fn(*calls[0], [])]
+    fork = multiprocessing.get_context("fork")
+    workers, results = [], []
+    try:
+        for args in calls:
+            receive, send = fork.Pipe(duplex=False)
+            process = fork.Process(target=_forked, args=(fn, args, send), daemon=True)
+            process.start()
+            send.close()
+            workers.append((process, receive))
+        for process, receive in workers:
+            try:
+                results.append(receive.recv())
+            except EOFError:
+                process.join()
+                raise RuntimeError(f"a scoring worker died (exit code {process.exitcode})") from None
+    finally:
+        for process, receive in workers:
+            receive.close()
+            if len(results) < len(workers):  # an error here: the others are not waited for
+                process.kill()
+            process.join()
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
+
+
+def _score_chunk(
+    raws: list[msgspec.Raw], schema: type, preds: dict, rules: str, keep: list
+) -> tuple[Annotated, np.ndarray] | None:
+    """Decode and score a run of consecutive annotations (each one's JSON text): their annotation side
+    and the scores of the predictions; None when a value is not in the plain official form or a scored
+    question has no prediction (then `checked_report` runs and words it). The decoded annotations go
+    to `keep`."""
+    try:
+        anns = msgspec.json.decode(b"[" + b",".join(raws) + b"]", type=schema)
     except msgspec.MsgspecError:
         return None
-    _KEEP.append(anns)
+    keep.append(anns)
     scored = [a for a in anns if len(a.answers) == ANSWERS_PER_QUESTION]  # has_all_answers
     lengths = np.full(len(scored), ANSWERS_PER_QUESTION, np.int64)
     ids = [x.answer_id for a in scored for x in a.answers]
@@ -170,211 +146,154 @@ def _score_chunk(lo: int, hi: int) -> tuple[Annotated, np.ndarray] | None:
         distinct[i] = len({x.answer_id for x in scored[i].answers}) == ANSWERS_PER_QUESTION
     if not distinct.all():  # equal answer ids: the official loop compares whole answer dicts
         return None
-    preds = _SHARED["preds"]
     predicted = [preds.get(a.question_id) for a in scored]
     if any(p is None for p in predicted):
         return None
-    gt = AnswerKeys.build([x.answer for a in scored for x in a.answers], lengths, _SHARED["legacy"])
+    gt = AnswerKeys.build([x.answer for a in scored for x in a.answers], lengths, rules)
     part = Annotated(
         np.fromiter((a.question_id for a in anns), np.int64, len(anns)),
         np.fromiter((len(a.answers) for a in anns), np.int64, len(anns)),
         gt,
         gt.top_counts(),
-        _vocab_codes([a.answer_type for a in scored]),
-        _vocab_codes([a.question_type for a in scored]),
+        _types([a.answer_type for a in scored]),
+        _types([a.question_type for a in scored]),
     )
     return part, gt.scores(predicted)
 
 
-def _annotate(path, schema: type, wrapped: bool, preds: dict, legacy: bool,
-              workers: int | None) -> tuple[Annotated, np.ndarray] | None:  # fmt: skip
+def _types(values: list[str]) -> tuple[list[str], np.ndarray]:
+    codes, names = intern(values)
+    return names, codes
+
+
+def _annotate(
+    path, schema: type, wrapped: bool, preds: dict, rules: str, workers: int | None
+) -> tuple[Annotated, np.ndarray] | None:
     """The annotation side of `path` and the scores of `preds`, from `workers` forked processes (default
     `scoring_workers`), each decoding and scoring a run of consecutive annotations (`_score_chunk`), joined
     in file order: the scores are per question, so the result is the same for any number of workers."""
     with mapped(path) as data:
         if data is None:
             return None
-        try:
-            raws = msgspec.json.decode(data, type=_RawAnnotationFile if wrapped else list[msgspec.Raw])
-        except msgspec.MsgspecError:
-            return None
-        raws = raws.annotations if wrapped else raws
-        if not raws:
-            return None
-        n = len(raws)
-        workers = min(workers or scoring_workers(n), n)
-        bounds = [(i * n // workers, (i + 1) * n // workers) for i in range(workers)]
-        _SHARED.update(data=data, raws=raws, preds=preds, legacy=legacy, schema=schema)
-        try:
-            if workers == 1:
-                chunks = [_score_chunk(*bounds[0])]
-            else:
-                fork = multiprocessing.get_context("fork")
-                with ProcessPoolExecutor(workers, mp_context=fork) as pool:
-                    chunks = list(pool.map(_score_chunk, *zip(*bounds)))
-        finally:
-            _SHARED.clear()
-            _KEEP.clear()
-            del raws
-    if any(c is None for c in chunks):
+        parts = _annotate_mapped(data, schema, wrapped, preds, rules, workers)  # frees the views of data
+    if parts is None or any(p is None for p in parts):
         return None
-    return Annotated.join([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
+    return Annotated.join([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-CACHE_VERSION = 1  # bump when Annotated or the scoring of its keys changes
-
-
-def cache_dir() -> Path | None:
-    """Where `vqa eval` keeps the annotation side of the files it scored: $VQA_CACHE_DIR (`off`: nowhere),
-    else $XDG_CACHE_HOME/vqa, else ~/.cache/vqa."""
-    where = os.environ.get("VQA_CACHE_DIR")
-    if where is not None:
-        return None if where.lower() in ("", "off", "0", "none") else Path(where)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vqa"
-
-
-def _fingerprint(path: Path, source: str, rules: str) -> tuple[str, str] | None:
-    """(cache file name, fingerprint) of an annotation file: its real path, source and rules name the
-    entry; size, modification time and the hash of its first and last MiB must match for it to be used."""
+def _annotate_mapped(data, schema: type, wrapped: bool, preds: dict, rules: str, workers: int | None):
     try:
-        real = path.resolve()
-        st = real.stat()
-        with open(real, "rb") as f:
-            head = f.read(2**20)
-            f.seek(max(0, st.st_size - 2**20))
-            tail = f.read(2**20)
-    except OSError:
+        raws = msgspec.json.decode(data, type=_RawAnnotationFile if wrapped else list[msgspec.Raw])
+    except msgspec.MsgspecError:
         return None
-    name = hashlib.blake2b(f"{real}|{source}|{rules}".encode(), digest_size=16).hexdigest()
-    content = hashlib.blake2b(head + tail, digest_size=16).hexdigest()
-    return (
-        f"eval-{name}.npz",
-        f"v{CACHE_VERSION}|{real}|{source}|{rules}|{st.st_size}|{st.st_mtime_ns}|{content}",
-    )
-
-
-def _blob(strings: list[str]) -> dict[str, np.ndarray]:
-    data = [s.encode("utf-8", "surrogatepass") for s in strings]
-    return {
-        "blob": np.frombuffer(b"".join(data), np.uint8),
-        "ends": np.cumsum([len(d) for d in data], dtype=np.int64),
-    }
-
-
-def _strings_of(blob: np.ndarray, ends: np.ndarray) -> list[str]:
-    data = blob.tobytes()
-    starts = [0, *ends[:-1].tolist()]
-    return [data[a:b].decode("utf-8", "surrogatepass") for a, b in zip(starts, ends.tolist())]
-
-
-def save_annotated(path: Path, fingerprint: str, ann: Annotated) -> None:
-    """Write `ann` to the cache file `path` (numpy arrays, no pickle), atomically."""
-    ((rows, gt_key, split),) = ann.gt.groups or [
-        (None, np.zeros((0, ANSWERS_PER_QUESTION), np.int32), np.zeros(0, bool))
-    ]
-    arrays = {"fingerprint": np.frombuffer(fingerprint.encode(), np.uint8), "ids": ann.ids, "counts": ann.counts,
-              "gt_key": gt_key, "split": split, "top": ann.top, "legacy": np.array(ann.gt.legacy),
-              "at_codes": ann.answer_types[1], "qt_codes": ann.question_types[1]}  # fmt: skip
-    for name, strings in (
-        ("keys", list(ann.gt.keys)),
-        ("at", ann.answer_types[0]),
-        ("qt", ann.question_types[0]),
-    ):
-        arrays.update({f"{name}_{k}": v for k, v in _blob(strings).items()})
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-
-
-def load_annotated(path: Path, fingerprint: str) -> Annotated | None:
-    """The cache entry at `path` if it holds `fingerprint`'s annotation side, else None (missing, stale
-    or unreadable: the file is then scored from its JSON and the entry rewritten)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if z["fingerprint"].tobytes().decode() != fingerprint:
-                return None
-            a = {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    raws = raws.annotations if wrapped else raws
+    n = len(raws)
+    if not n:
         return None
-    keys = _strings_of(a["keys_blob"], a["keys_ends"])
-    n = len(a["top"])
-    groups = [(np.arange(n), a["gt_key"], a["split"])] if n else []
-    return Annotated(
-        a["ids"],
-        a["counts"],
-        AnswerKeys(dict(zip(keys, range(len(keys)))), groups, n, bool(a["legacy"])),
-        a["top"],
-        (_strings_of(a["at_blob"], a["at_ends"]), a["at_codes"]),
-        (_strings_of(a["qt_blob"], a["qt_ends"]), a["qt_codes"]),
-    )
+    workers = min(workers or scoring_workers(n), n)
+    chunks = [raws[i * n // workers : (i + 1) * n // workers] for i in range(workers)]
+    del raws
+    return run_forked(_score_chunk, [(chunk, schema, preds, rules) for chunk in chunks])
 
 
-def typed_report(args: argparse.Namespace, workers: int | None = None) -> dict | None:
+def typed_report(
+    annotations: Path,
+    questions: Path,
+    results: Path,
+    source: Source,
+    legacy: bool = False,
+    cache: bool = True,
+    workers: int | None = None,
+) -> dict | None:
     """`vqa eval`'s report from the three files decoded straight into the plain official form (the fast
     path: no dict per answer, scores vectorized), or None when a file is not in that form or fails a
     check; then `checked_report` runs, which words the problem (or scores the unusual form). For files
     in the plain form both give the same report and accept the same files (tests/test_evaluate.py).
 
-    The annotation side (`Annotated`) comes from the cache (`cache_dir`, unless args.cache is False) when
-    it holds this file as it is now; otherwise from the JSON (`_annotate`: forked workers), and is then
-    kept there. Only the predictions are scored anew: the report is the same either way."""
-    source = source_of(args)
-    wrapped, mc = source.layout.wrapped, source.layout.multiple_choice_answer
-    rules = "legacy" if args.legacy else "current"
-    where = cache_dir() if getattr(args, "cache", True) else None
-    entry = _fingerprint(Path(args.annotations), source.name, rules) if where else None
-    ann = load_annotated(where / entry[0], entry[1]) if entry else None
-    questions = read_json_as(args.questions, _QuestionFile if wrapped else list[_Question])
-    questions = questions.questions if wrapped and questions is not None else questions
-    results = read_json_as(args.results, list[_Result])
-    if questions is None or results is None:
+    The annotation side comes from the cache (`cache` True) or the JSON (`_annotation_side`); only the
+    predictions are scored anew: the report is the same either way."""
+    wrapped = source.layout.wrapped
+    rules = "legacy" if legacy else "current"
+    decoded = read_json_as(questions, _QuestionFile if wrapped else list[_Question])
+    decoded = decoded.questions if wrapped and decoded is not None else decoded
+    answered = read_json_as(results, list[_Result])
+    if decoded is None or answered is None:
         return None
-    preds = {r.question_id: r.answer for r in results}
-    scores = None
-    if ann is None:
-        done = _annotate(args.annotations, list[_AnnotationMC] if mc else list[_Annotation], wrapped, preds,
-                         args.legacy, workers)  # fmt: skip
-        if done is None:
-            return None
-        ann, scores = done
-    all_ids = ann.ids.tolist()
-    ann_ids = set(all_ids)
-    if (
-        len(ann_ids) != len(all_ids)
-        or len(questions) != len(all_ids)
-        or {q.question_id for q in questions} != ann_ids
-    ):
+    preds = {r.question_id: r.answer for r in answered}
+    question_ids = {q.question_id for q in decoded}
+
+    def fits(ann: Annotated) -> bool:
+        return _covers(ann, question_ids, len(decoded), preds, len(answered))
+
+    done = _annotation_side(Path(annotations), source, rules, preds, fits, cache, workers)
+    if done is None:
         return None
+    ann, scores = done
     full = ann.counts == ANSWERS_PER_QUESTION
-    skipped = ann.ids[~full].tolist()
-    qids = ann.ids[full].tolist()
-    # exactly the scored ids, each once; the skipped ones may be there or not
-    if (
-        not qids
-        or len(preds) != len(results)
-        or not preds.keys() <= ann_ids
-        or len(preds.keys() - set(skipped)) != len(qids)
-    ):
-        return None
-    if scores is None:
-        scores = ann.gt.scores([preds[q] for q in qids])
-    elif entry is not None:
-        try:
-            save_annotated(where / entry[0], entry[1], ann)
-        except OSError as e:  # scoring does not need the cache: say so once and go on
-            print(f"note: cannot write the scoring cache in {where} ({e.strerror or e}); set VQA_CACHE_DIR "
-                  "to a writable folder, or pass --no-cache", file=sys.stderr)  # fmt: skip
     vocab_at, vocab_qt = np.array(ann.answer_types[0], object), np.array(ann.question_types[0], object)
     return skipped_report(
-        qids,
+        ann.ids[full].tolist(),
         scores,
         vocab_at[ann.answer_types[1]].tolist(),
         vocab_qt[ann.question_types[1]].tolist(),
         rules,
-        skipped,
+        ann.ids[~full].tolist(),
         top_counts=ann.top,
     )
 
 
-def source_of(args: argparse.Namespace) -> Source:
-    """The dataset `vqa eval --source` names (vqa2 when the namespace has none, as predict's)."""
-    return get_source(getattr(args, "source", "vqa2"))
+def _annotation_side(
+    annotations: Path,
+    source: Source,
+    rules: str,
+    preds: dict,
+    fits: Callable,
+    cache: bool,
+    workers: int | None,
+) -> tuple[Annotated, np.ndarray] | None:
+    """(the annotation side, the scores of `preds`): from the cache entry when it holds the file as it is
+    now and `fits` the other files; otherwise from the JSON (`_annotate`: forked workers), and then kept
+    in the cache. None when the files do not fit together or are not in the plain form."""
+    where = cache_dir() if cache else None
+    entry = fingerprint(annotations, source.name, rules) if where else None
+    ann = load_annotated(where / entry[0], entry[1], rules) if entry else None
+    if ann is not None and fits(ann):
+        qids = ann.ids[ann.counts == ANSWERS_PER_QUESTION].tolist()
+        return ann, ann.gt.scores([preds[q] for q in qids])
+    schema = list[_AnnotationMC] if source.layout.multiple_choice_answer else list[_Annotation]
+    done = _annotate(annotations, schema, source.layout.wrapped, preds, rules, workers)
+    if done is None or not fits(done[0]):
+        return None
+    if ann is not None:  # the entry was whole but not this file's: rewritten below
+        print(
+            f"note: scoring cache entry {where / entry[0]} did not match the annotations file; rebuilt it",
+            file=sys.stderr,
+        )
+    if entry is not None:
+        try:
+            save_annotated(where / entry[0], entry[1], done[0])
+        except OSError as e:  # scoring does not need the cache: say so once and go on
+            print(
+                f"note: cannot write the scoring cache in {where} ({e.strerror or e}); set VQA_CACHE_DIR "
+                "to a writable folder, or pass --no-cache",
+                file=sys.stderr,
+            )
+    return done
+
+
+def _covers(ann: Annotated, question_ids: set, questions: int, preds: dict, results: int) -> bool:
+    """Whether the annotations (each id once), the questions (the same ids) and the results (exactly the
+    scored ids, each once; the skipped ones may be there or not) fit together."""
+    all_ids = ann.ids.tolist()
+    ann_ids = set(all_ids)
+    if len(ann_ids) != len(all_ids) or questions != len(all_ids) or question_ids != ann_ids:
+        return False
+    full = ann.counts == ANSWERS_PER_QUESTION
+    scored = int(full.sum())
+    skipped = set(ann.ids[~full].tolist())
+    return (
+        bool(scored)
+        and len(preds) == results
+        and preds.keys() <= ann_ids
+        and len(preds.keys() - skipped) == scored
+    )

@@ -11,7 +11,7 @@ to the prediction: 0, .3, .6, .9, 1 for k = 0, 1, 2, 3, >= 4 (`vqa.data.answers.
 - `expected_calibration_error`: calibration against the per-question accuracy.
 
 The exact string path (`vqa eval`) is vqa/scoring.py; for a predicted vocab string both give the same
-number (see `AnswerVocab.build`).
+number (see `AnswerVocab.from_answers`).
 """
 
 from __future__ import annotations

@@ -174,15 +174,15 @@ def discard(folder: Path) -> None:
 class RunLock:
     """An exclusive flock on `<run>/.lock` for as long as a process trains the run.
 
-    Created with the folder when needed; released by the OS when the process ends. On release, a folder
-    this lock created that holds nothing but the lock file is removed again (a run refused before it
-    wrote anything leaves nothing behind)."""
+    Created with the folder (and out_dir) when needed; released by the OS when the process ends. On
+    release, the folders this lock created are removed again when the run folder holds nothing but the
+    lock file (a run refused before it wrote anything leaves nothing behind)."""
 
     def __init__(self, folder: Path):
-        self.folder, self.fd, self.created = folder, None, False
+        self.folder, self.fd, self.created = folder, None, []
 
     def acquire(self) -> RunLock:
-        self.created = not self.folder.exists()
+        self.created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]  # deepest first
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / LOCK
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
@@ -208,8 +208,9 @@ class RunLock:
         try:
             if self.created and [e.name for e in os.scandir(self.folder)] == [LOCK]:
                 os.unlink(self.folder / LOCK)
-                os.rmdir(self.folder)
-        except OSError:
+                for folder in self.created:  # the run folder, then out_dir and above where this made them
+                    os.rmdir(folder)
+        except OSError:  # not empty (another run began there meanwhile): left as it is
             pass
         os.close(self.fd)
         self.fd = None

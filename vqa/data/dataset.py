@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vqa.agreement import top_counts_of_ids
 from vqa.data.answers import (
     ANSWERS_PER_QUESTION,
     OOV_MODES,
@@ -136,19 +135,15 @@ class VQADataset(Dataset):
             t = encode_targets(answers, avocab, records.rules)
             rows = np.flatnonzero(scored)
             answer[rows], idx[rows], count[rows] = t.answer, t.idx, t.count
-            # every answer counts, in the vocabulary or not: vqa eval's keys (the agreement buckets)
-            keys = answers.ids.reshape(-1, ANSWERS_PER_QUESTION)  # [Q', 10]
-            top[rows] = top_counts_of_ids(answers.strings, keys, records.rules)
+            top[rows] = t.top  # every answer counts, in the vocabulary or not (vqa.agreement's buckets)
             self.report.hard_answer_oov = int((t.answer < 0).sum())
             if drop_hard_oov:
                 self.report.dropped_hard_oov = self.report.hard_answer_oov
                 keep[rows[t.answer < 0]] = False
             trained = keep[rows]
             self.report.no_answer_in_vocab = int((count[rows][trained, 0] == 0).sum())
-            lost = 0.0
-            for w in t.oov_weight[trained].tolist():  # summed in order, as question by question
-                lost += w
-            self.report.target_weight_lost = lost / max(1, n)
+            lost = np.cumsum(t.oov_weight[trained])  # summed in order, question by question
+            self.report.target_weight_lost = float(lost[-1] if len(lost) else 0.0) / max(1, n)
         if not keep.any():
             if len(self.report.not_all_answers) == n:
                 raise UserError(
@@ -257,17 +252,13 @@ class VQADataset(Dataset):
 
     def _weights(self, rows: np.ndarray) -> np.ndarray:
         """float32 [B, K] soft-target weights: count / 10, or with oov=renormalize the in-vocabulary
-        weights rescaled to sum to 1 (build_targets; summed in Python's order, question by question)."""
+        weights rescaled to sum to 1 (in float64, summed slot by slot, then rounded to float32)."""
         count = self.answer_count[rows]  # [B, K]
-        weight = WEIGHT_OF_COUNT[count]
-        if self.renormalize:
-            for b in np.flatnonzero(count[:, 0]).tolist():
-                m = int(np.count_nonzero(count[b]))
-                w = [c / ANSWERS_PER_QUESTION for c in count[b, :m].tolist()]
-                total = sum(w)
-                weight[b] = 0.0
-                weight[b, :m] = [x / total for x in w]
-        return weight
+        if not self.renormalize:
+            return WEIGHT_OF_COUNT[count]
+        w = count / ANSWERS_PER_QUESTION  # float64 [B, K]
+        total = np.cumsum(w, axis=1)[:, -1:]  # [B, 1]
+        return np.divide(w, total, out=np.zeros_like(w), where=total > 0).astype(np.float32)
 
     def _item(self, i: int, image: np.ndarray) -> tuple:
         return (

@@ -10,14 +10,13 @@ shuffled soft targets, data.soft_target=shuffled, is the arm `shuffled`), read b
 the same names. Runs are grouped by (model, arm) and the summary's "loss" field holds the arm.
 
 metrics.jsonl is strict JSON with null for a metric that has no value (number accuracy on a split
-without numbers); it is read with the standard library's json.loads, which also accepts the bare NaN
-older runs wrote. null and NaN are the same to everything here: missing (`num`).
+without numbers), read with vqa.io.read_jsonl (a bare NaN is refused with the line's number); null
+is missing to everything here (`num`).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import yaml
 from vqa.config import Config, to_dict
 from vqa.data.answers import ANSWER_TYPES, answer_type_key
 from vqa.errors import UserError
+from vqa.io import read_json, read_jsonl
 
 REFERENCE = "hard_ce"  # every other arm is compared with it
 # Named variants of a loss: arm -> (train.loss, the config values that make the variant). Any loss of
@@ -61,13 +61,7 @@ HINT = "pass run folders written by `vqa train` (runs/<name>)"
 def read_rows(path: Path) -> list[dict]:
     """The rows of a metrics.jsonl, checked: JSON objects with the required keys, epochs increasing."""
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)  # lenient on purpose: NaN marks a missing metric (module docstring)
-        except json.JSONDecodeError:
-            raise UserError(f"{path} line {i}: malformed JSON; rerun or resume the run") from None
+    for i, row in enumerate(read_jsonl(path, "metrics"), 1):
         missing = [k for k in REQUIRED if not isinstance(row, dict) or k not in row]
         if missing:
             raise UserError(f"{path} line {i}: missing {', '.join(repr(k) for k in missing)}")
@@ -83,10 +77,7 @@ def read_test(path: Path) -> dict | None:
     """test.json of a run (vqa/training/selection.py), or None when the run has none."""
     if not path.is_file():
         return None
-    try:
-        test = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise UserError(f"{path}: malformed JSON; rerun or resume the run") from None
+    test = read_json(path, "test scores")
     if not isinstance(test, dict) or "epoch" not in test:
         raise UserError(f"{path}: not a test.json written by `vqa train` (no 'epoch')")
     return test

@@ -20,7 +20,7 @@ import random
 from collections import Counter
 from typing import NamedTuple
 
-from vqa.data.answers import normalize_answer
+from vqa.data.keys import normalize_answer
 from vqa.synth.questions import Truth
 from vqa.synth.scenes import REGIONS, pick, weighted
 

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+import numpy as np
+
 from vqa.data.answers import ANSWER_TYPES, score_from_count
-from vqa.synth.annotators import normalize
+from vqa.data.keys import Interner, normalize_answer, remap, unanimous
+
+# score_from_count(k, n) for n = 10 (a prediction against the ten answers) and n = 9 (one answer against
+# the other nine), k = 0 .. n
+_SCORE = {n: np.array([score_from_count(k, n) for k in range(n + 1)]) for n in (9, 10)}
 
 
 def _types(scores: list[tuple[str, float]]) -> tuple[str, ...]:
@@ -28,40 +34,49 @@ def _by_type(scores: list[tuple[str, float]]) -> dict:
     return out
 
 
+def _keys(table: Interner, anns: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(answers int32 [Q, n] as written, keys int32 [Q, n]: normalized the official way) of every
+    annotation's answers, interned in `table`: equal codes, equal strings."""
+    answers = [x["answer"] for a in anns for x in a["answers"]]
+    codes = table.codes(answers, len(answers)).reshape(len(anns), -1 if anns else 10)
+    return codes, remap(table, normalize_answer, codes)
+
+
 def split_stats(anns: list[dict]) -> dict:
     """Statistics of one annotated split.
 
     `anns` are the official annotations plus each question's text ("question") and intended
     answer ("truth", None when the question is ambiguous).
     """
-    mca, human, uniq, unanimous, known, right, pairs = [], [], [], [], 0, 0, defaultdict(set)
-    for a in anns:
-        norm = [normalize(x["answer"]) for x in a["answers"]]
-        c = Counter(norm)
-        uniq.append((a["answer_type"], len(c)))
-        unanimous.append((a["answer_type"], len({x["answer"] for x in a["answers"]}) == 1))
-        mca.append((a["answer_type"], score_from_count(c[a["multiple_choice_answer"]])))
-        # the official human accuracy: each answer scored against the other nine
-        human.append((a["answer_type"], sum(score_from_count(c[x] - 1, 9) for x in norm) / 10))
-        pairs[a["question"]].add(a["multiple_choice_answer"])
-        if a["truth"] is not None:
-            known += 1
-            right += a["multiple_choice_answer"] == normalize(a["truth"])
-    yn = [a["multiple_choice_answer"] for a in anns if a["answer_type"] == "yes/no"]
-    num = Counter(a["multiple_choice_answer"] for a in anns if a["answer_type"] == "number")
+    table = Interner()
+    answers, keys = _keys(table, anns)  # [Q, 10]
+    types = [a["answer_type"] for a in anns]
+    mcas = [a["multiple_choice_answer"] for a in anns]
+    mca = table.codes(mcas, len(mcas))
+    known = [i for i, a in enumerate(anns) if a["truth"] is not None]
+    truth = remap(table, normalize_answer, table.codes((anns[i]["truth"] for i in known), len(known)))
+    uniq = (1 + (np.diff(np.sort(keys, axis=1), axis=1) != 0).sum(1)).tolist()  # distinct normalized answers
+    same = (keys[:, :, None] == keys[:, None, :]).sum(2)  # [Q, 10]: how many answers equal each one
+    human = np.cumsum(_SCORE[9][same - 1], axis=1)[:, -1] / 10  # each answer against the other nine, in order
+    pairs = defaultdict(set)
+    for question, m in zip((a["question"] for a in anns), mcas):
+        pairs[question].add(m)
+    yn = [m for m, t in zip(mcas, types) if t == "yes/no"]
+    num = Counter(m for m, t in zip(mcas, types) if t == "number")
+    unanimous_raw = unanimous(answers).tolist()
     n = max(len(anns), 1)
     return {
-        "mean_unique_answers": sum(u for _, u in uniq) / n,
-        "unanimous": sum(u for _, u in unanimous) / n,
-        "answer_types": dict(Counter(a["answer_type"] for a in anns)),
-        "mca_is_true_answer": right / max(known, 1),
+        "mean_unique_answers": sum(uniq) / n,
+        "unanimous": sum(unanimous_raw) / n,
+        "answer_types": dict(Counter(types)),
+        "mca_is_true_answer": int((truth == mca[known]).sum()) / max(len(known), 1),
         "paired_questions": sum(len(pairs[a["question"]]) > 1 for a in anns) / n,
         "yes_share": yn.count("yes") / max(len(yn), 1),
         "top_number_share": max(num.values(), default=0) / max(sum(num.values()), 1),
-        "mca_accuracy": _by_type(mca),
-        "human_accuracy": _by_type(human),
-        "unanimous_by_type": _by_type(unanimous),
-        "unique_answers_by_type": _by_type(uniq),
+        "mca_accuracy": _by_type(list(zip(types, _SCORE[10][(keys == mca[:, None]).sum(1)].tolist()))),
+        "human_accuracy": _by_type(list(zip(types, human.tolist()))),
+        "unanimous_by_type": _by_type(list(zip(types, unanimous_raw))),
+        "unique_answers_by_type": _by_type(list(zip(types, uniq))),
     }
 
 
@@ -76,14 +91,11 @@ def prior_accuracy(train: list[dict], val: list[dict]) -> dict:
     def top(c: Counter) -> str:
         return min(c, key=lambda x: (-c[x], x))
 
-    scores = []
-    for a in val:
-        c = by_q.get(a["question"]) or by_type.get(a["question_type"]) or overall
-        guess = top(c)
-        scores.append(
-            (a["answer_type"], score_from_count(sum(normalize(x["answer"]) == guess for x in a["answers"])))
-        )
-    return _by_type(scores)
+    guesses = [top(by_q.get(a["question"]) or by_type.get(a["question_type"]) or overall) for a in val]
+    table = Interner()
+    _, keys = _keys(table, val)
+    matches = (keys == table.codes(guesses, len(guesses))[:, None]).sum(1)
+    return _by_type(list(zip((a["answer_type"] for a in val), _SCORE[10][matches].tolist())))
 
 
 SHORT = {"overall": "all", "yes/no": "y/n", "number": "num", "other": "other", "unanswerable": "unans"}

@@ -101,7 +101,7 @@ def prior_shift(train: list[dict], test: list[dict]) -> dict:
     for qt, c in te.items():
         p, n = tr.get(qt, Counter()), sum(c.values())
         m = max(sum(p.values()), 1)
-        tv += n * 0.5 * sum(abs(p[a] / m - c[a] / n) for a in set(p) | set(c))
+        tv += n * 0.5 * sum(abs(p[a] / m - c[a] / n) for a in sorted(set(p) | set(c)))  # sorted: one order
     for r in test:
         guess = _top(tr[r["question_type"]]) if r["question_type"] in tr else ""
         score += score_from_count(sum(normalize(x["answer"]) == guess for x in r["answers"]))

@@ -64,22 +64,13 @@ def rng_state() -> dict:
     return state
 
 
-def cuda_state_for(saved, local_rank: int):
-    """The CUDA RNG state to restore on this process's device. Checkpoints hold one state; older
-    ones held a list over every visible GPU, which may be longer or shorter than this machine's:
-    take this rank's entry, else the first, never index a device that does not exist."""
-    if isinstance(saved, (list, tuple)):
-        return saved[local_rank] if local_rank < len(saved) else (saved[0] if saved else None)
-    return saved
-
-
-def set_rng_state(state: dict, local_rank: int = 0) -> None:
+def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     np.random.set_state(
         (state["numpy"][0], np.asarray(state["numpy"][1], dtype=np.uint32), *state["numpy"][2:])
     )
     torch.set_rng_state(state["torch"])
-    cuda = cuda_state_for(state.get("cuda"), local_rank)
+    cuda = state.get("cuda")  # this process's own device's state (one per DDP rank)
     if cuda is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state(cuda)  # the current device: fit() set it to this rank's GPU
 
@@ -162,14 +153,14 @@ def check_resumable(ckpt: dict, cfg: Config, run_dir: Path) -> None:
             )
 
 
-def restore(ckpt: dict, model, optimizer, scheduler, scaler, local_rank: int = 0) -> Progress:
+def restore(ckpt: dict, model, optimizer, scheduler, scaler) -> Progress:
     """Load every state of `ckpt` into the given objects and the RNGs; return the run's Progress."""
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
-    set_rng_state(ckpt["rng"], local_rank)
+    set_rng_state(ckpt["rng"])
     partial = EpochState(**ckpt["epoch_state"]) if ckpt["epoch_state"] else None
     return Progress(ckpt["epoch"], ckpt["step"], partial, ckpt["best"], ckpt["bad_epochs"], ckpt.get("log"))
 

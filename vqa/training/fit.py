@@ -128,7 +128,7 @@ def _build(cfg: Config, loss_fn, dist, device: torch.device, ckpt: dict | None) 
     loaders = build_loaders(cfg, data, batch_size, dist.world, dist.rank, pin_memory=device.type == "cuda")
     steps = math.ceil(math.ceil(loaders.train_sampler.num_samples / batch_size) / cfg.train.accumulate)
     scheduler = build_scheduler(cfg.train, optimizer, steps)
-    progress = restore(ckpt, model, optimizer, scheduler, scaler, dist.local_rank) if ckpt else Progress()
+    progress = restore(ckpt, model, optimizer, scheduler, scaler) if ckpt else Progress()
     train_model = DistributedDataParallel(model) if dist.enabled else model
     if cfg.train.compile:
         train_model = compile_model(train_model)  # the RNN traced into the graph (vqa/models/layers.py)

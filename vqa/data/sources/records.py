@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from vqa.data.keys import Interner, intern
 from vqa.errors import UserError
 
 NONE = -1  # code of a missing type
@@ -41,16 +42,6 @@ class Record:
     answerable: int | None  # VizWiz only
 
 
-def intern(values, dtype=np.int32) -> tuple[np.ndarray, tuple]:
-    """(codes [n], table): table[codes[i]] == values[i]; the table in order of first appearance.
-    None becomes code -1."""
-    table: dict = {}
-    codes = np.fromiter(
-        (NONE if v is None else table.setdefault(v, len(table)) for v in values), dtype, len(values)
-    )
-    return codes, tuple(table)
-
-
 @dataclass(eq=False)
 class Answers:
     """The human answers of a split, interned: question i's are strings[ids[start[i]:start[i + 1]]]."""
@@ -62,15 +53,12 @@ class Answers:
 
     @classmethod
     def build(cls, answers: list[list[str]], best: list[str | None]) -> Answers:
-        table: dict[str, int] = {}
+        table = Interner()
         flat = [a for row in answers for a in row]
-        ids = np.fromiter((table.setdefault(a, len(table)) for a in flat), np.int32, len(flat))
-        best_ids = np.fromiter(
-            (NONE if b is None else table.setdefault(b, len(table)) for b in best), np.int32, len(best)
-        )
+        ids, best_ids = table.codes(flat, len(flat)), table.codes(best, len(best))  # None: -1
         start = np.zeros(len(answers) + 1, np.int64)
         np.cumsum([len(row) for row in answers], out=start[1:])
-        return cls(list(table), ids, start, best_ids)
+        return cls(table.strings, ids, start, best_ids)
 
     def counts(self) -> np.ndarray:
         """int64 [Q]: how many answers each question has."""
@@ -190,6 +178,7 @@ def build_records(
     image, keys = intern(image_key)
     first = np.unique(image, return_index=True)[1]  # the first question of each image
     group_codes, groups = intern(group, np.int8)
+    groups = tuple(groups)
     clash = np.flatnonzero(group_codes != group_codes[first][image])
     if len(clash):
         i = int(clash[0])
@@ -214,9 +203,9 @@ def build_records(
         image_group=group_codes[first],
         groups=groups,
         answer_type=at,
-        answer_types=at_table,
+        answer_types=tuple(at_table),
         question_type=qt,
-        question_types=qt_table,
+        question_types=tuple(qt_table),
         answerable=None
         if answerable is None
         else np.asarray([NONE if a is None else a for a in answerable], np.int8),  # fmt: skip

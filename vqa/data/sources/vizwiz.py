@@ -26,7 +26,7 @@ import numpy as np
 
 from vqa import io
 from vqa.agreement import top_counts
-from vqa.data.answers import ANSWER_TYPES, ANSWERS_PER_QUESTION, clean_whitespace, normalize_answer
+from vqa.data.answers import ANSWER_TYPES, ANSWERS_PER_QUESTION
 from vqa.data.sources.base import Source, Split
 from vqa.data.sources.official import check_results, skipped_report
 from vqa.data.sources.records import Records, build_records
@@ -100,17 +100,11 @@ def read_vizwiz(source: Source, split: str, q_path: Path, a_path: Path | None) -
 
 
 def vizwiz_scores(texts: list[str], lengths: np.ndarray, preds: list[str]) -> np.ndarray:
-    """Per-question accuracy [Q] under VizWiz's rules, bit for bit its loop: the prediction normalized,
-    ground truth as released. Each distinct answer string becomes a token that the VQA kernel compares
-    as it is (a digit string is a fixed point of every normalization step), the prediction the token
-    of its normalized form (or one matching nothing), so vqa.scoring.distinct_answer_scores runs the
-    official loop on exactly VizWiz's matches."""
-    from vqa.scoring import distinct_answer_scores
+    """Per-question accuracy [Q] under VizWiz's rules, bit for bit its loop: the prediction cleaned and
+    normalized, ground truth as released, each answer left out by position (vqa.data.keys, "vizwiz")."""
+    from vqa.scoring import AnswerKeys  # only when scoring: reading a split needs no scoring layer
 
-    token: dict[str, int] = {}
-    gt = [str(token.setdefault(t, len(token))) for t in texts]
-    pred = [str(token.get(normalize_answer(clean_whitespace(p)), "x")) for p in preds]
-    return distinct_answer_scores(gt, lengths, pred)
+    return AnswerKeys.build(texts, lengths, "vizwiz").scores(preds)
 
 
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float | None:
