@@ -158,6 +158,7 @@ def _batch(rows: list[tuple[int, list[int], list[int]]], first_id: int) -> Batch
         answer_weight=weight,
         answer_score=score,
         question_id=qid,
+        question_type=torch.full((n,), -1, dtype=torch.long),
     )
 
 
