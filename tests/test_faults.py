@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vqa.cli import main
 from vqa.training.optim import lr_factor
@@ -23,7 +24,7 @@ COMPARED = ("epoch", "step", "train/loss", "val/loss", "val/hard_ce", "val/soft_
 def overrides(root, out, name, epochs=3, batch=32):
     return [f"data.root={root}", f"out_dir={out}", f"name={name}", f"train.epochs={epochs}",
             f"train.batch_size={batch}", "train.lr=3e-3", "model.rnn_dim=64", "model.hidden_dim=128",
-            "train.lr_decay_epochs=[2]", "train.warmup_epochs=0.5"]  # fmt: skip
+            "train.lr_decay_epochs=[2]", "train.warmup_epochs=0.5", "train.log_every=5"]  # fmt: skip
 
 
 def metrics(run: Path) -> list[dict]:
@@ -36,6 +37,16 @@ def assert_same_metrics(a: Path, b: Path) -> None:
     for x, y in zip(ma, mb):
         for key in COMPARED:
             assert x[key] == pytest.approx(y[key], abs=1e-6), (x["epoch"], key)
+    ca, cb = curves(a), curves(b)  # TensorBoard's view: no duplicate or stale point after the resume
+    assert set(ca) == set(cb) and "train/loss_step" in ca
+    for tag in set(ca) - {"throughput/samples_per_s"}:
+        assert [s for s, _ in ca[tag]] == [s for s, _ in cb[tag]], tag
+        assert [v for _, v in ca[tag]] == pytest.approx([v for _, v in cb[tag]], abs=1e-6), tag
+
+
+def curves(run: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run)).Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
 @pytest.fixture(scope="module")
