@@ -1,6 +1,5 @@
 """Exact resume, graceful stop, kills at any moment, divergence: real runs on the tiny synthetic data."""
 
-import json
 import math
 import os
 import signal
@@ -11,42 +10,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from helpers import assert_same_metrics, metrics
 
 from vqa.cli import main
 from vqa.training.optim import lr_factor
 
 CONFIG = "configs/synthetic/avg_soft.yaml"
-COMPARED = ("epoch", "step", "train/loss", "val/loss", "val/hard_ce", "val/soft_ce", "val/accuracy",
-            "val/accuracy_yes_no", "val/accuracy_number", "val/accuracy_other", "lr")  # fmt: skip
 
 
 def overrides(root, out, name, epochs=3, batch=32):
     return [f"data.root={root}", f"out_dir={out}", f"name={name}", f"train.epochs={epochs}",
             f"train.batch_size={batch}", "train.lr=3e-3", "model.rnn_dim=64", "model.hidden_dim=128",
             "train.lr_decay_epochs=[2]", "train.warmup_epochs=0.5", "train.log_every=5"]  # fmt: skip
-
-
-def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def assert_same_metrics(a: Path, b: Path) -> None:
-    ma, mb = metrics(a), metrics(b)
-    assert len(ma) == len(mb)
-    for x, y in zip(ma, mb):
-        for key in COMPARED:
-            assert x[key] == pytest.approx(y[key], abs=1e-6), (x["epoch"], key)
-    ca, cb = curves(a), curves(b)  # TensorBoard's view: no duplicate or stale point after the resume
-    assert set(ca) == set(cb) and "train/loss_step" in ca
-    for tag in set(ca) - {"throughput/samples_per_s"}:
-        assert [s for s, _ in ca[tag]] == [s for s, _ in cb[tag]], tag
-        assert [v for _, v in ca[tag]] == pytest.approx([v for _, v in cb[tag]], abs=1e-6), tag
-
-
-def curves(run: Path) -> dict[str, list[tuple[int, float]]]:
-    events = EventAccumulator(str(run)).Reload()
-    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +109,8 @@ def fsync(fd):
             time.sleep(60)
     real_fsync(fd)
 vqa.io.os.fsync = fsync
+from helpers import assert_same_metrics, metrics
+
 from vqa.cli import main
 sys.exit(main(sys.argv[2:]))
 """
