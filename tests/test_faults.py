@@ -109,8 +109,6 @@ def fsync(fd):
             time.sleep(60)
     real_fsync(fd)
 vqa.io.os.fsync = fsync
-from helpers import assert_same_metrics, metrics
-
 from vqa.cli import main
 sys.exit(main(sys.argv[2:]))
 """
