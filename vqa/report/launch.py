@@ -122,9 +122,16 @@ def executor(folder: Path, cluster: str, settings: Settings):
         raise UserError(
             f"--launcher slurm: {e}; run on a Slurm login node, or try with --launcher submitit-local"
         ) from None
-    params = {"name": "vqa-paper", "timeout_min": settings.timeout_min, "gpus_per_node": settings.gpus_per_run,
-              "cpus_per_task": settings.cpus_per_run, "mem_gb": settings.mem_gb, "nodes": 1,
-              "tasks_per_node": 1, "slurm_signal_delay_s": settings.signal_delay_s}  # fmt: skip
+    params = {
+        "name": "vqa-paper",
+        "timeout_min": settings.timeout_min,
+        "gpus_per_node": settings.gpus_per_run,
+        "cpus_per_task": settings.cpus_per_run,
+        "mem_gb": settings.mem_gb,
+        "nodes": 1,
+        "tasks_per_node": 1,
+        "slurm_signal_delay_s": settings.signal_delay_s,
+    }
     if settings.partition:
         params["slurm_partition"] = settings.partition
     if settings.array_parallelism:
@@ -159,16 +166,28 @@ def launch_grid(args, jobs: list, actions: list) -> bool:
     todo = [job for job, (what, _) in zip(jobs, actions) if what in ("start", "resume")]
     if not todo:
         return True
-    settings = Settings(args.slurm_partition, args.gpus_per_run, args.cpus_per_run, args.mem_gb,
-                        args.timeout_min, args.array_parallelism)  # fmt: skip
+    settings = Settings(
+        args.slurm_partition,
+        args.gpus_per_run,
+        args.cpus_per_run,
+        args.mem_gb,
+        args.timeout_min,
+        args.array_parallelism,
+    )
     folder = Path(args.runs_dir) / ".submitit"
     handles = submit(todo, args.launcher, settings, folder)
     ids = sorted({str(h.job_id).split("_")[0] for h in handles})
-    print(f"paper: submitted {len(todo)} tasks ({args.launcher}, job {', '.join(ids)}); logs in {folder}/ "
-          "and each RUN/train.log", flush=True)  # fmt: skip
+    print(
+        f"paper: submitted {len(todo)} tasks ({args.launcher}, job {', '.join(ids)}); logs in {folder}/ "
+        "and each RUN/train.log",
+        flush=True,
+    )
     if not args.wait:
-        print("paper: `vqa paper ... --status` lists where each run stands; rerun this command when all are "
-              "done to write the report (complete runs are skipped)", flush=True)  # fmt: skip
+        print(
+            "paper: `vqa paper ... --status` lists where each run stands; rerun this command when all are "
+            "done to write the report (complete runs are skipped)",
+            flush=True,
+        )
         return False
     failures = wait(handles, todo)
     if failures:
