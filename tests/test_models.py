@@ -278,3 +278,28 @@ def test_fused_signed_sqrt_l2_matches_autograd():
     torch.testing.assert_close(
         torch.autograd.grad(fused, z, grad)[0], torch.autograd.grad(unfused, z, grad)[0]
     )
+
+
+# ---- the interface a method wraps (vqa/models/__init__.py) ---------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["grid", "boxes"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_fuse_then_classifier_is_forward(name, kind):
+    """fuse() gives (joint [B, joint_dim], question_vec [B, question_dim]); classifier(joint) is forward's logits,
+    in eval mode and in train mode with dropout (same RNG state, same draws)."""
+    model = small_model(name, dropout=0.3)
+    inputs = make_inputs(kind)
+    assert model.num_answers == NUM_ANSWERS
+    for train in (False, True):
+        model.train(train)
+        torch.manual_seed(3)
+        logits = model(*inputs)
+        torch.manual_seed(3)
+        joint, question_vec = model.fuse(*inputs)
+        assert joint.shape == (4, model.joint_dim)
+        assert question_vec.shape == (4, model.question_dim)
+        assert torch.equal(model.classifier(joint), logits)
+    assert isinstance(model.classifier, torch.nn.Module)
+    joint.float().sum().backward()  # the question vector and the joint are in the graph
+    assert model.question.embedding.weight.grad is not None

@@ -34,6 +34,21 @@ class AvgModel(nn.Module):
         self.q_proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(rnn_dim, hidden_dim), nn.Tanh())
         self.v_proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(image_dim, hidden_dim), nn.Tanh())
         self.classifier = MLP(hidden_dim, hidden_dim, num_answers, dropout=dropout)
+        self.joint_dim, self.question_dim, self.num_answers = hidden_dim, rnn_dim, num_answers
+
+    def fuse(
+        self,
+        question: torch.Tensor,
+        question_len: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(joint [B, hidden_dim], question vector [B, rnn_dim]): what `classifier` reads and the LSTM state."""
+        q = self.question(question, question_len)  # [B, H]
+        v = masked_mean(image, image_mask)  # [B, D]
+        if self.normalize_image:
+            v = l2_normalize(v)
+        return self.q_proj(q) * self.v_proj(v), q  # [B, hidden], [B, H]
 
     def forward(
         self,
@@ -42,9 +57,4 @@ class AvgModel(nn.Module):
         image: torch.Tensor,
         image_mask: torch.Tensor,
     ) -> torch.Tensor:
-        q = self.question(question, question_len)  # [B, H]
-        v = masked_mean(image, image_mask)  # [B, D]
-        if self.normalize_image:
-            v = l2_normalize(v)
-        fused = self.q_proj(q) * self.v_proj(v)  # [B, hidden]
-        return self.classifier(fused)  # [B, A]
+        return self.classifier(self.fuse(question, question_len, image, image_mask)[0])  # [B, A]

@@ -154,7 +154,33 @@ class MCBModel(nn.Module):
             nn.Linear(attention_dim, glimpses),
         )
         self.fuse_mcb = CompactBilinearPooling(rnn_dim, glimpses * image_dim, mcb_dim, seed=seed + 1)
-        self.classifier = nn.Linear(mcb_dim, num_answers)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(mcb_dim, num_answers))
+        self.joint_dim, self.question_dim, self.num_answers = mcb_dim, rnn_dim, num_answers
+
+    def fuse_attend(
+        self,
+        question: torch.Tensor,
+        question_len: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(joint [B, mcb_dim] fp32, question vector [B, rnn_dim], attention [B, N, G] fp32)."""
+        q = self.dropout(self.question(question, question_len))  # [B, H]
+        v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]
+        joint = self.att_mcb(q.unsqueeze(1), self.dropout(v))  # [B, N, d]
+        att = masked_softmax(self.att_net(joint), image_mask)  # [B, N, G], fp32
+        v_att = attend(v, att).flatten(1)  # [B, G*D]
+        return self.fuse_mcb(q, v_att), q, att  # [B, d], [B, H], [B, N, G]
+
+    def fuse(
+        self,
+        question: torch.Tensor,
+        question_len: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(joint [B, mcb_dim], question vector [B, rnn_dim]): the fused MCB vector and the LSTM state."""
+        return self.fuse_attend(question, question_len, image, image_mask)[:2]
 
     def forward(
         self,
@@ -164,11 +190,6 @@ class MCBModel(nn.Module):
         image_mask: torch.Tensor,
         return_attention: bool = False,
     ):
-        q = self.dropout(self.question(question, question_len))  # [B, H]
-        v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]
-        joint = self.att_mcb(q.unsqueeze(1), self.dropout(v))  # [B, N, d]
-        att = masked_softmax(self.att_net(joint), image_mask)  # [B, N, G], fp32
-        v_att = attend(v, att).flatten(1)  # [B, G*D]
-        fused = self.fuse_mcb(q, v_att)  # [B, d]
-        logits = self.classifier(self.dropout(fused))  # [B, A]
+        joint, _, att = self.fuse_attend(question, question_len, image, image_mask)
+        logits = self.classifier(joint)  # [B, A]
         return (logits, att) if return_attention else logits

@@ -50,6 +50,32 @@ class PoolModel(nn.Module):
             nn.Dropout(dropout), nn.Linear(glimpses * image_dim, hidden_dim), nn.Tanh()
         )
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_dim, num_answers))
+        self.joint_dim, self.question_dim, self.num_answers = hidden_dim, rnn_dim, num_answers
+
+    def fuse_attend(
+        self,
+        question: torch.Tensor,
+        question_len: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(joint [B, hidden_dim], question vector [B, rnn_dim], attention [B, N, G] fp32)."""
+        q = self.question(question, question_len)  # [B, H]
+        v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]
+        joint = self.att_q(q).unsqueeze(1) * self.att_v(v)  # [B, N, attention_dim]
+        att = masked_softmax(self.att_out(joint), image_mask)  # [B, N, G], fp32
+        v_att = attend(v, att).flatten(1)  # [B, G*D]
+        return self.fuse_q(q) * self.fuse_v(v_att), q, att  # [B, hidden], [B, H], [B, N, G]
+
+    def fuse(
+        self,
+        question: torch.Tensor,
+        question_len: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(joint [B, hidden_dim], question vector [B, rnn_dim]): what `classifier` reads and the LSTM state."""
+        return self.fuse_attend(question, question_len, image, image_mask)[:2]
 
     def forward(
         self,
@@ -59,11 +85,6 @@ class PoolModel(nn.Module):
         image_mask: torch.Tensor,
         return_attention: bool = False,
     ):
-        q = self.question(question, question_len)  # [B, H]
-        v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]
-        joint = self.att_q(q).unsqueeze(1) * self.att_v(v)  # [B, N, attention_dim]
-        att = masked_softmax(self.att_out(joint), image_mask)  # [B, N, G], fp32
-        v_att = attend(v, att).flatten(1)  # [B, G*D]
-        fused = self.fuse_q(q) * self.fuse_v(v_att)  # [B, hidden]
-        logits = self.classifier(fused)  # [B, A]
+        joint, _, att = self.fuse_attend(question, question_len, image, image_mask)
+        logits = self.classifier(joint)  # [B, A]
         return (logits, att) if return_attention else logits

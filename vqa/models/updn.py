@@ -64,8 +64,38 @@ class UpDnModel(nn.Module):
         self.att_out = nn.Linear(attention_dim, glimpses)
         self.q_net = GatedTanh(rnn_dim, hidden_dim, dropout)
         self.v_net = GatedTanh(glimpses * image_dim, hidden_dim, dropout)
-        self.out_net = GatedTanh(hidden_dim, hidden_dim, dropout)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_dim, num_answers))
+        # W_o f_o(h): the joint h goes through the gated layer and the output layer
+        self.classifier = nn.Sequential(
+            GatedTanh(hidden_dim, hidden_dim, dropout),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_dim, num_answers),
+        )
+        self.joint_dim, self.question_dim, self.num_answers = hidden_dim, rnn_dim, num_answers
+
+    def fuse_attend(
+        self,
+        question: torch.Tensor,
+        question_len: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(joint h [B, hidden_dim], question vector [B, rnn_dim], attention [B, N, G] fp32)."""
+        q = self.question(question, question_len)  # [B, H]
+        v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]
+        pre = self.att_v(self.att_dropout(v)) + self.att_q(self.att_dropout(q)).unsqueeze(1)  # [B, N, 2*att]
+        att = masked_softmax(self.att_out(gated_tanh(pre)), image_mask)  # [B, N, G], fp32
+        v_att = attend(v, att).flatten(1)  # [B, G*D]
+        return self.q_net(q) * self.v_net(v_att), q, att  # [B, hidden], [B, H], [B, N, G]
+
+    def fuse(
+        self,
+        question: torch.Tensor,
+        question_len: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(joint h = f_q(q) ∘ f_v(v_hat) [B, hidden_dim], question vector q [B, rnn_dim])."""
+        return self.fuse_attend(question, question_len, image, image_mask)[:2]
 
     def forward(
         self,
@@ -75,11 +105,6 @@ class UpDnModel(nn.Module):
         image_mask: torch.Tensor,
         return_attention: bool = False,
     ):
-        q = self.question(question, question_len)  # [B, H]
-        v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]
-        pre = self.att_v(self.att_dropout(v)) + self.att_q(self.att_dropout(q)).unsqueeze(1)  # [B, N, 2*att]
-        att = masked_softmax(self.att_out(gated_tanh(pre)), image_mask)  # [B, N, G], fp32
-        v_att = attend(v, att).flatten(1)  # [B, G*D]
-        h = self.q_net(q) * self.v_net(v_att)  # [B, hidden]
-        logits = self.classifier(self.out_net(h))  # [B, A]
+        joint, _, att = self.fuse_attend(question, question_len, image, image_mask)
+        logits = self.classifier(joint)  # [B, A]
         return (logits, att) if return_attention else logits
