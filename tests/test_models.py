@@ -14,12 +14,23 @@ from vqa.models.layers import QuestionEncoder, compile_model, l2_normalize
 from vqa.models.mcb import CompactBilinearPooling, compact_bilinear_outer, signed_sqrt, signed_sqrt_l2
 
 NUM_TOKENS, NUM_ANSWERS, IMAGE_DIM = 20, 7, 16
-SMALL = dict(embed_dim=8, rnn_dim=12, hidden_dim=10, attention_dim=6, glimpses=2, mcb_dim=32, dropout=0.0)
+SMALL = dict(
+    embed_dim=8,
+    rnn_dim=12,
+    hidden_dim=10,
+    attention_dim=6,
+    glimpses=2,
+    mcb_dim=32,
+    heads=2,
+    ff_dim=12,
+    layers=2,
+)
+DROPOUTS = dict(dropout=0.0, fc_dropout=0.0)
 
 
 def small_model(name: str, **overrides) -> torch.nn.Module:
     torch.manual_seed(0)
-    cfg = ModelConfig(name=name, **{**SMALL, **overrides})
+    cfg = ModelConfig(name=name, **{**SMALL, **DROPOUTS, **overrides})
     return build_model(cfg, NUM_TOKENS, NUM_ANSWERS, IMAGE_DIM)
 
 
@@ -95,6 +106,23 @@ def test_padded_boxes_do_not_matter(name):
             _, att = model(question, question_len, noisy, image_mask, return_attention=True)
             assert (att[~image_mask] == 0).all(), "padded boxes must get exactly zero attention"
             assert (att[image_mask] > 0).all()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_padded_words_do_not_matter(name):
+    """What follows a question's last word changes nothing: MCAN and BAN mask the words they attend to."""
+    model = small_model(name).eval()
+    question, question_len, image, image_mask = make_inputs("boxes")
+    other = question.clone()
+    other[torch.arange(5)[None, :] >= question_len[:, None]] = 7  # a real token where padding was
+    assert not torch.equal(other, question)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(other, question_len, image, image_mask),
+            model(question, question_len, image, image_mask),
+            rtol=0,
+            atol=1e-6,
+        )
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -288,7 +316,7 @@ def test_fused_signed_sqrt_l2_matches_autograd():
 def test_fuse_then_classifier_is_forward(name, kind):
     """fuse() gives (joint [B, joint_dim], question_vec [B, question_dim]); classifier(joint) is forward's logits,
     in eval mode and in train mode with dropout (same RNG state, same draws)."""
-    model = small_model(name, dropout=0.3)
+    model = small_model(name, dropout=0.3, fc_dropout=0.3)
     inputs = make_inputs(kind)
     assert model.num_answers == NUM_ANSWERS
     for train in (False, True):

@@ -60,7 +60,11 @@ class ModelConfig:
     attention_dim: int = 512  # attention MLP size
     glimpses: int = 2
     mcb_dim: int = 16000  # compact bilinear output size (Fukui et al. 2016)
+    heads: int = 8  # MCAN: attention heads (hidden_dim must be a multiple)
+    ff_dim: int = 2048  # MCAN: feed-forward size of each attention layer
+    layers: int = 6  # MCAN: encoder layers, and as many decoder layers
     dropout: float = 0.5
+    fc_dropout: float = 0.2  # BAN: dropout on the inputs of its other fully connected layers (the authors' 0.2)
     normalize_image: bool = True  # L2-normalize image feature vectors
     word_vectors: str = ""  # GloVe .txt / fastText .vec (.gz too) to initialize the question embedding; "" = random (the paper: 300-d fastText)
 
@@ -71,14 +75,17 @@ class TrainConfig:
     label_smoothing: float = 0.1  # epsilon of the label_smoothing loss (vqa.losses.matching_label_smoothing)
     epochs: int = 10
     batch_size: int = 64
-    optimizer: str = "adam"  # adam | adamw | sgd
+    optimizer: str = "adam"  # adam | adamw | adamax | sgd
     lr: float = 1e-4
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam, adamw, adamax
+    adam_eps: float = 1e-8  # adam, adamw, adamax
     weight_decay: float = 0.0
     lr_decay_epochs: list[int] = field(
         default_factory=lambda: [30, 60]
     )  # authors' code: /10 at 30, /100 at 60
     lr_decay_factor: float = 0.1
-    warmup_epochs: float = 0.0  # linear warm-up from 0 over this many epochs (per step), then the step decay
+    warmup_epochs: float = 0.0  # warm-up over this many epochs, then the step decay
+    warmup: str = "linear"  # linear: from 0, per step | epochwise: x k/(W+1) in epoch k of W (MCAN, BAN)
     early_stop_patience: int = 0  # stop after this many epochs without a better val accuracy; 0 = never
     precision: str = "fp32"  # fp32 | bf16 | fp16 (torch.autocast; fp16 uses a gradient scaler)
     compile: bool = False  # torch.compile the model
@@ -114,7 +121,8 @@ CHOICES = {
     "data.sampler": ("random", "image_grouped"),
     "train.precision": ("fp32", "bf16", "fp16"),
     "model.rnn": ("lstm", "gru"),
-    "train.optimizer": ("adam", "adamw", "sgd"),
+    "train.optimizer": ("adam", "adamw", "adamax", "sgd"),
+    "train.warmup": ("linear", "epochwise"),
 }
 
 
@@ -130,10 +138,12 @@ def _non_negative(v) -> bool:
 RANGES = [
     *((k, _positive, "positive") for k in ("data.max_answers", "data.max_question_len", "train.epochs",
       "train.batch_size", "model.embed_dim", "model.rnn_dim", "model.hidden_dim", "model.attention_dim",
-      "model.glimpses", "model.mcb_dim", "train.log_every", "train.lr", "train.accumulate")),
+      "model.glimpses", "model.mcb_dim", "model.heads", "model.ff_dim", "model.layers", "train.log_every",
+      "train.lr", "train.accumulate", "train.adam_eps")),
     *((k, _non_negative, ">= 0") for k in ("train.weight_decay", "train.grad_clip", "train.warmup_epochs",
       "train.early_stop_patience", "data.num_workers", "data.min_token_count", "data.feature_dim")),
     ("model.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("model.fc_dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("train.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("train.lr_decay_factor", lambda v: 0 < v <= 1, "in (0, 1]"),
 ]  # fmt: skip
@@ -406,6 +416,7 @@ def validate(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), name)
         if not check(value):
             raise UserError(f"config: '{key}' is {value}; it must be {text}")
+    _check_model_and_schedule(cfg)
     if sorted(cfg.train.lr_decay_epochs) != cfg.train.lr_decay_epochs:
         raise UserError("config: 'train.lr_decay_epochs' must be increasing, e.g. [30, 60]")
     check_name(cfg.name)
@@ -419,6 +430,24 @@ def validate(cfg: Config) -> None:
     _check_splits(cfg)
     for key in SPLIT_TEMPLATES:
         _check_template(key, getattr(cfg.data, key.split(".")[1]))
+
+
+def _check_model_and_schedule(cfg: Config) -> None:
+    """The settings that constrain one another: MCAN's heads, Adam's betas, an epochwise warm-up."""
+    m, t = cfg.model, cfg.train
+    if m.name == "mcan" and m.hidden_dim % m.heads:
+        raise UserError(
+            f"config: 'model.hidden_dim' is {m.hidden_dim}, not a multiple of 'model.heads' ({m.heads}); "
+            "MCAN splits it into equal heads (MCAN-small: 512 and 8)"
+        )
+    if len(t.adam_betas) != 2 or not all(0 <= b < 1 for b in t.adam_betas):
+        raise UserError(
+            f"config: 'train.adam_betas' is {t.adam_betas}; give two numbers in [0, 1), e.g. [0.9, 0.98]"
+        )
+    if t.warmup == "epochwise" and t.warmup_epochs != int(t.warmup_epochs):
+        raise UserError(
+            f"config: 'train.warmup_epochs' is {t.warmup_epochs}; an epochwise warm-up takes whole epochs (e.g. 3)"
+        )
 
 
 # File names formatted with the split's name ("train2014"): {split} is their only placeholder.

@@ -24,6 +24,8 @@ from torch import nn
 
 from vqa.errors import UserError
 from vqa.models.avg import AvgModel
+from vqa.models.ban import BANModel
+from vqa.models.mcan import MCANModel
 from vqa.models.mcb import MCBModel
 from vqa.models.pool import PoolModel
 from vqa.models.updn import UpDnModel
@@ -33,6 +35,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "pool": PoolModel,
     "mcb": MCBModel,
     "updn": UpDnModel,
+    "mcan": MCANModel,
+    "ban": BANModel,
 }
 
 

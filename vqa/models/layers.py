@@ -29,24 +29,47 @@ class QuestionEncoder(nn.Module):
     """
 
     def __init__(
-        self, num_tokens: int, embed_dim: int, hidden_dim: int, rnn: str = "lstm", dropout: float = 0.0
+        self,
+        num_tokens: int,
+        embed_dim: int,
+        hidden_dim: int,
+        rnn: str = "lstm",
+        dropout: float = 0.0,
+        tanh: bool = True,
     ):
         super().__init__()
         self.embedding = nn.Embedding(num_tokens, embed_dim, padding_idx=0)
         self.dropout = nn.Dropout(dropout)
-        self.tanh = nn.Tanh()
+        self.tanh = nn.Tanh() if tanh else nn.Identity()  # MCAN and BAN feed the embedding as it is
         rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[rnn]
         self.rnn = rnn_cls(embed_dim, hidden_dim, batch_first=True)
         self.out_dim = hidden_dim
 
-    def forward(self, question: torch.Tensor, question_len: torch.Tensor) -> torch.Tensor:
+    def states(self, question: torch.Tensor) -> torch.Tensor:
+        """The RNN output at every position [B, T, H], fp32 (MCAN and BAN attend over the words)."""
         x = self.tanh(self.dropout(self.embedding(question)))  # [B, T, E]
         with torch.autocast(x.device.type, enabled=False):  # fp32 RNN: see the class docstring
             out, _ = self.rnn(x.float())  # [B, T, H], fp32
-        # an empty question still reads one pad token, as packing with lengths clamped to 1 did
-        lengths = question_len.to(out.device, non_blocking=True)  # [B]; no host sync
-        last = (lengths.clamp(min=1) - 1).view(-1, 1, 1)  # [B, 1, 1]
-        return out.gather(1, last.expand(-1, 1, out.shape[-1])).squeeze(1)  # [B, H]
+        return out
+
+    def forward(self, question: torch.Tensor, question_len: torch.Tensor) -> torch.Tensor:
+        return last_state(self.states(question), question_len)  # [B, H]
+
+
+def last_state(states: torch.Tensor, question_len: torch.Tensor) -> torch.Tensor:
+    """states [B, T, H] at position question_len - 1 -> [B, H]; question_len on any device, no host sync.
+
+    An empty question still reads one pad token, as packing with lengths clamped to 1 did.
+    """
+    lengths = question_len.to(states.device, non_blocking=True)  # [B]
+    last = (lengths.clamp(min=1) - 1).view(-1, 1, 1)  # [B, 1, 1]
+    return states.gather(1, last.expand(-1, 1, states.shape[-1])).squeeze(1)  # [B, H]
+
+
+def token_mask(question_len: torch.Tensor, length: int, device: torch.device) -> torch.Tensor:
+    """bool [B, length]: true at the words of each question (at least one, as last_state reads); no host sync."""
+    lengths = question_len.to(device, non_blocking=True).clamp(min=1)  # [B]
+    return torch.arange(length, device=device)[None, :] < lengths[:, None]
 
 
 def compile_model(model: nn.Module, **kwargs) -> nn.Module:
