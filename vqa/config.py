@@ -64,7 +64,7 @@ class ModelConfig:
     ff_dim: int = 2048  # MCAN: feed-forward size of each attention layer
     layers: int = 6  # MCAN: encoder layers, and as many decoder layers
     dropout: float = 0.5
-    fc_dropout: float = 0.2  # BAN: dropout on the inputs of its other fully connected layers (the authors' 0.2)
+    fc_dropout: float = 0.2  # BAN: dropout on the inputs of its other linear layers (authors: 0.2)
     normalize_image: bool = True  # L2-normalize image feature vectors
     word_vectors: str = ""  # GloVe .txt / fastText .vec (.gz too) to initialize the question embedding; "" = random (the paper: 300-d fastText)
 
