@@ -30,6 +30,8 @@ VERBS: dict[str, tuple[str, str, str]] = {
                 "image folder -> HDF5 grid features (ResNet-152, resumable)"),
     "convert": ("vqa.features.convert", "convert_command",
                 "precomputed features (bottom-up attention TSV) -> HDF5"),
+    "stats": ("vqa.data_stats", "stats_command",
+              "a config's data before a loss study: human agreement, target entropy, matching label smoothing, OOV weight"),
     "compare": ("vqa.report.compare", "compare_command",
                 "run folders -> the paper's table (mean, std, paired CI), convergence, figures"),
     "paper": ("vqa.report.paper", "paper_command",
@@ -158,6 +160,14 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
+def _stats_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", required=True, help="YAML experiment file (configs/...): its train and val splits"
+    )
+    p.add_argument("--out", default=None, help="also write the numbers to this JSON file")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. data.root=data/vqa2")
+
+
 def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders written by `vqa train`")
     p.add_argument("--out", required=True, help="folder for table.md/.csv, report.md, summary.json, figures")
@@ -224,7 +234,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 
 ARGUMENTS = {
     "train": _train_args, "synth": _synth_args, "eval": _eval_args, "predict": _predict_args,
-    "attention": _attention_args, "extract": _extract_args, "convert": _convert_args,
+    "attention": _attention_args, "extract": _extract_args, "convert": _convert_args, "stats": _stats_args,
     "compare": _compare_args, "paper": _paper_args, "bench": _bench_args,
 }  # fmt: skip
 

@@ -72,7 +72,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     loss: str = "soft_ce"  # a key of vqa.losses.LOSSES
-    label_smoothing: float = 0.1  # epsilon of the label_smoothing loss (vqa.losses.matching_label_smoothing)
+    label_smoothing: float = 0.1  # the label_smoothing loss's epsilon (`vqa stats`: the one matching the humans)
     epochs: int = 10
     batch_size: int = 64
     optimizer: str = "adam"  # adam | adamw | adamax | sgd
