@@ -368,7 +368,7 @@ def vqa(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_download_extract_train_predict(mirror, tmp_path):
-    """The README's real-data commands in order, on the fixture: download, extract, train, predict."""
+    """The real-data commands of docs/real-data.md in order, on the fixture: download, extract, train, predict."""
     data = tmp_path / "data"
     proc = download(mirror, data)
     assert proc.returncode == 0, proc.stderr

@@ -72,7 +72,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     loss: str = "soft_ce"  # a key of vqa.losses.LOSSES
-    label_smoothing: float = 0.1  # the label_smoothing loss's epsilon (`vqa stats`: the one matching the humans)
+    label_smoothing: float = 0.1  # label_smoothing's eps (`vqa stats` prints the matching one)
     epochs: int = 10
     batch_size: int = 64
     optimizer: str = "adam"  # adam | adamw | adamax | sgd
