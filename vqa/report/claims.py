@@ -51,6 +51,7 @@ from vqa.report.stats import ALPHA, holm, mean_interval
 SOFT = "soft_ce"
 TYPE_NAMES = {"yes_no": "Y/N", "number": "Num", "other": "Other"}  # Table 1's column names
 NOT_PAIRED = "n/a"  # the verdict of a paired claim when the model lacks soft_ce or hard_ce runs
+VERDICT_OF_EVIDENCE = {+1: "confirmed", -1: "refuted", 0: "undecided"}  # a decided claim's, by its side
 NO_RISE = "no seed's val loss rose after its minimum: refuted as observed, not tested"
 
 
@@ -81,8 +82,7 @@ def decide(claims: list[dict], alpha: float = ALPHA) -> dict:
     for c, adjusted in zip(claims, holm([c["p"] for c in claims])):
         c["p_holm"] = adjusted
         if adjusted is not None:
-            c["verdict"] = "undecided" if adjusted >= alpha or not c["evidence"] else (
-                "confirmed" if c["evidence"] > 0 else "refuted")  # fmt: skip
+            c["verdict"] = VERDICT_OF_EVIDENCE[c["evidence"]] if adjusted < alpha else "undecided"
     m = sum(c["p"] is not None for c in claims)
     return {"method": "holm", "size": m, "alpha": alpha, "smallest_level": alpha / m if m else None}
 
