@@ -5,6 +5,7 @@ import math
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +83,13 @@ def test_vqa_stats_command(tiny_data, tmp_path):
     assert label_smoothing_entropy(eps, 20) == pytest.approx(entropy, abs=1e-9)
     assert f"train.label_smoothing={eps:.4f} (over 20 answers)" in proc.stdout
     assert f"given by {val['mean_top_count']:.2f} of 10 annotators" in proc.stdout
+
+
+def test_vqa_stats_refuses_its_config_as_output(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("base: " + str(Path("configs/synthetic/avg_soft.yaml").resolve()) + "\n")
+    for out in (config, tmp_path):
+        proc = subprocess.run([sys.executable, "-m", "vqa", "stats", "--config", str(config), "--out", str(out)],
+                              capture_output=True, text=True)  # fmt: skip
+        assert proc.returncode == 2 and proc.stderr.startswith(f"error: --out {out}: "), proc.stderr
+    assert config.read_text().startswith("base: ")

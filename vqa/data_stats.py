@@ -20,6 +20,7 @@ written unless --out names a JSON file for the numbers.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from vqa.data.answers import SCORE_OF_COUNT
 from vqa.data.build import build_datasets
 from vqa.data.dataset import VQADataset
 from vqa.data.target_stats import matching_label_smoothing, soft_target_entropy
+from vqa.errors import UserError
 from vqa.io import write_json_atomic
 
 
@@ -76,6 +78,8 @@ def stats_lines(s: dict, num_answers: int) -> list[str]:
 
 def stats_command(args: argparse.Namespace) -> int:
     """`vqa stats --config C [--out FILE.json] [key=value ...]` (vqa.cli parses)."""
+    if args.out and (Path(args.out).is_dir() or Path(args.out).resolve() == Path(args.config).resolve()):
+        raise UserError(f"--out {args.out}: give a new JSON file, not a folder or the config it reads")
     cfg = load_config(args.config, args.overrides)
     data = build_datasets(cfg)
     n = len(data.avocab)
