@@ -38,15 +38,14 @@ def split_stats(ds: VQADataset, num_answers: int) -> dict:
     """The numbers of the module docstring for one encoded split (questions with 10 answers)."""
     top = ds.top_count[ds.top_count > 0]  # [Q] 1..10; 0: a question without answers (not scored)
     names = bucket_names(top)
+    ceiling = SCORE_OF_COUNT[top].astype(np.float64)  # [Q] official accuracy of the most common answer
     r = ds.report
     return {
         "split": r.split,
         "questions": int(len(ds)),
         "mean_top_count": float(top.mean()) if top.size else None,
         "agreement_buckets": {b: names.count(b) / max(len(names), 1) for b, _, _ in AGREEMENT_BUCKETS},
-        "most_common_answer_accuracy": float(SCORE_OF_COUNT[top].astype(np.float64).mean())
-        if top.size
-        else None,
+        "most_common_answer_accuracy": float(ceiling.mean()) if top.size else None,
         "soft_target_entropy": soft_target_entropy(ds.answer_count),
         "matching_label_smoothing": matching_label_smoothing(ds.answer_count, num_answers),
         "oov_weight": r.target_weight_lost,
