@@ -91,5 +91,6 @@ def test_vqa_stats_refuses_its_config_as_output(tmp_path):
     for out in (config, tmp_path):
         proc = subprocess.run([sys.executable, "-m", "vqa", "stats", "--config", str(config), "--out", str(out)],
                               capture_output=True, text=True)  # fmt: skip
-        assert proc.returncode == 2 and proc.stderr.startswith(f"error: --out {out}: "), proc.stderr
+        assert proc.returncode == 2 and proc.stderr.startswith(f"error: --out {out} is "), proc.stderr
+        assert len(proc.stderr.splitlines()) == 1
     assert config.read_text().startswith("base: ")

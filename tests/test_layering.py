@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vqa"
 
 # layer -> module prefixes (a module belongs to the layer of its longest matching prefix)
 LAYERS = {
-    "base": ("vqa", "vqa.errors", "vqa.io", "vqa.device"),
+    "base": ("vqa.errors", "vqa.io", "vqa.device", "vqa.runs"),  # errors, files, devices, run folders
     "answers": ("vqa.data.answers", "vqa.data.sources.records"),  # official normalization, the Record form
     "scoring": ("vqa.metrics", "vqa.scoring", "vqa.agreement"),
     "data": ("vqa.data",),  # sources, text, features, dataset, loader, target statistics
@@ -96,6 +96,8 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
 
 
 def layer_of(name: str) -> str:
+    if name == "vqa":  # the package's own __init__ (empty)
+        return "base"
     matches = [
         (len(p), layer) for layer, ps in LAYERS.items() for p in ps if name == p or name.startswith(p + ".")
     ]
@@ -166,3 +168,5 @@ def test_the_checker_finds_what_it_should():
     }
     assert "vqa.agreement" in imports("vqa.scoring", known["vqa.scoring"], known)  # inside a function
     assert layer_of("vqa.data.build") == "build" and layer_of("vqa.data.dataset") == "data"
+    with pytest.raises(AssertionError, match="in no layer"):
+        layer_of("vqa.newcomer")  # a new top-level module must be placed in the table

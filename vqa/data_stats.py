@@ -31,7 +31,7 @@ from vqa.data.build import build_datasets
 from vqa.data.dataset import VQADataset
 from vqa.data.target_stats import matching_label_smoothing, soft_target_entropy
 from vqa.errors import UserError
-from vqa.io import write_json_atomic
+from vqa.io import refuse_inputs_as_outputs, write_json_atomic
 
 
 def split_stats(ds: VQADataset, num_answers: int) -> dict:
@@ -77,8 +77,9 @@ def stats_lines(s: dict, num_answers: int) -> list[str]:
 
 def stats_command(args: argparse.Namespace) -> int:
     """`vqa stats --config C [--out FILE.json] [key=value ...]` (vqa.cli parses)."""
-    if args.out and (Path(args.out).is_dir() or Path(args.out).resolve() == Path(args.config).resolve()):
-        raise UserError(f"--out {args.out}: give a new JSON file, not a folder or the config it reads")
+    if args.out and Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a folder; give the JSON file to write")
+    refuse_inputs_as_outputs([("--out", args.out)], [("config file", args.config)])
     cfg = load_config(args.config, args.overrides)
     data = build_datasets(cfg)
     n = len(data.avocab)
