@@ -61,9 +61,13 @@ ALLOWED = {
     "tools": BELOW_TOOLS,
     "cli": {"base"},  # it imports each verb's module by name when the verb runs (VERBS)
 }
-# Temporary, named exceptions to "no import cycles": (importer, imported) -> why it is still here. None now
-# (agreement <-> scoring went with vqa/data/keys.py); a pair listed here fails once it no longer holds.
-TEMPORARY: dict[tuple[str, str], str] = {}
+# Temporary, named exceptions to "no import cycles": (importer, imported) -> why it is still here; a pair
+# listed here fails once it no longer holds (agreement <-> scoring went with vqa/data/keys.py).
+TEMPORARY: dict[tuple[str, str], str] = {
+    # vqa.report.paper imports launch.launch_grid and vqa.report.launch imports paper.action, both inside a
+    # function: the per-run action belongs in a module both import (then delete this entry).
+    ("vqa.report.launch", "vqa.report.paper"): "paper <-> launch, until the run action has its own module",
+}
 
 
 def modules() -> dict[str, Path]:
@@ -162,6 +166,9 @@ def test_no_import_cycles(graph):
 def test_the_checker_finds_what_it_should():
     assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert cycle({"a": {"b"}, "b": set()}) is None
+    assert (
+        cycle({"vqa.report.launch": {"vqa.report.paper"}, "vqa.report.paper": {"vqa.report.launch"}}) is None
+    )
     known = modules()
     assert imports("vqa.training.checkpoint", known["vqa.training.checkpoint"], known) >= {
         "vqa.io",
