@@ -6,10 +6,44 @@ default import mode is "prepend".)
 `random_batch`, a Batch with random sparse targets, is defined once, in the losses benchmark,
 which measures on it; the tests reuse that definition (tests may import from vqa.bench, never
 the reverse), through here so that no test depends on where the benchmark keeps it.
+
+`assert_same_metrics` compares two runs (an interrupted and resumed one with an uninterrupted one):
+metrics.jsonl and every TensorBoard curve, as TensorBoard's reader sees them.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
 from vqa.bench.losses import random_batch
 
-__all__ = ["random_batch"]
+__all__ = ["assert_same_metrics", "curves", "metrics", "random_batch"]
+
+COMPARED = ("epoch", "step", "train/loss", "val/loss", "val/hard_ce", "val/soft_ce", "val/accuracy",
+            "val/accuracy_yes_no", "val/accuracy_number", "val/accuracy_other", "lr")  # fmt: skip
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_metrics(a: Path, b: Path) -> None:
+    ma, mb = metrics(a), metrics(b)
+    assert len(ma) == len(mb)
+    for x, y in zip(ma, mb):
+        for key in COMPARED:
+            assert x[key] == pytest.approx(y[key], abs=1e-6), (x["epoch"], key)
+    ca, cb = curves(a), curves(b)  # TensorBoard's view: no duplicate or stale point after the resume
+    assert set(ca) == set(cb) and "train/loss_step" in ca
+    for tag in set(ca) - {"throughput/samples_per_s"}:
+        assert [s for s, _ in ca[tag]] == [s for s, _ in cb[tag]], tag
+        assert [v for _, v in ca[tag]] == pytest.approx([v for _, v in cb[tag]], abs=1e-6), tag
+
+
+def curves(run: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run)).Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}

@@ -524,8 +524,8 @@ mount -t tmpfs -o size=20m tmpfs "$OUT"
 "$PY" -m vqa "$@" train.epochs=1 > /dev/null
 head -c 100m /dev/zero > "$OUT/filler" 2>/dev/null || true
 set +e
-"$PY" -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2> "$OUT/full.err"
-echo "full: $?"; cat "$OUT/full.err"
+"$PY" -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2> "$OUT/../full.err"
+echo "full: $?"; cat "$OUT/../full.err"
 "$PY" -c "import torch, sys; print('epoch', torch.load(sys.argv[1], weights_only=True)['epoch'])" "$OUT/r/checkpoints/last.pt"
 rm "$OUT/filler"
 "$PY" -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2>&1; echo "resumed: $?"

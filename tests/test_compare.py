@@ -12,6 +12,21 @@ from vqa.report.runs import Run, is_complete, stopped_early
 from vqa.report.stats import describe, paired_difference, pearson, t_cdf, t_quantile
 
 T2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)  # t quantile 0.975, 2 degrees of freedom, closed form
+
+
+def p_df1(t):  # two-sided p of a t statistic with 1 degree of freedom (the Cauchy CDF), closed form
+    return 1 - 2 / math.pi * math.atan(abs(t))
+
+
+def p_df2(t):  # two-sided p with 2 degrees of freedom: F(t) = 1/2 + t / (2 sqrt(2 + t^2))
+    return 1 - abs(t) / math.sqrt(2 + t * t)
+
+
+def p_df3(t):  # two-sided p with 3 degrees of freedom, closed form
+    x = abs(t) / math.sqrt(3)
+    return 1 - 2 / math.pi * (x / (1 + x * x) + math.atan(x))
+
+
 NAN = float("nan")
 
 
@@ -111,7 +126,15 @@ def test_table_mean_std_and_paired_difference(runs, tmp_path, capsys):
     assert d["n"] == 3 and d["minus"] == "hard_ce" and d["unpaired_seeds"] == []
     half = T2 * 1.0 / math.sqrt(3)  # differences 3, 2, 4: mean 3, std 1
     assert d["all"] == pytest.approx(
-        {"n": 3, "mean": 3.0, "std": 1.0, "ci_low": 3 - half, "ci_high": 3 + half, "t": T2}
+        {
+            "n": 3,
+            "mean": 3.0,
+            "std": 1.0,
+            "ci_low": 3 - half,
+            "ci_high": 3 + half,
+            "t": T2,
+            "p": p_df2(3 * 3**0.5),
+        }
     )
     assert d["number"]["mean"] == pytest.approx(-2.0) and d["number"]["ci_high"] == pytest.approx(-2 + half)
     kl = difference(s, "avg", "kl")  # one pair: no interval
@@ -325,9 +348,9 @@ def claim_run(root, model, loss, seed, best, reach, val_loss, hard_ce=None, **kw
 @pytest.fixture
 def claim_runs(tmp_path):
     """Three models with 3 seeds of hard_ce and soft_ce, hard bests 60, 61, 62 (threshold 57.95) and
-    hard runs reaching it at epoch 3: AVG confirms every claim, POOL refutes it, MCB leaves it undecided.
+    hard runs reaching it at epoch 3. AVG's effects point to the claims, POOL's against, MCB's nowhere.
 
-    soft - hard best (= each type's difference): AVG 2, 3, 4; POOL -1, -1.5, -2; MCB 3, -1, 1.
+    soft - hard best (= each type's difference): AVG 3, 3, 3; POOL -1.5, -1.5, -1.5; MCB 3, -1, 1.
     soft - hard epochs to the threshold: AVG -2, -2, -1; POOL 2, 2, 1; MCB -1, 1, 0.
     hard val loss: AVG turns up (gap 2, rises 0.3, 0.4, 0.5), POOL falls (gap -1, rise 0), MCB mixed
     (gaps 2, -1, 1; rises 0.3, 0, 0.1). soft val/hard_ce rise minus hard's: AVG -0.3, -0.4, -0.5;
@@ -337,8 +360,8 @@ def claim_runs(tmp_path):
     mcb_hard = [turns_up(0), FALLS, [3.0, 2.0, 1.9, 1.5, 1.55, 1.6]]
     mcb_soft = [turns_up(1), FALLS, FALLS]
     spec = {  # model: (soft - hard best, soft reach, hard val loss of seed s, soft val loss of seed s)
-        "avg": ([2, 3, 4], [1, 1, 2], turns_up, lambda s: FALLS),
-        "pool": ([-1, -1.5, -2], [5, 5, 4], lambda s: FALLS, turns_up),
+        "avg": ([3, 3, 3], [1, 1, 2], turns_up, lambda s: FALLS),
+        "pool": ([-1.5, -1.5, -1.5], [5, 5, 4], lambda s: FALLS, turns_up),
         "mcb": ([3, -1, 1], [2, 4, 3], mcb_hard.__getitem__, mcb_soft.__getitem__),
     }
     for model, (gain, reach, hard_loss, soft_loss) in spec.items():
@@ -361,22 +384,32 @@ def verdicts_of(summary, model):
     return {c["claim"]: c["verdict"] for c in summary["claims"] if c["model"] == model}
 
 
+CLAIMS = ["soft beats hard on All", "soft converges faster", "hard_ce shows the loss-accuracy discrepancy",
+          "soft_ce shows the loss-accuracy discrepancy", "soft shows less of it", "soft gains on Y/N",
+          "soft gains on Num", "soft gains on Other"]  # fmt: skip
+# raw p-values of the fixture, hand-worked with 2 degrees of freedom: a constant difference has p 0;
+# rises (or differences) 0.3, 0.4, 0.5: t = 0.4 / (0.1 / sqrt 3); epochs -2, -2, -1: t = -5
+P_RISE, P_EPOCHS = p_df2(0.4 / (0.1 / 3**0.5)), p_df2(5.0)
+
+
 def test_claim_verdicts(claim_runs, tmp_path, capsys):
+    """Holm over the report's 22 tested claims (24 less the two whose loss never rose): the 8 with p 0
+    pass (0 < 0.05 / 22); the 9th smallest, P_RISE = 0.0202, fails 0.05 / 14, so every later claim is
+    undecided, even AVG's faster convergence, whose raw p 0.038 and interval [-3.10, -0.23] exclude 0."""
     out = tmp_path / "report"
     code, stdout, _ = run_compare(capsys, claim_runs, out)
     assert code == 0
     s = json.loads((out / "summary.json").read_text())
-    claims = ["soft beats hard on All", "soft converges faster", "hard_ce shows the loss-accuracy discrepancy",
-              "soft_ce shows the loss-accuracy discrepancy", "soft shows less of it", "soft gains on Y/N",
-              "soft gains on Num", "soft gains on Other"]  # fmt: skip
-    assert [c["claim"] for c in s["claims"] if c["model"] == "avg"] == claims
+    assert [c["claim"] for c in s["claims"] if c["model"] == "avg"] == CLAIMS
     avg, pool, mcb = (verdicts_of(s, m) for m in ("avg", "pool", "mcb"))
-    soft_disc = (
-        "soft_ce shows the loss-accuracy discrepancy"  # soft's own loss falls in AVG, turns up in POOL
+    decided = {"soft beats hard on All", "soft gains on Y/N", "soft gains on Num", "soft gains on Other"}
+    soft_disc, hard_disc = CLAIMS[3], CLAIMS[2]  # soft's own loss falls in AVG, hard's in POOL
+    assert avg == {k: "confirmed" if k in decided else "undecided" for k in CLAIMS} | {soft_disc: "refuted"}
+    assert pool == {k: "refuted" if k in decided else "undecided" for k in CLAIMS} | {hard_disc: "refuted"}
+    assert mcb == {k: "undecided" for k in CLAIMS}
+    assert s["claims_family"] == pytest.approx(
+        {"method": "holm", "size": 22, "alpha": 0.05, "smallest_level": 0.05 / 22}
     )
-    assert avg == {**{k: "confirmed" for k in claims}, soft_disc: "refuted"}
-    assert pool == {**{k: "refuted" for k in claims}, soft_disc: "confirmed"}
-    assert mcb == {k: "undecided" for k in claims}
 
     (all_, faster, disc) = [c for c in s["claims"] if c["model"] == "avg"][:3]
     assert all_["estimates"][0] == pytest.approx(
@@ -385,37 +418,53 @@ def test_claim_verdicts(claim_runs, tmp_path, capsys):
             "digits": 2,
             "n": 3,
             "mean": 3.0,
-            "std": 1.0,
-            "ci_low": 3 - T2_HALF,
-            "ci_high": 3 + T2_HALF,
+            "std": 0.0,
+            "ci_low": 3.0,
+            "ci_high": 3.0,
             "t": T2,
+            "p": 0.0,
         }  # fmt: skip
     )
-    assert faster["estimates"][0]["mean"] == pytest.approx(-5 / 3)
-    assert faster["estimates"][0]["ci_high"] == pytest.approx(-5 / 3 + T2_HALF * math.sqrt(1 / 3))  # < 0
+    assert (all_["p"], all_["p_holm"]) == (0.0, 0.0)
+    f = faster["estimates"][0]
+    assert f["mean"] == pytest.approx(-5 / 3) and f["ci_high"] == pytest.approx(-5 / 3 + T2_HALF / 3**0.5)
+    assert f["ci_high"] < 0 and f["p"] == pytest.approx(P_EPOCHS) and P_EPOCHS < 0.05
+    # 13th and 14th smallest (AVG's and POOL's faster): max(14 P_RISE, 10 P_EPOCHS, 9 P_EPOCHS)
+    assert faster["p_holm"] == pytest.approx(10 * P_EPOCHS)
     gap, rise = disc["estimates"]
-    assert (gap["mean"], gap["ci_low"], gap["ci_high"]) == (2.0, 2.0, 2.0)  # gap 2 in every seed
+    assert (gap["mean"], gap["ci_low"], gap["ci_high"], gap["p"]) == (2.0, 2.0, 2.0, 0.0)  # 2 in every seed
     assert rise["mean"] == pytest.approx(0.4) and rise["ci_low"] == pytest.approx(0.4 - 0.1 * T2_HALF)
+    assert disc["p"] == pytest.approx(P_RISE) and disc["p_holm"] == pytest.approx(14 * P_RISE)  # max(p's)
     mcb_disc = [c for c in s["claims"] if c["model"] == "mcb"][2]["estimates"]
     assert mcb_disc[0]["mean"] == pytest.approx(2 / 3) and mcb_disc[1]["mean"] == pytest.approx(0.4 / 3)
 
     line = (
-        f"AVG: soft beats hard on All: confirmed (soft_ce - hard_ce best accuracy (points) +3.00 "
-        f"[{3 - T2_HALF:+.2f}, {3 + T2_HALF:+.2f}], n=3)"
+        "AVG: soft beats hard on All: confirmed (soft_ce - hard_ce best accuracy (points) +3.00 "
+        "[+3.00, +3.00], n=3, p<0.001; Holm p<0.001)"
     )
     assert f"  {line}\n" in stdout and f"- {line}\n" in (out / "report.md").read_text()
     assert (
-        "POOL: hard_ce shows the loss-accuracy discrepancy: refuted (best-accuracy epoch - lowest-val-loss "
-        "epoch -1.0 [-1.0, -1.0], n=3; val-loss rise after its minimum +0.0000 [+0.0000, +0.0000], n=3)"
-        in stdout
+        "AVG: soft converges faster: undecided (soft_ce - hard_ce epochs to 57.95 (95% of the hard best) "
+        f"-1.7 [-3.1, -0.2], n=3, p={P_EPOCHS:.3f}; Holm p={10 * P_EPOCHS:.3f})" in stdout
     )
+    assert (
+        "POOL: hard_ce shows the loss-accuracy discrepancy: refuted (best-accuracy epoch - lowest-val-loss "
+        "epoch -1.0 [-1.0, -1.0], n=3, p<0.001; val-loss rise after its minimum +0.0000 [+0.0000, +0.0000], "
+        "n=3, p=1.000; no seed's val loss rose after its minimum: refuted as observed, not tested)" in stdout
+    )
+    family = (
+        "Holm-Bonferroni over the 22 claims with a p-value, family-wise level 0.05: the k-th smallest p is "
+        "held to 0.05 / (22 - k + 1), from 0.0023 up to 0.05; a claim is decided when its Holm-adjusted "
+        "p < 0.05. Intervals: unadjusted 95% t, over seeds."
+    )
+    assert f"  {family}\n" in stdout and f"\n{family}\n" in (out / "report.md").read_text()
 
 
 def test_claims_with_controls_and_without_a_pair(claim_runs, tmp_path, capsys):
     """A control arm adds 'soft beats <arm> on All'; a model without soft_ce says the paired claims are n/a."""
     r = tmp_path / "runs"
-    for s in range(3):  # soft - shuffled: 1, 1.5, 2 (the shuffled arm: soft_ce on shuffled soft targets)
-        claim_run(r, "avg", "soft_ce", s, 60 + s + [2, 3, 4][s] - [1, 1.5, 2][s], 3, FALLS,
+    for s in range(3):  # soft - shuffled: 1.5 in every seed (the shuffled arm: soft_ce on shuffled targets)
+        claim_run(r, "avg", "soft_ce", s, 60 + s + 3 - 1.5, 3, FALLS,
                   name=f"avg_shuffled_s{s}", data={"soft_target": "shuffled"})  # fmt: skip
     make_run(r, "updn", "hard_ce", 0, curve([1, 2, 3]))
     paths = sorted(r.iterdir())
@@ -423,13 +472,17 @@ def test_claims_with_controls_and_without_a_pair(claim_runs, tmp_path, capsys):
     assert code == 0
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     avg = verdicts_of(s, "avg")
-    assert avg["soft beats shuffled on All"] == "confirmed"  # 1.5 [1.5 -+ 0.5 * T2_HALF]
+    assert avg["soft beats shuffled on All"] == "confirmed"  # 1.5 [1.5, 1.5], p 0
+    assert avg["shuffled shows the loss-accuracy discrepancy"] == "refuted"  # its loss falls: no rise
+    assert s["claims_family"]["size"] == 23  # one more tested (soft - shuffled); none for UPDN's one seed
     assert group(s, "avg", "shuffled")["runs"] == [f"avg_shuffled_s{i}" for i in range(3)]
     assert verdicts_of(s, "updn") == {
         "soft vs hard (claims 1, 2, 4)": "n/a",
         "hard_ce shows the loss-accuracy discrepancy": "undecided",
     }
     assert "UPDN: soft vs hard (claims 1, 2, 4): n/a (needs soft_ce and hard_ce runs)" in stdout
+    assert "UPDN: hard_ce shows the loss-accuracy discrepancy: undecided (" in stdout
+    assert "n=1, p n/a; not tested (needs 2 seeds)" in stdout
 
 
 def test_loss_rise_gap_and_null_metrics(tmp_path, capsys):
@@ -452,7 +505,15 @@ def test_loss_rise_gap_and_null_metrics(tmp_path, capsys):
     g = group(s, "avg", "hard_ce")
     t1 = math.tan(math.pi * 0.475)  # t quantile 0.975, 1 degree of freedom; std sqrt(2) / sqrt(2 seeds) = 1
     assert g["intervals"]["gap"] == pytest.approx(  # gaps 1, 3
-        {"n": 2, "mean": 2.0, "std": math.sqrt(2), "ci_low": 2 - t1, "ci_high": 2 + t1, "t": t1}
+        {
+            "n": 2,
+            "mean": 2.0,
+            "std": math.sqrt(2),
+            "ci_low": 2 - t1,
+            "ci_high": 2 + t1,
+            "t": t1,
+            "p": p_df1(2),
+        }
     )
     assert g["intervals"]["loss_rise"]["mean"] == pytest.approx(0.15)  # rises 0.3, 0
     report = (tmp_path / "out" / "report.md").read_text()
@@ -490,9 +551,10 @@ def test_agreement_buckets(tmp_path, capsys):
     d = difference(s, "avg", "soft_ce")["buckets"]
     t1 = math.tan(math.pi * 0.475)
     assert d["high"] == pytest.approx(
-        {"n": 2, "mean": 2.0, "std": 0.0, "ci_low": 2.0, "ci_high": 2.0, "t": t1}
+        {"n": 2, "mean": 2.0, "std": 0.0, "ci_low": 2.0, "ci_high": 2.0, "t": t1, "p": 0.0}  # no variance
     )
     assert d["low"]["mean"] == pytest.approx(4.0) and d["low"]["ci_low"] == pytest.approx(4 - t1)  # 3, 5
+    assert d["low"]["p"] == pytest.approx(p_df1(4.0))  # t = 4 / (sqrt(2) / sqrt(2))
     table = stdout.split("| Model | Loss | n | high | low |")[1]
     assert "| AVG | soft_ce - hard_ce | 2 | +2.00 [+2.00, +2.00] | +4.00 [" in table
     assert (

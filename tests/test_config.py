@@ -128,3 +128,49 @@ def test_bad_override_and_missing_file(tmp_path):
         load_config(None, ["train.batchsize=3"])
     with pytest.raises(UserError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_published_protocols_of_mcan_and_ban():
+    """configs/vqa2/{mcan,ban}_bce.yaml: the authors' settings (MILVLG/mcan-vqa, jnhwkim/ban-vqa); the
+    bce file is the soft file with train.loss=bce; every real source's files train the same model the
+    same way, every synthetic stand-in the configs/synthetic/ model."""
+    mcan = load_config(CONFIGS / "vqa2" / "mcan_bce.yaml")
+    m, t = mcan.model, mcan.train
+    assert (m.hidden_dim, m.heads, m.ff_dim, m.layers, m.glimpses, m.dropout) == (512, 8, 2048, 6, 1, 0.1)
+    assert (t.optimizer, t.lr, t.adam_betas, t.adam_eps, t.batch_size, t.epochs) == (
+        "adam",
+        1e-4,
+        [0.9, 0.98],
+        1e-9,
+        64,
+        13,
+    )
+    assert (t.warmup, t.warmup_epochs, t.lr_decay_epochs, t.lr_decay_factor) == (
+        "epochwise",
+        3,
+        [10, 12],
+        0.2,
+    )
+    ban = load_config(CONFIGS / "vqa2" / "ban_bce.yaml")
+    m, t = ban.model, ban.train
+    assert (m.hidden_dim, m.glimpses, m.dropout, m.fc_dropout, m.rnn) == (1280, 8, 0.5, 0.2, "gru")
+    assert (t.optimizer, t.lr, t.grad_clip, t.batch_size, t.epochs) == ("adamax", 2e-3, 0.25, 256, 13)
+    assert (t.warmup, t.warmup_epochs, t.lr_decay_epochs, t.lr_decay_factor) == (
+        "epochwise",
+        3,
+        [10, 12],
+        0.25,
+    )
+    for name in ("mcan", "ban"):
+        bce, soft = (asdict(load_config(CONFIGS / "vqa2" / f"{name}_{k}.yaml")) for k in ("bce", "soft"))
+        bce["train"]["loss"], bce["name"] = "soft_ce", soft["name"]
+        assert bce == soft
+        for source in ("vqa1", "vqacp2", "vizwiz", "okvqa"):
+            cfg = load_config(CONFIGS / source / f"{name}_soft.yaml")
+            assert (cfg.model, cfg.train) == (
+                load_config(CONFIGS / "vqa2" / f"{name}_soft.yaml").model,
+                load_config(CONFIGS / "vqa2" / f"{name}_soft.yaml").train,
+            )
+            assert cfg.data.source == source and cfg.data.features == "boxes"
+            synth = load_config(CONFIGS / f"synthetic-{source}" / f"{name}_hard.yaml")
+            assert synth.model == load_config(CONFIGS / "synthetic" / f"{name}_hard.yaml").model

@@ -142,9 +142,8 @@ def test_damaged_files_are_one_line_errors(tmp_path, capsys):
     assert "bad.tsv:3: image 1 appears a second time" in error([good[0], good[1], good[0]])
     other_dim = write_tsv(tmp_path / "d.tsv", make_images(4, [7], (10, 10), dim=16)).read_text().strip()
     assert "bad.tsv:2: image 7 has 16-d features, earlier images 32-d" in error([good[0], other_dim])
-    assert "bad.tsv:1: image_id, image_w, image_h, num_boxes must be numbers" in error(
-        ["\t".join(["x", *cols[1:]])]
-    )
+    assert "bad.tsv:1: image_id x is not an integer in int64" in error(["\t".join(["x", *cols[1:]])])
+    assert "bad.tsv:1: image_w 1.5 is not an integer" in error(["\t".join([cols[0], "1.5", *cols[2:]])])
 
 
 def test_existing_output_needs_overwrite(tmp_path, capsys):

@@ -1,6 +1,5 @@
 """Exact resume, graceful stop, kills at any moment, divergence: real runs on the tiny synthetic data."""
 
-import json
 import math
 import os
 import signal
@@ -11,31 +10,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_same_metrics, metrics
 
 from vqa.cli import main
 from vqa.training.optim import lr_factor
 
 CONFIG = "configs/synthetic/avg_soft.yaml"
-COMPARED = ("epoch", "step", "train/loss", "val/loss", "val/hard_ce", "val/soft_ce", "val/accuracy",
-            "val/accuracy_yes_no", "val/accuracy_number", "val/accuracy_other", "lr")  # fmt: skip
 
 
 def overrides(root, out, name, epochs=3, batch=32):
     return [f"data.root={root}", f"out_dir={out}", f"name={name}", f"train.epochs={epochs}",
             f"train.batch_size={batch}", "train.lr=3e-3", "model.rnn_dim=64", "model.hidden_dim=128",
-            "train.lr_decay_epochs=[2]", "train.warmup_epochs=0.5"]  # fmt: skip
-
-
-def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def assert_same_metrics(a: Path, b: Path) -> None:
-    ma, mb = metrics(a), metrics(b)
-    assert len(ma) == len(mb)
-    for x, y in zip(ma, mb):
-        for key in COMPARED:
-            assert x[key] == pytest.approx(y[key], abs=1e-6), (x["epoch"], key)
+            "train.lr_decay_epochs=[2]", "train.warmup_epochs=0.5", "train.log_every=5"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

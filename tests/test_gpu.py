@@ -29,7 +29,10 @@ pytestmark = [
 ]
 
 NUM_TOKENS, NUM_ANSWERS, IMAGE_DIM = 20, 30, 24
-SIZES = dict(embed_dim=16, rnn_dim=32, hidden_dim=32, attention_dim=16, mcb_dim=1000, dropout=0.0)
+SIZES = dict(
+    embed_dim=16, rnn_dim=32, hidden_dim=32, attention_dim=16, mcb_dim=1000, heads=4, ff_dim=64, layers=2
+)
+SIZES.update(dropout=0.0, fc_dropout=0.0)  # no dropout draws: compiled and eager see the same numbers
 RUN = ["train.device=cuda", "data.num_workers=2", "model.mcb_dim=1000"]  # every `vqa train` here
 COMPARED = ("epoch", "step", "train/loss", "val/loss", "val/hard_ce", "val/soft_ce", "val/accuracy", "lr")
 

@@ -21,7 +21,7 @@ from vqa.models import MODELS
 OVERRIDES = ["train.epochs=2", "train.batch_size=16", "train.lr_decay_epochs=[]", "train.warmup_epochs=0",
              "model.dropout=0.0", "data.features=boxes"]  # fmt: skip
 # 3e-3 for the short run (AVG and UpDn ship 1e-3, POOL 3e-3); MCB ships 1e-2 (configs/synthetic/mcb_soft.yaml)
-LR = {"mcb": 1e-2}
+LR = {"mcb": 1e-2, "mcan": 1e-3}  # MCAN: its shipped rate (a post-norm transformer with no warm-up here)
 
 
 @pytest.fixture(scope="module")

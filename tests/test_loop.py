@@ -10,6 +10,7 @@ import torch
 
 from vqa import io
 from vqa.cli import main
+from vqa.training.hparams import FILE_NAME as HPARAMS_FILE
 
 CONFIG = "configs/synthetic/avg_soft.yaml"
 COMPARED = ("step", "train/loss", "val/loss", "val/hard_ce", "val/soft_ce", "val/accuracy", "lr")
@@ -136,7 +137,8 @@ def test_a_new_run_never_replaces_an_existing_one(tiny_data, tmp_path, capsys):
     assert len(err) == 1 and "already holds a run" in err[0] and "--overwrite" in err[0]
     assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before  # nothing touched
     assert main([*args(tiny_data, tmp_path, "r", "train.lr=1e-3", epochs=1), "--overwrite"]) == 0
-    assert [m["epoch"] for m in metrics(run)] == [1] and len(list(run.glob("events.out.tfevents*"))) == 1
+    events = sorted(p.name for p in run.glob("events.out.tfevents*"))  # the HParams file, one writer's file
+    assert [m["epoch"] for m in metrics(run)] == [1] and len(events) == 2 and events[0] == HPARAMS_FILE
 
 
 def test_resume_refuses_an_override_that_changes_the_model(tiny_data, tmp_path, capsys):

@@ -1,8 +1,5 @@
 """Each loss against a dense reference built from the same sparse targets."""
 
-import math
-
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,13 +7,7 @@ from helpers import random_batch
 
 from vqa.bench.losses import dense_soft_ce
 from vqa.errors import UserError
-from vqa.losses import (
-    LOSSES,
-    get_loss,
-    label_smoothing_entropy,
-    matching_label_smoothing,
-    soft_target_entropy,
-)
+from vqa.losses import LOSSES, get_loss
 
 A = 40
 
@@ -175,26 +166,6 @@ def test_get_loss_binds_train_label_smoothing(batch, epsilon):
             LOSSES["hard_ce"](logits.float(), batch, reduction="none").tolist()
         )
     assert get_loss("soft_ce", epsilon) is LOSSES["soft_ce"]  # the others take no setting
-
-
-def test_matching_label_smoothing_hand_worked():
-    """7 of 10 annotators gave one answer, 3 gave one other answer each: the human soft target is
-    (.7, .1, .1, .1), which is exactly the label-smoothed target over A = 4 answers with eps = .4
-    (1 - .4 + .4 / 4 = .7 and .4 / 4 = .1), so the matching eps is .4. A question without an
-    in-vocabulary answer (a row of padding) carries no soft target and changes nothing; a unanimous
-    split matches eps = 0."""
-    seven_one_one_one = np.array([[7, 1, 1, 1, 0, 0, 0, 0, 0, 0]], np.uint8)
-    h = -(0.7 * math.log(0.7) + 3 * 0.1 * math.log(0.1))  # 0.9404 nats
-    assert soft_target_entropy(seven_one_one_one) == pytest.approx(h)
-    assert label_smoothing_entropy(0.4, 4) == pytest.approx(h)
-    assert matching_label_smoothing(seven_one_one_one, 4) == pytest.approx(0.4, abs=1e-9)
-    padded = np.vstack([seven_one_one_one, np.zeros((1, 10), np.uint8)])
-    assert matching_label_smoothing(padded, 4) == pytest.approx(0.4, abs=1e-9)
-    # answers outside the vocabulary are dropped: 7 + 1 + 1 in the vocabulary is (7/9, 1/9, 1/9)
-    dropped = np.array([[7, 1, 1, 0, 0, 0, 0, 0, 0, 0]], np.uint8)
-    assert soft_target_entropy(dropped) == pytest.approx(-(7 / 9 * math.log(7 / 9) + 2 / 9 * math.log(1 / 9)))
-    unanimous = np.array([[10, 0, 0, 0, 0, 0, 0, 0, 0, 0]] * 3, np.uint8)
-    assert matching_label_smoothing(unanimous, 3000) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_unknown_loss_names_the_valid_ones():

@@ -82,10 +82,12 @@ def test_vqa2_configs_are_valid_and_paired():
     }
     for path in paths:
         cfg = load_config(path)  # validity only: models are built by the training tests
-        assert cfg.data.root == "data/vqa2" and cfg.data.max_answers == 3000
-        assert (cfg.train.optimizer, cfg.train.lr, cfg.train.batch_size) == ("adam", 1e-4, 64)
-        assert (cfg.train.lr_decay_epochs, cfg.train.lr_decay_factor) == ([30, 60], 0.1)
-        assert (cfg.data.max_question_len, cfg.model.dropout, cfg.model.embed_dim) == (10, 0.5, 300)
+        assert cfg.data.root == "data/vqa2"
+        if cfg.model.name not in ("mcan", "ban"):  # those train by their authors' protocol (test_config.py)
+            assert cfg.data.max_answers == 3000
+            assert (cfg.train.optimizer, cfg.train.lr, cfg.train.batch_size) == ("adam", 1e-4, 64)
+            assert (cfg.train.lr_decay_epochs, cfg.train.lr_decay_factor) == ([30, 60], 0.1)
+            assert (cfg.data.max_question_len, cfg.model.dropout, cfg.model.embed_dim) == (10, 0.5, 300)
         if path.stem != "base":
             hard, soft = (
                 load_config(path.with_name(path.stem.rsplit("_", 1)[0] + f"_{x}.yaml"))
@@ -366,7 +368,7 @@ def vqa(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_download_extract_train_predict(mirror, tmp_path):
-    """The README's real-data commands in order, on the fixture: download, extract, train, predict."""
+    """The real-data commands of docs/real-data.md in order, on the fixture: download, extract, train, predict."""
     data = tmp_path / "data"
     proc = download(mirror, data)
     assert proc.returncode == 0, proc.stderr

@@ -30,6 +30,8 @@ VERBS: dict[str, tuple[str, str, str]] = {
                 "image folder -> HDF5 grid features (ResNet-152, resumable)"),
     "convert": ("vqa.features.convert", "convert_command",
                 "precomputed features (bottom-up attention TSV) -> HDF5"),
+    "stats": ("vqa.data_stats", "stats_command",
+              "a config's data before a loss study: human agreement, target entropy, matching label smoothing, OOV weight"),
     "compare": ("vqa.report.compare", "compare_command",
                 "run folders -> the paper's table (mean, std, paired CI), convergence, figures"),
     "paper": ("vqa.report.paper", "paper_command",
@@ -158,6 +160,14 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
+def _stats_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", required=True, help="YAML experiment file (configs/...): its train and val splits"
+    )
+    p.add_argument("--out", default=None, help="also write the numbers to this JSON file")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. data.root=data/vqa2")
+
+
 def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders written by `vqa train`")
     p.add_argument("--out", required=True, help="folder for table.md/.csv, report.md, summary.json, figures")
@@ -178,8 +188,39 @@ def _paper_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--jobs", type=int, default=1, help="runs trained at once (each with cores / jobs threads)"
     )
-    p.add_argument("--out", required=True, help="where `vqa compare` writes the report")
+    p.add_argument(
+        "--out", default=None, help="where `vqa compare` writes the report (required unless --status)"
+    )
+    p.add_argument("--status", action="store_true",
+                   help="list every run as done / running / failed / interrupted / not started, and exit")  # fmt: skip
+    _launcher_args(p)
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run (after --)")
+
+
+def _launcher_args(p: argparse.ArgumentParser) -> None:
+    """`vqa paper --launcher slurm ...`: vqa/report/launch.py (docs/slurm.md)."""
+    g = p.add_argument_group("launcher", "where the runs train (docs/slurm.md)")
+    g.add_argument("--launcher", choices=("local", "slurm", "submitit-local"), default="local",
+                   help="local: here, --jobs at once (default); slurm: one job-array task per run through "
+                        "submitit, requeued on timeout or preemption; submitit-local: the same tasks as local "
+                        "processes (a dry run of the launch)")  # fmt: skip
+    g.add_argument(
+        "--wait",
+        action="store_true",
+        help="slurm / submitit-local: wait for the tasks, then write the report",
+    )
+    g.add_argument("--slurm-partition", default=None, help="Slurm partition (default: the cluster's)")
+    g.add_argument("--gpus-per-run", type=int, default=1, help="GPUs per task; > 1 trains it with torchrun")
+    g.add_argument("--cpus-per-run", type=int, default=8, help="CPU cores per task (default: 8)")
+    g.add_argument("--mem-gb", type=float, default=32.0, help="memory per task in GB (default: 32)")
+    g.add_argument("--timeout-min", type=int, default=240,
+                   help="time limit per task in minutes; the task checkpoints and is requeued before it")  # fmt: skip
+    g.add_argument(
+        "--array-parallelism",
+        type=int,
+        default=0,
+        help="tasks of the array running at once (default 0: no limit)",
+    )
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
@@ -193,7 +234,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 
 ARGUMENTS = {
     "train": _train_args, "synth": _synth_args, "eval": _eval_args, "predict": _predict_args,
-    "attention": _attention_args, "extract": _extract_args, "convert": _convert_args,
+    "attention": _attention_args, "extract": _extract_args, "convert": _convert_args, "stats": _stats_args,
     "compare": _compare_args, "paper": _paper_args, "bench": _bench_args,
 }  # fmt: skip
 

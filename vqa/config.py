@@ -69,9 +69,7 @@ class ModelConfig:
     ff_dim: int = 2048  # MCAN: feed-forward size of each attention layer
     layers: int = 6  # MCAN: encoder layers, and as many decoder layers
     dropout: float = 0.5
-    fc_dropout: float = (
-        0.2  # BAN: dropout on the inputs of its other fully connected layers (the authors' 0.2)
-    )
+    fc_dropout: float = 0.2  # BAN: dropout on the inputs of its other linear layers (authors: 0.2)
     normalize_image: bool = True  # L2-normalize image feature vectors
     word_vectors: str = ""  # GloVe .txt / fastText .vec (.gz too) to initialize the question embedding; "" = random (the paper: 300-d fastText)
 
@@ -83,7 +81,7 @@ class TrainConfig:
     debias_entropy: float = 0.36  # lmh: weight of the gate's entropy penalty (0 = learned-mixin)
     debias_gamma: float = 5.0  # lpf: exponent of the feedback weight (1 - p_q(y))^gamma
     debias_question_weight: float = 1.0  # rubi, lpf, gge: weight of the question-only branch's loss
-    label_smoothing: float = 0.1  # epsilon of the label_smoothing loss (vqa.losses.matching_label_smoothing)
+    label_smoothing: float = 0.1  # label_smoothing's eps (`vqa stats` prints the matching one)
     epochs: int = 10
     batch_size: int = 64
     optimizer: str = "adam"  # adam | adamw | adamax | sgd

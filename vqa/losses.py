@@ -10,8 +10,8 @@ over the answers and a gather of at most K logits per question. All math runs in
 fp32 even when the logits come from an autocast region.
 
 Controls for soft cross-entropy: `label_smoothing` (a hard target made soft without the
-humans; its epsilon from train.label_smoothing, bound by `get_loss`, and
-`matching_label_smoothing` gives the epsilon as spread out as a split's human targets) and
+humans; its epsilon from train.label_smoothing, bound by `get_loss`; `vqa stats` prints the epsilon
+as spread out as a split's human targets, vqa.data.target_stats) and
 shuffled soft targets (data.soft_target=shuffled, applied to the training data in
 vqa/data/dataset.py, so every loss here stays a pure function of the batch).
 """
@@ -19,10 +19,8 @@ vqa/data/dataset.py, so every loss here stays a pure function of the batch).
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -162,56 +160,3 @@ def get_loss(name: str, label_smoothing: float = 0.1) -> Callable[[torch.Tensor,
     if name == "label_smoothing":
         return functools.partial(LOSSES[name], epsilon=label_smoothing)
     return LOSSES[name]
-
-
-# --- Matching the control to the human targets: the epsilon whose label-smoothed target is as spread out.
-
-
-def label_smoothing_entropy(epsilon: float, num_answers: int) -> float:
-    """Entropy (nats) of the label-smoothed target over `num_answers` answers: 1 - eps + eps / A on the
-    most common answer and eps / A on each of the A - 1 others. Increases with eps from 0 to log A."""
-    a = num_answers
-    top, rest = 1 - epsilon + epsilon / a, epsilon / a
-    return -sum(p * math.log(p) * n for p, n in ((top, 1), (rest, a - 1)) if p > 0)
-
-
-def soft_target_entropy(answer_count: np.ndarray) -> float:
-    """Mean entropy (nats) of the human soft targets, from the Dataset's in-vocabulary answer counts
-    (uint8 [Q, K], 0 = padding). Each question's distribution is its weights count / 10 renormalized
-    to sum to 1: the prediction soft CE's loss is lowest at (p proportional to w, whatever answers outside
-    the vocabulary took), as the label-smoothing loss's is at its own target. Questions without an
-    in-vocabulary answer carry no soft target and are left out."""
-    count = np.asarray(answer_count, np.float64)  # [Q, K]
-    total = count.sum(1)
-    p = count[total > 0] / total[total > 0, None]
-    return float(-np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(1).mean()) if len(p) else 0.0
-
-
-def matching_label_smoothing(answer_count: np.ndarray, num_answers: int) -> float:
-    """The epsilon in [0, 1) whose label-smoothed target has the mean entropy of the human soft targets
-    of `answer_count` (`soft_target_entropy`): train.label_smoothing for a control as spread out as the
-    human distribution, but spread uniformly. Bisection on the increasing `label_smoothing_entropy`."""
-    target = soft_target_entropy(answer_count)
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if label_smoothing_entropy(mid, num_answers) < target else (lo, mid)
-    return lo
-
-
-def print_matching_label_smoothing(config: str, overrides: list[str] = ()) -> float:
-    """Print and return `matching_label_smoothing` of a config's training split (its Datasets are built,
-    so its data must exist), e.g. python -c "from vqa.losses import print_matching_label_smoothing as p;
-    p('configs/synthetic/avg_soft.yaml', ['data.root=/tmp/small'])"."""
-    from vqa.config import load_config  # the data layer only here: the losses above know tensors
-    from vqa.data.build import build_datasets
-
-    data = build_datasets(load_config(config, overrides))
-    counts, n = data.train.answer_count, len(data.avocab)
-    eps = matching_label_smoothing(counts, n)
-    print(
-        f"{data.train.report.split}: human soft targets have a mean entropy of {soft_target_entropy(counts):.4f} "
-        f"nats over {len(counts):,} questions; label smoothing over {n:,} answers matches it at "
-        f"train.label_smoothing={eps:.4f}"
-    )
-    return eps

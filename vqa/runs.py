@@ -22,7 +22,7 @@ from vqa.errors import UserError
 NAME_MAX = 100  # characters of a run name (a file name may have 255 bytes; results names add to it)
 LOCK = ".lock"
 # What a run folder holds: every entry must match one of these for --overwrite to clear it.
-RUN_ENTRIES = ("config.yaml", "metrics.jsonl", LOCK, "train.log", "checkpoints", "steps",
+RUN_ENTRIES = ("config.yaml", "metrics.jsonl", LOCK, "train.log", "FAILED", "checkpoints", "steps",
                "events.out.tfevents.*", "predictions_*.json", "*results*.json", ".*.tmp")  # fmt: skip
 CHECKPOINT_ENTRIES = ("*.pt", ".*.tmp")
 

@@ -27,7 +27,7 @@ DEFAULT_BENCH_CFG = ModelConfig(mcb_dim=4000)
 # The synthetic `paper` preset: a 14 x 14 grid of 256-d cells, and 512-d region boxes, 2-17 per
 # image; a batch of 64 pads to its largest image, about 15 boxes.
 PAPER_GRID, PAPER_GRID_DIM, PAPER_BOXES, PAPER_BOX_DIM = 14, 256, 16, 512
-BOX_MODELS = ("updn",)  # the region-box model; the others read the grid, as in their papers
+BOX_MODELS = ("updn", "mcan", "ban")  # the region-box models; the others read the grid, as in their papers
 
 
 def _model_worker(name: str, cfg: dict, batch_size: int, steps: int, regions: int, image_dim: int,

@@ -15,7 +15,8 @@ data, same seed, config otherwise equal. From each run's metrics.jsonl (one row 
     lowest-loss epoch) and the rise of the val loss after its minimum (value at the last epoch -
     the minimum; also of val/hard_ce, one scale for every arm), as mean [95% t interval];
 (d) calibration at the best epoch: ECE and mean entropy of the predicted answer distribution;
-(e) a verdict on each of the paper's claims (claims.py);
+(e) a verdict on each of the paper's claims: t tests over seeds, Holm-Bonferroni across the
+    report's claims (claims.py);
 (f) one figure per model in the paper's style (figures.py);
 (g) where runs train with a debiasing method (train.debias), the VQA-CP papers' table: test accuracy
     at the epoch the validation split chose, the in-distribution cost, paired against the same model
@@ -36,7 +37,7 @@ import numpy as np
 
 from vqa.errors import UserError
 from vqa.io import output_folder, write_json_atomic, write_text_atomic
-from vqa.report.claims import claim_lines, verdicts
+from vqa.report.claims import claim_lines, family_line, verdicts
 from vqa.report.debias import debias_markdown, debias_summary
 from vqa.report.figures import write_figures
 from vqa.report.runs import COLUMNS, REFERENCE, Run, load_runs, num, ordered
@@ -106,7 +107,7 @@ def compare(runs: list[Run], budgets: Iterable[int] = BUDGETS) -> dict:
     the accuracy at each budget and of each bucket, and the mean [t interval] of INTERVAL_STATS;
     differences: per (model, arm != hard_ce) the paired per-seed differences minus hard_ce of All,
     Y/N, Num, Other and of each bucket with their t interval; buckets: the agreement bucket names
-    logged; claims: claims.verdicts. ("loss" fields hold the arm.)
+    logged; claims and claims_family: claims.verdicts. ("loss" fields hold the arm.)
     """
     last = max(int(r.epochs[-1]) for r in runs)
     budgets = [b for b in budgets if b <= last]
@@ -159,7 +160,7 @@ def compare(runs: list[Run], budgets: Iterable[int] = BUDGETS) -> dict:
         "differences": differences,
         "buckets": buckets,
     }
-    summary["claims"] = verdicts(summary)
+    summary["claims"], summary["claims_family"] = verdicts(summary)
     return summary
 
 
@@ -217,7 +218,8 @@ def compare_runs(
     figures = write_figures(runs, list(summary["references"]), out)
     print(texts["table.md"], end="")
     print("\n" + (buckets_markdown(summary) if summary["buckets"] else NO_BUCKETS + "\n"), end="")
-    print("\nClaims of the paper (verdict from the 95% t interval over seeds; report.md defines each):")
+    print("\nClaims of the paper (t tests over seeds, Holm-corrected; report.md defines each):")
+    print(f"  {family_line(summary['claims_family'])}")
     print("".join(f"  {line}\n" for line in claim_lines(summary["claims"])), end="")
     if summary["debias"]:
         print("\nDebiasing methods (debias.md):\n" + texts["debias.md"], end="")

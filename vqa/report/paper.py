@@ -36,6 +36,7 @@ from vqa.config import Config, config_from_dict, load_config, parse_override, to
 from vqa.errors import UserError
 from vqa.report.compare import compare_runs
 from vqa.report.runs import ARMS, VARIANT_KEYS, flatten, is_complete, read_rows, stopped_early
+from vqa.report.status import clear_failed, mark_failed, status_lines
 
 CONFIG_SUFFIX = {"hard_ce": "hard", "soft_ce": "soft"}  # other losses: the soft config, train.loss overridden
 # set by the grid (MODELS, LOSSES, SEEDS), not by overrides
@@ -162,6 +163,7 @@ def train(job: Job, what: str, jobs: int = 1) -> None:
         log = os.open(
             job.run_dir / "train.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666
         )
+    clear_failed(job.run_dir)
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT if log else None)
     try:
         code = proc.wait()
@@ -172,6 +174,8 @@ def train(job: Job, what: str, jobs: int = 1) -> None:
         if log is not None:
             os.close(log)
     if code != 0 or not is_complete(_rows(job), job.cfg.train.epochs, job.cfg.train.early_stop_patience):
+        if code != 0:
+            mark_failed(job.run_dir, f"`{' '.join(cmd[2:])}` failed (exit code {code})")
         raise UserError(
             f"{job.run_dir}: `{' '.join(cmd[2:])}` "
             + (f"failed (exit code {code})" if code else "stopped before its last epoch")
@@ -190,6 +194,11 @@ def run_grid(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     jobs = plan(Path(args.config_dir), args.models.split(), args.losses.split(), args.seeds,
                 Path(args.runs_dir), args.epochs, args.overrides)  # fmt: skip
+    if args.status:
+        print("\n".join(status_lines(jobs)), flush=True)
+        return
+    if args.out is None:
+        raise UserError("vqa paper: give --out (the report folder), or --status to list the runs")
     actions = [action(job) for job in jobs]  # every run folder checked before anything trains
     counts = {what: sum(a == what for a, _ in actions) for what in ("start", "resume", "skip", "busy")}
     print(f"paper: {len(jobs)} runs in {args.runs_dir}: {counts['skip']} complete, "
@@ -216,6 +225,12 @@ def run_grid(args: argparse.Namespace) -> None:
         j.cfg.data.root: j for j, (what, _) in zip(jobs, actions) if what in ("start", "resume")
     }.values():
         ensure_synthetic(job.cfg)
+    if args.launcher != "local":  # a submitit job array (vqa/report/launch.py)
+        from vqa.report.launch import launch_grid
+
+        if not launch_grid(args, jobs, actions):
+            return  # submitted, not waited for
+        actions = [action(job) for job in jobs]  # all complete now: the loop below skips every run
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run, i, job, what, done)
                    for i, (job, (what, done)) in enumerate(zip(jobs, actions), 1)]  # fmt: skip

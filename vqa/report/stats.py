@@ -1,77 +1,41 @@
-"""The statistics of `vqa compare`: mean, sample std, t intervals of a mean and of paired differences, Pearson r.
+"""The statistics of `vqa compare`: mean, sample std, t intervals and t tests of a mean and of paired
+differences (scipy.stats), the Holm-Bonferroni adjustment of a family of p-values, Pearson r.
 
-No scipy: the Student-t quantile inverts the t CDF, which is a regularized incomplete beta function
-evaluated by its continued fraction (Numerical Recipes 6.4), by bisection.
+A paired t test is the one-sample t test of the per-seed differences against 0
+(scipy.stats.ttest_rel(a, b) is scipy.stats.ttest_1samp(a - b, 0)), so one function serves both.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
+import scipy.stats
 
-CONFIDENCE = 0.95  # two-sided level of every interval
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes 6.4)."""
-    tiny = 1e-300
-
-    def clamp(v: float) -> float:
-        return v if abs(v) > tiny else tiny
-
-    c, d = 1.0, 1.0 / clamp(1.0 - (a + b) * x / (a + 1.0))
-    h = d
-    for m in range(1, 500):
-        even = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
-        odd = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
-        for coef in (even, odd):
-            d = 1.0 / clamp(1.0 + coef * d)
-            c = clamp(1.0 + coef / c)
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta I_x(a, b)."""
-    if x <= 0.0 or x >= 1.0:
-        return 0.0 if x <= 0.0 else 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    # the continued fraction converges fast only below the mean; above it use I_x(a, b) = 1 - I_{1-x}(b, a)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+ALPHA = 0.05  # the family-wise error rate of the claims' verdicts (Holm)
+CONFIDENCE = 1.0 - ALPHA  # two-sided level of every interval (0.95)
 
 
 def t_cdf(t: float, df: float) -> float:
     """P(T <= t) for Student's t with `df` degrees of freedom."""
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
+    return float(scipy.stats.t.cdf(t, df))
 
 
 def t_quantile(p: float, df: float) -> float:
-    """Inverse of `t_cdf` in p (0.5 < p < 1 is what a two-sided interval needs), by bisection."""
+    """Inverse of `t_cdf` in p (0.5 < p < 1 is what a two-sided interval needs)."""
     if not 0.0 < p < 1.0 or df <= 0:
         raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0, got p={p}, df={df}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        lo, hi = hi, hi * 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
-        if hi - lo < 1e-13 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
+    return float(scipy.stats.t.ppf(p, df))
+
+
+def _finite(values: Iterable[float | None]) -> np.ndarray:
+    return np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
 
 
 def describe(values: Iterable[float | None]) -> dict:
     """n, mean and sample std (ddof=1; None with fewer than 2 values) of the finite values."""
-    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    v = _finite(values)
     return {
         "n": int(v.size),
         "mean": float(v.mean()) if v.size else None,
@@ -79,20 +43,50 @@ def describe(values: Iterable[float | None]) -> dict:
     }
 
 
-def paired_difference(differences: Iterable[float | None]) -> dict:
-    """Mean of per-seed differences with a CONFIDENCE t interval (n - 1 degrees of freedom)."""
-    return mean_interval(differences)
+def t_test(values: Iterable[float | None]) -> float | None:
+    """Two-sided p-value of the one-sample t test of mean 0 (scipy.stats.ttest_1samp) over the finite
+    values; None with fewer than 2. Values equal up to rounding (a spread below 1e-12 of their size,
+    as differences of equal sums leave) have no variance to test: p = 0 when they are not 0 (t is
+    infinite), 1 when they are all 0 (the sample is the null)."""
+    v = _finite(values)
+    if v.size < 2:
+        return None
+    if np.ptp(v) <= 1e-12 * np.abs(v).max():
+        return 0.0 if v[0] != 0 else 1.0
+    return float(scipy.stats.ttest_1samp(v, 0.0).pvalue)
 
 
 def mean_interval(values: Iterable[float | None]) -> dict:
     """describe() plus the CONFIDENCE t interval of the mean (n - 1 degrees of freedom; None with n < 2):
-    mean ± t * std / sqrt(n)."""
+    mean ± t * std / sqrt(n), with `t` the quantile used, and `p`, the two-sided t_test p-value.
+
+    p < 1 - CONFIDENCE exactly when the interval excludes 0 (the same t distribution decides both)."""
+    values = _finite(values)
     out = describe(values)
-    out.update(ci_low=None, ci_high=None, t=None)
+    out.update(ci_low=None, ci_high=None, t=None, p=t_test(values))
     if out["n"] > 1:
         t = t_quantile(0.5 + CONFIDENCE / 2.0, out["n"] - 1)
         half = t * out["std"] / math.sqrt(out["n"])
         out.update(ci_low=out["mean"] - half, ci_high=out["mean"] + half, t=t)
+    return out
+
+
+def paired_difference(differences: Iterable[float | None]) -> dict:
+    """The paired t interval and test of per-seed differences a - b: mean_interval of the differences."""
+    return mean_interval(differences)
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values (Holm 1979) of the m p-values that are not None (None stays
+    None and is not counted in m). With the p-values sorted ascending, the k-th (k = 1..m) becomes
+    max over j <= k of min(1, (m - j + 1) * p_(j)); rejecting where the adjusted p < alpha is Holm's
+    step-down test at family-wise level alpha (p_(j) < alpha / (m - j + 1) for every j <= k)."""
+    index = sorted((i for i, p in enumerate(pvalues) if p is not None), key=lambda i: pvalues[i])
+    m, running = len(index), 0.0
+    out: list[float | None] = [None] * len(pvalues)
+    for k, i in enumerate(index):
+        running = max(running, min(1.0, (m - k) * pvalues[i]))
+        out[i] = running
     return out
 
 

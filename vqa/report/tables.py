@@ -10,7 +10,7 @@ import csv
 import io
 import math
 
-from vqa.report.claims import claim_lines
+from vqa.report.claims import claim_lines, family_line
 from vqa.report.runs import COLUMNS, REFERENCE
 from vqa.report.stats import CONFIDENCE
 
@@ -48,18 +48,24 @@ def _ci(d: dict, digits: int = 2, sign: bool = True) -> str:
 
 
 CLAIMS_NOTE = """\
-Each verdict reads the 95% t interval over seeds (n - 1 degrees of freedom) of a per-seed statistic:
-**confirmed** when it lies wholly on the claim's side of 0, **refuted** when wholly on the other,
-**undecided** when it holds 0 or there is no interval (one seed). soft = soft_ce, hard = hard_ce,
-paired by seed.
+Each claim is a per-seed statistic tested by the two-sided t test of its mean over seeds against 0
+(n - 1 degrees of freedom). The claims of this report are one family, Holm-Bonferroni corrected: a claim
+is **confirmed** when its Holm-adjusted p < 0.05 and the mean lies on the claim's side of 0, **refuted**
+when the adjusted p < 0.05 and the mean lies on the other side, **undecided** otherwise or without a
+p-value (one seed). Each line gives the mean, the unadjusted 95% t interval, n and the raw p of each
+statistic, then the claim's Holm-adjusted p. A decided claim's interval always excludes 0 on its
+verdict's side (p < 0.05 exactly when the 95% interval excludes 0, and the adjusted p is never below
+the raw one); an interval that excludes 0 can still be undecided after the correction.
+soft = soft_ce, hard = hard_ce, paired by seed.
 
 - *soft beats hard (or a control X) on All*: soft - hard best val accuracy; claim side > 0.
 - *soft converges faster*: soft - hard first epoch whose val accuracy reaches 95% of the hard runs'
   mean best (a run that never does counts as its last epoch + 1); claim side < 0.
 - *X shows the loss-accuracy discrepancy* (each loss; the paper's claim is hard_ce's): gap = epoch of
   the best val accuracy - epoch of the lowest val loss (the run's own loss) and rise = val loss at the
-  last epoch - its minimum. Confirmed when both intervals are above 0, refuted when either is at or
-  below 0 (rise is >= 0, so [0, 0] - the loss lowest at the end in every seed - refutes), else undecided.
+  last epoch - its minimum. With both means above 0 the claim's p is the larger of the two p's (both
+  tests must pass); otherwise it is the gap's (below 0: evidence against). A rise of 0 in every seed
+  (the loss lowest at the end of every run; rise is >= 0) refutes as observed, untested, outside the family.
 - *soft shows less of it*: soft - hard rise of val/hard_ce after its minimum; claim side < 0.
 - *soft gains on Y/N, Num, Other*: soft - hard accuracy of the type at the best-All epoch; claim side > 0.
 """
@@ -170,6 +176,8 @@ def report_markdown(summary: dict, command: str) -> str:
         "## Claims of the paper\n\n"
         + CLAIMS_NOTE
         + "\n"
+        + family_line(summary["claims_family"])
+        + "\n\n"
         + "".join(f"- {x}\n" for x in claim_lines(summary["claims"])),
         "## Agreement buckets\n\n"
         + (buckets_markdown(summary) if summary["buckets"] else NO_BUCKETS + ".\n"),

@@ -1,11 +1,15 @@
-"""What a run writes into its folder besides checkpoints: config.yaml, TensorBoard event files (per
-epoch in the run folder, per step in steps/), metrics.jsonl, the printed epoch lines and the best
-epoch's predictions file. Only the main rank writes; on other ranks every method does nothing.
+"""What a run writes into its folder besides checkpoints: config.yaml, TensorBoard event files (one
+TensorBoard run: per-step and per-epoch scalars and the HParams row, vqa/training/hparams.py, all in
+the run folder), metrics.jsonl, the printed epoch lines and the best epoch's predictions file. Only
+the main rank writes; on other ranks every method does nothing.
 
-An epoch's checkpoint is written before its logs and holds them (`epoch_log`). On resume, whatever a
-killed or failed run logged after its last checkpoint is dropped and the checkpoint's own epoch is
-written again from the checkpoint: metrics.jsonl is cut, the TensorBoard writers purge later events
-(purge_step), the best epoch's predictions are rewritten; curves never hold duplicate or missing points.
+Every scalar is indexed by the global optimizer step: `train/loss_step` at its step, an epoch's
+scalars at the step the epoch ended (`epoch` gives the epoch there). An epoch's checkpoint is written
+before its logs and holds them (`epoch_log`). On resume, whatever a killed or failed run logged after
+its last checkpoint is dropped and the checkpoint's own epoch is written again from the checkpoint:
+metrics.jsonl is cut, the writer purges every event after the checkpoint's step (purge_step; a start
+without a checkpoint purges from step 1), the epoch's scalars that the event files lack are written
+again, the best epoch's predictions are rewritten; curves never hold duplicate or missing points.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from vqa.config import Config, dump_yaml
 from vqa.data.answers import ANSWER_TYPES, AnswerVocab, answer_type_key
 from vqa.data.sources import get_source
 from vqa.errors import UserError
+from vqa.training.hparams import write_hparams
 
 # val metrics logged as `val/<name>` every epoch, in this order (accuracy_agree_<bucket>: by how many
 # annotators gave the most common answer, vqa/agreement.py; not in the printed epoch line)
@@ -90,6 +95,15 @@ def epoch_log(epoch: int, step: int, train_loss: float, val: dict, lr: float, ra
     return {"row": row, "predictions": predictions}
 
 
+def logged_at(run_dir: Path, step: int) -> set[str]:
+    """The scalar tags with a point at `step` in the run's event files, as TensorBoard reads them (earlier
+    resumes' purges applied): what a resume must not write again."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
+    return {tag for tag in events.Tags()["scalars"] if any(e.step == step for e in events.Scalars(tag))}
+
+
 class RunLog:
     """The run folder's logs, continuing after `progress` (a new run: Progress()); `avocab` and the
     validation `records` turn predictions into a results file."""
@@ -98,7 +112,7 @@ class RunLog:
         self.cfg, self.enabled, self.run_dir = cfg, enabled, cfg.run_dir
         self.avocab, self.records = avocab, records
         self.metrics_path = self.run_dir / "metrics.jsonl"
-        self.writer = self.steps_writer = None
+        self.writer, self.best = None, None
         if not enabled:
             return
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -112,12 +126,12 @@ class RunLog:
         keep = progress.epoch - 1 if redo else progress.epoch
         rows = kept_rows(self.metrics_path, keep) if resume else []
         io.write_text_atomic(self.metrics_path, "".join(io.dumps(r) + "\n" for r in rows))
-        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=keep + 1 if resume else None)
-        self.steps_writer = SummaryWriter(
-            log_dir=str(self.run_dir / "steps"), purge_step=progress.step + 1 if resume else None
-        )
+        self.best = max(rows, key=lambda r: r["val/accuracy"], default=None)  # the first best epoch
+        write_hparams(self.run_dir, cfg)
+        logged = logged_at(self.run_dir, redo["row"]["step"]) if redo else set()
+        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=progress.step + 1)
         if redo:
-            self._write(redo)
+            self._write(redo, logged)
 
     def say(self, line: str) -> None:
         if self.enabled:
@@ -125,8 +139,8 @@ class RunLog:
 
     def step(self, step: int, loss: float) -> None:
         """train/loss_step every `train.log_every` optimizer steps."""
-        if self.steps_writer is not None and step % self.cfg.train.log_every == 0:
-            self.steps_writer.add_scalar("train/loss_step", loss, step)
+        if self.writer is not None and step % self.cfg.train.log_every == 0:
+            self.writer.add_scalar("train/loss_step", loss, step)
 
     def epoch(self, entry: dict) -> None:
         """The epoch line, then what `entry` (epoch_log) holds: TensorBoard scalars, the metrics.jsonl row
@@ -140,13 +154,17 @@ class RunLog:
                          row["throughput/samples_per_s"], row["seconds"], split), flush=True)  # fmt: skip
         self._write(entry)
 
-    def _write(self, entry: dict) -> None:
+    def _write(self, entry: dict, logged: set[str] = frozenset()) -> None:
+        """The epoch's scalars at its last step (but the `logged` ones: there already), with
+        `best/accuracy` and `best/epoch` for the HParams table; its row; its predictions."""
         row = entry["row"]
-        for name, value in row.items():
-            if (
-                name not in ("epoch", "step", "seconds", "val_split") and value is not None
-            ):  # missing: no point
-                self.writer.add_scalar(name, value, row["epoch"])
+        if self.best is None or row["val/accuracy"] > self.best["val/accuracy"]:
+            self.best = {"epoch": row["epoch"], "val/accuracy": row["val/accuracy"]}
+        scalars = {k: v for k, v in row.items() if k not in ("epoch", "step", "seconds", "val_split")}
+        best = {"best/accuracy": self.best["val/accuracy"], "best/epoch": self.best["epoch"]}
+        for name, value in {"epoch": row["epoch"], **scalars, **best}.items():
+            if value is not None and name not in logged:  # a missing metric: no point
+                self.writer.add_scalar(name, value, row["step"])
         self.writer.flush()
         io.append_line(self.metrics_path, io.dumps(row))
         if entry["predictions"] is not None:
@@ -163,6 +181,5 @@ class RunLog:
         )
 
     def close(self) -> None:
-        for w in (self.writer, self.steps_writer):
-            if w is not None:
-                w.close()
+        if self.writer is not None:
+            self.writer.close()
