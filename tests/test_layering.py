@@ -26,7 +26,8 @@ LAYERS = {
     "data": ("vqa.data",),  # sources, text, features, dataset, loader, target statistics
     "synth": ("vqa.synth",),
     "models": ("vqa.models",),
-    "losses": ("vqa.losses", "vqa.debias"),
+    "losses": ("vqa.losses",),
+    "debias": ("vqa.debias",),  # a branch around any model, its loss, the training split's prior
     "config": ("vqa.config",),
     "build": ("vqa.data.build",),
     "loop": ("vqa.training.loop", "vqa.training.distributed"),
@@ -44,7 +45,7 @@ LAYERS = {
     ),  # fmt: skip
     "cli": ("vqa.cli", "vqa.__main__", "vqa.bench.__main__"),
 }
-BELOW_TOOLS = {"base", "answers", "scoring", "data", "synth", "models", "losses", "config", "build"}
+BELOW_TOOLS = {"base", "answers", "scoring", "data", "synth", "models", "losses", "debias", "config", "build"}
 # layer -> the other layers it may import
 ALLOWED = {
     "base": set(),
@@ -54,9 +55,17 @@ ALLOWED = {
     "synth": {"base", "answers", "data"},  # writes datasets in the official formats
     "models": {"base"},
     "losses": {"base"},
-    "config": {"base", "data", "losses", "models", "synth"},  # the registries' names, to validate a config
+    "debias": {"base", "answers", "models", "losses"},
+    "config": {
+        "base",
+        "data",
+        "losses",
+        "debias",
+        "models",
+        "synth",
+    },  # the registries' names, to validate a config
     "build": {"base", "answers", "scoring", "data", "synth", "config"},
-    "loop": {"base", "answers", "scoring", "data", "models", "losses"},
+    "loop": {"base", "answers", "scoring", "data", "models", "losses", "debias"},
     "train": BELOW_TOOLS | {"loop"},
     "tools": BELOW_TOOLS,
     "cli": {"base"},  # it imports each verb's module by name when the verb runs (VERBS)
