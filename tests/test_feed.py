@@ -43,13 +43,13 @@ def test_device_feed_gives_the_plain_batches_for_every_preload_and_worker_count(
     a resumed epoch, with the random and the image-grouped sampler."""
     for preload in ("none", "ram", "device"):
         ds = _dataset(tiny_data, kind, preload)
-        for grouped in (False, True):
+        for grouped, workers in ((False, (0, 1, 2)), (True, (0, 2))):
             sampler = EpochSampler(ds, seed=2, group_by_image=grouped)
-            feeds = {w: build_loader(ds, 24, sampler, num_workers=w, device=CPU) for w in (0, 1, 2)}
-            for epoch, start in ((0, 0), (1, 0), (1, 24 * 3)):  # the last: resumed after 3 batches
+            feeds = {w: build_loader(ds, 40, sampler, num_workers=w, device=CPU) for w in workers}
+            for epoch, start in ((0, 0), (1, 0), (1, 40 * 3)):  # the last: resumed after 3 batches
                 sampler.set_epoch(epoch)
                 sampler.start = start
-                plain = [b.to(CPU) for b in build_loader(ds, 24, sampler)]
+                plain = [b.to(CPU) for b in build_loader(ds, 40, sampler)]
                 assert len(plain) > 3
                 for w, feed in feeds.items():
                     got = list(feed)  # kept: a DeviceFeed's batches are the consumer's
@@ -129,9 +129,13 @@ def test_device_preload_refuses_features_that_do_not_fit_naming_the_sizes(tiny_d
     assert held.tensors[0].device == meta and store.device_bytes(meta) == 0  # there once, shared
     # on the CPU the features are the RAM array itself: nothing copied, nothing to check
     assert store.device_bytes(CPU) == 0
-    assert DeviceFeatures(ds.features, CPU, free_bytes=lambda d: 0).tensors[0].data_ptr() == store._ram.ctypes.data
+    assert (
+        DeviceFeatures(ds.features, CPU, free_bytes=lambda d: 0).tensors[0].data_ptr()
+        == store._ram.ctypes.data
+    )
 
 
+@pytest.mark.slow
 def test_training_with_every_preload_and_workers_gives_the_same_run(tiny_data, tmp_path):
     """`vqa train` through the device feed: preload none in the process, ram with two workers and device
     with one worker train to identical metrics."""
@@ -144,3 +148,24 @@ def test_training_with_every_preload_and_workers_gives_the_same_run(tiny_data, t
         runs[name] = json.loads((tmp_path / name / "metrics.jsonl").read_text().splitlines()[-1])
     for key in ("train/loss", "val/loss", "val/accuracy"):
         assert runs["none"][key] == runs["ram"][key] == runs["device"][key], key
+
+
+def test_gpu_check_runs_its_epoch_per_preload_step_dry_on_the_cpu(tmp_path):
+    """scripts/gpu_check.sh is valid bash, and with DRY=1 its Python step 4 (one epoch per preload against
+    the model-only rate) runs on the CPU and writes its summary under $OUT only."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    out = tmp_path / "out"
+    env = {**os.environ, "DRY": "1", "PY": sys.executable, "OUT": str(out), "FEED_BATCHES": "4"}
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = (out / "summary.txt").read_text()
+    assert "DRY=1" in summary and "DRY RUN on the CPU" in summary
+    for model in ("pool grid on cpu", "updn boxes on cpu"):
+        assert model in summary
+    assert summary.count("of the model-only rate") == 6  # two models x three preload modes

@@ -40,7 +40,9 @@ class DataConfig:
     min_token_count: int = 1  # rarer question words map to <unk>
     soft_targets_oov: str = "drop"  # drop (paper's code) | renormalize in-vocabulary weights
     soft_target: str = "human"  # human | shuffled (control: weights moved to answers of the same type)
-    preload: str = "none"  # none | ram (a feature file read into memory) | device (held on the GPU; data/README.md)
+    preload: str = (
+        "none"  # none | ram (a feature file read into memory) | device (held on the GPU; data/README.md)
+    )
     num_workers: int = 0  # DataLoader worker processes (pinned memory on CUDA, persistent workers)
     sampler: str = (
         "random"  # random | image_grouped (questions of one image share a batch: features read once)

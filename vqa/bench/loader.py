@@ -72,7 +72,9 @@ def _timed(batches, count: int) -> tuple[int, int, float]:
     return samples, nbytes, time.perf_counter() - start
 
 
-def loader_rows(root: Path, kind: str, preload: str, batch: int, batches: int, workers, samplers) -> list[dict]:
+def loader_rows(
+    root: Path, kind: str, preload: str, batch: int, batches: int, workers, samplers
+) -> list[dict]:
     """The rows of one feature kind and preload mode (one dataset, every sampler and worker count)."""
     from vqa.data.build import build_datasets
     from vqa.data.loader import EpochSampler, RingLoader, build_loader
@@ -115,7 +117,9 @@ def bench_loader(root: Path = Path("data/synthetic/realsize"), train_images: int
         limits[kind] = {**copy_rate(int(per_sample * batch)), "bytes_per_sample": per_sample}
         for r in rows:
             if r["kind"] == kind:
-                r["limit_fraction"] = r["samples_per_s"] * r["bytes_per_sample"] / limits[kind]["reused_bytes_per_s"]
+                r["limit_fraction"] = (
+                    r["samples_per_s"] * r["bytes_per_sample"] / limits[kind]["reused_bytes_per_s"]
+                )
     return {"root": str(root), "batch": batch, "batches": batches, "limits": limits, "rows": rows}
 
 
