@@ -12,8 +12,8 @@ import torch
 from vqa.cli import main
 from vqa.data.answers import AnswerVocab
 from vqa.data.dataset import VQADataset
-from vqa.data.feed import RESERVE, DeviceFeatures
 from vqa.data.features import FeatureStore
+from vqa.data.feed import RESERVE, DeviceFeatures
 from vqa.data.loader import HOLD, PREFETCH, EpochSampler, RingLoader, build_loader
 from vqa.data.sources.vqa2 import VQA2
 from vqa.data.text import QuestionVocab
