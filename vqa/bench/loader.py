@@ -36,21 +36,23 @@ def ensure_real_size(root: Path, train_images: int) -> None:
              quiet=True, **REAL)  # fmt: skip
 
 
-def copy_rate(nbytes: int, repeats: int = 3, budget: int = 1 << 30) -> dict:
-    """Bytes/s of np.copyto of an `nbytes` buffer into a reused one (the limit), and into a fresh one per
-    copy (np.empty, faulted in by the copy: what a fresh batch costs); best of `repeats` rounds of about
-    `budget` bytes each."""
-    src = np.random.default_rng(0).integers(0, 255, nbytes, dtype=np.uint8)
-    dst = np.empty_like(src)
-    np.copyto(dst, src)  # faulted in once
+def copy_rate(nbytes: int, repeats: int = 3, budget: int = 1 << 30, pool: int = 256 << 20) -> dict:
+    """Bytes/s of np.copyto of `nbytes` into a reused buffer (the limit), and into a fresh one per copy
+    (np.empty, faulted in by the copy: what a fresh batch costs); best of `repeats` rounds of about
+    `budget` bytes each. The sources take turns through a `pool` of memory larger than the caches, as a
+    batch's rows come from a feature file far larger than them."""
+    count = max(1, -(-pool // nbytes))
+    src = np.random.default_rng(0).integers(0, 255, (count, nbytes), dtype=np.uint8)
+    dst = np.empty(nbytes, np.uint8)
+    np.copyto(dst, src[0])  # faulted in once
     n = max(2, budget // nbytes)
 
     def rate(fresh: bool) -> float:
         best = 0.0
         for _ in range(repeats):
             start = time.perf_counter()
-            for _ in range(n):
-                np.copyto(np.empty_like(src) if fresh else dst, src)
+            for i in range(n):
+                np.copyto(np.empty(nbytes, np.uint8) if fresh else dst, src[i % count])
             best = max(best, n * nbytes / (time.perf_counter() - start))
         return best
 

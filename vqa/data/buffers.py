@@ -12,6 +12,7 @@ faulted in, sent or unmapped again (vqa.data.loader.RingLoader says how long a s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -48,6 +49,7 @@ class Layout:
             ("image", image_dtype, image_shape),  # last: a smaller batch uses a prefix of the buffer
         ]
 
+    @cached_property
     def _offsets(self) -> list[int]:
         """The byte offset of each field (for the largest batch), and the total size last."""
         offsets, at = [], 0
@@ -58,12 +60,12 @@ class Layout:
 
     @property
     def nbytes(self) -> int:
-        return self._offsets()[-1]
+        return self._offsets[-1]
 
     def used(self, b: int, n: int) -> int:
         """Bytes from the start of the buffer to the end of the image of a batch of b questions, n regions."""
         *_, (_, dtype, shape) = self._fields(b, n)
-        return self._offsets()[-2] + int(np.prod(shape)) * dtype.itemsize
+        return self._offsets[-2] + int(np.prod(shape)) * dtype.itemsize
 
     def views(self, buffer: torch.Tensor, b: int, n: int) -> dict[str, torch.Tensor]:
         """The fields (`Batch(**views)`) of b questions with n regions in `buffer` (uint8, at least
@@ -71,7 +73,7 @@ class Layout:
         if b > self.batch or n > self.regions:
             raise ValueError(f"a batch of {b} x {n} regions does not fit the layout's {self.batch} x {self.regions}")
         fields = {}
-        for (name, dtype, shape), at in zip(self._fields(b, n), self._offsets()):
+        for (name, dtype, shape), at in zip(self._fields(b, n), self._offsets):
             size = int(np.prod(shape)) * dtype.itemsize
             fields[name] = buffer[at : at + size].view(dtype).view(shape)
         if self.grid:
