@@ -45,7 +45,9 @@ class DataConfig:
     min_token_count: int = 1  # rarer question words map to <unk>
     soft_targets_oov: str = "drop"  # drop (paper's code) | renormalize in-vocabulary weights
     soft_target: str = "human"  # human | shuffled (control: weights moved to answers of the same type)
-    preload: str = "none"  # none | ram (read a whole feature file into memory; off by default)
+    preload: str = (
+        "none"  # none | ram (a feature file read into memory) | device (held on the GPU; data/README.md)
+    )
     num_workers: int = 0  # DataLoader worker processes (pinned memory on CUDA, persistent workers)
     sampler: str = (
         "random"  # random | image_grouped (questions of one image share a batch: features read once)
@@ -126,7 +128,7 @@ CHOICES = {
     "data.features": ("grid", "boxes"),
     "data.soft_targets_oov": ("drop", "renormalize"),
     "data.soft_target": ("human", "shuffled"),
-    "data.preload": ("none", "ram"),
+    "data.preload": ("none", "ram", "device"),
     "data.sampler": ("random", "image_grouped"),
     "train.precision": ("fp32", "bf16", "fp16"),
     "model.rnn": ("lstm", "gru"),

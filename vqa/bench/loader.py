@@ -1,11 +1,13 @@
-"""Loader-only throughput: samples/s the DataLoader delivers with no model behind it.
+"""Loader-only throughput: samples/s the input pipeline delivers with no model behind it, against the
+machine's memory-copy limit for the same batch.
 
 The features are real-size: a 14 x 14 grid of 2048 channels (the paper's ResNet-152 layer4) and
-region boxes of 2048 dimensions, float16 on disk, written by `vqa synth` with those sizes. Every
-combination of workers (0, 1, 2), sampler (random, image_grouped) and preload (none, ram) is timed
-over the same number of batches. With the bytes one sample reads, the figures say what a faster
-model needs: to feed S samples/s, the disk (or page cache) must deliver S x bytes/sample, and
-ceil(S / per-worker rate) workers must decode them.
+region boxes of 2048 dimensions, float16 on disk, written by `vqa synth` with those sizes. The limit is
+this machine's rate of one plain copy of a batch's image bytes into a reused buffer (numpy, one thread:
+what one worker can do at best); each row is samples/s and its fraction of that limit. Rows: the
+training path (batches assembled in reused buffers, vqa.data.loader.RingLoader) for every preload
+(none, ram), sampler and worker count, the fresh-batch DataLoader (`vqa predict`'s) for comparison, and
+on CUDA the batches on the device (vqa.data.feed.DeviceFeed, preload none, ram and device).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import argparse
 import itertools
 import time
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from vqa.config import load_config
 
@@ -31,59 +36,107 @@ def ensure_real_size(root: Path, train_images: int) -> None:
              quiet=True, **REAL)  # fmt: skip
 
 
-def time_loader(
-    root: Path, kind: str, workers: int, sampler: str, preload: str, batch: int, batches: int
-) -> dict:
+def copy_rate(nbytes: int, repeats: int = 3, budget: int = 1 << 30, pool: int = 256 << 20) -> dict:
+    """Bytes/s of np.copyto of `nbytes` into a reused buffer (the limit), and into a fresh one per copy
+    (np.empty, faulted in by the copy: what a fresh batch costs); best of `repeats` rounds of about
+    `budget` bytes each. The sources take turns through a `pool` of memory larger than the caches, as a
+    batch's rows come from a feature file far larger than them."""
+    count = max(1, -(-pool // nbytes))
+    src = np.random.default_rng(0).integers(0, 255, (count, nbytes), dtype=np.uint8)
+    dst = np.empty(nbytes, np.uint8)
+    np.copyto(dst, src[0])  # faulted in once
+    n = max(2, budget // nbytes)
+
+    def rate(fresh: bool) -> float:
+        best = 0.0
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for i in range(n):
+                np.copyto(np.empty(nbytes, np.uint8) if fresh else dst, src[i % count])
+            best = max(best, n * nbytes / (time.perf_counter() - start))
+        return best
+
+    return {"bytes": nbytes, "reused_bytes_per_s": rate(False), "fresh_bytes_per_s": rate(True)}
+
+
+def _timed(batches, count: int) -> tuple[int, int, float]:
+    """(samples, image bytes, seconds) of `count` batches after the first (worker start-up not counted);
+    `batches` yields Batches (their buffers may be reused as soon as the next is taken)."""
+    it = iter(batches)
+    next(it)
+    start = time.perf_counter()
+    samples = nbytes = 0
+    for b in itertools.islice(it, count):
+        samples += b.question.shape[0]
+        nbytes += b.image.numel() * b.image.element_size()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return samples, nbytes, time.perf_counter() - start
+
+
+def loader_rows(
+    root: Path, kind: str, preload: str, batch: int, batches: int, workers, samplers
+) -> list[dict]:
+    """The rows of one feature kind and preload mode (one dataset, every sampler and worker count)."""
     from vqa.data.build import build_datasets
-    from vqa.data.loader import EpochSampler, build_loader
+    from vqa.data.loader import EpochSampler, RingLoader, build_loader
 
     cfg = load_config(CONFIG, [f"data.root={root}", "data.synth_preset=", f"data.features={kind}",
-                               f"data.preload={preload}", f"data.sampler={sampler}"])  # fmt: skip
+                               f"data.preload={preload}"])  # fmt: skip
     start = time.perf_counter()
     data = build_datasets(cfg)
     setup = time.perf_counter() - start
-    sampler_ = EpochSampler(data.train, seed=0, group_by_image=sampler == "image_grouped")
-    loader = build_loader(data.train, batch, sampler_, workers)
-    it = iter(loader)
-    first = next(it)  # worker start-up and the first batch are not counted
-    start = time.perf_counter()
-    n = sum(b.question.shape[0] for b in itertools.islice(it, batches))
-    seconds = time.perf_counter() - start
-    per_sample = (
-        first.image.element_size()
-        * first.image_mask.sum().item()
-        * first.image.shape[2]
-        / first.image.shape[0]
-    )
-    return {"kind": kind, "workers": workers, "sampler": sampler, "preload": preload, "samples": n,
-            "samples_per_s": n / seconds, "setup_seconds": setup, "batch_bytes_per_sample": per_sample,
-            "image_dtype": str(first.image.dtype).removeprefix("torch.")}  # fmt: skip
+    rows = []
+
+    def row(path: str, sampler: str, w: int, loader) -> None:
+        n, nbytes, seconds = _timed(loader, batches)
+        rows.append({"kind": kind, "preload": preload, "path": path, "sampler": sampler, "workers": w,
+                     "samples": n, "samples_per_s": n / seconds, "bytes_per_sample": nbytes / n,
+                     "setup_seconds": setup})  # fmt: skip
+
+    for sampler, w in itertools.product(samplers, workers):
+        order = EpochSampler(data.train, seed=0, group_by_image=sampler == "image_grouped")
+        if preload != "device":
+            row("reused", sampler, w, (h.batch for h in RingLoader(data.train, batch, order, w)))
+        if preload == "none" and sampler == "random":
+            row("fresh", sampler, w, build_loader(data.train, batch, order, w))
+        if torch.cuda.is_available():
+            row("cuda", sampler, w, build_loader(data.train, batch, order, w, device=torch.device("cuda")))
+    return rows
 
 
 def bench_loader(root: Path = Path("data/synthetic/realsize"), train_images: int = 400, batch: int = 64,
                  batches: int = 20, workers=(0, 1, 2), samplers=("random", "image_grouped"),
-                 preloads=("none", "ram")) -> dict:  # fmt: skip
+                 preloads=("none", "ram", "device")) -> dict:  # fmt: skip
     ensure_real_size(root, train_images)
-    rows = [time_loader(root, kind, w, s, p, batch, batches)
-            for kind in ("grid", "boxes") for p in preloads for s in samplers for w in workers]  # fmt: skip
-    return {"root": str(root), "batch": batch, "batches": batches, "rows": rows}
+    if not torch.cuda.is_available():
+        preloads = tuple(p for p in preloads if p != "device")  # on the CPU it is the RAM path
+    rows = [r for kind in ("grid", "boxes") for p in preloads
+            for r in loader_rows(root, kind, p, batch, batches, workers, samplers)]  # fmt: skip
+    limits = {}
+    for kind in ("grid", "boxes"):
+        per_sample = max(r["bytes_per_sample"] for r in rows if r["kind"] == kind)
+        limits[kind] = {**copy_rate(int(per_sample * batch)), "bytes_per_sample": per_sample}
+        for r in rows:
+            if r["kind"] == kind:
+                r["limit_fraction"] = (
+                    r["samples_per_s"] * r["bytes_per_sample"] / limits[kind]["reused_bytes_per_s"]
+                )
+    return {"root": str(root), "batch": batch, "batches": batches, "limits": limits, "rows": rows}
 
 
 def run(opts: argparse.Namespace) -> dict:
     if opts.quick:
         return bench_loader(Path("data/synthetic/realsize-quick"), train_images=60, batches=4, workers=(0, 1),
-                            samplers=("random",), preloads=("none",))  # fmt: skip
+                            samplers=("random",), preloads=("none", "ram"))  # fmt: skip
     return bench_loader()
 
 
 def one_worker_rate(rows: list[dict], kind: str) -> float | None:
-    """Samples/s of one worker reading `kind` from disk in random order: the unit a GPU machine's
-    worker count is sized in (workers ~ GPU samples/s / this rate)."""
-    one = [
-        r
-        for r in rows
-        if (r["kind"], r["workers"], r["preload"], r["sampler"]) == (kind, 1, "none", "random")
-    ]
+    """Samples/s of one worker reading `kind` from disk in random order into reused buffers: the unit a
+    GPU machine's worker count is sized in (workers ~ GPU samples/s / this rate)."""
+    one = [r for r in rows if (r["kind"], r["workers"], r["preload"], r["sampler"], r["path"])
+           == (kind, 1, "none", "random", "reused")]  # fmt: skip
     return one[0]["samples_per_s"] if one else None
 
 
@@ -92,17 +145,23 @@ def markdown(r: dict) -> list[str]:
         f"### Loader only: samples/s from `{r['root']}` (real-size float16 features), batch {r['batch']}, "
         f"{r['batches']} batches after the first, no model",
         "",
-        "| features | preload | sampler | workers | samples/s | bytes/sample in the batch | batch dtype |",
-        "|---|---|---|---:|---:|---:|---|",
+        "| features | copy limit (reused buffer) | copy into a fresh buffer | batch image bytes/sample |",
+        "|---|---:|---:|---:|",
     ]
+    for kind, m in r["limits"].items():
+        per = m["bytes_per_sample"]
+        lines.append(f"| {kind} | {m['reused_bytes_per_s'] / per:,.0f} samples/s ({m['reused_bytes_per_s'] / 1e9:.1f} GB/s) "
+                     f"| {m['fresh_bytes_per_s'] / per:,.0f} samples/s ({m['fresh_bytes_per_s'] / 1e9:.1f} GB/s) "
+                     f"| {per:,.0f} |")  # fmt: skip
+    lines += ["", "| features | preload | buffers | sampler | workers | samples/s | of the copy limit |",
+              "|---|---|---|---|---:|---:|---:|"]  # fmt: skip
     for m in r["rows"]:
-        lines.append(f"| {m['kind']} | {m['preload']} | {m['sampler']} | {m['workers']} | {m['samples_per_s']:,.0f} "
-                     f"| {m['batch_bytes_per_sample']:,.0f} | {m['image_dtype']} |")  # fmt: skip
+        lines.append(f"| {m['kind']} | {m['preload']} | {m['path']} | {m['sampler']} | {m['workers']} "
+                     f"| {m['samples_per_s']:,.0f} | {m['limit_fraction']:.2f} |")  # fmt: skip
     for kind in ("grid", "boxes"):
-        rows = [m for m in r["rows"] if m["kind"] == kind]
         rate = one_worker_rate(r["rows"], kind)
-        if rows and rate:
+        if rate:
+            per = r["limits"][kind]["bytes_per_sample"]
             lines.append(f"- {kind}: one worker from disk, random order: {rate:,.0f} samples/s; to feed S samples/s "
-                         f"the disk must deliver S x {rows[0]['batch_bytes_per_sample']:,.0f} bytes and about "
-                         f"S / {rate:,.0f} workers must decode")  # fmt: skip
+                         f"the disk must deliver S x {per:,.0f} bytes and about S / {rate:,.0f} workers must read")  # fmt: skip
     return [*lines, ""]

@@ -90,8 +90,10 @@ def bench_pipeline(models: tuple[str, ...] = ("avg", "pool"), preset: str = "pap
         loss_fn = get_loss(cfg.train.loss)
         model.train()
         sampler_ = EpochSampler(data.train, shuffle=True, seed=0, group_by_image=sampler == "image_grouped")
-        loader = build_loader(data.train, cfg.train.batch_size, sampler_, num_workers,
-                              pin_memory=device.type == "cuda")  # fmt: skip
+        # disk: the trainer's loader (batches on the device through reused buffers); memory: the same
+        # batches as host batches already collated, moved to the device inside the timed steps alike
+        loader = build_loader(data.train, cfg.train.batch_size, sampler_, num_workers, device=device)
+        plain = build_loader(data.train, cfg.train.batch_size, sampler_, pin_memory=device.type == "cuda")
         # Rounds alternate disk and memory on the same batches, so load from other processes
         # drifts into both alike; the median of the per-round ratios is reported.
         disk, memory = [], []
@@ -104,7 +106,7 @@ def bench_pipeline(models: tuple[str, ...] = ("avg", "pool"), preset: str = "pap
             )
             del it
             sampler_.set_epoch(r)
-            cached = list(itertools.islice(iter(loader), 2 + batches))[2:]  # the same batches, in memory
+            cached = list(itertools.islice(iter(plain), 2 + batches))[2:]  # the same batches, in memory
             memory.append(train_steps(model, loss_fn, optimizer, cached, device, precision))
         ratios = sorted(d / m for d, m in zip(disk, memory))
         results["models"][name] = {
@@ -146,3 +148,61 @@ def markdown(r: dict) -> list[str]:
         f"- lowest efficiency **{worst:.3f}**; target >= {TARGET}: {'holds' if worst >= TARGET else 'missed'}",
     ]
     return [*lines, ""]
+
+
+def epoch_rates(root: Path, model: str, features: str, device: str, precision: str = "fp32",
+                preloads: tuple[str, ...] = ("none", "ram", "device"), num_workers: int = 4,
+                max_batches: int = 0, batch_size: int = 64, overrides: tuple[str, ...] = ()) -> dict:  # fmt: skip
+    """Where an epoch's time goes: training samples/s of one epoch (capped at `max_batches` batches; 0: the
+    whole epoch) through the trainer's loader for each preload mode, against the model-only rate (the model
+    fed one batch already on the device, as many times). A preload that does not fit is reported, not run.
+    `overrides`: further config settings (a smaller model for a dry run on the CPU)."""
+    from vqa.errors import UserError
+
+    device_ = torch.device(device)
+    out = {"root": str(root), "model": model, "features": features, "device": str(device_), "precision": precision,
+           "num_workers": num_workers, "batch_size": batch_size, "rows": []}  # fmt: skip
+    for preload in preloads:
+        cfg = load_config(SYNTHETIC_CONFIGS / f"{model}_soft.yaml", [
+            f"data.root={root}", "data.synth_preset=", f"data.features={features}", f"data.preload={preload}",
+            f"train.batch_size={batch_size}", *overrides])  # fmt: skip
+        start = time.perf_counter()
+        try:
+            data = build_datasets(cfg)
+            torch.manual_seed(0)
+            net = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim).to(device_)
+            sampler = EpochSampler(data.train, seed=0)
+            feed = build_loader(data.train, batch_size, sampler, num_workers, device=device_)
+        except UserError as e:
+            out["rows"].append({"preload": preload, "refused": str(e)})
+            continue
+        setup = time.perf_counter() - start
+        optimizer, loss_fn = build_optimizer(cfg, net), get_loss(cfg.train.loss)
+        net.train()
+        n = min(len(feed), max_batches or len(feed)) - 2
+        it = iter(feed)
+        warm = list(itertools.islice(it, 2))  # worker start-up and first kernels not counted
+        train_steps(net, loss_fn, optimizer, warm, device_, precision)
+        rate = train_steps(net, loss_fn, optimizer, itertools.islice(it, n), device_, precision)
+        del it
+        if "model_only" not in out:
+            out["model_only"] = train_steps(
+                net, loss_fn, optimizer, itertools.repeat(warm[0], n), device_, precision
+            )
+        out["rows"].append({"preload": preload, "batches": n, "samples_per_s": rate, "setup_seconds": setup,
+                            "of_model_only": rate / out["model_only"]})  # fmt: skip
+    return out
+
+
+def epoch_lines(r: dict) -> list[str]:
+    """One line per preload mode, for scripts/gpu_check.sh's summary."""
+    head = (f"{r['model']} {r['features']} on {r['device']} ({r['precision']}, batch {r['batch_size']}, "
+            f"{r['num_workers']} workers): model only {r.get('model_only', float('nan')):,.0f} samples/s")  # fmt: skip
+    lines = [head]
+    for m in r["rows"]:
+        if "refused" in m:
+            lines.append(f"  preload {m['preload']:6s}: refused: {m['refused']}")
+        else:
+            lines.append(f"  preload {m['preload']:6s}: {m['samples_per_s']:,.0f} samples/s over {m['batches']} batches "
+                         f"= {m['of_model_only']:.2f} of the model-only rate (setup {m['setup_seconds']:.1f}s)")  # fmt: skip
+    return lines

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from vqa import io
 from vqa.config import Config, DataConfig
@@ -228,16 +229,17 @@ class Loaders:
 
 
 def build_loaders(cfg: Config, data: Data, batch_size: int, world: int = 1, rank: int = 0,
-                  pin_memory: bool = False) -> Loaders:  # fmt: skip
+                  pin_memory: bool = False, device: torch.device | None = None) -> Loaders:  # fmt: skip
     """This process's training loader (its shard of an epoch order fixed by (seed, epoch); questions
     of one image together with data.sampler=image_grouped) and validation loader (its shard, no
-    padding: every question counts once)."""
+    padding: every question counts once). With `device`: batches on it (vqa.data.feed.DeviceFeed)."""
     group = cfg.data.sampler == "image_grouped"
     sampler = EpochSampler(data.train, world, rank, shuffle=True, seed=cfg.train.seed, group_by_image=group)
     workers = cfg.data.num_workers
-    train = build_loader(data.train, batch_size, sampler, workers, pin_memory=pin_memory)
+    train = build_loader(data.train, batch_size, sampler, workers, pin_memory=pin_memory, device=device)
     val, test = (
-        build_loader(ds, batch_size, ShardSampler(len(ds), world, rank), workers, pin_memory=pin_memory)
+        build_loader(ds, batch_size, ShardSampler(len(ds), world, rank), workers, pin_memory=pin_memory,
+                     device=device)
         if ds is not None else None
         for ds in (data.val, data.test)
     )  # fmt: skip

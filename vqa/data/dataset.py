@@ -6,6 +6,7 @@ text is dropped then); __getitem__ reads the image features and expands the answ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -21,6 +22,7 @@ from vqa.data.answers import (
     AnswerVocab,
     encode_targets,
 )
+from vqa.data.buffers import Layout, fresh
 from vqa.data.features import FeatureStore, ImageFeatures
 from vqa.data.sources import Records
 from vqa.data.text import QuestionVocab
@@ -50,7 +52,7 @@ class Batch(NamedTuple):
         keep = {"question_len", "question_id"}
         moved = Batch(*(t if name in keep else t.to(device, non_blocking=non_blocking)
                         for name, t in zip(self._fields, self)))  # fmt: skip
-        # features travel float16 and a grid batch as a transposed view (ImageFeatures.grid_batch):
+        # features travel float16 and a grid batch as a transposed view (ImageFeatures.read_into):
         # one copy on the device makes them float32 and contiguous [B, N, D]
         return moved._replace(image=moved.image.to(torch.float32, memory_format=torch.contiguous_format))
 
@@ -217,38 +219,49 @@ class VQADataset(Dataset):
     def __getitem__(self, i: int) -> tuple:
         return self._item(i, self.features.get(int(self.image[i])))
 
+    def layout(self, batch_size: int, image: bool = True) -> Layout:
+        """The buffer layout of this dataset's batches of at most `batch_size` questions (`image` False:
+        without the image, which data.preload: device gathers on the device)."""
+        f = self.features
+        regions = f.max_regions if image else 0
+        return Layout(batch_size, self.question.shape[1], K, regions, f.dim, f.dtype.name, f.grid)
+
     def __getitems__(self, indices: list[int]) -> Batch:
-        """A whole batch at once, collated (DataLoader calls this, then `as_batch`): each image's
-        features are read once, a file's rows in one sorted read, and grid rows straight into the batch
-        (ImageFeatures.grid_batch); the other fields by array indexing (`_batch`)."""
+        """A whole batch at once, collated (DataLoader calls this, then `as_batch`), in a fresh buffer of
+        its size (shared memory in a DataLoader worker): `fill`."""
+        import torch.utils.data  # the worker check
+
+        shared = torch.utils.data.get_worker_info() is not None
+        return self.fill(indices, lambda b, n: fresh(self.layout(b), b, n, shared))
+
+    def fill(self, indices: list[int], buffers: Callable[[int, int], dict], image: bool = True) -> Batch:
+        """The Batch of questions `indices`, written into the fields `buffers(b, n)` gives for b questions
+        with at most n regions (vqa.data.buffers: fresh or reused): the fields by array indexing, each
+        image's features read straight into the batch (ImageFeatures.read_into: a file's rows in one
+        sorted pass). Equal to `collate` of the items (tests/test_pipeline.py). `image` False: the image
+        and mask are left empty (data.preload: device gathers them on the device)."""
         rows = np.asarray(indices, np.int64)
         images = self.image[rows]
-        image = self.features.grid_batch(images)
-        if image is not None:
-            return self._batch(rows, image, torch.ones(image.shape[:2], dtype=torch.bool))
-        cache = self.features.get_many(images.tolist())  # boxes (or grids of unequal sizes)
-        return self._batch(rows, *pad([cache[i] for i in images.tolist()]))
+        n = int(self.features.regions(images).max(initial=0)) if image else 0
+        batch = Batch(**buffers(len(rows), n))
+        out = {name: t.numpy() for name, t in zip(batch._fields, batch)}
+        out["question"][:] = self.question[rows]
+        out["question_len"][:] = self.question_len[rows]
+        out["answer"][:] = self.answer[rows]
+        out["answer_idx"][:] = self.answer_idx[rows]
+        out["answer_weight"][:] = self._weights(rows)
+        out["answer_score"][:] = SCORE_OF_COUNT[self.answer_count[rows]]
+        out["question_id"][:] = self.question_id[rows]
+        out["question_type"][:] = self.records.question_type[rows]
+        if image:
+            stored = batch.image.transpose(1, 2) if self.features.grid else batch.image  # as in the files
+            self.features.read_into(images, stored.numpy(), out["image_mask"])
+        return batch
 
     def will_need(self, indices: list[int]) -> None:
         """A hint that a batch of these questions comes next: the kernel starts reading their grid rows
         (FeatureStore.will_need), and nothing waits for it."""
         self.features.will_need(self.image[indices])
-
-    def _batch(self, rows: np.ndarray, image: torch.Tensor, mask: torch.Tensor) -> Batch:
-        """The Batch of questions `rows` with their features `image` [B, N, D] and `mask` [B, N], by array
-        indexing: equal to `collate` of their items (tests/test_pipeline.py)."""
-        return Batch(
-            question=torch.from_numpy(self.question[rows].astype(np.int64)),
-            question_len=torch.from_numpy(self.question_len[rows].astype(np.int64)),
-            image=image,
-            image_mask=mask,
-            answer=torch.from_numpy(self.answer[rows].astype(np.int64)),
-            answer_idx=torch.from_numpy(self.answer_idx[rows].astype(np.int64)),
-            answer_weight=torch.from_numpy(self._weights(rows)),
-            answer_score=torch.from_numpy(SCORE_OF_COUNT[self.answer_count[rows]]),
-            question_id=torch.from_numpy(self.question_id[rows].astype(np.int64)),
-            question_type=torch.from_numpy(self.records.question_type[rows].astype(np.int64)),
-        )
 
     def _weights(self, rows: np.ndarray) -> np.ndarray:
         """float32 [B, K] soft-target weights: count / 10, or with oov=renormalize the in-vocabulary

@@ -9,11 +9,15 @@ Layouts read (data/README.md documents them):
 
 A store is keyed by image key: the COCO id, or the file name in a version-2 file. A split's
 images may live in several files (VQA-CP names train2014 or val2014 per question): ImageFeatures
-resolves every image of the split to (file, row) once, up front, so reading is array lookups.
+(vqa/data/image_features.py) resolves every image of the split to (file, row) once, up front, so
+reading is array lookups.
 
 Every vector comes back as [regions, D] in the file's dtype (float16 in ours): a grid is flattened to
-N = H*W. A batch of grid rows is read by plain reads at their file offsets where the dataset is one
-contiguous block (`read_grid`), and stays [B, D, H*W] until Batch.to transposes it on the device.
+N = H*W. A batch is read straight into its buffer: grid rows by plain reads at their file offsets where
+the dataset is one contiguous block (`read_grid`), staying [B, D, H*W] until Batch.to transposes it on
+the device; boxes padded (`read_padded`). With data.preload ram or device the dataset is read once
+into one contiguous array, checked for non-finite values (vqa.data.reading.load_checked), and a batch
+is one indexed copy from it (np.take); `on_device` holds that array on the accelerator.
 
 The HDF5 file is opened lazily, once per process: an h5py handle must not cross a
 fork into DataLoader workers (they would share one file descriptor and corrupt each
@@ -23,12 +27,15 @@ trap pytorch-vqa documents for its own loader.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from vqa.data.image_features import ImageFeatures  # noqa: F401 - the split's view of its stores, named here too
+from vqa.data.reading import contiguous_span, load_checked, pread_into
 from vqa.errors import UserError
 
 # The layout (data/README.md): names the readers below look up and vqa/features/writer.py writes.
@@ -46,39 +53,15 @@ POS_BOXES = "pos_boxes"  # int64 (N, 2): [start, end) rows of image n in the fla
 IMAGE_W, IMAGE_H = "image_w", "image_h"  # int32 (N,): image size in pixels
 
 
-def contiguous_span(ds: h5py.Dataset, file_size: int) -> tuple[int, int] | None:
-    """(file offset, bytes per row) of a dataset stored as one block of native,
-    unfiltered values that plain reads can address (ours and the public grid files are), else None:
-    chunked, compressed, external or not yet allocated storage is read through h5py."""
-    if ds.chunks is not None or ds.external or not ds.dtype.isnative or ds.dtype.kind != "f" or not ds.shape:
-        return None
-    offset = ds.id.get_offset()
-    row_bytes = ds.dtype.itemsize * int(np.prod(ds.shape[1:]))
-    if offset is None or offset + row_bytes * ds.shape[0] > file_size:
-        return None
-    return offset, row_bytes
-
-
-def _pread_into(fd: int, buffer: np.ndarray, offset: int) -> int:
-    """Bytes read from `offset` of `fd` into the C-contiguous `buffer` until it is full or the file ends
-    (os.preadv: one system call, no copy; a seek and readinto where the platform lacks it)."""
-    view, done = memoryview(buffer).cast("B"), 0
-    while done < len(view):
-        if hasattr(os, "preadv"):
-            n = os.preadv(fd, [view[done:]], offset + done)
-        else:
-            os.lseek(fd, offset + done, os.SEEK_SET)
-            n = os.readv(fd, [view[done:]])
-        if n == 0:
-            break
-        done += n
-    return done
+PRELOADS = ("none", "ram", "device")  # data.preload: read on demand, one array in RAM, that array on the device
 
 
 class FeatureStore:
     def __init__(self, path: str | Path, kind: str = "grid", preload: str = "none"):
         self.path = Path(path)
-        self.kind = kind
+        self.kind, self.preload = kind, preload
+        if preload not in PRELOADS:
+            raise UserError(f"data.preload is '{preload}'; choose one of {', '.join(PRELOADS)}")
         if not self.path.is_file():
             raise UserError(
                 f"{self.path}: feature file not found; run `make data` or `vqa extract` (data/README.md)"
@@ -148,10 +131,21 @@ class FeatureStore:
         self._file: h5py.File | None = None
         self._pid: int | None = None
         self._raw, self._raw_pid = None, None  # the file for plain reads of a contiguous grid (`read_grid`)
-        self._ram: np.ndarray | None = None
-        if preload == "ram":
+        self._ram: np.ndarray | None = None  # data.preload ram / device: the whole dataset, checked
+        self._device: dict = {}  # torch.device -> the preloaded array there (`on_device`)
+        if preload != "none":
             with h5py.File(self.path, "r") as f:
-                self._ram = f[self.key][()]
+                self._ram = load_checked(self.path, f[self.key], self._image_of_row)
+
+    def _image_of_row(self, row: int) -> str:
+        """'image <key>' of row `row` of the feature dataset (a flat box row: the image whose boxes hold it)."""
+        if self.pos_boxes is not None:
+            owners = np.flatnonzero((self.pos_boxes[:, 0] <= row) & (row < self.pos_boxes[:, 1]))
+            if not len(owners):
+                return "a box row of no image"
+            row = int(owners[0])
+        key = next(itertools.islice(self.index, row, None), None)  # the index is in row order
+        return f"image {key!r}" if isinstance(key, str) else f"image {key}"
 
     def __contains__(self, key: int | str) -> bool:
         return key in self.index
@@ -187,24 +181,90 @@ class FeatureStore:
         return np.asarray(data[row])  # [K, D]
 
     def read_grid(self, rows: np.ndarray, out: np.ndarray, at: np.ndarray) -> None:
-        """out[at[i]] = grid row rows[i] as stored, [D, H*W]: for a batch (`ImageFeatures.grid_batch`).
+        """out[at[i]] = grid row rows[i] as stored, [D, H*W]: for a batch (`ImageFeatures.read_into`).
 
-        A contiguous, unfiltered dataset (ours and the public grid files) is read with one plain read per
-        row, in file order, straight into the batch (about 3x less CPU than h5py's selection machinery);
-        other storage in one sorted h5py read of the distinct rows. No transpose here: Batch.to does it
-        on the device, in the copy that makes float32."""
+        A preloaded array is gathered by one indexed copy straight into `out` (np.take); a contiguous,
+        unfiltered dataset (ours and the public grid files) is read with one plain read per row, in file
+        order, straight into the batch (about 3x less CPU than h5py's selection machinery); other storage
+        in one sorted h5py read of the distinct rows. No transpose here: Batch.to does it on the device,
+        in the copy that makes float32."""
         rows, at = np.asarray(rows, np.int64), np.asarray(at, np.int64)
-        if self._ram is None and self._span is not None and out.dtype == self.dtype:
+        if self._ram is not None:
+            block = self._ram.reshape(len(self._ram), out.shape[1], -1)  # [N, D, H*W], a view
+            target = _slice_of(out, at)
+            if target is not None and target.dtype == block.dtype:
+                np.take(block, rows, axis=0, out=target, mode="clip")  # clip: no buffered copy of the output
+            else:
+                out[at] = block[rows]
+            return
+        if self._span is not None and out.dtype == self.dtype:
             offset, row_bytes = self._span
             fd = self._plain().fileno()
             order = np.argsort(rows, kind="stable")
             for r, i in zip(rows[order].tolist(), at[order].tolist()):
-                if _pread_into(fd, out[i], offset + r * row_bytes) != row_bytes:
+                if pread_into(fd, out[i], offset + r * row_bytes) != row_bytes:
                     raise UserError(f"{self.path}: row {r} of '{self.key}' is cut short; the file is truncated")
             return
         unique, inverse = np.unique(rows, return_inverse=True)  # h5py reads increasing, distinct rows
         block = self._dataset()[unique]  # [U, D, H, W]
         out[at] = block.reshape(len(unique), block.shape[1], -1)[inverse]
+
+    def regions(self, rows: np.ndarray) -> np.ndarray:
+        """int64 [B]: the regions of each of these rows (H*W of a grid, K of fixed boxes)."""
+        if self.pos_boxes is None:
+            return np.full(len(rows), self.max_regions, np.int64)
+        span = self.pos_boxes[np.asarray(rows, np.int64)]  # [B, 2]
+        return span[:, 1] - span[:, 0]
+
+    def read_padded(self, rows: np.ndarray, out: np.ndarray, at: np.ndarray) -> None:
+        """out[at[i], :n_i] = the [n_i, D] features of row rows[i], out[at[i], n_i:] = 0: a padded batch
+        [B, N, D] (boxes, or grids of unequal sizes). Preloaded boxes are gathered by one indexed copy;
+        otherwise each distinct row is read once, in one sorted call (`get_rows`)."""
+        rows, at = np.asarray(rows, np.int64), np.asarray(at, np.int64)
+        if self._ram is not None and self.kind == "boxes":
+            n = out.shape[1]
+            index, valid = self.box_index(rows, n)  # [B, n]
+            flat = self._ram if self.pos_boxes is not None else self._ram.reshape(-1, self.dim)
+            target = _slice_of(out, at)
+            direct = target is not None and target.dtype == flat.dtype
+            if not direct:
+                target = np.empty((len(rows), n, self.dim), flat.dtype)
+            np.take(flat, index, axis=0, out=target, mode="clip")
+            target[~valid] = 0
+            if not direct:
+                out[at] = target
+            return
+        unique, inverse = np.unique(rows, return_inverse=True)
+        features = self.get_rows(unique)  # [n_u, D] each
+        for i, u in zip(at.tolist(), inverse.tolist()):
+            x = features[u]
+            out[i, : len(x)] = x
+            out[i, len(x) :] = 0
+
+    def box_index(self, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(index int64 [B, n], valid bool [B, n]): the rows of the flat box array (fixed boxes: of the
+        [N * K, D] view) that hold the boxes of these images, padded with row 0 where `valid` is false."""
+        start = self.pos_boxes[rows, 0] if self.pos_boxes is not None else rows * self.max_regions
+        slot = np.arange(n)
+        valid = slot < self.regions(rows)[:, None]
+        return np.where(valid, start[:, None] + slot, 0), valid
+
+    def device_bytes(self, device) -> int:
+        """Bytes `on_device(device)` still copies there (0 once there, and on the CPU)."""
+        if self._ram is None or device in self._device or device.type == "cpu":
+            return 0
+        return self._ram.nbytes
+
+    def on_device(self, device):
+        """The preloaded array as a torch tensor on `device` (data.preload: device), copied there once
+        and shared by every loader of the process; on the CPU it is the RAM array itself."""
+        import torch  # here: `vqa convert` imports this module's layout names without torch
+
+        if self._ram is None:
+            raise UserError(f"{self.path}: not preloaded; set data.preload: device to hold it on {device}")
+        if device not in self._device:
+            self._device[device] = torch.from_numpy(self._ram).to(device)
+        return self._device[device]
 
     def will_need(self, rows: np.ndarray) -> None:
         """Ask the kernel to start reading these grid rows (posix_fadvise WILLNEED: asynchronous, one call
@@ -236,87 +296,12 @@ class FeatureStore:
     def __getstate__(self):  # pickled into workers: drop the open handle
         state = self.__dict__.copy()
         state["_file"], state["_pid"], state["_raw"], state["_raw_pid"] = None, None, None, None
+        state["_device"] = {}  # workers never touch the device copies
         return state
 
 
-class ImageFeatures:
-    """The features of a split's images, by their row in the split's image table (Records.image).
-
-    Every image is resolved to (store, row) here, once, so that a DataLoader worker reads with two
-    array lookups and never touches a Python key; each feature file is opened by one FeatureStore.
-    """
-
-    def __init__(self, stores: list[FeatureStore], store: np.ndarray, row: np.ndarray):
-        self.stores, self.store, self.row = stores, store, row  # int8 [I], int64 [I]
-        first = stores[0]
-        self.path, self.kind, self.dim = first.path, first.kind, first.dim
-        self.max_regions = max(s.max_regions for s in stores)
-
-    @classmethod
-    def resolve(cls, stores: dict[str, FeatureStore], records, split: str) -> ImageFeatures:
-        """Each image of `records` (vqa.data.sources.Records) in the store of its image folder; a
-        UserError names the first image without features and how many questions lack them."""
-        names = list(stores)
-        which = np.array([names.index(g) for g in records.groups], np.int8)[records.image_group]  # [I]
-        row = np.full(len(records.image_keys), -1, np.int64)
-        for s, name in enumerate(names):
-            index = stores[name].index
-            mine = np.flatnonzero(which == s)
-            row[mine] = [index.get(k, -1) for k in records.image_keys[mine].tolist()]
-        missing = np.flatnonzero(row[records.image] < 0)  # questions whose image has no features
-        if len(missing):
-            i = int(missing[0])
-            store = stores[names[which[records.image[i]]]]
-            raise UserError(
-                f"{store.path}: {records.describe(i)} has no features "
-                f"({len(missing):,} questions affected); extract features for every image of split '{split}'"
-            )
-        return cls([stores[n] for n in names], which, row)
-
-    def get(self, image: int) -> np.ndarray:
-        """Features of image `image` of the split's table, [regions, D] in the file's dtype."""
-        return self.stores[self.store[image]].get_row(int(self.row[image]))
-
-    def grid_batch(self, images: np.ndarray):
-        """The grid features of a batch's images (one per question, repeats allowed) as one tensor
-        [B, H*W, D] in the files' dtype, or None when the stores' grids differ in size (then `get_many`).
-
-        Each store reads its rows straight into the batch (`FeatureStore.read_grid`). The tensor is a
-        transposed view of [B, D, H*W]: the transpose, the costliest step of a grid batch when done per
-        image, happens in Batch.to on the device, in the copy that makes float32."""
-        import torch  # here: `vqa convert` imports this module's layout names without torch
-        import torch.utils.data
-
-        if self.kind != "grid" or any(s.max_regions != self.max_regions for s in self.stores):
-            return None
-        images = np.asarray(images, np.int64)
-        dtype = np.result_type(*(s.dtype for s in self.stores))
-        shape = (len(images), self.dim, self.max_regions)  # [B, D, H*W]
-        if torch.utils.data.get_worker_info() is None:
-            batch = torch.from_numpy(np.empty(shape, dtype))
-        else:  # in a worker: read straight into shared memory, as torch's default_collate stacks there,
-            # so the batch is not copied again on its way to the trainer
-            empty = torch.from_numpy(np.empty(0, dtype))
-            batch = empty.new(empty._typed_storage()._new_shared(int(np.prod(shape)))).view(shape)
-        out = batch.numpy()
-        which = self.store[images]
-        for s in np.unique(which).tolist():
-            at = np.flatnonzero(which == s)
-            self.stores[s].read_grid(self.row[images[at]], out, at)
-        return batch.transpose(1, 2)
-
-    def will_need(self, images: np.ndarray) -> None:
-        """`FeatureStore.will_need` for the rows of these images (grid stores read by plain reads)."""
-        images = np.asarray(images, np.int64)
-        which = self.store[images]
-        for s in np.unique(which).tolist():
-            self.stores[s].will_need(self.row[images[which == s]])
-
-    def get_many(self, images: list[int]) -> dict[int, np.ndarray]:
-        """{image: features} for a batch's distinct images, each store read once with sorted rows."""
-        images = np.unique(np.asarray(images, np.int64))
-        out: dict[int, np.ndarray] = {}
-        for s in np.unique(self.store[images]).tolist():
-            mine = images[self.store[images] == s]
-            out.update(zip(mine.tolist(), self.stores[s].get_rows(self.row[mine])))
-        return out
+def _slice_of(out: np.ndarray, at: np.ndarray) -> np.ndarray | None:
+    """out[at] as a view when `at` is a run of consecutive rows (one store's batch), else None."""
+    if len(at) and at[-1] - at[0] == len(at) - 1 and (len(at) < 3 or (np.diff(at) == 1).all()):
+        return out[int(at[0]) : int(at[-1]) + 1]
+    return None

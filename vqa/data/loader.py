@@ -7,11 +7,26 @@ mid-epoch, optionally grouped by image) or a `ShardSampler` (evaluation: every q
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, NamedTuple
+
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    Sampler,
+    SequentialSampler,
+    get_worker_info,
+)
 
+from vqa.data.buffers import Layout, Ring
 from vqa.data.dataset import Batch, VQADataset, collate
+
+if TYPE_CHECKING:
+    from vqa.data.feed import DeviceFeed
 
 
 class EpochSampler(DistributedSampler):
@@ -92,18 +107,117 @@ def as_batch(data: Batch | list[tuple]) -> Batch:
     return data if isinstance(data, Batch) else collate(data)
 
 
+PREFETCH = 2  # batches in flight per DataLoader worker (torch's prefetch_factor)
+HOLD = 1  # further batches a consumer of a RingLoader may take while it still reads a batch
+
+
+class Filled(NamedTuple):
+    """What a FillDataset hands back for a batch: where it lies, not the batch itself."""
+
+    producer: int  # the DataLoader worker (0 in the main process)
+    slot: int
+    size: int  # questions
+    regions: int
+    images: np.ndarray | None  # int64 [B] rows of the split's image table, where the image is not filled
+
+
+class FillDataset(Dataset):
+    """`dataset`'s batches written into the next slot of the producer's ring (VQADataset.fill); the ring
+    is set before the DataLoader starts its workers, which inherit it."""
+
+    def __init__(self, dataset: VQADataset, layout: Layout, image: bool):
+        self.dataset, self.layout, self.image = dataset, layout, image
+        self.ring: Ring | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, indices: list[int]) -> Filled:
+        info = get_worker_info()
+        producer = 0 if info is None else info.id
+        slot, buffer = self.ring.take(producer)
+        batch = self.dataset.fill(indices, lambda b, n: self.layout.views(buffer, b, n), self.image)
+        images = None if self.image else self.dataset.image[np.asarray(indices, np.int64)].astype(np.int64)
+        return Filled(producer, slot, batch.question.shape[0], batch.image_mask.shape[1], images)
+
+
+class HostBatch(NamedTuple):
+    batch: Batch  # views of `buffer`
+    buffer: torch.Tensor  # the ring slot, uint8
+    used: int  # bytes of `buffer` the batch occupies, from its start
+    images: np.ndarray | None  # as in Filled
+
+
+class RingLoader:
+    """The batches of a DataLoader over `dataset`, assembled in reused buffers: a ring of
+    PREFETCH + 1 + HOLD slots per worker in shared memory (one ring of 1 + HOLD in the process without
+    workers), allocated at the first iteration, so no batch is allocated, faulted in or sent again.
+
+    Lifetime: a HostBatch's buffer stays valid while the consumer takes HOLD more batches from the same
+    iterator (a worker has at most PREFETCH batches in flight beyond the one the consumer reads, so its
+    next write goes to a slot the consumer is done with); it may be overwritten after that, or once a new
+    iterator starts. Copy what must live longer (vqa.data.feed.DeviceFeed moves every batch to the device
+    before it takes the next). `image` False: only the question and answer fields are filled (the image is
+    gathered on the device: data.preload: device)."""
+
+    def __init__(self, dataset: VQADataset, batch_size: int, sampler: Sampler | None = None,
+                 num_workers: int = 0, image: bool = True):  # fmt: skip
+        self.dataset, self.num_workers = dataset, num_workers
+        self.layout = dataset.layout(batch_size, image)
+        self.fill = FillDataset(dataset, self.layout, image)
+        self.loader = DataLoader(
+            self.fill,
+            batch_sampler=ReadAhead(BatchSampler(sampler or SequentialSampler(dataset), batch_size, False), dataset),
+            num_workers=num_workers,
+            collate_fn=_filled,
+            persistent_workers=num_workers > 0,
+            prefetch_factor=PREFETCH if num_workers else None,
+            generator=torch.Generator().manual_seed(0),
+        )
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[HostBatch]:
+        if self.fill.ring is None:  # before the first iteration starts the workers: they inherit it
+            slots = (PREFETCH if self.num_workers else 0) + 1 + HOLD
+            self.fill.ring = Ring(self.layout, max(1, self.num_workers), slots, shared=self.num_workers > 0)
+        ring = self.fill.ring
+        for f in self.loader:
+            buffer = ring.buffers[f.producer][f.slot]
+            batch = Batch(**self.layout.views(buffer, f.size, f.regions))
+            yield HostBatch(batch, buffer, self.layout.used(f.size, f.regions), f.images)
+
+
+def _filled(data: Filled) -> Filled:
+    return data
+
+
 def build_loader(
     dataset: VQADataset,
     batch_size: int,
     sampler: Sampler | None = None,
     num_workers: int = 0,
     pin_memory: bool = False,
-) -> DataLoader:
+    device: torch.device | None = None,
+    free_bytes: Callable[[torch.device], int | None] | None = None,
+) -> DataLoader | DeviceFeed:
     """Batches of `dataset` in the order of `sampler` (sequential when None), collated into a Batch.
+
+    With `device` (training and validation): a DeviceFeed, batches on `device` as Batch.to gives them,
+    assembled in reused buffers (RingLoader) and moved through reused pinned buffers on CUDA; with
+    data.preload: device the features are held there and gathered by index (`free_bytes`: the device's
+    free bytes, default vqa.data.feed.query_free_bytes; refused in one line when they do not fit). Without:
+    a DataLoader of fresh host batches in the files' dtype (`pin_memory`: pinned), each the consumer's
+    to keep (`vqa predict`, tests).
 
     The loader gets its own generator: creating an iterator draws a worker base seed from
     it, and drawing from the global RNG instead would shift dropout masks after a resume.
     """
+    if device is not None:
+        from vqa.data.feed import DeviceFeed  # it builds on RingLoader, below in this module
+
+        return DeviceFeed.build(dataset, batch_size, sampler, num_workers, device, free_bytes)
     return DataLoader(
         dataset,
         batch_sampler=ReadAhead(

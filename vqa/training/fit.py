@@ -125,7 +125,7 @@ def _build(cfg: Config, loss_fn, dist, device: torch.device, ckpt: dict | None) 
     model.to(device)
     optimizer = build_optimizer(cfg.train, model)
     scaler = torch.amp.GradScaler(device.type) if cfg.train.precision == "fp16" else None
-    loaders = build_loaders(cfg, data, batch_size, dist.world, dist.rank, pin_memory=device.type == "cuda")
+    loaders = build_loaders(cfg, data, batch_size, dist.world, dist.rank, device=device)
     steps = math.ceil(math.ceil(loaders.train_sampler.num_samples / batch_size) / cfg.train.accumulate)
     scheduler = build_scheduler(cfg.train, optimizer, steps)
     progress = restore(ckpt, model, optimizer, scheduler, scaler) if ckpt else Progress()
