@@ -13,8 +13,8 @@ from vqa.cli import main
 from vqa.data.answers import AnswerVocab
 from vqa.data.dataset import VQADataset
 from vqa.data.features import FeatureStore
-from vqa.data.feed import RESERVE, DeviceFeatures
-from vqa.data.loader import HOLD, PREFETCH, EpochSampler, RingLoader, build_loader
+from vqa.data.feed import RESERVE, DeviceFeatures, build_loader
+from vqa.data.loader import HOLD, PREFETCH, EpochSampler, RingLoader
 from vqa.data.sources.vqa2 import VQA2
 from vqa.data.text import QuestionVocab
 from vqa.errors import UserError

@@ -260,7 +260,8 @@ def _check_no_host_sync(name: str, loss: str, method: str, tiny_data) -> None:
 
     from vqa.config import load_config
     from vqa.data.build import build_datasets
-    from vqa.data.loader import EpochSampler, build_loader
+    from vqa.data.feed import build_loader
+    from vqa.data.loader import EpochSampler
     from vqa.debias import Settings, build_debiased
     from vqa.training.loop import TrainState, train_one_epoch
 

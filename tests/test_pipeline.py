@@ -9,7 +9,8 @@ import torch
 from vqa.data.answers import AnswerVocab
 from vqa.data.dataset import VQADataset, collate
 from vqa.data.features import FeatureStore
-from vqa.data.loader import EpochSampler, ShardSampler, build_loader
+from vqa.data.feed import build_loader
+from vqa.data.loader import EpochSampler, ShardSampler
 from vqa.data.sources.vqa2 import VQA2
 from vqa.data.text import QuestionVocab
 

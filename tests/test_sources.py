@@ -16,7 +16,8 @@ from reference_eval import build_targets, vizwiz_loop
 
 from vqa.cli import main
 from vqa.data.answers import ANSWER_TYPES, AnswerVocab, answer_type_key, encode_targets
-from vqa.data.features import FeatureStore, ImageFeatures
+from vqa.data.features import FeatureStore
+from vqa.data.image_features import ImageFeatures
 from vqa.data.sources import SOURCES, get_source
 from vqa.data.sources.records import Answers
 from vqa.data.sources.vizwiz import average_precision, evaluate_vizwiz, vizwiz_scores

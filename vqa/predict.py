@@ -35,8 +35,8 @@ from vqa.config import Config, config_from_dict
 from vqa.data.answers import AnswerVocab
 from vqa.data.build import build_split, split_files
 from vqa.data.dataset import VQADataset
+from vqa.data.feed import build_loader
 from vqa.data.finite import nonfinite_features
-from vqa.data.loader import build_loader
 from vqa.data.sources import Source, get_source
 from vqa.data.text import QuestionVocab
 from vqa.debias import base_weights

@@ -79,7 +79,8 @@ def loader_rows(
 ) -> list[dict]:
     """The rows of one feature kind and preload mode (one dataset, every sampler and worker count)."""
     from vqa.data.build import build_datasets
-    from vqa.data.loader import EpochSampler, RingLoader, build_loader
+    from vqa.data.feed import build_loader
+    from vqa.data.loader import EpochSampler, RingLoader
 
     cfg = load_config(CONFIG, [f"data.root={root}", "data.synth_preset=", f"data.features={kind}",
                                f"data.preload={preload}"])  # fmt: skip

@@ -31,7 +31,8 @@ import itertools, json, sys, time
 import torch
 from vqa.bench.pipeline import build_optimizer, synthetic_config, train_steps
 from vqa.data.build import build_datasets
-from vqa.data.loader import EpochSampler, build_loader
+from vqa.data.loader import EpochSampler
+from vqa.data.feed import build_loader
 from vqa.losses import get_loss
 from vqa.models import build_model
 preset, workers, steps, marker = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]

@@ -20,7 +20,8 @@ from vqa.bench.measure import default_device
 from vqa.config import Config, load_config
 from vqa.data.build import build_datasets, ensure_synthetic
 from vqa.data.dataset import Batch
-from vqa.data.loader import EpochSampler, build_loader
+from vqa.data.feed import build_loader
+from vqa.data.loader import EpochSampler
 from vqa.device import autocast
 from vqa.losses import get_loss
 from vqa.models import build_model

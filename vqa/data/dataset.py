@@ -23,7 +23,8 @@ from vqa.data.answers import (
     encode_targets,
 )
 from vqa.data.buffers import Layout, fresh
-from vqa.data.features import FeatureStore, ImageFeatures
+from vqa.data.features import FeatureStore
+from vqa.data.image_features import ImageFeatures
 from vqa.data.sources import Records
 from vqa.data.text import QuestionVocab
 from vqa.errors import UserError

@@ -34,7 +34,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from vqa.data.image_features import ImageFeatures  # noqa: F401 - the split's view of its stores, named here too
 from vqa.data.reading import contiguous_span, load_checked, pread_into
 from vqa.errors import UserError
 

@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSampler
 
 from vqa.data.buffers import allocate
 from vqa.data.dataset import Batch, VQADataset
-from vqa.data.features import ImageFeatures
-from vqa.data.loader import HostBatch, RingLoader
+from vqa.data.image_features import ImageFeatures
+from vqa.data.loader import HostBatch, ReadAhead, RingLoader, as_batch
 from vqa.errors import UserError
 
 RESERVE = 2 << 30  # bytes of the device's free memory data.preload: device leaves to the model and its activations
@@ -128,7 +128,7 @@ class DeviceFeed:
     @classmethod
     def build(cls, dataset: VQADataset, batch_size: int, sampler: Sampler | None, num_workers: int,
               device: torch.device, free_bytes: Callable | None = None) -> DeviceFeed:  # fmt: skip
-        """The feed of `dataset` (vqa.data.loader.build_loader with a device)."""
+        """The feed of `dataset` (vqa.data.feed.build_loader with a device)."""
         gather = None
         if dataset.features.preload == "device":
             gather = DeviceFeatures(dataset.features, device, free_bytes)
@@ -159,3 +159,39 @@ class DeviceFeed:
         if moved.image.numel() and moved.image.data_ptr() == b.image.data_ptr():  # float32 already: still the slot
             moved = moved._replace(image=moved.image.clone())
         return moved
+
+
+def build_loader(
+    dataset: VQADataset,
+    batch_size: int,
+    sampler: Sampler | None = None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    device: torch.device | None = None,
+    free_bytes: Callable[[torch.device], int | None] | None = None,
+) -> DataLoader | DeviceFeed:
+    """Batches of `dataset` in the order of `sampler` (sequential when None), collated into a Batch.
+
+    With `device` (training and validation): a DeviceFeed, batches on `device` as Batch.to gives them,
+    assembled in reused buffers (RingLoader) and moved through reused pinned buffers on CUDA; with
+    data.preload: device the features are held there and gathered by index (`free_bytes`: the device's
+    free bytes, default vqa.data.feed.query_free_bytes; refused in one line when they do not fit). Without:
+    a DataLoader of fresh host batches in the files' dtype (`pin_memory`: pinned), each the consumer's
+    to keep (`vqa predict`, tests).
+
+    The loader gets its own generator: creating an iterator draws a worker base seed from
+    it, and drawing from the global RNG instead would shift dropout masks after a resume.
+    """
+    if device is not None:
+        return DeviceFeed.build(dataset, batch_size, sampler, num_workers, device, free_bytes)
+    return DataLoader(
+        dataset,
+        batch_sampler=ReadAhead(
+            BatchSampler(sampler or SequentialSampler(dataset), batch_size, False), dataset
+        ),
+        num_workers=num_workers,
+        collate_fn=as_batch,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(0),
+    )

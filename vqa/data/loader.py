@@ -8,7 +8,7 @@ mid-epoch, optionally grouped by image) or a `ShardSampler` (evaluation: every q
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,9 +24,6 @@ from torch.utils.data import (
 
 from vqa.data.buffers import Layout, Ring
 from vqa.data.dataset import Batch, VQADataset, collate
-
-if TYPE_CHECKING:
-    from vqa.data.feed import DeviceFeed
 
 
 class EpochSampler(DistributedSampler):
@@ -191,41 +188,3 @@ class RingLoader:
 
 def _filled(data: Filled) -> Filled:
     return data
-
-
-def build_loader(
-    dataset: VQADataset,
-    batch_size: int,
-    sampler: Sampler | None = None,
-    num_workers: int = 0,
-    pin_memory: bool = False,
-    device: torch.device | None = None,
-    free_bytes: Callable[[torch.device], int | None] | None = None,
-) -> DataLoader | DeviceFeed:
-    """Batches of `dataset` in the order of `sampler` (sequential when None), collated into a Batch.
-
-    With `device` (training and validation): a DeviceFeed, batches on `device` as Batch.to gives them,
-    assembled in reused buffers (RingLoader) and moved through reused pinned buffers on CUDA; with
-    data.preload: device the features are held there and gathered by index (`free_bytes`: the device's
-    free bytes, default vqa.data.feed.query_free_bytes; refused in one line when they do not fit). Without:
-    a DataLoader of fresh host batches in the files' dtype (`pin_memory`: pinned), each the consumer's
-    to keep (`vqa predict`, tests).
-
-    The loader gets its own generator: creating an iterator draws a worker base seed from
-    it, and drawing from the global RNG instead would shift dropout masks after a resume.
-    """
-    if device is not None:
-        from vqa.data.feed import DeviceFeed  # it builds on RingLoader, below in this module
-
-        return DeviceFeed.build(dataset, batch_size, sampler, num_workers, device, free_bytes)
-    return DataLoader(
-        dataset,
-        batch_sampler=ReadAhead(
-            BatchSampler(sampler or SequentialSampler(dataset), batch_size, False), dataset
-        ),
-        num_workers=num_workers,
-        collate_fn=as_batch,
-        pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
-        generator=torch.Generator().manual_seed(0),
-    )
