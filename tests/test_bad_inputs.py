@@ -195,7 +195,9 @@ def test_data_file_rows(tiny_data, tmp_path):
     check_error(p_zip, a_path, "not UTF-8")
     # was: "... annotation for question_id 123 has no question in v2_...json", without advice
     check_error(p_mixed, "question_id 123", Q.format(split="val2014"), "same split")
-    assert not runs.exists()
+    # three refused runs started together: no run folder is left; out_dir may stay behind, empty, when the
+    # process that created it released its lock while another still held one inside it
+    assert not runs.exists() or not any(runs.iterdir())
 
 
 def _answers(n: int, pool: list[str]) -> list[dict]:
