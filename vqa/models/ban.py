@@ -23,12 +23,12 @@ import torch
 from torch import nn
 
 from vqa.models.attention_blocks import BilinearAttentionMap, BilinearPooling, fc, normalized_linear
-from vqa.models.layers import QuestionEncoder, l2_normalize, last_state, token_mask
+from vqa.models.layers import AttendingModel, QuestionEncoder, l2_normalize, last_state, token_mask
 
 ATTENTION_RANK = 3  # k of the authors' BCNet for the attention map: rank k * hidden_dim
 
 
-class BANModel(nn.Module):
+class BANModel(AttendingModel):
     def __init__(
         self,
         num_tokens: int,
@@ -80,25 +80,3 @@ class BANModel(nn.Module):
             q = project(pool(v, q, att[:, g]).unsqueeze(1)) + q  # [B, T, H]
         joint = (q * q_mask.unsqueeze(-1).to(q.dtype)).sum(1)  # [B, H]
         return joint, q_vec, att.sum(-1).transpose(1, 2)
-
-    def fuse(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(joint [B, H], question vector [B, H]: the GRU state at the last word)."""
-        return self.fuse_attend(question, question_len, image, image_mask)[:2]
-
-    def forward(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-        return_attention: bool = False,
-    ):
-        joint, _, att = self.fuse_attend(question, question_len, image, image_mask)
-        logits = self.classifier(joint)  # [B, A]
-        return (logits, att) if return_attention else logits

@@ -127,3 +127,32 @@ def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int = 1) -> to
 def attend(image: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Glimpses: image [B, N, D], weights [B, N, G] -> [B, G, D]."""
     return torch.einsum("bng,bnd->bgd", weights.to(image.dtype), image)
+
+
+class AttendingModel(nn.Module):
+    """A model with attention: its `fuse_attend(question, question_len, image, image_mask)` gives (joint
+    [B, H], question vector [B, Hq], attention [B, N, G]); `fuse` and `forward` follow from it, once for
+    every attention model (pool, mcb, updn, mcan, ban)."""
+
+    def fuse(
+        self,
+        question: torch.Tensor,
+        question_len: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(joint [B, H], question vector [B, Hq]): what `classifier` reads, and the question's encoding."""
+        return self.fuse_attend(question, question_len, image, image_mask)[:2]
+
+    def forward(
+        self,
+        question: torch.Tensor,
+        question_len: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
+        return_attention: bool = False,
+    ):
+        """logits [B, A] (and the attention [B, N, G] with `return_attention`)."""
+        joint, _, att = self.fuse_attend(question, question_len, image, image_mask)
+        logits = self.classifier(joint)  # [B, A]
+        return (logits, att) if return_attention else logits

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from vqa.models.attention_blocks import AttentionFlatten, GuidedAttentionLayer, SelfAttentionLayer
-from vqa.models.layers import QuestionEncoder, l2_normalize, token_mask
+from vqa.models.layers import AttendingModel, QuestionEncoder, l2_normalize, token_mask
 
 
-class MCANModel(nn.Module):
+class MCANModel(AttendingModel):
     def __init__(
         self,
         num_tokens: int,
@@ -79,25 +79,3 @@ class MCANModel(nn.Module):
         q_vec, _ = self.flat_q(x, x_mask)  # [B, 2H]
         v_vec, att = self.flat_v(y, image_mask)  # [B, 2H], [B, N, G]
         return self.norm(q_vec + v_vec), q_vec, att
-
-    def fuse(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(joint [B, 2H], question vector [B, 2H]: the encoded words pooled by AttFlat, no image in it)."""
-        return self.fuse_attend(question, question_len, image, image_mask)[:2]
-
-    def forward(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-        return_attention: bool = False,
-    ):
-        joint, _, att = self.fuse_attend(question, question_len, image, image_mask)
-        logits = self.classifier(joint)  # [B, A]
-        return (logits, att) if return_attention else logits

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from vqa.models.layers import QuestionEncoder, attend, l2_normalize, masked_softmax
+from vqa.models.layers import AttendingModel, QuestionEncoder, attend, l2_normalize, masked_softmax
 
 
 def signed_sqrt(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -126,7 +126,7 @@ def compact_bilinear_outer(layer: CompactBilinearPooling, x: torch.Tensor, y: to
     return count_sketch(outer, hash_, sign, d)  # [B, d]
 
 
-class MCBModel(nn.Module):
+class MCBModel(AttendingModel):
     def __init__(
         self,
         num_tokens: int,
@@ -171,25 +171,3 @@ class MCBModel(nn.Module):
         att = masked_softmax(self.att_net(joint), image_mask)  # [B, N, G], fp32
         v_att = attend(v, att).flatten(1)  # [B, G*D]
         return self.fuse_mcb(q, v_att), q, att  # [B, d], [B, H], [B, N, G]
-
-    def fuse(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(joint [B, mcb_dim], question vector [B, rnn_dim]): the fused MCB vector and the LSTM state."""
-        return self.fuse_attend(question, question_len, image, image_mask)[:2]
-
-    def forward(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-        return_attention: bool = False,
-    ):
-        joint, _, att = self.fuse_attend(question, question_len, image, image_mask)
-        logits = self.classifier(joint)  # [B, A]
-        return (logits, att) if return_attention else logits

@@ -18,10 +18,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vqa.models.layers import QuestionEncoder, attend, l2_normalize, masked_softmax
+from vqa.models.layers import AttendingModel, QuestionEncoder, attend, l2_normalize, masked_softmax
 
 
-class PoolModel(nn.Module):
+class PoolModel(AttendingModel):
     def __init__(
         self,
         num_tokens: int,
@@ -66,25 +66,3 @@ class PoolModel(nn.Module):
         att = masked_softmax(self.att_out(joint), image_mask)  # [B, N, G], fp32
         v_att = attend(v, att).flatten(1)  # [B, G*D]
         return self.fuse_q(q) * self.fuse_v(v_att), q, att  # [B, hidden], [B, H], [B, N, G]
-
-    def fuse(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(joint [B, hidden_dim], question vector [B, rnn_dim]): what `classifier` reads and the LSTM state."""
-        return self.fuse_attend(question, question_len, image, image_mask)[:2]
-
-    def forward(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-        return_attention: bool = False,
-    ):
-        joint, _, att = self.fuse_attend(question, question_len, image, image_mask)
-        logits = self.classifier(joint)  # [B, A]
-        return (logits, att) if return_attention else logits

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vqa.models.layers import QuestionEncoder, attend, l2_normalize, masked_softmax
+from vqa.models.layers import AttendingModel, QuestionEncoder, attend, l2_normalize, masked_softmax
 
 
 class GatedTanh(nn.Module):
@@ -38,7 +38,7 @@ def gated_tanh(pre: torch.Tensor) -> torch.Tensor:
     return torch.tanh(y) * torch.sigmoid(gate)
 
 
-class UpDnModel(nn.Module):
+class UpDnModel(AttendingModel):
     def __init__(
         self,
         num_tokens: int,
@@ -86,25 +86,3 @@ class UpDnModel(nn.Module):
         att = masked_softmax(self.att_out(gated_tanh(pre)), image_mask)  # [B, N, G], fp32
         v_att = attend(v, att).flatten(1)  # [B, G*D]
         return self.q_net(q) * self.v_net(v_att), q, att  # [B, hidden], [B, H], [B, N, G]
-
-    def fuse(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(joint h = f_q(q) ∘ f_v(v_hat) [B, hidden_dim], question vector q [B, rnn_dim])."""
-        return self.fuse_attend(question, question_len, image, image_mask)[:2]
-
-    def forward(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-        return_attention: bool = False,
-    ):
-        joint, _, att = self.fuse_attend(question, question_len, image, image_mask)
-        logits = self.classifier(joint)  # [B, A]
-        return (logits, att) if return_attention else logits
