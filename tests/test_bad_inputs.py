@@ -530,7 +530,7 @@ set +e
 echo "full: $?"; cat "$OUT/../full.err"
 "$PY" -c "import torch, sys; print('epoch', torch.load(sys.argv[1], weights_only=True)['epoch'])" "$OUT/r/checkpoints/last.pt"
 rm "$OUT/filler"
-"$PY" -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2>&1; echo "resumed: $?"
+"$PY" -m vqa train --resume "$OUT/r" train.epochs=3 > /dev/null 2> "$OUT/../resume.err"; echo "resumed: $?"
 "$PY" -c "import json, sys; print('rows', [json.loads(l)['epoch'] for l in open(sys.argv[1])])" "$OUT/r/metrics.jsonl"
 mount -o remount,ro "$OUT"
 "$PY" -m vqa train --resume "$OUT/r" train.epochs=4 > /dev/null 2> "$OUT/../ro.err"; echo "ro: $?"
@@ -551,7 +551,10 @@ def test_a_full_disk_and_a_read_only_folder_are_one_line_and_the_run_resumes(tin
     assert error.startswith("error: ") and "No space left on device" in error and "MiB free there" in error
     assert "--resume" in error and lines[lines.index("full: 2") + 2].startswith("error: ") is False
     assert "epoch 1" in lines  # the last complete checkpoint is the one before the disk filled
-    assert "resumed: 0" in lines and "rows [1, 2, 3]" in lines, proc.stdout  # complete and consistent
+    resumed = (tmp_path / "resume.err").read_text()
+    assert "resumed: 0" in lines and "rows [1, 2, 3]" in lines, (
+        proc.stdout + resumed
+    )  # complete and consistent
     assert "ro: 2" in lines
     ro = (tmp_path / "ro.err").read_text().strip().splitlines()
     assert len(ro) == 1 and "Read-only file system" in ro[0], ro
