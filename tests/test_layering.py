@@ -16,7 +16,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vqa"
 
 # layer -> module prefixes (a module belongs to the layer of its longest matching prefix)
 LAYERS = {
-    "base": ("vqa.errors", "vqa.io", "vqa.device", "vqa.runs"),  # errors, files, devices, run folders
+    "base": (
+        "vqa.errors",
+        "vqa.io",
+        "vqa.device",
+        "vqa.runs",
+        "vqa.yaml_safe",
+    ),  # errors, files, devices, run folders
     "answers": (
         "vqa.data.keys",
         "vqa.data.answers",

@@ -22,6 +22,7 @@ import yaml
 
 from vqa.errors import UserError
 from vqa.runs import check_name, shown
+from vqa.yaml_safe import TooLarge, read_yaml, safe_yaml
 
 
 @dataclass
@@ -208,101 +209,6 @@ def _merge(node: Any, raw: dict, prefix: str, source: str) -> None:
             setattr(node, key, _check_type(value, hints[key], full, source))
 
 
-def _yaml_problem(e: yaml.YAMLError, text: str) -> str:
-    """'<problem> at line L column C' from a YAML error (its problem_mark), on one line."""
-    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-    if mark is not None:
-        line, column = mark.line + 1, mark.column + 1
-    elif isinstance(getattr(e, "position", None), int):  # a reader error: a character YAML refuses
-        before = text[: e.position]
-        line, column = before.count("\n") + 1, e.position - (before.rfind("\n") + 1) + 1
-    else:
-        return " ".join(problem.split())
-    return " ".join(f"{problem} at line {line} column {column}".split())
-
-
-YAML_MAX_DEPTH = 1000  # nesting levels of a config file or override
-YAML_MAX_ALIASES = 100  # '*name' references: a config has a handful; chains of them expand exponentially
-
-
-class _TooLarge(yaml.YAMLError):
-    """A document past the loader's bounds: refused, never read as a plain string."""
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses nesting past YAML_MAX_DEPTH and more than YAML_MAX_ALIASES aliases,
-    so a small hostile file can neither exhaust the stack nor expand into gigabytes."""
-
-    def __init__(self, stream):
-        super().__init__(stream)
-        self._depth = self._aliases = 0
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            self._aliases += 1
-            if self._aliases > YAML_MAX_ALIASES:
-                raise _TooLarge(f"more than {YAML_MAX_ALIASES} aliases (*name)")
-        self._depth += 1
-        if self._depth > YAML_MAX_DEPTH:
-            raise _TooLarge(f"nested more than {YAML_MAX_DEPTH} levels deep")
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-def _safe_yaml(text: str) -> Any:
-    """The YAML document `text`: safe types only, within _BoundedLoader's bounds (else _TooLarge)."""
-    loader = _BoundedLoader(text)
-    try:
-        return loader.get_single_data()
-    except RecursionError:
-        raise _TooLarge(f"nested too deep (over {YAML_MAX_DEPTH} levels)") from None
-    finally:
-        loader.dispose()
-
-
-def _load_yaml(text: str, where) -> Any:
-    try:
-        return _safe_yaml(text)
-    except yaml.YAMLError as e:
-        raise UserError(f"{where}: not valid YAML ({_yaml_problem(e, text)}); fix the file") from None
-
-
-def _read_yaml(path: Path, seen: tuple[Path, ...] = (), missing: str = "") -> list[tuple[dict, str]]:
-    """The layers of a config file, base first: [(mapping, source name), ...]. `missing` replaces the
-    message for a missing top-level file."""
-    if not path.is_file():
-        if path.is_dir():
-            raise UserError(f"{path}: is a folder, not a config file; pass a YAML file (configs/...)")
-        raise UserError(missing or f"{path}: config file not found; pass an existing YAML file")
-    if path.resolve() in seen:
-        raise UserError(f"{path}: 'base:' chain loops back to this file")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(
-            f"{path}: not UTF-8 text (byte {e.start}); is it a YAML config? pass a YAML file (configs/...)"
-        ) from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read the config file ({e.strerror}); check the path") from None
-    raw = _load_yaml(text, path)
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: a config must be a mapping of keys")
-    layers = []
-    base = raw.pop("base", None)
-    if base is not None:
-        if not isinstance(base, str) or not base.strip():
-            raise UserError(
-                f"{path}: 'base' is {shown(base)}; it must be a relative path string naming the YAML file this one "
-                "extends (e.g. base: ../base.yaml)"
-            )
-        layers = _read_yaml(path.parent / base, (*seen, path.resolve()))
-    return [*layers, (raw, str(path))]
-
-
 def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise UserError(f"override {shown(text)} must look like key=value, e.g. train.lr=3e-4")
@@ -310,8 +216,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     if value == "":
         return key.strip(), ""
     try:
-        return key.strip(), _safe_yaml(value)
-    except _TooLarge as e:
+        return key.strip(), safe_yaml(value)
+    except TooLarge as e:
         raise UserError(f"override {shown(text)}: {e}; give a plain value") from None
     except yaml.YAMLError:  # not YAML: the text itself (a string setting)
         return key.strip(), value
@@ -338,7 +244,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), missi
     """Build a validated Config from a YAML file (with `base:`) and dotted overrides. `missing`: the
     message when `path` does not exist (default: config file not found)."""
     cfg = Config()
-    layers = _read_yaml(Path(path), missing=missing) if path is not None else []
+    layers = read_yaml(Path(path), missing=missing) if path is not None else []
     for raw, source in layers:
         _merge(cfg, raw, "", source)
     for text in overrides:
