@@ -13,8 +13,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vqa.data.keys import Interner, clean_whitespace, compared_keys, most_common_count, normalize_answer
-from vqa.data.keys import prediction_keys, unanimous
+from vqa.data.keys import (
+    Interner,
+    clean_whitespace,
+    compared_keys,
+    most_common_count,
+    normalize_answer,
+    prediction_keys,
+    unanimous,
+)
 from vqa.errors import UserError
 
 if TYPE_CHECKING:

@@ -29,11 +29,11 @@ from vqa import io
 from vqa.config import Config, DataConfig
 from vqa.data.answers import AnswerVocab
 from vqa.data.dataset import VQADataset
-from vqa.data.loader import EpochSampler, ShardSampler
-from vqa.data.feed import build_loader
 from vqa.data.features import FeatureStore
-from vqa.data.image_features import ImageFeatures
+from vqa.data.feed import build_loader
 from vqa.data.heldout import HELDOUT, hold_out
+from vqa.data.image_features import ImageFeatures
+from vqa.data.loader import EpochSampler, ShardSampler
 from vqa.data.sources import Records, Source, get_source
 from vqa.data.text import QuestionVocab
 from vqa.errors import UserError

@@ -52,7 +52,11 @@ POS_BOXES = "pos_boxes"  # int64 (N, 2): [start, end) rows of image n in the fla
 IMAGE_W, IMAGE_H = "image_w", "image_h"  # int32 (N,): image size in pixels
 
 
-PRELOADS = ("none", "ram", "device")  # data.preload: read on demand, one array in RAM, that array on the device
+PRELOADS = (
+    "none",
+    "ram",
+    "device",
+)  # data.preload: read on demand, one array in RAM, that array on the device
 
 
 class FeatureStore:
@@ -202,7 +206,9 @@ class FeatureStore:
             order = np.argsort(rows, kind="stable")
             for r, i in zip(rows[order].tolist(), at[order].tolist()):
                 if pread_into(fd, out[i], offset + r * row_bytes) != row_bytes:
-                    raise UserError(f"{self.path}: row {r} of '{self.key}' is cut short; the file is truncated")
+                    raise UserError(
+                        f"{self.path}: row {r} of '{self.key}' is cut short; the file is truncated"
+                    )
             return
         unique, inverse = np.unique(rows, return_inverse=True)  # h5py reads increasing, distinct rows
         block = self._dataset()[unique]  # [U, D, H, W]

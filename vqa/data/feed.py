@@ -20,7 +20,8 @@ from vqa.data.image_features import ImageFeatures
 from vqa.data.loader import HostBatch, ReadAhead, RingLoader, as_batch
 from vqa.errors import UserError
 
-RESERVE = 2 << 30  # bytes of the device's free memory data.preload: device leaves to the model and its activations
+# bytes of the device's free memory that data.preload: device leaves to the model and its activations
+RESERVE = 2 << 30
 
 
 def query_free_bytes(device: torch.device) -> int | None:
@@ -132,7 +133,9 @@ class DeviceFeed:
         gather = None
         if dataset.features.preload == "device":
             gather = DeviceFeatures(dataset.features, device, free_bytes)
-        return cls(RingLoader(dataset, batch_size, sampler, num_workers, image=gather is None), device, gather)
+        return cls(
+            RingLoader(dataset, batch_size, sampler, num_workers, image=gather is None), device, gather
+        )
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -156,7 +159,8 @@ class DeviceFeed:
             image, mask = self.gather.gather(host.images)
             on = on._replace(image=image, image_mask=mask)
         moved = on.to(self.device, non_blocking=True)
-        if moved.image.numel() and moved.image.data_ptr() == b.image.data_ptr():  # float32 already: still the slot
+        still_the_slot = moved.image.numel() and moved.image.data_ptr() == b.image.data_ptr()  # float32 files
+        if still_the_slot:
             moved = moved._replace(image=moved.image.clone())
         return moved
 

@@ -175,7 +175,9 @@ def unanimous(keys: np.ndarray) -> np.ndarray:
     return (keys == keys[:, :1]).all(1)
 
 
-def compared_keys(table: Interner, codes: np.ndarray, rules: str = "current") -> tuple[np.ndarray, np.ndarray]:
+def compared_keys(
+    table: Interner, codes: np.ndarray, rules: str = "current"
+) -> tuple[np.ndarray, np.ndarray]:
     """The keys the evaluator of `rules` compares for answers `codes` [Q, n] (interned in `table`, which
     receives the cleaned and normalized strings): (keys int32 [Q, n], normalized bool [Q]: whether the
     question's prediction is normalized before it is compared)."""
