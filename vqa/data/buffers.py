@@ -11,6 +11,7 @@ faulted in, sent or unmapped again (vqa.data.loader.RingLoader says how long a s
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -72,7 +73,9 @@ class Layout:
         """The fields (`Batch(**views)`) of b questions with n regions in `buffer` (uint8, at least
         `used(b, n)` bytes, on any device): views, no copy."""
         if b > self.batch or n > self.regions:
-            raise ValueError(f"a batch of {b} x {n} regions does not fit the layout's {self.batch} x {self.regions}")
+            raise ValueError(
+                f"a batch of {b} x {n} regions does not fit the layout's {self.batch} x {self.regions}"
+            )
         fields = {}
         for (name, dtype, shape), at in zip(self._fields(b, n), self._offsets):
             size = int(np.prod(shape)) * dtype.itemsize
@@ -88,7 +91,11 @@ def allocate(nbytes: int, where: str = "plain") -> torch.Tensor:
     it run asynchronously)."""
     if where == "shared":
         return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(nbytes))
-    return torch.empty(nbytes, dtype=torch.uint8, pin_memory=where == "pinned")
+    if where == "pinned":
+        return torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+    # numpy asks the kernel for transparent huge pages on large arrays (torch's allocator does not):
+    # fewer TLB misses make a batch's copy into it about 20% faster (vqa bench --only loader)
+    return torch.from_numpy(np.empty(nbytes, np.uint8))
 
 
 def fresh(layout: Layout, b: int, n: int, shared: bool) -> dict[str, torch.Tensor]:
@@ -108,6 +115,13 @@ class Ring:
         where = "shared" if shared else "plain"
         self.buffers = [[allocate(layout.nbytes, where) for _ in range(slots)] for _ in range(producers)]
         self.taken = [0] * producers
+
+    def fault_in(self, producer: int) -> None:
+        """Touch one byte per page of the producer's slots, in the calling process: a process maps a
+        shared buffer's pages on its first write to each (a worker after fork, too), so a ring not faulted
+        in at start costs its first round of batches about as much as fresh buffers would."""
+        for buffer in self.buffers[producer]:
+            buffer[:: mmap.PAGESIZE].zero_()
 
     def take(self, producer: int) -> tuple[int, torch.Tensor]:
         """(slot, buffer): the producer's next slot."""

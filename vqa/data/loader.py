@@ -7,7 +7,7 @@ mid-epoch, optionally grouped by image) or a `ShardSampler` (evaluation: every q
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -137,6 +137,10 @@ class FillDataset(Dataset):
         images = None if self.image else self.dataset.image[np.asarray(indices, np.int64)].astype(np.int64)
         return Filled(producer, slot, batch.question.shape[0], batch.image_mask.shape[1], images)
 
+    def start_worker(self, worker: int) -> None:
+        """DataLoader's worker_init_fn: the worker maps its ring before its first batch."""
+        self.ring.fault_in(worker)
+
 
 class HostBatch(NamedTuple):
     batch: Batch  # views of `buffer`
@@ -164,9 +168,12 @@ class RingLoader:
         self.fill = FillDataset(dataset, self.layout, image)
         self.loader = DataLoader(
             self.fill,
-            batch_sampler=ReadAhead(BatchSampler(sampler or SequentialSampler(dataset), batch_size, False), dataset),
+            batch_sampler=ReadAhead(
+                BatchSampler(sampler or SequentialSampler(dataset), batch_size, False), dataset
+            ),
             num_workers=num_workers,
             collate_fn=_filled,
+            worker_init_fn=self.fill.start_worker if num_workers else None,
             persistent_workers=num_workers > 0,
             prefetch_factor=PREFETCH if num_workers else None,
             generator=torch.Generator().manual_seed(0),
@@ -179,6 +186,8 @@ class RingLoader:
         if self.fill.ring is None:  # before the first iteration starts the workers: they inherit it
             slots = (PREFETCH if self.num_workers else 0) + 1 + HOLD
             self.fill.ring = Ring(self.layout, max(1, self.num_workers), slots, shared=self.num_workers > 0)
+            if not self.num_workers:
+                self.fill.ring.fault_in(0)
         ring = self.fill.ring
         for f in self.loader:
             buffer = ring.buffers[f.producer][f.slot]
