@@ -75,45 +75,61 @@ def _timed(batches, count: int) -> tuple[int, int, float]:
 
 
 def loader_rows(
-    root: Path, kind: str, preload: str, batch: int, batches: int, workers, samplers
+    root: Path, kind: str, preload: str, batch: int, batches: int, workers, samplers, rounds: int = 3
 ) -> list[dict]:
-    """The rows of one feature kind and preload mode (one dataset, every sampler and worker count)."""
+    """The rows of one feature kind and preload mode (one dataset, every sampler and worker count). Each
+    loader is timed over `rounds` epochs (its workers persist, as in training); a row is the median."""
     from vqa.data.build import build_datasets
     from vqa.data.feed import build_loader
     from vqa.data.loader import EpochSampler, RingLoader
 
-    cfg = load_config(CONFIG, [f"data.root={root}", "data.synth_preset=", f"data.features={kind}",
-                               f"data.preload={preload}"])  # fmt: skip
+    overrides = [
+        f"data.root={root}",
+        "data.synth_preset=",
+        f"data.features={kind}",
+        f"data.preload={preload}",
+    ]
     start = time.perf_counter()
-    data = build_datasets(cfg)
+    data = build_datasets(load_config(CONFIG, overrides))
     setup = time.perf_counter() - start
     rows = []
 
-    def row(path: str, sampler: str, w: int, loader) -> None:
-        n, nbytes, seconds = _timed(loader, batches)
+    def row(path: str, sampler: str, w: int, order: EpochSampler, loader) -> None:
+        rates = []
+        for r in range(rounds):
+            order.set_epoch(r)
+            epoch = (h.batch for h in loader) if isinstance(loader, RingLoader) else loader
+            n, nbytes, seconds = _timed(epoch, batches)
+            rates.append(n / seconds)
         rows.append({"kind": kind, "preload": preload, "path": path, "sampler": sampler, "workers": w,
-                     "samples": n, "samples_per_s": n / seconds, "bytes_per_sample": nbytes / n,
-                     "setup_seconds": setup})  # fmt: skip
+                     "samples": n, "samples_per_s": float(np.median(rates)), "rounds": rates,
+                     "bytes_per_sample": nbytes / n, "setup_seconds": setup})  # fmt: skip
 
     for sampler, w in itertools.product(samplers, workers):
         order = EpochSampler(data.train, seed=0, group_by_image=sampler == "image_grouped")
         if preload != "device":
-            row("reused", sampler, w, (h.batch for h in RingLoader(data.train, batch, order, w)))
+            row("reused", sampler, w, order, RingLoader(data.train, batch, order, w))
         if preload == "none" and sampler == "random":
-            row("fresh", sampler, w, build_loader(data.train, batch, order, w))
+            row("fresh", sampler, w, order, build_loader(data.train, batch, order, w))
         if torch.cuda.is_available():
-            row("cuda", sampler, w, build_loader(data.train, batch, order, w, device=torch.device("cuda")))
+            row(
+                "cuda",
+                sampler,
+                w,
+                order,
+                build_loader(data.train, batch, order, w, device=torch.device("cuda")),
+            )
     return rows
 
 
 def bench_loader(root: Path = Path("data/synthetic/realsize"), train_images: int = 400, batch: int = 64,
-                 batches: int = 20, workers=(0, 1, 2), samplers=("random", "image_grouped"),
-                 preloads=("none", "ram", "device")) -> dict:  # fmt: skip
+                 batches: int = 30, workers=(0, 1, 2), samplers=("random", "image_grouped"),
+                 preloads=("none", "ram", "device"), rounds: int = 3) -> dict:  # fmt: skip
     ensure_real_size(root, train_images)
     if not torch.cuda.is_available():
         preloads = tuple(p for p in preloads if p != "device")  # on the CPU it is the RAM path
     rows = [r for kind in ("grid", "boxes") for p in preloads
-            for r in loader_rows(root, kind, p, batch, batches, workers, samplers)]  # fmt: skip
+            for r in loader_rows(root, kind, p, batch, batches, workers, samplers, rounds)]  # fmt: skip
     limits = {}
     for kind in ("grid", "boxes"):
         per_sample = max(r["bytes_per_sample"] for r in rows if r["kind"] == kind)
@@ -123,12 +139,19 @@ def bench_loader(root: Path = Path("data/synthetic/realsize"), train_images: int
                 r["limit_fraction"] = (
                     r["samples_per_s"] * r["bytes_per_sample"] / limits[kind]["reused_bytes_per_s"]
                 )
-    return {"root": str(root), "batch": batch, "batches": batches, "limits": limits, "rows": rows}
+    return {
+        "root": str(root),
+        "batch": batch,
+        "batches": batches,
+        "rounds": rounds,
+        "limits": limits,
+        "rows": rows,
+    }
 
 
 def run(opts: argparse.Namespace) -> dict:
     if opts.quick:
-        return bench_loader(Path("data/synthetic/realsize-quick"), train_images=60, batches=4, workers=(0, 1),
+        return bench_loader(Path("data/synthetic/realsize-quick"), train_images=60, batches=4, workers=(0, 1), rounds=1,
                             samplers=("random",), preloads=("none", "ram"))  # fmt: skip
     return bench_loader()
 
@@ -144,7 +167,7 @@ def one_worker_rate(rows: list[dict], kind: str) -> float | None:
 def markdown(r: dict) -> list[str]:
     lines = [
         f"### Loader only: samples/s from `{r['root']}` (real-size float16 features), batch {r['batch']}, "
-        f"{r['batches']} batches after the first, no model",
+        f"{r['batches']} batches after the first of each epoch, median of {r.get('rounds', 1)} epochs, no model",
         "",
         "| features | copy limit (reused buffer) | copy into a fresh buffer | batch image bytes/sample |",
         "|---|---:|---:|---:|",

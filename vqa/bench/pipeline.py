@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +22,10 @@ from vqa.data.build import build_datasets, ensure_synthetic
 from vqa.data.dataset import Batch
 from vqa.data.feed import build_loader
 from vqa.data.loader import EpochSampler
-from vqa.device import autocast
 from vqa.losses import get_loss
 from vqa.models import build_model
+from vqa.training.loop import TrainState, train_one_epoch
+from vqa.training.optim import build_optimizer
 
 TARGET = 0.95  # disk / in-memory samples/s for every model at the default settings
 
@@ -41,33 +42,35 @@ def synthetic_config(model: str, preset: str, *overrides: str) -> Config:
     )
 
 
-def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """Adam at the config's rate: what training builds for the synthetic configs (all use Adam).
+class Batches:
+    """`count` batches of `batches` (an iterator, a list, itertools.repeat) as the loader train_one_epoch
+    takes: it needs a length."""
 
-    Built here, not taken from vqa.training: the benchmarks sit below the training loop.
-    """
-    if cfg.train.optimizer != "adam":
-        raise ValueError(f"the benchmarks use Adam; config {cfg.name} asks for {cfg.train.optimizer}")
-    return torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    def __init__(self, batches: Iterable[Batch], count: int):
+        self.batches, self.count = batches, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        return itertools.islice(iter(self.batches), self.count)
 
 
-def train_steps(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer,
-                batches: Iterable[Batch], device: torch.device, precision: str = "fp32") -> float:  # fmt: skip
-    """Samples per second of full training steps (fetch included when `batches` is a loader iterator)."""
+def trainer(cfg: Config, model: torch.nn.Module, device: torch.device, precision: str = "fp32") -> TrainState:
+    """The TrainState `vqa train` builds for this config's loss and optimizer (no schedule, no clipping)."""
+    model.train()
+    return TrainState(model, get_loss(cfg.train.loss), build_optimizer(cfg.train, model), None, device,
+                      precision=precision)  # fmt: skip
+
+
+def train_rate(state: TrainState, batches: Iterable[Batch], count: int) -> float:
+    """Samples per second of `count` training steps of the training loop itself (vqa.training.loop.
+    train_one_epoch, fetch included when `batches` is a loader iterator)."""
     start = time.perf_counter()
-    n = 0
-    for batch in batches:
-        batch = batch.to(device, non_blocking=True)
-        with autocast(device, precision):
-            logits = model(batch.question, batch.question_len, batch.image, batch.image_mask)  # [B, A]
-        loss = loss_fn(logits.float(), batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        n += batch.question.shape[0]
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # the steps' kernels have run, not just been launched
-    return n / (time.perf_counter() - start)
+    progress, _ = train_one_epoch(state, Batches(batches, count), desc="bench")
+    if state.device.type == "cuda":
+        torch.cuda.synchronize(state.device)  # the steps' kernels have run, not just been launched
+    return progress.samples / (time.perf_counter() - start)
 
 
 def bench_pipeline(models: tuple[str, ...] = ("avg", "pool"), preset: str = "paper", batches: int = 10,
@@ -87,9 +90,7 @@ def bench_pipeline(models: tuple[str, ...] = ("avg", "pool"), preset: str = "pap
         data = build_datasets(cfg)
         torch.manual_seed(0)
         model = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim).to(device)
-        optimizer = build_optimizer(cfg, model)
-        loss_fn = get_loss(cfg.train.loss)
-        model.train()
+        state = trainer(cfg, model, device, precision)
         sampler_ = EpochSampler(data.train, shuffle=True, seed=0, group_by_image=sampler == "image_grouped")
         # disk: the trainer's loader (batches on the device through reused buffers); memory: the same
         # batches as host batches already collated, moved to the device inside the timed steps alike
@@ -101,14 +102,12 @@ def bench_pipeline(models: tuple[str, ...] = ("avg", "pool"), preset: str = "pap
         for r in range(rounds):
             sampler_.set_epoch(r)
             it = iter(loader)
-            train_steps(model, loss_fn, optimizer, itertools.islice(it, 2), device, precision)  # warm-up
-            disk.append(
-                train_steps(model, loss_fn, optimizer, itertools.islice(it, batches), device, precision)
-            )
+            train_rate(state, it, 2)  # warm-up
+            disk.append(train_rate(state, it, batches))
             del it
             sampler_.set_epoch(r)
             cached = list(itertools.islice(iter(plain), 2 + batches))[2:]  # the same batches, in memory
-            memory.append(train_steps(model, loss_fn, optimizer, cached, device, precision))
+            memory.append(train_rate(state, cached, batches))
         ratios = sorted(d / m for d, m in zip(disk, memory))
         results["models"][name] = {
             "batch_size": cfg.train.batch_size,
@@ -124,7 +123,7 @@ def bench_pipeline(models: tuple[str, ...] = ("avg", "pool"), preset: str = "pap
 def run(opts: argparse.Namespace) -> dict:
     if opts.quick:
         return bench_pipeline(preset="small", batches=5, rounds=2, precision=opts.precision)
-    return bench_pipeline(preset="paper", batches=20, rounds=6, precision=opts.precision)
+    return bench_pipeline(preset="paper", batches=30, rounds=10, precision=opts.precision)
 
 
 def markdown(r: dict) -> list[str]:
@@ -178,18 +177,15 @@ def epoch_rates(root: Path, model: str, features: str, device: str, precision: s
             out["rows"].append({"preload": preload, "refused": str(e)})
             continue
         setup = time.perf_counter() - start
-        optimizer, loss_fn = build_optimizer(cfg, net), get_loss(cfg.train.loss)
-        net.train()
+        state = trainer(cfg, net, device_, precision)
         n = min(len(feed), max_batches or len(feed)) - 2
         it = iter(feed)
         warm = list(itertools.islice(it, 2))  # worker start-up and first kernels not counted
-        train_steps(net, loss_fn, optimizer, warm, device_, precision)
-        rate = train_steps(net, loss_fn, optimizer, itertools.islice(it, n), device_, precision)
+        train_rate(state, warm, 2)
+        rate = train_rate(state, it, n)
         del it
         if "model_only" not in out:
-            out["model_only"] = train_steps(
-                net, loss_fn, optimizer, itertools.repeat(warm[0], n), device_, precision
-            )
+            out["model_only"] = train_rate(state, itertools.repeat(warm[0]), n)
         out["rows"].append({"preload": preload, "batches": n, "samples_per_s": rate, "setup_seconds": setup,
                             "of_model_only": rate / out["model_only"]})  # fmt: skip
     return out
