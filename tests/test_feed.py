@@ -2,7 +2,9 @@
 worker count, across epochs and a resume; the ring's lifetime; preload checks (non-finite values, fit)."""
 
 import json
+import os
 from collections import Counter
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 
 from vqa.cli import main
 from vqa.data.answers import AnswerVocab
+from vqa.data.buffers import Layout, Ring
 from vqa.data.dataset import VQADataset
 from vqa.data.features import FeatureStore
 from vqa.data.feed import RESERVE, DeviceFeatures, build_loader
@@ -169,3 +172,30 @@ def test_gpu_check_runs_its_epoch_per_preload_step_dry_on_the_cpu(tmp_path):
     for model in ("pool grid on cpu", "updn boxes on cpu"):
         assert model in summary
     assert summary.count("of the model-only rate") == 6  # two models x three preload modes
+
+
+def _resident_kib() -> int:
+    """This process's resident memory (pages it has mapped), KiB, from /proc/self/smaps_rollup."""
+    rss = [
+        line for line in Path("/proc/self/smaps_rollup").read_text().splitlines() if line.startswith("Rss:")
+    ]
+    return int(rss[0].split()[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux's smaps_rollup")
+def test_a_forked_worker_maps_its_whole_ring_when_it_faults_it_in():
+    """A worker after fork maps a shared buffer's pages only on its first write to each: Ring.fault_in (the
+    RingLoader's worker_init_fn) maps every slot before the first batch, so no batch pays for it."""
+    layout = Layout(batch=16, length=14, answers=10, regions=196, dim=512, dtype="float16", grid=True)
+    ring = Ring(layout, producers=1, slots=3, shared=True)
+    need_kib = ring.nbytes // 1024
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        before = _resident_kib()
+        ring.fault_in(0)
+        os.write(write, f"{before} {_resident_kib()}".encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    before, after = map(int, os.read(read, 100).split())
+    assert after - before >= 0.95 * need_kib, (before, after, need_kib)
