@@ -32,8 +32,16 @@ def ensure_real_size(root: Path, train_images: int) -> None:
         return
     from vqa.synth.generate import generate
 
-    generate(root, seed=0, train_images=train_images, val_images=20, test_images=0, questions_per_image=5,
-             quiet=True, **REAL)  # fmt: skip
+    generate(
+        root,
+        seed=0,
+        train_images=train_images,
+        val_images=20,
+        test_images=0,
+        questions_per_image=5,
+        quiet=True,
+        **REAL,
+    )
 
 
 def copy_rate(nbytes: int, repeats: int = 3, budget: int = 1 << 30, pool: int = 256 << 20) -> dict:
@@ -101,9 +109,20 @@ def loader_rows(
             epoch = (h.batch for h in loader) if isinstance(loader, RingLoader) else loader
             n, nbytes, seconds = _timed(epoch, batches)
             rates.append(n / seconds)
-        rows.append({"kind": kind, "preload": preload, "path": path, "sampler": sampler, "workers": w,
-                     "samples": n, "samples_per_s": float(np.median(rates)), "rounds": rates,
-                     "bytes_per_sample": nbytes / n, "setup_seconds": setup})  # fmt: skip
+        rows.append(
+            {
+                "kind": kind,
+                "preload": preload,
+                "path": path,
+                "sampler": sampler,
+                "workers": w,
+                "samples": n,
+                "samples_per_s": float(np.median(rates)),
+                "rounds": rates,
+                "bytes_per_sample": nbytes / n,
+                "setup_seconds": setup,
+            }
+        )
 
     for sampler, w in itertools.product(samplers, workers):
         order = EpochSampler(data.train, seed=0, group_by_image=sampler == "image_grouped")
@@ -122,14 +141,25 @@ def loader_rows(
     return rows
 
 
-def bench_loader(root: Path = Path("data/synthetic/realsize"), train_images: int = 400, batch: int = 64,
-                 batches: int = 30, workers=(0, 1, 2), samplers=("random", "image_grouped"),
-                 preloads=("none", "ram", "device"), rounds: int = 3) -> dict:  # fmt: skip
+def bench_loader(
+    root: Path = Path("data/synthetic/realsize"),
+    train_images: int = 400,
+    batch: int = 64,
+    batches: int = 30,
+    workers=(0, 1, 2),
+    samplers=("random", "image_grouped"),
+    preloads=("none", "ram", "device"),
+    rounds: int = 3,
+) -> dict:
     ensure_real_size(root, train_images)
     if not torch.cuda.is_available():
         preloads = tuple(p for p in preloads if p != "device")  # on the CPU it is the RAM path
-    rows = [r for kind in ("grid", "boxes") for p in preloads
-            for r in loader_rows(root, kind, p, batch, batches, workers, samplers, rounds)]  # fmt: skip
+    rows = [
+        r
+        for kind in ("grid", "boxes")
+        for p in preloads
+        for r in loader_rows(root, kind, p, batch, batches, workers, samplers, rounds)
+    ]
     limits = {}
     for kind in ("grid", "boxes"):
         per_sample = max(r["bytes_per_sample"] for r in rows if r["kind"] == kind)
@@ -151,16 +181,27 @@ def bench_loader(root: Path = Path("data/synthetic/realsize"), train_images: int
 
 def run(opts: argparse.Namespace) -> dict:
     if opts.quick:
-        return bench_loader(Path("data/synthetic/realsize-quick"), train_images=60, batches=4, workers=(0, 1), rounds=1,
-                            samplers=("random",), preloads=("none", "ram"))  # fmt: skip
+        return bench_loader(
+            Path("data/synthetic/realsize-quick"),
+            train_images=60,
+            batches=4,
+            workers=(0, 1),
+            rounds=1,
+            samplers=("random",),
+            preloads=("none", "ram"),
+        )
     return bench_loader()
 
 
 def one_worker_rate(rows: list[dict], kind: str) -> float | None:
     """Samples/s of one worker reading `kind` from disk in random order into reused buffers: the unit a
     GPU machine's worker count is sized in (workers ~ GPU samples/s / this rate)."""
-    one = [r for r in rows if (r["kind"], r["workers"], r["preload"], r["sampler"], r["path"])
-           == (kind, 1, "none", "random", "reused")]  # fmt: skip
+    one = [
+        r
+        for r in rows
+        if (r["kind"], r["workers"], r["preload"], r["sampler"], r["path"])
+        == (kind, 1, "none", "random", "reused")
+    ]
     return one[0]["samples_per_s"] if one else None
 
 
@@ -174,18 +215,27 @@ def markdown(r: dict) -> list[str]:
     ]
     for kind, m in r["limits"].items():
         per = m["bytes_per_sample"]
-        lines.append(f"| {kind} | {m['reused_bytes_per_s'] / per:,.0f} samples/s ({m['reused_bytes_per_s'] / 1e9:.1f} GB/s) "
-                     f"| {m['fresh_bytes_per_s'] / per:,.0f} samples/s ({m['fresh_bytes_per_s'] / 1e9:.1f} GB/s) "
-                     f"| {per:,.0f} |")  # fmt: skip
-    lines += ["", "| features | preload | buffers | sampler | workers | samples/s | of the copy limit |",
-              "|---|---|---|---|---:|---:|---:|"]  # fmt: skip
+        lines.append(
+            f"| {kind} | {m['reused_bytes_per_s'] / per:,.0f} samples/s ({m['reused_bytes_per_s'] / 1e9:.1f} GB/s) "
+            f"| {m['fresh_bytes_per_s'] / per:,.0f} samples/s ({m['fresh_bytes_per_s'] / 1e9:.1f} GB/s) "
+            f"| {per:,.0f} |"
+        )
+    lines += [
+        "",
+        "| features | preload | buffers | sampler | workers | samples/s | of the copy limit |",
+        "|---|---|---|---|---:|---:|---:|",
+    ]
     for m in r["rows"]:
-        lines.append(f"| {m['kind']} | {m['preload']} | {m['path']} | {m['sampler']} | {m['workers']} "
-                     f"| {m['samples_per_s']:,.0f} | {m['limit_fraction']:.2f} |")  # fmt: skip
+        lines.append(
+            f"| {m['kind']} | {m['preload']} | {m['path']} | {m['sampler']} | {m['workers']} "
+            f"| {m['samples_per_s']:,.0f} | {m['limit_fraction']:.2f} |"
+        )
     for kind in ("grid", "boxes"):
         rate = one_worker_rate(r["rows"], kind)
         if rate:
             per = r["limits"][kind]["bytes_per_sample"]
-            lines.append(f"- {kind}: one worker from disk, random order: {rate:,.0f} samples/s; to feed S samples/s "
-                         f"the disk must deliver S x {per:,.0f} bytes and about S / {rate:,.0f} workers must read")  # fmt: skip
+            lines.append(
+                f"- {kind}: one worker from disk, random order: {rate:,.0f} samples/s; to feed S samples/s "
+                f"the disk must deliver S x {per:,.0f} bytes and about S / {rate:,.0f} workers must read"
+            )
     return [*lines, ""]

@@ -59,8 +59,9 @@ class Batches:
 def trainer(cfg: Config, model: torch.nn.Module, device: torch.device, precision: str = "fp32") -> TrainState:
     """The TrainState `vqa train` builds for this config's loss and optimizer (no schedule, no clipping)."""
     model.train()
-    return TrainState(model, get_loss(cfg.train.loss), build_optimizer(cfg.train, model), None, device,
-                      precision=precision)  # fmt: skip
+    return TrainState(
+        model, get_loss(cfg.train.loss), build_optimizer(cfg.train, model), None, device, precision=precision
+    )
 
 
 def train_rate(state: TrainState, batches: Iterable[Batch], count: int) -> float:
@@ -73,14 +74,27 @@ def train_rate(state: TrainState, batches: Iterable[Batch], count: int) -> float
     return progress.samples / (time.perf_counter() - start)
 
 
-def bench_pipeline(models: tuple[str, ...] = ("avg", "pool"), preset: str = "paper", batches: int = 10,
-                   num_workers: int | None = None, sampler: str = "random", rounds: int = 4, device: str | None = None,
-                   precision: str = "fp32") -> dict:  # fmt: skip
+def bench_pipeline(
+    models: tuple[str, ...] = ("avg", "pool"),
+    preset: str = "paper",
+    batches: int = 10,
+    num_workers: int | None = None,
+    sampler: str = "random",
+    rounds: int = 4,
+    device: str | None = None,
+    precision: str = "fp32",
+) -> dict:
     """Pipeline efficiency per model: disk samples/s over in-memory samples/s, same batches, one run.
     `num_workers` None: the configs' own setting (the default settings the target is about)."""
     device = torch.device(device or default_device())
-    results = {"preset": preset, "batches": batches, "sampler": sampler,
-               "device": str(device), "precision": precision, "models": {}}  # fmt: skip
+    results = {
+        "preset": preset,
+        "batches": batches,
+        "sampler": sampler,
+        "device": str(device),
+        "precision": precision,
+        "models": {},
+    }
     for name in models:
         workers = [] if num_workers is None else [f"data.num_workers={num_workers}"]
         cfg = synthetic_config(name, preset, *workers, f"data.sampler={sampler}")
@@ -150,9 +164,18 @@ def markdown(r: dict) -> list[str]:
     return [*lines, ""]
 
 
-def epoch_rates(root: Path, model: str, features: str, device: str, precision: str = "fp32",
-                preloads: tuple[str, ...] = ("none", "ram", "device"), num_workers: int = 4,
-                max_batches: int = 0, batch_size: int = 64, overrides: tuple[str, ...] = ()) -> dict:  # fmt: skip
+def epoch_rates(
+    root: Path,
+    model: str,
+    features: str,
+    device: str,
+    precision: str = "fp32",
+    preloads: tuple[str, ...] = ("none", "ram", "device"),
+    num_workers: int = 4,
+    max_batches: int = 0,
+    batch_size: int = 64,
+    overrides: tuple[str, ...] = (),
+) -> dict:
     """Where an epoch's time goes: training samples/s of one epoch (capped at `max_batches` batches; 0: the
     whole epoch) through the trainer's loader for each preload mode, against the model-only rate (the model
     fed one batch already on the device, as many times). A preload that does not fit is reported, not run.
@@ -160,12 +183,28 @@ def epoch_rates(root: Path, model: str, features: str, device: str, precision: s
     from vqa.errors import UserError
 
     device_ = torch.device(device)
-    out = {"root": str(root), "model": model, "features": features, "device": str(device_), "precision": precision,
-           "num_workers": num_workers, "batch_size": batch_size, "rows": []}  # fmt: skip
+    out = {
+        "root": str(root),
+        "model": model,
+        "features": features,
+        "device": str(device_),
+        "precision": precision,
+        "num_workers": num_workers,
+        "batch_size": batch_size,
+        "rows": [],
+    }
     for preload in preloads:
-        cfg = load_config(SYNTHETIC_CONFIGS / f"{model}_soft.yaml", [
-            f"data.root={root}", "data.synth_preset=", f"data.features={features}", f"data.preload={preload}",
-            f"train.batch_size={batch_size}", *overrides])  # fmt: skip
+        cfg = load_config(
+            SYNTHETIC_CONFIGS / f"{model}_soft.yaml",
+            [
+                f"data.root={root}",
+                "data.synth_preset=",
+                f"data.features={features}",
+                f"data.preload={preload}",
+                f"train.batch_size={batch_size}",
+                *overrides,
+            ],
+        )
         start = time.perf_counter()
         try:
             data = build_datasets(cfg)
@@ -186,20 +225,31 @@ def epoch_rates(root: Path, model: str, features: str, device: str, precision: s
         del it
         if "model_only" not in out:
             out["model_only"] = train_rate(state, itertools.repeat(warm[0]), n)
-        out["rows"].append({"preload": preload, "batches": n, "samples_per_s": rate, "setup_seconds": setup,
-                            "of_model_only": rate / out["model_only"]})  # fmt: skip
+        out["rows"].append(
+            {
+                "preload": preload,
+                "batches": n,
+                "samples_per_s": rate,
+                "setup_seconds": setup,
+                "of_model_only": rate / out["model_only"],
+            }
+        )
     return out
 
 
 def epoch_lines(r: dict) -> list[str]:
     """One line per preload mode, for scripts/gpu_check.sh's summary."""
-    head = (f"{r['model']} {r['features']} on {r['device']} ({r['precision']}, batch {r['batch_size']}, "
-            f"{r['num_workers']} workers): model only {r.get('model_only', float('nan')):,.0f} samples/s")  # fmt: skip
+    head = (
+        f"{r['model']} {r['features']} on {r['device']} ({r['precision']}, batch {r['batch_size']}, "
+        f"{r['num_workers']} workers): model only {r.get('model_only', float('nan')):,.0f} samples/s"
+    )
     lines = [head]
     for m in r["rows"]:
         if "refused" in m:
             lines.append(f"  preload {m['preload']:6s}: refused: {m['refused']}")
         else:
-            lines.append(f"  preload {m['preload']:6s}: {m['samples_per_s']:,.0f} samples/s over {m['batches']} batches "
-                         f"= {m['of_model_only']:.2f} of the model-only rate (setup {m['setup_seconds']:.1f}s)")  # fmt: skip
+            lines.append(
+                f"  preload {m['preload']:6s}: {m['samples_per_s']:,.0f} samples/s over {m['batches']} batches "
+                f"= {m['of_model_only']:.2f} of the model-only rate (setup {m['setup_seconds']:.1f}s)"
+            )
     return lines

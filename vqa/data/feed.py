@@ -42,8 +42,12 @@ class DeviceFeatures:
     computes only the indices. Refuses, naming the sizes, when they do not fit the device's free memory
     (`free_bytes`, injectable: default `query_free_bytes`) with RESERVE left over."""
 
-    def __init__(self, features: ImageFeatures, device: torch.device,
-                 free_bytes: Callable[[torch.device], int | None] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        features: ImageFeatures,
+        device: torch.device,
+        free_bytes: Callable[[torch.device], int | None] | None = None,
+    ):
         self.features, self.device = features, device
         stores = list({id(s): s for s in features.stores}.values())
         need = sum(s.device_bytes(device) for s in stores)
@@ -127,8 +131,15 @@ class DeviceFeed:
         self.staging: Staging | None = None
 
     @classmethod
-    def build(cls, dataset: VQADataset, batch_size: int, sampler: Sampler | None, num_workers: int,
-              device: torch.device, free_bytes: Callable | None = None) -> DeviceFeed:  # fmt: skip
+    def build(
+        cls,
+        dataset: VQADataset,
+        batch_size: int,
+        sampler: Sampler | None,
+        num_workers: int,
+        device: torch.device,
+        free_bytes: Callable | None = None,
+    ) -> DeviceFeed:
         """The feed of `dataset` (vqa.data.feed.build_loader with a device)."""
         gather = None
         if dataset.features.preload == "device":

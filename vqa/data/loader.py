@@ -36,8 +36,15 @@ class EpochSampler(DistributedSampler):
     holds several questions of the same image and its features are read once.
     """
 
-    def __init__(self, dataset: VQADataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
-                 seed: int = 0, group_by_image: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        dataset: VQADataset,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        seed: int = 0,
+        group_by_image: bool = False,
+    ):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
         self.group_by_image = group_by_image and shuffle
         self.image_id = dataset.image_id
@@ -161,8 +168,14 @@ class RingLoader:
     before it takes the next). `image` False: only the question and answer fields are filled (the image is
     gathered on the device: data.preload: device)."""
 
-    def __init__(self, dataset: VQADataset, batch_size: int, sampler: Sampler | None = None,
-                 num_workers: int = 0, image: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        dataset: VQADataset,
+        batch_size: int,
+        sampler: Sampler | None = None,
+        num_workers: int = 0,
+        image: bool = True,
+    ):
         self.dataset, self.num_workers = dataset, num_workers
         self.layout = dataset.layout(batch_size, image)
         self.fill = FillDataset(dataset, self.layout, image)
