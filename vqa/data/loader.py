@@ -23,7 +23,7 @@ from torch.utils.data import (
 )
 
 from vqa.data.buffers import Layout, Ring
-from vqa.data.dataset import Batch, VQADataset, collate
+from vqa.data.dataset import Batch, VQADataset
 
 
 class EpochSampler(DistributedSampler):
@@ -106,9 +106,10 @@ class ReadAhead(Sampler):
         return len(self.batches)
 
 
-def as_batch(data: Batch | list[tuple]) -> Batch:
-    """The loader's collate_fn: VQADataset.__getitems__ has already collated the batch."""
-    return data if isinstance(data, Batch) else collate(data)
+def as_batch(data: Batch | Filled) -> Batch | Filled:
+    """The loaders' collate_fn: the dataset's __getitems__ has made the whole batch already (a Batch, or
+    the ring slot a FillDataset filled)."""
+    return data
 
 
 PREFETCH = 2  # batches in flight per DataLoader worker (torch's prefetch_factor)
@@ -185,7 +186,7 @@ class RingLoader:
                 BatchSampler(sampler or SequentialSampler(dataset), batch_size, False), dataset
             ),
             num_workers=num_workers,
-            collate_fn=_filled,
+            collate_fn=as_batch,
             worker_init_fn=self.fill.start_worker if num_workers else None,
             persistent_workers=num_workers > 0,
             prefetch_factor=PREFETCH if num_workers else None,
@@ -206,7 +207,3 @@ class RingLoader:
             buffer = ring.buffers[f.producer][f.slot]
             batch = Batch(**self.layout.views(buffer, f.size, f.regions))
             yield HostBatch(batch, buffer, self.layout.used(f.size, f.regions), f.images)
-
-
-def _filled(data: Filled) -> Filled:
-    return data
