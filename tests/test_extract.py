@@ -17,12 +17,12 @@ import torchvision.transforms.v2.functional as TF
 from vqa.cli import main
 from vqa.data.features import FeatureStore
 from vqa.errors import UserError
-from vqa.features.extract import (
+from vqa.features.extract import extract
+from vqa.features.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     build_trunk,
     default_workers,
-    extract,
     image_transform,
     parse_image_id,
 )

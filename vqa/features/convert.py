@@ -1,23 +1,12 @@
 """`vqa convert`: precomputed image features -> our HDF5 layout.
 
 Bottom-up attention features (Anderson et al. 2018; github.com/peteanderson80/bottom-up-attention)
-come as TSV files, one image per line, columns image_id, image_w, image_h, num_boxes, boxes,
-features; boxes and features are base64 of float32 arrays [num_boxes, 4] (x1, y1, x2, y2 in
-pixels) and [num_boxes, D]. Both public variants convert the same way: 36 boxes per image, or 10
-to 100.
-
-Layout written (flat boxes, so both variants share it; vqa/features/writer.py writes it and its
-docstring lists the dtypes; vqa/data/features.py reads it):
-    ids, image_w, image_h, pos_boxes (N, 2)   one row per image
-    image_features (R, D), image_bb (R, 4), spatial_features (R, 6)   one row per box
-    attrs   format="vqa-features", version=1, source="bottomup-tsv", boxes_min, boxes_max, files
-
-Lines are streamed and written in blocks of about BLOCK_BOXES boxes (writer.BoxWriter), so
-memory stays bounded whatever the file size. The file is built under a temporary name and renamed
-at the end (vqa.io.atomic_path): an interrupted or failed conversion leaves nothing at OUT.
-
-The public grid layout (pytorch-vqa's preprocess-images.py: `features` (N, 2048, 14, 14) and
-`ids`) needs no conversion: vqa/data/features.py reads it as it is (data/README.md).
+come as TSV files, one image per line, columns image_id, image_w, image_h, num_boxes, boxes, features;
+boxes and features are base64 of float32 arrays [num_boxes, 4] (x1, y1, x2, y2 in pixels) and
+[num_boxes, D]. Both public variants (36 boxes per image, or 10 to 100) are written as flat boxes in
+one layout (vqa/features/writer.py), streamed in blocks (memory stays bounded) to a temporary renamed
+at the end (vqa.io.atomic_path: a failed conversion leaves nothing at OUT). The public grid layout
+(pytorch-vqa's) needs no conversion: vqa/data/features.py reads it as it is.
 """
 
 from __future__ import annotations
@@ -26,6 +15,7 @@ import argparse
 import base64
 import binascii
 import json
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,11 +23,34 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from vqa.data.features import POS_BOXES
 from vqa.errors import UserError
-from vqa.features.writer import BoxWriter, ImageBoxes, layout_attrs
-from vqa.io import atomic_path, human_bytes, integral, read_json, refuse_inputs_as_outputs
+from vqa.features.writer import BoxWriter, ImageBoxes, human_bytes, layout_attrs
+from vqa.io import atomic_path, read_json, refuse_inputs_as_outputs
 
 FIELDS = ("image_id", "image_w", "image_h", "num_boxes", "boxes", "features")
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def integral(value, where: str, what: str = "id") -> int:
+    """`value` (an int, or a float or text holding an integer: '42', 42.0, '640.0') as an int in int64;
+    one UserError line naming `where` for anything else (1.7, inf, nan, 1e30, True, 'abc')."""
+    if isinstance(value, bool):
+        number = None
+    elif isinstance(value, int):
+        number = value
+    else:
+        try:
+            f = float(value.decode() if isinstance(value, bytes) else value)
+        except (TypeError, ValueError):
+            f = math.nan
+        number = int(f) if math.isfinite(f) and f == int(f) else None
+    if number is None or not INT64[0] <= number <= INT64[1]:
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else repr(value)
+        raise UserError(f"{where}: {what} {text[:60]} is not an integer in int64; fix or regenerate the file")
+    return number
 
 
 def _decode(text: bytes, where: str, name: str, rows: int, cols: int | None) -> np.ndarray:
@@ -90,6 +103,32 @@ def question_image_ids(paths: list[Path]) -> set[int]:
     return ids
 
 
+def _write_boxes(f: h5py.File, inputs: list[Path], wanted: set[int] | None, dtype: str, bar) -> tuple:
+    """(BoxWriter or None, ids written, images skipped): every line of `inputs` whose image is `wanted`
+    (None: every image) appended to `f`."""
+    writer, seen, skipped = None, set(), 0
+    for path in inputs:
+        for line_no, nbytes, row in read_bottomup_tsv(path):
+            bar.update(nbytes)
+            if wanted is not None and row.image_id not in wanted:
+                skipped += 1
+                continue
+            if row.image_id in seen:
+                raise UserError(f"{path}:{line_no}: image {row.image_id} appears a second time")
+            if writer is None:
+                writer = BoxWriter(f, row.features.shape[1], dtype)
+            if row.features.shape[1] != writer.dim:
+                raise UserError(
+                    f"{path}:{line_no}: image {row.image_id} has {row.features.shape[1]}-d features, "
+                    f"earlier images {writer.dim}-d; convert files of one extractor together"
+                )
+            seen.add(row.image_id)
+            writer.add(row)
+    if writer is not None:
+        writer.flush()
+    return writer, seen, skipped
+
+
 def convert_bottomup_tsv(
     inputs: list[Path],
     out: Path,
@@ -104,59 +143,32 @@ def convert_bottomup_tsv(
     for path in inputs:
         if not path.is_file():
             raise UserError(f"{path}: TSV file not found; pass the unpacked bottom-up attention .tsv files")
-    refuse_inputs_as_outputs([("--out", out)], [*(("input TSV file", p) for p in inputs),
-                             *(("--questions file", q) for q in questions)])  # fmt: skip
+    read = [*(("input TSV file", p) for p in inputs), *(("--questions file", q) for q in questions)]
+    refuse_inputs_as_outputs([("--out", out)], read)
     if out.exists() and not overwrite:
         raise UserError(f"{out}: already exists; pass --overwrite to replace it")
     wanted = question_image_ids([Path(q) for q in questions]) if questions else None
-    seen: set[int] = set()
-    skipped = 0
-    lo, hi = None, 0
     start = time.perf_counter()
     bar = tqdm(
         total=sum(p.stat().st_size for p in inputs), unit="B", unit_scale=True, desc="convert", disable=None
     )
     try:
         with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-            writer = None
-            for path in inputs:
-                for line_no, nbytes, row in read_bottomup_tsv(path):
-                    bar.update(nbytes)
-                    if wanted is not None and row.image_id not in wanted:
-                        skipped += 1
-                        continue
-                    if row.image_id in seen:
-                        raise UserError(f"{path}:{line_no}: image {row.image_id} appears a second time")
-                    if writer is None:
-                        writer = BoxWriter(f, row.features.shape[1], dtype)
-                    if row.features.shape[1] != writer.dim:
-                        raise UserError(
-                            f"{path}:{line_no}: image {row.image_id} has {row.features.shape[1]}-d features, "
-                            f"earlier images {writer.dim}-d; convert files of one extractor together"
-                        )
-                    seen.add(row.image_id)
-                    n = len(row.boxes)
-                    lo, hi = n if lo is None else min(lo, n), max(hi, n)
-                    writer.add(row)
+            writer, seen, skipped = _write_boxes(f, inputs, wanted, dtype, bar)
             if writer is None:
                 raise UserError(
                     f"{', '.join(map(str, inputs))}: no image to convert; check the files and --questions"
                 )
-            writer.flush()
             if wanted is not None and wanted - seen:
                 missing = sorted(wanted - seen)
                 raise UserError(
                     f"{len(missing):,} images of {', '.join(map(str, questions))} are in no TSV file "
                     f"(first: image {missing[0]}); pass every TSV file of the split"
                 )
-            f.attrs.update(
-                layout_attrs(
-                    source="bottomup-tsv",
-                    boxes_min=lo,
-                    boxes_max=hi,
-                    files=json.dumps([p.name for p in inputs]),
-                )
-            )
+            boxes = np.diff(f[POS_BOXES][()], axis=1)  # [N, 1]: boxes per image
+            lo, hi = int(boxes.min()), int(boxes.max())
+            files = json.dumps([p.name for p in inputs])
+            f.attrs.update(layout_attrs(source="bottomup-tsv", boxes_min=lo, boxes_max=hi, files=files))
     finally:
         bar.close()
     seconds = time.perf_counter() - start

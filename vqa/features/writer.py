@@ -1,26 +1,12 @@
-"""HDF5 writers of the feature layout that vqa/data/features.py reads (data/README.md documents it).
+"""HDF5 writers of the feature layout (names: vqa/data/features.py; data/README.md), with its dtypes,
+for `vqa extract` (grid) and `vqa convert` (boxes; --dtype float32 keeps a TSV's precision).
 
-The names come from vqa/data/features.py; the dtypes and file attributes are fixed here, once for
-`vqa extract` (grid) and `vqa convert` (boxes):
-    ids               int64   (N,)           image ids (with `names`: each row's index into names)
-    names             str     (M,)           image file names, for images without an id (VizWiz; version 2)
-    grid              float16 (N, D, S, S)   channel first
-    image_features    float16 (R, D)         flat boxes of all images (--dtype float32 keeps a TSV's precision)
-    image_bb          float32 (R, 4)         x1, y1, x2, y2 in pixels
-    spatial_features  float32 (R, 6)         x1/W, y1/H, x2/W, y2/H, w/W, h/H (spatial_features())
-    pos_boxes         int64   (N, 2)         [start, end) rows of image n in the flat box arrays
-    image_w, image_h  int32   (N,)           image size in pixels
-    attrs             format="vqa-features", version=1 (2 with names), and what made the file
-
-Grid rows are written crash-safe (GridRowWriter): the file is created once with every dataset at
-full size (contiguous storage, allocated but never filled, so a sparse file) and closed again.
-From then on only raw bytes are written, at the fixed file offsets of those datasets: a batch's
-rows, an fsync, then the 8 bytes of `count`, another fsync. HDF5's own metadata is never touched
-again, so a crash cannot leave a file h5py fails to open, and rows past `count` are ignored and
-overwritten by the next write.
-
-Boxes are appended in blocks of about BLOCK_BOXES boxes to resizable datasets (BoxWriter), so
-memory stays bounded whatever the number of images.
+Grid rows are written crash-safe (GridRowWriter): the file is created once with every dataset at full
+size (contiguous, allocated but never filled: a sparse file); from then on only raw bytes are written at
+the datasets' fixed offsets: a batch's rows, an fsync, then the 8 bytes of `count`, another fsync.
+HDF5's metadata is never touched again, so a crash cannot leave a file h5py fails to open, and rows
+past `count` are ignored and overwritten. Boxes are appended in blocks of about BLOCK_BOXES boxes to
+resizable datasets (BoxWriter), so memory stays bounded whatever the number of images.
 """
 
 from __future__ import annotations
@@ -67,6 +53,14 @@ def spatial_features(boxes: np.ndarray, image_w: float, image_h: float) -> np.nd
     rel = boxes.astype(np.float32) / scale  # [n, 4]
     wh = rel[:, 2:4] - rel[:, 0:2]  # [n, 2]
     return np.concatenate([rel, wh], axis=1)
+
+
+def human_bytes(nbytes: float) -> str:
+    """Disk sizes in extract's and convert's lines: '1.5 GiB', '12.0 MiB', '300 KiB'."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes / 2**10:.0f} KiB"
 
 
 # ---------------------------------------------------------------- grid: fixed offsets, resumable
@@ -197,24 +191,18 @@ class BoxWriter:
         self._append(POS_BOXES, np.stack([ends - counts, ends], axis=1))  # [b, 2]
         self._append(IMAGE_FEATURES, np.concatenate([r.features for r in self.buf]).astype(self.dtype))
         self._append(IMAGE_BB, np.concatenate([r.boxes for r in self.buf]))
-        self._append(
-            SPATIAL_FEATURES,
-            np.concatenate([spatial_features(r.boxes, r.image_w, r.image_h) for r in self.buf]),
-        )
+        spatial = [spatial_features(r.boxes, r.image_w, r.image_h) for r in self.buf]  # [n, 6] each
+        self._append(SPATIAL_FEATURES, np.concatenate(spatial))
         self.images += len(self.buf)
         self.boxes = int(ends[-1])
         self.buf = []
 
 
 class RowWriterThread:
-    """GridRowWriter.write on one background thread, fed through a bounded queue.
-
-    The crash-safe protocol is GridRowWriter's, unchanged: each batch's rows are fsynced before
-    the count that commits them, batches in order. A batch's rows may still be on their way from
-    the GPU: the thread waits for the copy's CUDA event before it reads them. An error in the
-    thread stops the writing; `put` and `close` raise it in the main thread (a failed write as
-    the user error that says how to continue).
-    """
+    """GridRowWriter.write (its crash-safe protocol, batches in order) on one background thread, fed
+    through a bounded queue. The thread waits for a batch's CUDA copy event before it reads the rows;
+    an error stops the writing, and `put` and `close` raise it in the main thread (a failed write as
+    the user error that says how to continue)."""
 
     def __init__(self, writer: GridRowWriter, path: Path, depth: int = 4):
         self.writer, self.path = writer, path
