@@ -1,27 +1,19 @@
-"""Files, once for the whole package: atomic writes and strict JSON reading.
+"""Files, once for the whole package: atomic writes, strict JSON and checked output paths.
 
-Atomic: every file the project writes goes to a fresh temporary in the target folder (created
-exclusively, never through a symlink), is fsynced and renamed over the target only when complete
-(os.replace is atomic on POSIX), so a kill at any moment leaves the old file or the new one, never a
-torn one, and a failed write leaves no temporary file behind. `durable=True` also fsyncs the folder
-(checkpoints).
+Atomic: every file the project writes goes to a fresh temporary beside the target and is renamed over
+it only when complete and fsynced, so a kill at any moment leaves the old file or the new one, never a
+torn one, and a failed write leaves no temporary file behind (`atomic_path`).
 
-Strict JSON: a missing file, bytes that are not UTF-8, malformed JSON, NaN / Infinity (not
-JSON), or a missing top-level key end in one UserError line naming the file and what to do.
-
-Decoding uses msgspec (C, about 3x the standard library on VQA-sized files, with the garbage
-collector paused: JSON has no reference cycles) and lets the standard library decide whatever
-msgspec refuses: it words the error (line and column) or accepts the rare input msgspec does not
-(a byte-order mark, UTF-16, a float beyond range, a lone surrogate escape), so what is accepted
-and every message stay the standard library's. Encoding is the standard library's C encoder;
-msgspec only re-indents its output (byte-identical to json.dumps(indent=...), ~5x faster).
+Strict JSON: a missing file, bytes that are not UTF-8, malformed JSON, NaN / Infinity (not JSON), or a
+missing top-level key end in one UserError line naming the file and what to do. msgspec decodes and
+encodes where it is faster (with the garbage collector paused: JSON has no reference cycles), and the
+standard library decides, and words, whatever msgspec refuses (`loads`, `dumps`).
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import math
 import mmap
 import os
 import tempfile
@@ -32,16 +24,6 @@ from pathlib import Path
 import msgspec
 
 from vqa.errors import UserError
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename inside `folder` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 TMP_SUFFIX = ".tmp"
 
@@ -90,11 +72,10 @@ def atomic_path(path: str | Path, durable: bool = False) -> Iterator[Path]:
         with atomic_path(out) as tmp:
             h5py.File(tmp, "w") ...
 
-    The temporary `.NAME.<pid>.<random>.tmp` is created exclusively (mkstemp: O_EXCL, so a symlink or
-    any file planted under that name is never written through), fsynced, then renamed over `path`: the rename replaces the entry `path` itself, so a symlink at
-    `path` is replaced, never followed. Temporaries of `path` that a killed write left behind are
-    removed first (`_remove_stale`). `durable=True` also fsyncs the folder, so the rename survives a
-    power cut (checkpoints).
+    The temporary `.NAME.<pid>.<random>.tmp` is created exclusively (mkstemp: O_EXCL, so nothing planted
+    under that name is written through), fsynced, then renamed over `path` (os.replace, atomic on POSIX:
+    a symlink at `path` is replaced, never followed). Temporaries a killed write left behind are removed
+    first (`_remove_stale`). `durable=True` also fsyncs the folder, so the rename survives a power cut.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +88,12 @@ def atomic_path(path: str | Path, durable: bool = False) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        if durable:
-            fsync_dir(path.parent)
+        if durable:  # the rename, made durable
+            folder = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
     except OSError as e:
         if e.filename is None:  # torch.save / h5py writing through a file object: name the target
             e.filename = str(path)
@@ -142,12 +127,9 @@ def write_json_atomic(path: str | Path, obj, indent: int | None = None, durable:
 
 
 def dumps(obj, indent: int | None = None) -> str:
-    """json.dumps that refuses NaN / Infinity, which are not JSON (jq and browsers reject them).
-
-    The same text as json.dumps(obj, indent=indent, allow_nan=False): the C encoder writes it compact
-    (json.dumps with an indent runs the pure-Python encoder), msgspec re-indents it (the standard library
-    indents the rare text msgspec cannot parse).
-    """
+    """json.dumps(obj, indent=indent, allow_nan=False): NaN / Infinity refused (not JSON). The C encoder
+    writes it compact (with an indent json.dumps runs the pure-Python encoder) and msgspec re-indents it
+    (the standard library indents the rare text msgspec cannot parse)."""
     if isinstance(indent, int) and not isinstance(indent, bool) and indent > 0:
         compact = json.dumps(obj, separators=(",", ":"), allow_nan=False)
         try:
@@ -199,7 +181,7 @@ def mapped(path: str | Path) -> Iterator[mmap.mmap | None]:
     except OSError:
         yield None
         return
-    try:
+    with f:
         try:
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError):
@@ -207,8 +189,6 @@ def mapped(path: str | Path) -> Iterator[mmap.mmap | None]:
             return
         with data:
             yield data
-    finally:
-        f.close()
 
 
 def read_json_as(path: str | Path, schema: type):
@@ -225,13 +205,11 @@ def read_json_as(path: str | Path, schema: type):
             return None
 
 
-def read_json(path: str | Path, what: str = "JSON", key: str | None = None, key_type: type = list,
-              hint: str = "check the path"):  # fmt: skip
-    """The decoded JSON of `path` (or its `key` entry, checked to be a `key_type`), or a UserError line.
-
-    `what` names the file's role in messages ("annotations", "results"); `hint` says what to do
-    when the file is missing.
-    """
+def read_json(
+    path: str | Path, what: str = "JSON", key: str | None = None, key_type=list, hint="check the path"
+):
+    """The decoded JSON of `path` (or its `key` entry, checked to be a `key_type`), or a UserError line;
+    `what` names the file's role in messages ("annotations"), `hint` what to do when it is missing."""
     path = Path(path)
     try:
         data = loads(path.read_bytes())
@@ -277,8 +255,7 @@ def read_jsonl(path: str | Path, what: str = "JSON lines") -> list[dict]:
     return rows
 
 
-def refuse_inputs_as_outputs(outputs: list[tuple[str, str | Path | None]],
-                             inputs: list[tuple[str, str | Path | None]]) -> None:  # fmt: skip
+def refuse_inputs_as_outputs(outputs: list[tuple], inputs: list[tuple]) -> None:
     """Refuse, before any work, an output that is one of the command's inputs: the same file (same
     inode, also through a link or another spelling of the path), or a folder output holding an input
     folder. `outputs` and `inputs` are (what it is, path) pairs; None entries are ignored."""
@@ -309,61 +286,3 @@ def output_folder(path: str | Path, option: str) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise UserError(f"{option} {path}: the folder is not writable; choose another {option}")
     return path
-
-
-INT64 = (-(2**63), 2**63 - 1)
-
-
-def integral(value, where: str, what: str = "id") -> int:
-    """`value` (an int, or a float or text holding an integer: '42', 42.0, '640.0') as an int in int64;
-    one UserError line naming `where` for anything else (1.7, inf, nan, 1e30, True, 'abc')."""
-    if isinstance(value, bool):
-        number = None
-    elif isinstance(value, int):
-        number = value
-    else:
-        try:
-            f = float(value.decode() if isinstance(value, bytes) else value)
-        except (TypeError, ValueError):
-            f = math.nan
-        number = int(f) if math.isfinite(f) and f == int(f) else None
-    if number is None or not INT64[0] <= number <= INT64[1]:
-        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else repr(value)
-        raise UserError(f"{where}: {what} {text[:60]} is not an integer in int64; fix or regenerate the file")
-    return number
-
-
-def human_bytes(nbytes: float) -> str:
-    """Disk sizes in extract's and convert's lines: '1.5 GiB', '12.0 MiB', '300 KiB'."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.1f} {unit}"
-    return f"{nbytes / 2**10:.0f} KiB"
-
-
-# The keys every checkpoint of `vqa train` holds (vqa.training.checkpoint writes them).
-RUN_CHECKPOINT_KEYS = ("model", "config", "question_vocab", "answer_vocab", "image_dim", "epoch")
-
-
-def read_checkpoint(
-    path: str | Path,
-    hint: str = "pass a run folder written by `vqa train` (runs/<name>)",
-    broken: str = "use the run's other checkpoint (--checkpoint last / best)",
-) -> dict:
-    """A run checkpoint, loaded with weights_only=True (a checkpoint file cannot run code), or one
-    UserError line: missing, unreadable (torch's multi-line advice is never shown), or not a run's."""
-    import torch  # here, not at the top: `vqa eval` and the command line never need torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found; {hint}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file for the user
-        raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}); {broken}") from None
-    missing = [k for k in RUN_CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise UserError(
-            f"{path}: not a `vqa train` checkpoint (no '{missing[0]}'); pass a run folder written by `vqa train`"
-        )
-    return state

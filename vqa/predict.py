@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vqa import io
+from vqa import io, runs
 from vqa.config import Config, config_from_dict
 from vqa.data.answers import AnswerVocab
 from vqa.data.build import build_split, split_files
@@ -61,7 +61,7 @@ class LoadedRun:
 def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device | str = "cpu") -> LoadedRun:
     """Model, vocabularies and resolved config of a run folder, from checkpoints/<checkpoint>.pt."""
     path = Path(run_dir) / "checkpoints" / f"{checkpoint}.pt"
-    state = io.read_checkpoint(path)
+    state = runs.read_checkpoint(path)
     cfg = config_from_dict(state["config"], source=str(path))
     qvocab = QuestionVocab.from_dict(state["question_vocab"])
     avocab = AnswerVocab.from_dict(state["answer_vocab"])

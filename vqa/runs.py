@@ -5,7 +5,8 @@ folder must resolve inside out_dir (a symlinked run folder pointing elsewhere is
 holds an exclusive lock on `<run>/.lock` for its whole life (flock: the OS releases it when the process
 dies, however it dies), so a second process on the same run is refused in one line. `--overwrite`
 clears a folder only when it is recognisably a run of this tool (config.yaml beside nothing but what a
-run writes, RUN_ENTRIES) and holds none of the command's inputs; otherwise nothing is touched.
+run writes, RUN_ENTRIES) and holds none of the command's inputs; otherwise nothing is touched. A
+run's checkpoints are read back through `read_checkpoint`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from vqa.errors import UserError
 NAME_MAX = 100  # characters of a run name (a file name may have 255 bytes; results names add to it)
 LOCK = ".lock"
 # What a run folder holds: every entry must match one of these for --overwrite to clear it.
-RUN_ENTRIES = ("config.yaml", "metrics.jsonl", LOCK, "train.log", "FAILED", "checkpoints", "steps",
-               "events.out.tfevents.*", "predictions_*.json", "*results*.json", ".*.tmp")  # fmt: skip
+RUN_FILES = ("config.yaml", "metrics.jsonl", LOCK, "train.log", "FAILED", "checkpoints", "steps")
+RUN_ENTRIES = (*RUN_FILES, "events.out.tfevents.*", "predictions_*.json", "*results*.json", ".*.tmp")
 CHECKPOINT_ENTRIES = ("*.pt", ".*.tmp")
 
 
@@ -82,20 +83,20 @@ def foreign_entry(folder: Path) -> str | None:
     """The first entry of `folder` that a run does not write (None: the folder holds only a run's files)."""
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         sub = entry.name in ("checkpoints", "steps")
-        if not any(fnmatch.fnmatchcase(entry.name, p) for p in RUN_ENTRIES):
+        if not _matches(entry.name, RUN_ENTRIES):
             return entry.name
         if sub != entry.is_dir(follow_symlinks=False) or (entry.is_symlink()):
             return entry.name
         if sub:
             inner = CHECKPOINT_ENTRIES if entry.name == "checkpoints" else ("events.out.tfevents.*",)
             for e in os.scandir(entry.path):
-                if (
-                    e.is_symlink()
-                    or not e.is_file()
-                    or not any(fnmatch.fnmatchcase(e.name, p) for p in inner)
-                ):
+                if e.is_symlink() or not e.is_file() or not _matches(e.name, inner):
                     return f"{entry.name}/{e.name}"
     return None
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def is_run(folder: Path) -> bool:
@@ -163,11 +164,8 @@ def clear(folder: Path) -> None:
 def discard(folder: Path) -> None:
     """Remove a run folder that never wrote a checkpoint (nothing in it can be resumed); only what a
     run writes is removed, and a folder holding anything else is left as it is."""
-    if (
-        folder.is_dir()
-        and not (folder / "checkpoints" / "last.pt").exists()
-        and foreign_entry(folder) is None
-    ):
+    last = folder / "checkpoints" / "last.pt"
+    if folder.is_dir() and not last.exists() and foreign_entry(folder) is None:
         shutil.rmtree(folder)
 
 
@@ -235,3 +233,31 @@ def is_locked(folder: Path) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+# The keys every checkpoint of `vqa train` holds (vqa.training.checkpoint writes them).
+RUN_CHECKPOINT_KEYS = ("model", "config", "question_vocab", "answer_vocab", "image_dim", "epoch")
+
+
+def read_checkpoint(
+    path: str | Path,
+    hint: str = "pass a run folder written by `vqa train` (runs/<name>)",
+    broken: str = "use the run's other checkpoint (--checkpoint last / best)",
+) -> dict:
+    """A run checkpoint, loaded with weights_only=True (a checkpoint file cannot run code), or one
+    UserError line: missing, unreadable (torch's multi-line advice is never shown), or not a run's."""
+    import torch  # here, not at the top: `vqa eval` and the command line never need torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found; {hint}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file for the user
+        raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}); {broken}") from None
+    missing = [k for k in RUN_CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise UserError(
+            f"{path}: not a `vqa train` checkpoint (no '{missing[0]}'); pass a run folder written by `vqa train`"
+        )
+    return state

@@ -3,7 +3,7 @@
 A checkpoint is a plain dict (torch.save) with the model, optimizer, scheduler and scaler states,
 the run's Progress (epochs done, optimizer steps, the position inside an interrupted epoch, the best
 validation metrics, the early-stopping counter), every RNG state, the resolved config, both
-vocabularies and the image feature size; `vqa predict` reads the same file (vqa.io.read_checkpoint).
+vocabularies and the image feature size; `vqa predict` reads the same file (vqa.runs.read_checkpoint).
 It is written to a temporary file, fsynced and renamed (vqa.io.atomic_path with durable=True), so a
 kill at any moment leaves the previous checkpoint or the new one, never a torn file. It is read with
 weights_only=True: a checkpoint cannot run code, which is why the numpy RNG state is stored as plain
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vqa import io
+from vqa import io, runs
 from vqa.config import Config, to_dict
 from vqa.errors import UserError
 from vqa.training.loop import EpochState, TrainState
@@ -129,7 +129,7 @@ def load_for_resume(run_dir: Path, checkpoint: str = "last") -> dict | None:
             f"{path} is missing but the run has best.pt; continue from it with `vqa train --resume {run_dir} "
             "--from best` (a resume from the config would replace it)"
         )
-    return io.read_checkpoint(path, broken=broken) if path.is_file() else None
+    return runs.read_checkpoint(path, broken=broken) if path.is_file() else None
 
 
 # Settings that fix a checkpoint's tensor shapes or its meaning: a resume must not change them.

@@ -15,7 +15,7 @@ choice for a source without a validation split.
 
 from __future__ import annotations
 
-from vqa import io
+from vqa import io, runs
 from vqa.agreement import bucket_names
 from vqa.config import Config
 from vqa.data.heldout import HELDOUT
@@ -93,7 +93,7 @@ def score_test(
     into the bare `model`; `eval_model` is what runs it: the DDP / compiled wrapper of the same
     parameters), print the line and write test.json. Returns the test.json row."""
     barrier(dist)  # best.pt is written by the main rank
-    model.load_state_dict(io.read_checkpoint(cfg.run_dir / "checkpoints" / "best.pt")["model"])
+    model.load_state_dict(runs.read_checkpoint(cfg.run_dir / "checkpoints" / "best.pt")["model"])
     answer_types = {r.question_id: r.answer_type for r in dataset.records}
     agreement = dict(zip(dataset.question_id.tolist(), bucket_names(dataset.top_count)))
     test = evaluate(eval_model, loss_fn, loader, device, answer_types, cfg.train.precision, dist, agreement)
