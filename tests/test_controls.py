@@ -13,7 +13,8 @@ from reference_eval import gt_keys
 from vqa.cli import main
 from vqa.config import load_config
 from vqa.data.build import build_datasets
-from vqa.data.dataset import collate, type_preserving_permutation
+from vqa.data.dataset import collate
+from vqa.data.shuffled import shuffle_soft_targets, type_preserving_permutation
 from vqa.data.sources.vqa2 import VQA2
 from vqa.errors import UserError
 from vqa.losses import LOSSES
@@ -49,7 +50,7 @@ def test_shuffled_targets_keep_each_questions_weight_profile(data, tiny_data):
     train = data.train
     before = [train[i] for i in range(len(train))]
     idx0, answer0 = train.answer_idx.copy(), train.answer.copy()
-    line = train.shuffle_soft_targets(len(data.avocab), seed=0)
+    line = shuffle_soft_targets(train, len(data.avocab), seed=0)
     assert "soft targets shuffled" in line and "yes/no 2" in line
     mapping, group = type_preserving_permutation(answer0, train.records.answer_type, len(data.avocab), 0)
     filled = train.answer_count > 0  # [Q, K]; padding keeps index 0
@@ -75,7 +76,7 @@ def test_shuffled_targets_keep_each_questions_weight_profile(data, tiny_data):
     assert LOSSES["soft_ce"](logits.float(), new).item() == pytest.approx(reference.item(), rel=1e-6)
     # the same seed on freshly built data gives the same targets
     fresh = build_datasets(load_config(CONFIG, [f"data.root={tiny_data}", "data.features=boxes"])).train
-    fresh.shuffle_soft_targets(len(data.avocab), seed=0)
+    shuffle_soft_targets(fresh, len(data.avocab), seed=0)
     assert (fresh.answer_idx == train.answer_idx).all()
 
 

@@ -34,7 +34,8 @@ from vqa.data.feed import build_loader
 from vqa.data.heldout import HELDOUT, hold_out
 from vqa.data.image_features import ImageFeatures
 from vqa.data.loader import EpochSampler, ShardSampler
-from vqa.data.sources import Records, Source, get_source
+from vqa.data.shuffled import shuffle_soft_targets
+from vqa.data.sources import Records, get_source
 from vqa.data.text import QuestionVocab
 from vqa.errors import UserError
 
@@ -42,40 +43,37 @@ from vqa.errors import UserError
 def ensure_synthetic(cfg: Config) -> None:
     """Generate the synthetic dataset a config points at when it is missing (`make train` on a fresh
     clone), or when the folder holds the preset in another format or from other annotators than the
-    config asks for (e.g. written before the annotators were calibrated): a run never trains on data
-    other than its config's without saying so."""
+    config asks for: a run never trains on data other than its config's without saying so."""
     root = Path(cfg.data.root)
     if not cfg.data.synth_preset:
         return
     from vqa.synth.generate import generate
     from vqa.synth.presets import PRESETS
 
-    what = f"the synthetic '{cfg.data.synth_preset}' preset" + (
-        "" if cfg.data.synth_format == "vqa2" else f" in the {cfg.data.synth_format} format"
-    )
+    in_format = "" if cfg.data.synth_format == "vqa2" else f" in the {cfg.data.synth_format} format"
+    what = f"the synthetic '{cfg.data.synth_preset}' preset{in_format}"
     stats_path = root / "stats.json"
     if stats_path.exists():
         stats = io.read_json(stats_path, "synthetic data statistics")
         have = (stats.get("format", "vqa2"), stats.get("annotators", "v1"))
-        if have[0] == cfg.data.synth_format and (have[1] == cfg.data.synth_annotators or "annotators" not in stats
-                                                  and cfg.data.synth_format in ("okvqa", "vizwiz")):  # fmt: skip
+        unnamed = "annotators" not in stats and cfg.data.synth_format in ("okvqa", "vizwiz")  # any annotators
+        if have[0] == cfg.data.synth_format and (have[1] == cfg.data.synth_annotators or unnamed):
             return
-        print(f"data: {root} holds {have[0]} data from the {have[1]} annotators; the config asks for "
-              f"{cfg.data.synth_format} from {cfg.data.synth_annotators}: regenerating {what} there", flush=True)  # fmt: skip
+        held = f"{have[0]} data from the {have[1]} annotators"
+        asked = f"{cfg.data.synth_format} from {cfg.data.synth_annotators}"
+        print(
+            f"data: {root} holds {held}; the config asks for {asked}: regenerating {what} there", flush=True
+        )
     else:
         print(f"data: {root} is missing; generating {what} there", flush=True)
-    generate(root, seed=0, format=cfg.data.synth_format, annotators=cfg.data.synth_annotators,
-             **PRESETS[cfg.data.synth_preset])  # fmt: skip
-
-
-def source_of(cfg: Config) -> Source:
-    return get_source(cfg.data.source)
+    preset = PRESETS[cfg.data.synth_preset]
+    generate(root, seed=0, format=cfg.data.synth_format, annotators=cfg.data.synth_annotators, **preset)
 
 
 def features_path(cfg: Config, split: str) -> Path:
     """The HDF5 file of `split`'s images (test-dev2015's live in test2015's file); `split` may also
     name an image folder. A split whose entries name their folder (VQA-CP) gives its first one."""
-    source = source_of(cfg)
+    source = get_source(cfg.data.source)
     info = source.splits.get(split)
     group = split if info is None else (info.images or source.image_groups[0])
     return Path(cfg.data.root) / cfg.data.features_file.format(split=group)
@@ -92,36 +90,31 @@ def _templates(cfg: Config) -> tuple[str, str]:
 
 def split_files(cfg: Config, split: str) -> tuple[Path, Path | None]:
     """(questions file, answers file, or None where the questions file holds the answers) of `split`."""
-    return source_of(cfg).files(Path(cfg.data.root), split, *_templates(cfg))
+    return get_source(cfg.data.source).files(Path(cfg.data.root), split, *_templates(cfg))
 
 
 def load_records(cfg: Config, split: str) -> Records:
     """The Records of `split` of the configured source (its files: `split_files`)."""
-    return source_of(cfg).load(Path(cfg.data.root), split, *_templates(cfg))
-
-
-def open_store(cfg: Config, group: str, expected_dim: int | None = None) -> FeatureStore:
-    """The feature file of one image folder, checked against the expected feature size."""
-    path = Path(cfg.data.root) / cfg.data.features_file.format(split=group)
-    store = FeatureStore(path, cfg.data.features, cfg.data.preload)
-    expected = expected_dim or cfg.data.feature_dim
-    if expected and store.dim != expected:
-        raise UserError(
-            f"{store.path}: '{store.key}' has feature dim {store.dim} but {expected} is expected "
-            "(data.feature_dim, the training split or the checkpoint); use features of the same extractor"
-        )
-    return store
+    return get_source(cfg.data.source).load(Path(cfg.data.root), split, *_templates(cfg))
 
 
 def open_features(
     cfg: Config, records: Records, expected_dim: int | None = None, opened: dict | None = None
 ) -> ImageFeatures:
-    """The features of every image of `records`, from the feature file of each image's folder;
-    `opened` shares the stores between splits (VQA-CP's train and test read the same two files)."""
+    """The features of every image of `records`, from the feature file of each image's folder, each
+    file checked against the expected feature size when opened; `opened` shares the stores between
+    splits (VQA-CP's train and test read the same two files)."""
     opened = {} if opened is None else opened
     for group in records.groups:
         if group not in opened:
-            opened[group] = open_store(cfg, group, expected_dim)
+            path = Path(cfg.data.root) / cfg.data.features_file.format(split=group)
+            store = opened[group] = FeatureStore(path, cfg.data.features, cfg.data.preload)
+            expected = expected_dim or cfg.data.feature_dim
+            if expected and store.dim != expected:
+                raise UserError(
+                    f"{store.path}: '{store.key}' has feature dim {store.dim} but {expected} is expected "
+                    "(data.feature_dim, the training split or the checkpoint); use features of the same extractor"
+                )
         expected_dim = expected_dim or opened[group].dim
     stores = {g: opened[g] for g in records.groups}
     return ImageFeatures.resolve(stores, records, records.split)
@@ -158,11 +151,10 @@ def build_datasets(
     train_records, val_records, lines = _train_val_records(cfg)
     test_split = cfg.data.test_split if cfg.data.test_split not in ("", cfg.data.val_split) else ""
     test_records = load_records(cfg, test_split) if test_split else None
-    for split, recs in ((cfg.data.train_split, train_records), (cfg.data.val_split, val_records),
-                        (test_split, test_records)):  # fmt: skip
+    for recs in (train_records, val_records, test_records):
         if recs is not None and not recs.annotated:
             raise UserError(
-                f"split '{split}' has no annotations; train, validate and test on annotated splits "
+                f"split '{recs.split}' has no annotations; train, validate and test on annotated splits "
                 "(data.train_split, data.val_split, data.test_split)"
             )
     qvocab = qvocab or QuestionVocab.build(train_records.question, cfg.data.min_token_count)
@@ -174,8 +166,8 @@ def build_datasets(
     opened: dict[str, FeatureStore] = {}  # each feature file opened once
     train_feats = open_features(cfg, train_records, opened=opened)
     val_feats = open_features(cfg, val_records, expected_dim=train_feats.dim, opened=opened)
-    common = dict(qvocab=qvocab, avocab=avocab, max_question_len=cfg.data.max_question_len,
-                  oov=cfg.data.soft_targets_oov)  # fmt: skip
+    max_len, oov = cfg.data.max_question_len, cfg.data.soft_targets_oov
+    common = dict(qvocab=qvocab, avocab=avocab, max_question_len=max_len, oov=oov)
     # The hard loss has no target for a question whose most common answer is outside
     # the vocabulary; both losses train on the same questions so runs compare fairly.
     train = VQADataset(train_records, train_feats, split=cfg.data.train_split, drop_hard_oov=True, **common)
@@ -184,13 +176,11 @@ def build_datasets(
     if test_records is not None:
         test_feats = open_features(cfg, test_records, expected_dim=train_feats.dim, opened=opened)
         test = VQADataset(test_records, test_feats, split=test_split, **common)
-    lines.insert(
-        0,
-        f"{len(qvocab):,} question words, {len(avocab):,} answers, image features {train_feats.kind} dim {train_feats.dim}",
-    )
+    features = f"image features {train_feats.kind} dim {train_feats.dim}"
+    lines = [f"{len(qvocab):,} question words, {len(avocab):,} answers, {features}", *lines]
     lines += train.report.lines() + val.report.lines() + (test.report.lines() if test else [])
     if cfg.data.soft_target == "shuffled":  # the control: training targets only, validation stays human
-        lines.append(train.shuffle_soft_targets(len(avocab), cfg.train.seed))
+        lines.append(shuffle_soft_targets(train, len(avocab), cfg.train.seed))
     release_freed_memory()
     return Data(train, val, qvocab, avocab, train_feats.dim, lines, test)
 
@@ -218,8 +208,10 @@ def build_split(
     records = load_records(cfg, split)
     features = open_features(cfg, records, expected_dim=image_dim)
     # keep_unscored: predict answers every question, also those `vqa eval` does not score
-    return VQADataset(records, features, qvocab, avocab, cfg.data.max_question_len, split=split,
-                      oov=cfg.data.soft_targets_oov, keep_unscored=True, keep_text=keep_text)  # fmt: skip
+    max_len, oov = cfg.data.max_question_len, cfg.data.soft_targets_oov
+    return VQADataset(
+        records, features, qvocab, avocab, max_len, split, oov, keep_unscored=True, keep_text=keep_text
+    )
 
 
 @dataclass
@@ -230,19 +222,28 @@ class Loaders:
     test: Any = None  # data.test_split's, when the Data has one
 
 
-def build_loaders(cfg: Config, data: Data, batch_size: int, world: int = 1, rank: int = 0,
-                  pin_memory: bool = False, device: torch.device | None = None) -> Loaders:  # fmt: skip
+def build_loaders(
+    cfg: Config,
+    data: Data,
+    batch_size: int,
+    world: int = 1,
+    rank: int = 0,
+    pin_memory: bool = False,
+    device: torch.device | None = None,
+) -> Loaders:
     """This process's training loader (its shard of an epoch order fixed by (seed, epoch); questions
     of one image together with data.sampler=image_grouped) and validation loader (its shard, no
     padding: every question counts once). With `device`: batches on it (vqa.data.feed.DeviceFeed)."""
-    group = cfg.data.sampler == "image_grouped"
-    sampler = EpochSampler(data.train, world, rank, shuffle=True, seed=cfg.train.seed, group_by_image=group)
-    workers = cfg.data.num_workers
-    train = build_loader(data.train, batch_size, sampler, workers, pin_memory=pin_memory, device=device)
+    by_image = cfg.data.sampler == "image_grouped"
+    sampler = EpochSampler(
+        data.train, world, rank, shuffle=True, seed=cfg.train.seed, group_by_image=by_image
+    )
+    workers, feed = cfg.data.num_workers, dict(pin_memory=pin_memory, device=device)
+    train = build_loader(data.train, batch_size, sampler, workers, **feed)
     val, test = (
-        build_loader(ds, batch_size, ShardSampler(len(ds), world, rank), workers, pin_memory=pin_memory,
-                     device=device)
-        if ds is not None else None
+        None
+        if ds is None
+        else build_loader(ds, batch_size, ShardSampler(len(ds), world, rank), workers, **feed)
         for ds in (data.val, data.test)
-    )  # fmt: skip
+    )
     return Loaders(sampler, train, val, test)

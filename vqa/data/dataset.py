@@ -29,7 +29,7 @@ from vqa.data.sources import Records
 from vqa.data.text import QuestionVocab
 from vqa.errors import UserError
 
-MAX_ANSWERS_PER_QUESTION = K = 10  # at most 10 unique answers per question
+K = ANSWERS_PER_QUESTION  # target slots: at most 10 unique answers per question
 
 
 class Batch(NamedTuple):
@@ -47,15 +47,16 @@ class Batch(NamedTuple):
     def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
         """The batch on `device`, image features as float32 (they travel as stored, float16 in our files,
         half the bytes through workers, pinned memory and the bus), except `question_len` and
-        `question_id`, which stay on the CPU: ids
-        are only ever read on the host, and the question encoder copies the lengths to the device
-        without blocking (from pinned memory) when it needs them."""
-        keep = {"question_len", "question_id"}
-        moved = Batch(*(t if name in keep else t.to(device, non_blocking=non_blocking)
-                        for name, t in zip(self._fields, self)))  # fmt: skip
+        `question_id`, which stay on the CPU: ids are only ever read on the host, and the question
+        encoder copies the lengths to the device without blocking (from pinned memory) when it needs them."""
+        keep = ("question_len", "question_id")
+        moved = {
+            n: t.to(device, non_blocking=non_blocking) for n, t in self._asdict().items() if n not in keep
+        }
         # features travel float16 and a grid batch as a transposed view (ImageFeatures.read_into):
         # one copy on the device makes them float32 and contiguous [B, N, D]
-        return moved._replace(image=moved.image.to(torch.float32, memory_format=torch.contiguous_format))
+        moved["image"] = moved["image"].to(torch.float32, memory_format=torch.contiguous_format)
+        return self._replace(**moved)
 
     def pin_memory(self) -> Batch:
         return Batch(*(t.pin_memory() for t in self))
@@ -75,7 +76,6 @@ class EncodeReport:
     not_all_answers: list[int] = field(default_factory=list)  # ids of annotations without exactly 10 answers
     not_all_answers_kept: bool = False  # kept without targets (prediction) instead of left out
     target_weight_lost: float = 0.0  # mean share of the 10 answers outside the vocabulary
-    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [
@@ -92,7 +92,18 @@ class EncodeReport:
                 f"{self.split}: {len(ids):,} questions whose annotation does not have exactly "
                 f"{ANSWERS_PER_QUESTION} answers {what}, as `vqa eval` leaves them out (question ids {shown})"
             )
-        return out + self.notes
+        return out
+
+    def refuse_empty(self) -> None:
+        """The UserError for a split with no question left."""
+        if len(self.not_all_answers) == self.questions:
+            raise UserError(
+                f"split '{self.split}': no annotation has exactly {ANSWERS_PER_QUESTION} answers, so no question "
+                "can be trained or scored; use official-format annotations (10 answers per question)"
+            )
+        raise UserError(
+            f"split '{self.split}': no question left after filtering; check data.root and data.max_answers"
+        )
 
 
 class VQADataset(Dataset):
@@ -124,51 +135,22 @@ class VQADataset(Dataset):
             features = ImageFeatures.resolve({g: features for g in records.groups}, records, split)
         self.features, self.renormalize = features, oov == "renormalize"
         self.report = EncodeReport(split, questions=len(records), not_all_answers_kept=keep_unscored)
-        n = len(records)
-        scored = np.zeros(n, bool)
+        scored = np.zeros(len(records), bool)
         if records.annotated:
             scored = records.answers.counts() == ANSWERS_PER_QUESTION  # has_all_answers
             self.report.not_all_answers = records.question_id[~scored].tolist()
         keep = scored | (keep_unscored or not records.annotated)  # bool [Q]
-        answer = np.full(n, -1, np.int32)
-        idx, count = np.zeros((n, K), np.int32), np.zeros((n, K), np.uint8)
-        top = np.zeros(n, np.int8)  # how many annotators gave the most common answer (0: not scored)
-        if scored.any():
-            answers = records.answers.select(scored)
-            t = encode_targets(answers, avocab, records.rules)
-            rows = np.flatnonzero(scored)
-            answer[rows], idx[rows], count[rows] = t.answer, t.idx, t.count
-            top[rows] = t.top  # every answer counts, in the vocabulary or not (vqa.agreement's buckets)
-            self.report.hard_answer_oov = int((t.answer < 0).sum())
-            if drop_hard_oov:
-                self.report.dropped_hard_oov = self.report.hard_answer_oov
-                keep[rows[t.answer < 0]] = False
-            trained = keep[rows]
-            self.report.no_answer_in_vocab = int((count[rows][trained, 0] == 0).sum())
-            lost = np.cumsum(t.oov_weight[trained])  # summed in order, question by question
-            self.report.target_weight_lost = float(lost[-1] if len(lost) else 0.0) / max(1, n)
-        if not keep.any():
-            if len(self.report.not_all_answers) == n:
-                raise UserError(
-                    f"split '{split}': no annotation has exactly {ANSWERS_PER_QUESTION} answers, so no question "
-                    "can be trained or scored; use official-format annotations (10 answers per question)"
-                )
-            raise UserError(
-                f"split '{split}': no question left after filtering; check data.root and data.max_answers"
-            )
+        targets = _encode_answers(records, avocab, scored, keep, drop_hard_oov, self.report)
         rows = np.flatnonzero(keep)
-        tokens = np.zeros((len(rows), max_question_len), np.int32)  # [Q, T]
-        lengths = np.zeros(len(rows), np.int32)
-        for j, i in enumerate(rows.tolist()):
-            ids, lengths[j], truncated = qvocab.encode(records.question[i], max_question_len)
-            tokens[j] = ids
-            self.report.truncated += truncated
+        if not len(rows):
+            self.report.refuse_empty()
+        self.question, self.question_len = _encode_questions(
+            records, rows, qvocab, max_question_len, self.report
+        )
         self.records = (records if keep_text else records.without_text()).select(rows)
         self.report.kept = len(rows)
         self.annotated = records.annotated
-        self.question, self.question_len = tokens, lengths
-        self.answer, self.answer_idx, self.answer_count = answer[rows], idx[rows], count[rows]
-        self.top_count = top[rows]  # int8 [Q]: vqa.agreement's buckets, not part of a Batch
+        self.answer, self.answer_idx, self.answer_count, self.top_count = (t[rows] for t in targets)
         self.question_id = self.records.question_id  # int64 [Q]
         self.image = self.records.image  # int32 [Q]: row of the split's image table
 
@@ -179,46 +161,26 @@ class VQADataset(Dataset):
         keys = self.records.image_keys
         return self.image.astype(np.int64) if keys.dtype == object else keys[self.image]
 
-    def shuffle_soft_targets(self, num_answers: int, seed: int) -> str:
-        """The shuffled soft-target control (data.soft_target=shuffled; the training split only): every
-        in-vocabulary answer of a question's soft target is replaced by its image under a fixed, seeded
-        permutation of the answers that stays within answer types (`type_preserving_permutation`).
-
-        Each question keeps its weight profile (counts, hence weights and official scores, in the same
-        slots) but the weights land on other answers of the same type, so a gain that survives the control
-        is regularization and one that does not comes from the human distribution. The hard target (the
-        most common answer) stays the human one, so hard_ce and label_smoothing runs are unchanged; the
-        permutation lives here rather than in a loss so that `loss_fn(logits, batch)` stays a pure
-        function of the batch, works for every soft loss alike, and the validation split (scored on its
-        human answers) never sees it. Returns the line for the run's log."""
-        mapping, group = type_preserving_permutation(self.answer, self.records.answer_type, num_answers, seed)
-        self.answer_idx = np.where(self.answer_count > 0, mapping[self.answer_idx], 0).astype(np.int32)
-        names = ["no type", *self.records.answer_types, "never the most common answer"]  # by group
-        sizes = ", ".join(f"{names[g]} {n:,}" for g, n in enumerate(np.bincount(group)) if n)
-        moved = int((mapping != np.arange(num_answers)).sum())
-        return (
-            f"{self.report.split}: soft targets shuffled (data.soft_target=shuffled, seed {seed}): {moved:,} of "
-            f"{num_answers:,} answers give their weights to another answer of the same type ({sizes}); "
-            "hard targets and the validation split stay human"
-        )
-
     def nbytes(self) -> int:
         """Bytes of the per-question arrays held for training and scoring."""
-        arrays = (
-            self.question,
-            self.question_len,
-            self.answer,
-            self.answer_idx,
-            self.answer_count,
-            self.top_count,
-        )
-        return sum(a.nbytes for a in arrays) + self.records.nbytes()
+        arrays = (self.question, self.question_len, self.answer, self.answer_idx, self.answer_count)
+        return sum(a.nbytes for a in (*arrays, self.top_count)) + self.records.nbytes()
 
     def __len__(self) -> int:
         return len(self.question_id)
 
     def __getitem__(self, i: int) -> tuple:
-        return self._item(i, self.features.get(int(self.image[i])))
+        return (
+            self.question[i],
+            self.question_len[i],
+            self.features.get(int(self.image[i])),
+            self.answer[i],
+            self.answer_idx[i],
+            self._weights(np.array([i]))[0],
+            SCORE_OF_COUNT[self.answer_count[i]],
+            self.question_id[i],
+            self.records.question_type[i],
+        )
 
     def layout(self, batch_size: int, image: bool = True) -> Layout:
         """The buffer layout of this dataset's batches of at most `batch_size` questions (`image` False:
@@ -230,9 +192,7 @@ class VQADataset(Dataset):
     def __getitems__(self, indices: list[int]) -> Batch:
         """A whole batch at once, collated (DataLoader calls this, then `as_batch`), in a fresh buffer of
         its size (shared memory in a DataLoader worker): `fill`."""
-        import torch.utils.data  # the worker check
-
-        shared = torch.utils.data.get_worker_info() is not None
+        shared = torch.utils.data.get_worker_info() is not None  # in a DataLoader worker
         return self.fill(indices, lambda b, n: fresh(self.layout(b), b, n, shared))
 
     def fill(self, indices: list[int], buffers: Callable[[int, int], dict], image: bool = True) -> Batch:
@@ -246,13 +206,10 @@ class VQADataset(Dataset):
         n = int(self.features.regions(images).max(initial=0)) if image else 0
         batch = Batch(**buffers(len(rows), n))
         out = {name: t.numpy() for name, t in zip(batch._fields, batch)}
-        out["question"][:] = self.question[rows]
-        out["question_len"][:] = self.question_len[rows]
-        out["answer"][:] = self.answer[rows]
-        out["answer_idx"][:] = self.answer_idx[rows]
+        for name in ("question", "question_len", "answer", "answer_idx", "question_id"):
+            out[name][:] = getattr(self, name)[rows]
         out["answer_weight"][:] = self._weights(rows)
         out["answer_score"][:] = SCORE_OF_COUNT[self.answer_count[rows]]
-        out["question_id"][:] = self.question_id[rows]
         out["question_type"][:] = self.records.question_type[rows]
         if image:
             stored = batch.image.transpose(1, 2) if self.features.grid else batch.image  # as in the files
@@ -274,45 +231,41 @@ class VQADataset(Dataset):
         total = np.cumsum(w, axis=1)[:, -1:]  # [B, 1]
         return np.divide(w, total, out=np.zeros_like(w), where=total > 0).astype(np.float32)
 
-    def _item(self, i: int, image: np.ndarray) -> tuple:
-        return (
-            self.question[i],
-            self.question_len[i],
-            image,
-            self.answer[i],
-            self.answer_idx[i],
-            self._weights(np.array([i]))[0],
-            SCORE_OF_COUNT[self.answer_count[i]],
-            self.question_id[i],
-            self.records.question_type[i],
-        )
+
+def _encode_answers(
+    records: Records, avocab: AnswerVocab, scored, keep, drop_hard_oov: bool, report
+) -> tuple:
+    """(answer int32 [Q], idx int32 [Q, K], count uint8 [Q, K], top int8 [Q]) of every question, zero
+    (answer -1) where it is not `scored`; `keep` loses the questions dropped, `report` counts them."""
+    n = len(records)
+    answer = np.full(n, -1, np.int32)
+    idx, count = np.zeros((n, K), np.int32), np.zeros((n, K), np.uint8)
+    top = np.zeros(n, np.int8)  # how many annotators gave the most common answer (0: not scored)
+    if not scored.any():
+        return answer, idx, count, top
+    t = encode_targets(records.answers.select(scored), avocab, records.rules)
+    rows = np.flatnonzero(scored)
+    answer[rows], idx[rows], count[rows] = t.answer, t.idx, t.count
+    top[rows] = t.top  # every answer counts, in the vocabulary or not (vqa.agreement's buckets)
+    report.hard_answer_oov = int((t.answer < 0).sum())
+    if drop_hard_oov:
+        report.dropped_hard_oov = report.hard_answer_oov
+        keep[rows[t.answer < 0]] = False
+    trained = keep[rows]
+    report.no_answer_in_vocab = int((count[rows][trained, 0] == 0).sum())
+    lost = np.cumsum(t.oov_weight[trained])  # summed in order, question by question
+    report.target_weight_lost = float(lost[-1] if len(lost) else 0.0) / max(1, n)
+    return answer, idx, count, top
 
 
-def type_preserving_permutation(
-    answer: np.ndarray, answer_type: np.ndarray, num_answers: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(mapping int64 [A], group int64 [A]) for the shuffled soft-target control.
-
-    An answer's type is the answer type of the questions it is most often the most common answer of
-    (`answer` [Q], -1 outside the vocabulary, and `answer_type` [Q] codes, -1 none, of the training split;
-    ties: the first type code). group = 1 + that code (0: questions without a type); answers that are no
-    question's most common answer form one more group, len(types) + 1. Within each group the mapping is
-    one random cycle through the group's answers (Sattolo's algorithm: shuffle, then each answer maps to
-    the next), so every answer of a group with two or more moves ("yes" <-> "no"), and the same seed gives
-    the same mapping."""
-    answer_type = np.asarray(answer_type, np.int64)
-    answer = np.asarray(answer, np.int64)
-    n_groups = int(answer_type.max(initial=-1)) + 2  # codes -1 .. max -> groups 0 .. max + 1
-    keep = answer >= 0
-    votes = np.zeros((num_answers, n_groups), np.int64)
-    np.add.at(votes, (answer[keep], answer_type[keep] + 1), 1)
-    group = np.where(votes.any(1), votes.argmax(1), n_groups)
-    mapping = np.arange(num_answers)
-    rng = np.random.default_rng(seed)
-    for g in range(n_groups + 1):
-        members = rng.permutation(np.flatnonzero(group == g))
-        mapping[members] = np.roll(members, -1)
-    return mapping, group
+def _encode_questions(records: Records, rows: np.ndarray, qvocab: QuestionVocab, max_len: int, report):
+    """(tokens int32 [R, T], lengths int32 [R]) of the questions at `rows`; `report` counts the truncated."""
+    tokens = np.zeros((len(rows), max_len), np.int32)  # [Q, T]
+    lengths = np.zeros(len(rows), np.int32)
+    for j, i in enumerate(rows.tolist()):
+        tokens[j], lengths[j], truncated = qvocab.encode(records.question[i], max_len)
+        report.truncated += truncated
+    return tokens, lengths
 
 
 def pad(images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -331,15 +284,7 @@ def collate(items: list[tuple]) -> Batch:
     """Stack a list of items (`VQADataset.__getitem__`); region features padded with a mask (`pad`)."""
     q, qlen, images, ans, aidx, aw, ascore, qid, qtype = zip(*items)
     image, mask = pad(list(images))
-    return Batch(
-        question=torch.from_numpy(np.stack(q).astype(np.int64)),
-        question_len=torch.from_numpy(np.asarray(qlen, np.int64)),
-        image=image,
-        image_mask=mask,
-        answer=torch.from_numpy(np.asarray(ans, np.int64)),
-        answer_idx=torch.from_numpy(np.stack(aidx).astype(np.int64)),
-        answer_weight=torch.from_numpy(np.stack(aw)),
-        answer_score=torch.from_numpy(np.stack(ascore)),
-        question_id=torch.from_numpy(np.asarray(qid, np.int64)),
-        question_type=torch.from_numpy(np.asarray(qtype, np.int64)),
-    )
+    longs = (torch.from_numpy(np.asarray(x, np.int64)) for x in (q, qlen, ans, aidx, qid, qtype))
+    q, qlen, ans, aidx, qid, qtype = longs
+    weight, score = torch.from_numpy(np.stack(aw)), torch.from_numpy(np.stack(ascore))
+    return Batch(q, qlen, image, mask, ans, aidx, weight, score, qid, qtype)
