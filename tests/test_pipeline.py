@@ -90,8 +90,8 @@ def test_a_batch_reads_each_image_once_in_one_sorted_read(kind, dataset, grid_da
     calls = []
     store = ds.features.stores[0]
     if kind == "boxes":
-        real = store.get_rows
-        monkeypatch.setattr(store, "get_rows", lambda rows: calls.append(rows.tolist()) or real(rows))
+        real = store.get_row
+        monkeypatch.setattr(store, "get_row", lambda row: calls.append(row) or real(row))
     else:
         real = store.read_grid
         monkeypatch.setattr(
@@ -101,7 +101,9 @@ def test_a_batch_reads_each_image_once_in_one_sorted_read(kind, dataset, grid_da
     batch = ds.__getitems__(order)
     images = sorted(set(ds.image[order].tolist()))
     if kind == "boxes":
-        assert len(calls) == 1 and calls[0] == sorted(calls[0]) and len(calls[0]) == len(images) < 32
+        assert (
+            calls == sorted(set(calls)) and len(calls) == len(images) < 32
+        )  # each distinct row once, in order
     else:  # one call for the batch's rows (read straight into it, repeats included)
         assert len(calls) == 1 and sorted(set(calls[0])) == sorted(ds.features.row[images].tolist())
     moved = batch.to(torch.device("cpu"))
@@ -170,7 +172,7 @@ def test_workers_and_ram_preload_give_the_same_batches(dataset, tiny_data):
         for x, y in zip(a, b):
             assert torch.equal(x, y)
     ram = FeatureStore(tiny_data / "features_val2014.h5", "boxes", preload="ram")
-    assert ram._ram is not None and ram._file is None
+    assert ram._ram is not None and not ram._handles  # no h5py handle opened
     image_id, image = int(dataset.image_id[5]), int(dataset.image[5])  # COCO id, row of the split's images
     np.testing.assert_array_equal(ram.get(image_id), dataset.features.get(image))
 

@@ -1,28 +1,18 @@
-"""HDF5 image-feature store: grid or region boxes, indexed by image id.
+"""HDF5 image-feature store: grid or region boxes, keyed by image (a COCO id, or a file name: VizWiz).
 
-Layouts read (data/README.md documents them):
-- ours (`vqa synth`, `vqa extract`, `vqa convert`): `ids` (N,), `grid` (N, D, S, S),
-  flat adaptive boxes `image_features` (R, D) + `image_bb` (R, 4) + `pos_boxes` (N, 2).
-  Version 2 adds `names` (M,) for images keyed by file name (VizWiz): `ids` then index `names`.
-- the public ResNet grid layout: `features` (N, D, H, W) + `ids` (N,).
-- fixed boxes: `image_features` (N, K, D) + `ids`.
-
-A store is keyed by image key: the COCO id, or the file name in a version-2 file. A split's
-images may live in several files (VQA-CP names train2014 or val2014 per question): ImageFeatures
-(vqa/data/image_features.py) resolves every image of the split to (file, row) once, up front, so
-reading is array lookups.
+Layouts read (data/README.md; the names below): ours (`vqa synth`, `vqa extract`, `vqa convert`: a
+`grid`, or flat adaptive boxes with `pos_boxes`), the public ResNet grid layout (`features` (N, D, H, W)
++ `ids`) and fixed boxes (N, K, D). A split's images may live in several files (VQA-CP):
+vqa/data/image_features.py resolves each image to (file, row) once, up front.
 
 Every vector comes back as [regions, D] in the file's dtype (float16 in ours): a grid is flattened to
-N = H*W. A batch is read straight into its buffer: grid rows by plain reads at their file offsets where
-the dataset is one contiguous block (`read_grid`), staying [B, D, H*W] until Batch.to transposes it on
-the device; boxes padded (`read_padded`). With data.preload ram or device the dataset is read once
-into one contiguous array, checked for non-finite values (vqa.data.reading.load_checked), and a batch
-is one indexed copy from it (np.take); `on_device` holds that array on the accelerator.
+N = H*W. A batch is read straight into its buffer (`read_grid`, `read_padded`); with data.preload ram or
+device the dataset is read once into one checked array (vqa.data.reading.load_checked) and a batch is
+one indexed copy from it; `on_device` holds that array on the accelerator.
 
-The HDF5 file is opened lazily, once per process: an h5py handle must not cross a
-fork into DataLoader workers (they would share one file descriptor and corrupt each
-other's reads), so the handle is re-opened when the process id changes. This is the
-trap pytorch-vqa documents for its own loader.
+The HDF5 file is opened lazily, once per process: an h5py handle must not cross a fork into DataLoader
+workers (they would share one file descriptor and corrupt each other's reads), so it is re-opened when
+the process id changes, the trap pytorch-vqa documents for its own loader.
 """
 
 from __future__ import annotations
@@ -37,7 +27,7 @@ import numpy as np
 from vqa.data.reading import contiguous_span, load_checked, pread_into
 from vqa.errors import UserError
 
-# The layout (data/README.md): names the readers below look up and vqa/features/writer.py writes.
+# The layout (data/README.md): the names the readers below look up and vqa/features/writer.py writes.
 FORMAT, VERSION = "vqa-features", 1  # file attributes `format` and `version`
 NAMES_VERSION = 2  # the version of a file with `names`: its ids are not image ids
 IDS = "ids"  # int64 (N,): the image id of each row (with `names`: the row of its file name there)
@@ -51,15 +41,13 @@ SPATIAL_FEATURES = "spatial_features"  # float32 (R, 6): x1/W, y1/H, x2/W, y2/H,
 POS_BOXES = "pos_boxes"  # int64 (N, 2): [start, end) rows of image n in the flat box arrays
 IMAGE_W, IMAGE_H = "image_w", "image_h"  # int32 (N,): image size in pixels
 
-
-PRELOADS = (
-    "none",
-    "ram",
-    "device",
-)  # data.preload: read on demand, one array in RAM, that array on the device
+# data.preload: read on demand, one array in RAM, that array on the device
+PRELOADS = ("none", "ram", "device")
 
 
 class FeatureStore:
+    """One feature file (see the module docstring): its image index, layout and readers."""
+
     def __init__(self, path: str | Path, kind: str = "grid", preload: str = "none"):
         self.path = Path(path)
         self.kind, self.preload = kind, preload
@@ -74,71 +62,57 @@ class FeatureStore:
         except OSError as e:
             raise UserError(f"{self.path}: not a readable HDF5 file ({e}); regenerate it") from None
         with f:
-            if IDS not in f:
-                raise UserError(f"{self.path}: no 'ids' dataset; expected the layout in data/README.md")
-            if f[IDS].dtype.kind not in "iu":
-                raise UserError(
-                    f"{self.path}: 'ids' holds {f[IDS].dtype} values, not integers (image ids would be cut); "
-                    "regenerate the file (vqa extract / vqa convert write int64 ids)"
-                )
-            ids = f[IDS][()].astype(np.int64)
-            if NAMES in f:  # version 2: images keyed by file name
-                names = f[NAMES].asstr()[()]
-                if len(ids) and (ids.min() < 0 or ids.max() >= len(names)):
-                    raise UserError(f"{self.path}: 'ids' point outside 'names'; the file is corrupt")
-                self.index = {names[i]: row for row, i in enumerate(ids.tolist())}
-            else:
-                self.index = {int(i): row for row, i in enumerate(ids)}
-            if len(self.index) != len(ids):
-                raise UserError(f"{self.path}: 'ids' holds duplicate image ids; the file is corrupt")
+            self.index = _read_index(self.path, f)
             if kind == "grid":
-                self.key = next((k for k in GRID_KEYS if k in f), None)
-                if self.key is None:
-                    raise UserError(
-                        f"{self.path}: no grid features ('grid' or 'features'); set data.features: boxes"
-                    )
-                shape = f[self.key].shape
-                if len(shape) != 4 or shape[0] != len(ids):
-                    raise UserError(
-                        f"{self.path}: '{self.key}' has shape {shape}; expected (N, D, H, W) with N = len(ids)"
-                    )
-                self.dim, self.max_regions = shape[1], shape[2] * shape[3]
-                self.pos_boxes = None
+                self._grid_layout(f)
             elif kind == "boxes":
-                if IMAGE_FEATURES not in f:
-                    raise UserError(
-                        f"{self.path}: no 'image_features' (region boxes); set data.features: grid"
-                    )
-                self.key = IMAGE_FEATURES
-                shape = f[self.key].shape
-                self.dim = shape[-1]
-                if POS_BOXES in f:  # adaptive: flat rows, [start, end) per image
-                    self.pos_boxes = f[POS_BOXES][()].astype(np.int64)
-                    if self.pos_boxes.shape != (len(ids), 2) or len(shape) != 2:
-                        raise UserError(
-                            f"{self.path}: 'pos_boxes' {self.pos_boxes.shape} does not match 'ids'/'image_features'"
-                        )
-                    self.max_regions = int((self.pos_boxes[:, 1] - self.pos_boxes[:, 0]).max(initial=0))
-                else:  # fixed K boxes per image
-                    if len(shape) != 3 or shape[0] != len(ids):
-                        raise UserError(
-                            f"{self.path}: 'image_features' has shape {shape}; expected (N, K, D) or flat with pos_boxes"
-                        )
-                    self.pos_boxes = None
-                    self.max_regions = shape[1]
+                self._boxes_layout(f)
             else:
                 raise UserError(f"data.features is '{kind}'; choose grid or boxes")
             self.dtype = f[self.key].dtype
             # plain reads at row offsets (`read_grid`) for a contiguous grid; boxes go through h5py
             self._span = contiguous_span(f[self.key], self.path.stat().st_size) if kind == "grid" else None
-        self._file: h5py.File | None = None
-        self._pid: int | None = None
-        self._raw, self._raw_pid = None, None  # the file for plain reads of a contiguous grid (`read_grid`)
+        self._handles: dict = {}  # "h5py" / "plain" -> (process id, its open file): `_opened`
         self._ram: np.ndarray | None = None  # data.preload ram / device: the whole dataset, checked
         self._device: dict = {}  # torch.device -> the preloaded array there (`on_device`)
         if preload != "none":
             with h5py.File(self.path, "r") as f:
                 self._ram = load_checked(self.path, f[self.key], self._image_of_row)
+
+    def _grid_layout(self, f: h5py.File) -> None:
+        """key, dim, max_regions (H*W) and pos_boxes (None) of a grid file (ours or the public one)."""
+        self.key = next((k for k in GRID_KEYS if k in f), None)
+        if self.key is None:
+            raise UserError(f"{self.path}: no grid features ('grid' or 'features'); set data.features: boxes")
+        shape = f[self.key].shape
+        if len(shape) != 4 or shape[0] != len(self.index):
+            raise UserError(
+                f"{self.path}: '{self.key}' has shape {shape}; expected (N, D, H, W) with N = len(ids)"
+            )
+        self.dim, self.max_regions = shape[1], shape[2] * shape[3]
+        self.pos_boxes = None
+
+    def _boxes_layout(self, f: h5py.File) -> None:
+        """key, dim, max_regions and pos_boxes ([start, end) per image, or None for K fixed boxes)."""
+        if IMAGE_FEATURES not in f:
+            raise UserError(f"{self.path}: no 'image_features' (region boxes); set data.features: grid")
+        self.key = IMAGE_FEATURES
+        shape = f[self.key].shape
+        self.dim = shape[-1]
+        self.pos_boxes = None
+        if POS_BOXES in f:  # adaptive: flat rows, [start, end) per image
+            self.pos_boxes = f[POS_BOXES][()].astype(np.int64)
+            if self.pos_boxes.shape != (len(self.index), 2) or len(shape) != 2:
+                raise UserError(
+                    f"{self.path}: 'pos_boxes' {self.pos_boxes.shape} does not match 'ids'/'image_features'"
+                )
+            self.max_regions = int((self.pos_boxes[:, 1] - self.pos_boxes[:, 0]).max(initial=0))
+        elif len(shape) != 3 or shape[0] != len(self.index):
+            raise UserError(
+                f"{self.path}: 'image_features' has shape {shape}; expected (N, K, D) or flat with pos_boxes"
+            )
+        else:  # fixed K boxes per image
+            self.max_regions = shape[1]
 
     def _image_of_row(self, row: int) -> str:
         """'image <key>' of row `row` of the feature dataset (a flat box row: the image whose boxes hold it)."""
@@ -150,23 +124,22 @@ class FeatureStore:
         key = next(itertools.islice(self.index, row, None), None)  # the index is in row order
         return f"image {key!r}" if isinstance(key, str) else f"image {key}"
 
-    def __contains__(self, key: int | str) -> bool:
-        return key in self.index
+    def _opened(self, name: str, opener):
+        """This process's handle `name`, opened once per process (see the module docstring)."""
+        pid, handle = self._handles.get(name, (None, None))
+        if pid != os.getpid():
+            handle = opener()
+            self._handles[name] = (os.getpid(), handle)
+        return handle
 
     def _dataset(self):
         if self._ram is not None:
             return self._ram
-        if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.path, "r")  # one handle per process (see module docstring)
-            self._pid = os.getpid()
-        return self._file[self.key]
+        return self._opened("h5py", lambda: h5py.File(self.path, "r"))[self.key]
 
     def _plain(self):
-        """The file opened for plain reads (`read_grid`), once per process like the h5py handle."""
-        if self._raw is None or self._raw_pid != os.getpid():
-            self._raw = open(self.path, "rb", buffering=0)  # noqa: SIM115 - kept open for the store's life
-            self._raw_pid = os.getpid()
-        return self._raw
+        """The file opened for plain reads of a contiguous grid (`read_grid`)."""
+        return self._opened("plain", lambda: open(self.path, "rb", buffering=0))  # noqa: SIM115
 
     def get(self, key: int | str) -> np.ndarray:
         """Features of one image (by COCO id or file name) as [regions, D] in the file's dtype."""
@@ -186,11 +159,10 @@ class FeatureStore:
     def read_grid(self, rows: np.ndarray, out: np.ndarray, at: np.ndarray) -> None:
         """out[at[i]] = grid row rows[i] as stored, [D, H*W]: for a batch (`ImageFeatures.read_into`).
 
-        A preloaded array is gathered by one indexed copy straight into `out` (np.take); a contiguous,
-        unfiltered dataset (ours and the public grid files) is read with one plain read per row, in file
-        order, straight into the batch (about 3x less CPU than h5py's selection machinery); other storage
-        in one sorted h5py read of the distinct rows. No transpose here: Batch.to does it on the device,
-        in the copy that makes float32."""
+        A preloaded array: one indexed copy (np.take); a contiguous, unfiltered dataset (ours and the
+        public grid files): one plain read per row, in file order (about 3x less CPU than h5py's selection
+        machinery); other storage: one sorted h5py read of the distinct rows. No transpose here: Batch.to
+        does it on the device, in the copy that makes float32."""
         rows, at = np.asarray(rows, np.int64), np.asarray(at, np.int64)
         if self._ram is not None:
             block = self._ram.reshape(len(self._ram), out.shape[1], -1)  # [N, D, H*W], a view
@@ -224,7 +196,7 @@ class FeatureStore:
     def read_padded(self, rows: np.ndarray, out: np.ndarray, at: np.ndarray) -> None:
         """out[at[i], :n_i] = the [n_i, D] features of row rows[i], out[at[i], n_i:] = 0: a padded batch
         [B, N, D] (boxes, or grids of unequal sizes). Preloaded boxes are gathered by one indexed copy;
-        otherwise each distinct row is read once, in one sorted call (`get_rows`)."""
+        otherwise each distinct row is read once, in order (a grid's in one h5py read)."""
         rows, at = np.asarray(rows, np.int64), np.asarray(at, np.int64)
         if self._ram is not None and self.kind == "boxes":
             n = out.shape[1]
@@ -239,8 +211,11 @@ class FeatureStore:
             if not direct:
                 out[at] = target
             return
-        unique, inverse = np.unique(rows, return_inverse=True)
-        features = self.get_rows(unique)  # [n_u, D] each
+        unique, inverse = np.unique(rows, return_inverse=True)  # each distinct row read once, in order
+        if self.kind == "grid" and self._ram is None:
+            features = [self._cells(x) for x in self._dataset()[unique]]  # one h5py read [U, D, H, W]
+        else:
+            features = [self.get_row(int(r)) for r in unique]  # [n_u, D] each
         for i, u in zip(at.tolist(), inverse.tolist()):
             x = features[u]
             out[i, : len(x)] = x
@@ -282,14 +257,6 @@ class FeatureStore:
         for r in np.unique(rows).tolist():
             os.posix_fadvise(fd, offset + r * row_bytes, row_bytes, os.POSIX_FADV_WILLNEED)
 
-    def get_rows(self, rows: np.ndarray) -> list[np.ndarray]:
-        """get_row for several rows: grid rows in one sorted h5py read (one call, not one per image)."""
-        if self.kind != "grid" or self._ram is not None or len(rows) < 2:
-            return [self.get_row(int(r)) for r in rows]
-        unique, inverse = np.unique(rows, return_inverse=True)  # h5py reads increasing, distinct rows
-        block = self._dataset()[unique]  # [U, D, H, W]
-        return [self._cells(block[i]) for i in inverse.tolist()]
-
     @staticmethod
     def _cells(x: np.ndarray) -> np.ndarray:
         """[D, H, W] -> [H*W, D], same dtype. torch's transposing copy is ~2x faster than numpy's
@@ -298,11 +265,30 @@ class FeatureStore:
 
         return torch.from_numpy(np.ascontiguousarray(x).reshape(x.shape[0], -1)).T.contiguous().numpy()
 
-    def __getstate__(self):  # pickled into workers: drop the open handle
-        state = self.__dict__.copy()
-        state["_file"], state["_pid"], state["_raw"], state["_raw_pid"] = None, None, None, None
-        state["_device"] = {}  # workers never touch the device copies
-        return state
+    def __getstate__(self):  # pickled into workers: without the open handles and the device copies
+        return {**self.__dict__, "_handles": {}, "_device": {}}
+
+
+def _read_index(path: Path, f: h5py.File) -> dict:
+    """{image key: row} of a feature file: its COCO ids, or with `names` (version 2) its file names."""
+    if IDS not in f:
+        raise UserError(f"{path}: no 'ids' dataset; expected the layout in data/README.md")
+    if f[IDS].dtype.kind not in "iu":
+        raise UserError(
+            f"{path}: 'ids' holds {f[IDS].dtype} values, not integers (image ids would be cut); "
+            "regenerate the file (vqa extract / vqa convert write int64 ids)"
+        )
+    ids = f[IDS][()].astype(np.int64)
+    if NAMES in f:  # version 2: images keyed by file name
+        names = f[NAMES].asstr()[()]
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(names)):
+            raise UserError(f"{path}: 'ids' point outside 'names'; the file is corrupt")
+        index = {names[i]: row for row, i in enumerate(ids.tolist())}
+    else:
+        index = {int(i): row for row, i in enumerate(ids)}
+    if len(index) != len(ids):
+        raise UserError(f"{path}: 'ids' holds duplicate image ids; the file is corrupt")
+    return index
 
 
 def _slice_of(out: np.ndarray, at: np.ndarray) -> np.ndarray | None:
