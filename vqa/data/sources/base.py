@@ -1,19 +1,6 @@
-"""What a dataset source is: its split table, how it reads a split, how its results are named.
-
-A source file (vqa/data/sources/<name>.py) builds one `Source`:
-
-    name, title          the registry key ("vqacp2") and how messages name it ("VQA-CP v2")
-    questions, answers   file-name templates ({split}); answers "" when the questions file holds them
-    splits               split -> Split: the image folder (feature file) of its images, whether
-                         the release has answers for it, what its results file is for
-    read                 (source, split, questions path, answers path or None) -> Records
-    results_name         the results file's name ({split}, {name}): the server's where there is one
-    keyed_by             what a results file is keyed by: "question_id" or "image"
-    rules                how answer strings are compared: "current" (the VQA evaluator) or "vizwiz"
-    layout               the VQA-format evaluator's view of the files (None: the source scores its own)
-    evaluate             a source's own `vqa eval` (VizWiz), else None
-
-Everything else (Records, features, targets, training, `vqa predict`, `vqa eval`) is shared.
+"""What a dataset source is (`Source`): its split table, how it reads a split, how its results are
+named. A source file (vqa/data/sources/<name>.py) builds one; everything else (Records, features,
+targets, training, `vqa predict`, `vqa eval`) is shared.
 """
 
 from __future__ import annotations
@@ -45,17 +32,17 @@ class Layout:
 
 @dataclass(frozen=True)
 class Source:
-    name: str
-    title: str
-    questions: str
-    answers: str
+    name: str  # the registry key ("vqacp2")
+    title: str  # how messages name it ("VQA-CP v2")
+    questions: str  # file-name template ({split})
+    answers: str  # the same for the answers, "" when the questions file holds them
     splits: dict[str, Split]
-    read: Callable[..., Records]
-    results_name: str
-    keyed_by: str = "question_id"
-    rules: str = "current"
-    layout: Layout | None = field(default_factory=Layout)
-    evaluate: Callable[..., dict] | None = None
+    read: Callable[..., Records]  # (source, split, questions path, answers path or None) -> Records
+    results_name: str  # the results file's name ({split}, {name}): the server's where there is one
+    keyed_by: str = "question_id"  # what a results file is keyed by: "question_id" or "image"
+    rules: str = "current"  # how answers are compared: "current" (the VQA evaluator) or "vizwiz"
+    layout: Layout | None = field(default_factory=Layout)  # None: the source scores its own (`evaluate`)
+    evaluate: Callable[..., dict] | None = None  # a source's own `vqa eval` (VizWiz)
     answer_types: tuple[str, ...] = ANSWER_TYPES
     image_groups: tuple[str, ...] = ()  # the folders an entry may name (VQA-CP's coco_split)
 
@@ -91,9 +78,13 @@ class Source:
     def results(self, answers: dict[int, str], records: Records) -> list[dict]:
         """The results file's entries for {question_id: answer}, in the release's order."""
         if self.keyed_by == "image":
-            return [{"image": records.image_key(i), "answer": answers[int(q)]}
-                    for i, q in enumerate(records.question_id.tolist())]  # fmt: skip
+            ids = records.question_id.tolist()
+            return [{"image": records.image_key(i), "answer": answers[int(q)]} for i, q in enumerate(ids)]
         return [{"question_id": q, "answer": a} for q, a in sorted(answers.items())]
+
+    def record_fields(self, split: str) -> dict:
+        """The fields of `split`'s Records (vqa.data.sources.records.build_records) set by the source."""
+        return dict(source=self.name, split=split, rules=self.rules, keyed_by=self.keyed_by)
 
     def results_file(self, split: str, name: str) -> str:
         return self.results_name.format(split=split, name=name)

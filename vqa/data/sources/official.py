@@ -1,5 +1,6 @@
-"""The official files of `vqa eval`, read strictly, and its report's form. Reading: official question / annotation files of the VQA
-format (VQA v1 / v2, OK-VQA, VQA-CP) and results files (keyed by question_id, or by image for VizWiz).
+"""The official files of `vqa eval`, read strictly, and its report's form: question and annotation files
+of the VQA format (VQA v1 / v2, OK-VQA, VQA-CP) and results files (keyed by question_id, or by image for
+VizWiz).
 
 Every problem ends in one UserError line that names the file, counts the offenders of each kind and
 shows the first few; vqa/evaluate.py's fast path reads files that pass these checks without them.
@@ -49,8 +50,9 @@ def load_results(path, question_ids: set[int], optional: set[int] = frozenset())
 KEY_TYPES = {"question_id": (int, "an integer"), "image": (str, "a string")}
 
 
-def check_results(data, path, keys: set, optional: set = frozenset(), key: str = "question_id",
-                  hint: str = RESULT_HINT) -> dict:  # fmt: skip
+def check_results(
+    data, path, keys: set, optional: set = frozenset(), key: str = "question_id", hint: str = RESULT_HINT
+) -> dict:
     """`load_results` on decoded results, keyed by `key` ("question_id", or "image" for VizWiz)."""
     if not isinstance(data, list):
         raise UserError(
@@ -62,10 +64,24 @@ def check_results(data, path, keys: set, optional: set = frozenset(), key: str =
             f"results file {path}: its entries are keyed by '{other}', not '{key}': results in another "
             f"dataset's format; pass --source for the dataset they answer, or {hint}"
         )
+    results, duplicate, problems = _answers_of(data, key)
+    if not problems:  # the id set is only meaningful once every entry is well-formed
+        name = "question ids" if key == "question_id" else "images"
+        problems = _counted(
+            (f"duplicate {name}", sorted(set(duplicate))),
+            (f"missing {name}", sorted(keys - results.keys())),
+            (f"{name} not in the annotations", sorted(results.keys() - keys - optional)),
+        )
+    if problems:
+        raise UserError(f"results file {path}: {'; '.join(problems)}; {hint}")
+    return results
+
+
+def _answers_of(data: list, key: str) -> tuple[dict, list, list[str]]:
+    """({key: answer} of the well-formed entries, the keys seen again, the problems of the others)."""
     key_type, kind = KEY_TYPES[key]
-    not_object, bad_id, bad_answer = [], [], []
+    not_object, bad_id, bad_answer, duplicate = [], [], [], []
     results: dict = {}
-    duplicate: list = []
     for i, entry in enumerate(data):
         if not isinstance(entry, dict):
             not_object.append(f"#{i} {_short(entry)}")
@@ -79,32 +95,17 @@ def check_results(data, path, keys: set, optional: set = frozenset(), key: str =
             duplicate.append(qid)
         else:
             results[qid] = answer
-    problems = [
-        f"{len(items)} {label} ({_show(items)})"
-        for label, items in (
-            ("entries that are not objects", not_object),
-            (f"entries without {kind} {key}", bad_id),
-            ("entries without a string answer", bad_answer),
-        )
-        if items
-    ]
-    if not problems:  # the id set is only meaningful once every entry is well-formed
-        missing = sorted(keys - results.keys())
-        extra = sorted(results.keys() - keys - optional)
-        dup = sorted(set(duplicate))
-        name = "question ids" if key == "question_id" else "images"
-        problems = [
-            f"{len(items)} {label} ({_show(items)})"
-            for label, items in (
-                (f"duplicate {name}", dup),
-                (f"missing {name}", missing),
-                (f"{name} not in the annotations", extra),
-            )
-            if items
-        ]
-    if problems:
-        raise UserError(f"results file {path}: {'; '.join(problems)}; {hint}")
-    return results
+    problems = _counted(
+        ("entries that are not objects", not_object),
+        (f"entries without {kind} {key}", bad_id),
+        ("entries without a string answer", bad_answer),
+    )
+    return results, duplicate, problems
+
+
+def _counted(*groups: tuple[str, list]) -> list[str]:
+    """'N label (the first few)' for each (label, offenders) group that has offenders."""
+    return [f"{len(items)} {label} ({_show(items)})" for label, items in groups if items]
 
 
 def _records(path, what: str, required: tuple[str, ...], source: Source = VQA2) -> list[dict]:
@@ -165,9 +166,16 @@ def load_questions(path, source: Source = VQA2) -> list[dict]:
     return _records(path, "questions", ("question_id", "image_id", "question"), source)
 
 
-def skipped_report(keys: list, scores: np.ndarray, answer_types: list, question_types: list | None,
-                   rules: str, skipped: list, name: str = "question_ids",
-                   top_counts: np.ndarray | None = None) -> dict:  # fmt: skip
+def skipped_report(
+    keys: list,
+    scores: np.ndarray,
+    answer_types: list,
+    question_types: list | None,
+    rules: str,
+    skipped: list,
+    name: str = "question_ids",
+    top_counts: np.ndarray | None = None,
+) -> dict:
     """The report of `evaluate` from the scored questions' keys (question ids, or VizWiz's images),
     scores [Q] and types, in annotation order; `skipped` lists the keys of the questions not scored.
     With `top_counts` (int8 [Q], vqa.agreement) it has perAgreement: {bucket: accuracy or None}."""
@@ -178,6 +186,6 @@ def skipped_report(keys: list, scores: np.ndarray, answer_types: list, question_
     report["rules"] = rules
     report["questions"] = len(keys)
     if skipped:
-        report["skipped"] = {"reason": f"annotation without exactly {ANSWERS_PER_QUESTION} answers",
-                             "questions": len(skipped), name: skipped}  # fmt: skip
+        reason = f"annotation without exactly {ANSWERS_PER_QUESTION} answers"
+        report["skipped"] = {"reason": reason, "questions": len(skipped), name: skipped}
     return report

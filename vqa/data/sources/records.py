@@ -1,18 +1,9 @@
 """Records: one split of a dataset in the common form every source produces (DESIGN.md, Record).
 
-Columnar and compact: numpy arrays and a few small tables, never the decoded JSON objects, so
-memory stays flat at VQA v2 scale and DataLoader workers share the arrays instead of copying
-Python objects. Per question:
-
-    question_id     int64 [Q]   the release's id (VizWiz has none: the row of the file)
-    image           int32 [Q]   row of the split's image table (image_keys, image_group)
-    answer_type     int8  [Q]   into answer_types (-1: none, a test split)
-    question_type   int32 [Q]   into question_types (-1: none)
-    answerable      int8  [Q]   VizWiz's 0 / 1 (-1: none), or None for sources without it
-
-and, only until the Dataset has encoded them (`without_text`): the question text and the human
-answers, interned (`Answers`: every distinct string once, int32 ids). `records[i]` builds a
-`Record` view of one question on demand.
+Columnar and compact: numpy arrays and a few small tables, never the decoded JSON objects, so memory
+stays flat at VQA v2 scale and DataLoader workers share the arrays instead of copying Python objects.
+The question text and the human answers (interned: `Answers`) are kept only until the Dataset has
+encoded them (`without_text`); `records[i]` builds a `Record` view of one question on demand.
 """
 
 from __future__ import annotations
@@ -86,16 +77,16 @@ class Records:
     rules: str  # how `vqa eval` compares strings: "current" (the VQA evaluator) or "vizwiz"
     keyed_by: str  # what its results files are keyed by: "question_id" or "image"
     annotated: bool  # whether answers were read (never for a test split of the release)
-    question_id: np.ndarray
-    image: np.ndarray
+    question_id: np.ndarray  # int64 [Q]: the release's id (VizWiz has none: the row of the file)
+    image: np.ndarray  # int32 [Q]: row of the split's image table (image_keys, image_group)
     image_keys: np.ndarray  # [I]: int64 COCO ids, or file names (an object array of str)
     image_group: np.ndarray  # int8 [I]: index into groups
     groups: tuple[str, ...]  # the feature files the images live in (data.features_file's {split})
-    answer_type: np.ndarray
+    answer_type: np.ndarray  # int8 [Q]: into answer_types (-1: none, a test split)
     answer_types: tuple[str, ...]
-    question_type: np.ndarray
+    question_type: np.ndarray  # int32 [Q]: into question_types (-1: none)
     question_types: tuple[str, ...]
-    answerable: np.ndarray | None = None
+    answerable: np.ndarray | None = None  # int8 [Q]: VizWiz's 0 / 1 (-1: none); None for other sources
     question: list[str] | None = None  # the text, until tokenized
     answers: Answers | None = None  # until the targets are built
 
@@ -175,6 +166,38 @@ def build_records(
     """Records from per-question Python lists (a source's loader fills them from the JSON): the
     image table is built here (one row per distinct image key), types and answers interned."""
     n = len(question_id)
+    image, image_keys, image_group, groups = _image_table(split, image_key, group)
+    at, at_table = intern(answer_type or [None] * n, np.int8)
+    qt, qt_table = intern(question_type or [None] * n)
+    flags = (
+        None if answerable is None else np.asarray([NONE if a is None else a for a in answerable], np.int8)
+    )
+    return Records(
+        source=source,
+        split=split,
+        rules=rules,
+        keyed_by=keyed_by,
+        annotated=answers is not None,
+        question_id=np.asarray(question_id, np.int64),
+        image=image,
+        image_keys=image_keys,
+        image_group=image_group,
+        groups=groups,
+        answer_type=at,
+        answer_types=tuple(at_table),
+        question_type=qt,
+        question_types=tuple(qt_table),
+        answerable=flags,
+        question=question,
+        answers=None if answers is None else Answers.build(answers, best or [None] * n),
+    )
+
+
+def _image_table(
+    split: str, image_key: list, group: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
+    """(image int32 [Q], image_keys [I], image_group int8 [I], groups): one row per distinct image key,
+    int64 COCO ids or an object array of file names; an image listed in two image folders is refused."""
     image, keys = intern(image_key)
     first = np.unique(image, return_index=True)[1]  # the first question of each image
     group_codes, groups = intern(group, np.int8)
@@ -186,29 +209,6 @@ def build_records(
             f"split '{split}': image {image_key[i]} is listed in two image folders ({groups[group_codes[i]]} "
             f"and {groups[group_codes[first][image[i]]]}); an image lives in one feature file, fix the file"
         )
-    key_array = (
-        np.asarray(keys, np.int64) if keys and not isinstance(keys[0], str) else np.array(keys, object)
-    )
-    at, at_table = intern(answer_type or [None] * n, np.int8)
-    qt, qt_table = intern(question_type or [None] * n)
-    return Records(
-        source=source,
-        split=split,
-        rules=rules,
-        keyed_by=keyed_by,
-        annotated=answers is not None,
-        question_id=np.asarray(question_id, np.int64),
-        image=image,
-        image_keys=key_array,
-        image_group=group_codes[first],
-        groups=groups,
-        answer_type=at,
-        answer_types=tuple(at_table),
-        question_type=qt,
-        question_types=tuple(qt_table),
-        answerable=None
-        if answerable is None
-        else np.asarray([NONE if a is None else a for a in answerable], np.int8),  # fmt: skip
-        question=question,
-        answers=None if answers is None else Answers.build(answers, best or [None] * n),
-    )
+    ids = keys and not isinstance(keys[0], str)  # else file names (none at all: an empty object array)
+    image_keys = np.asarray(keys, np.int64) if ids else np.array(keys, object)
+    return image, image_keys, group_codes[first], groups

@@ -1,19 +1,16 @@
 """VizWiz-VQA (Gurari et al. 2018): questions blind people asked about their own photos.
 
 Files (vizwiz.org): {train,val,test}.json, each a bare JSON list of {image, question, answers:
-[10 x {answer, answer_confidence}], answer_type, answerable}; test entries have image and question
-only. There are no question or image ids: an entry is keyed by its image file name
-(VizWiz_val_00000000.jpg), so `vqa extract` stores file names for these images, and a question's
-internal id is its row in the file. answer_type takes "unanswerable" besides VQA's three types;
-`answerable` is 0 / 1. Results: [{"image", "answer"}], optionally with an "answerable" score.
+[10 x {answer, answer_confidence}], answer_type ("unanswerable" besides VQA's three), answerable (0 /
+1)}; test entries have image and question only. There are no ids: an entry is keyed by its image file
+name (VizWiz_val_00000000.jpg, so `vqa extract` stores file names), a question's internal id is its
+row in the file. Results: [{"image", "answer"}], optionally with an "answerable" score.
 
-Scoring follows VizWiz's own evaluator (its VQA API's vqaEval.py), which derives from the VQA code
-but differs in what it normalizes: the prediction is always whitespace-cleaned and normalized
-(punctuation, digits / articles), the ground truth never (compared as released), and answers are
-left out by position. Its answerability task is scored by average precision (and F1 at 0.5) of
-the predicted `answerable` score, with "unanswerable" as the positive class. Known difference:
-its copy of the contraction table writes typographic apostrophes in some expansions ("dont" ->
-"don’t"); the prediction here goes through the VQA table ("don't").
+Scoring follows VizWiz's own evaluator (vqaEval.py of its VQA API): the prediction is always cleaned
+and normalized, the ground truth never (compared as released), answers are left out by position, and
+answerability is scored by average precision (and F1 at 0.5) of the predicted `answerable` score, with
+"unanswerable" the positive class. Known difference: its contraction table writes typographic
+apostrophes in some expansions ("dont" -> "don’t"); the prediction here goes through the VQA table.
 """
 
 from __future__ import annotations
@@ -33,7 +30,6 @@ from vqa.data.sources.records import Records, build_records
 from vqa.errors import UserError
 
 RESULT_HINT = 'write exactly one {"image": str, "answer": str} per image of the annotations'
-ANNOTATION_KEYS = {"image": str, "question": str, "answers": list, "answer_type": str, "answerable": int}
 
 
 class _Answer(msgspec.Struct, gc=False):
@@ -83,10 +79,12 @@ def read_vizwiz(source: Source, split: str, q_path: Path, a_path: Path | None) -
     annotated = source.splits[split].annotated
     entries = read_entries(q_path, "questions", annotated)
     columns = dict(
-        source=source.name, split=split, rules=source.rules, keyed_by=source.keyed_by,
-        question_id=list(range(len(entries))), image_key=[e.image for e in entries],
-        group=[source.splits[split].images] * len(entries), question=[e.question for e in entries],
-    )  # fmt: skip
+        **source.record_fields(split),
+        question_id=list(range(len(entries))),
+        image_key=[e.image for e in entries],
+        group=[source.splits[split].images] * len(entries),
+        question=[e.question for e in entries],
+    )
     if not annotated:
         return build_records(**columns)
     answers = [[x.answer for x in e.answers] for e in entries]
@@ -149,8 +147,9 @@ def evaluate_vizwiz(annotations: Path, questions: Path | None, results, legacy: 
     lengths = np.full(len(scored), ANSWERS_PER_QUESTION, np.int64)
     texts = [x.answer for e in scored for x in e.answers]
     scores = vizwiz_scores(texts, lengths, [preds[e.image] for e in scored])
-    report = skipped_report([e.image for e in scored], scores, [e.answer_type for e in scored], None,
-                            "vizwiz", skipped, "images", top_counts=top_counts(texts, "vizwiz"))  # fmt: skip
+    images, types = [e.image for e in scored], [e.answer_type for e in scored]
+    top = top_counts(texts, "vizwiz")
+    report = skipped_report(images, scores, types, None, "vizwiz", skipped, "images", top_counts=top)
     given = [r.get("answerable") for r in data if isinstance(r, dict) and r.get("image") in preds]
     numbers = [a for a in given if isinstance(a, (int, float)) and not isinstance(a, bool)]
     if numbers and len(numbers) != len(given):

@@ -28,7 +28,7 @@ VQA1 = Source(
             size=244_302,
             server="the complete test file: for the Test-Standard phase, the accuracy papers report",
         ),
-    },  # fmt: skip
+    },
     read=read_vqa_format,
     results_name="vqa_OpenEnded_mscoco_{split}_{name}_results.json",
 )

@@ -12,10 +12,14 @@ from vqa.data.sources.vqa_format import read_vqa_format
 # What each test file is for on the evaluation server (EvalAI, which hosts the VQA Challenge). Its
 # refusal of a partial file reads: "you need to upload predictions on ALL test questions for test-dev
 # evaluation unlike previous years when you needed to upload predictions on test-dev questions only".
-TEST = ("the complete file: upload it to any EvalAI phase (Test-Dev, Test-Standard, Test-Challenge); "
-        "each scores its own part, and papers report the Test-Standard accuracy")  # fmt: skip
-TEST_DEV = ("test-dev questions only: EvalAI refuses it in every phase, Test-Dev included, and it gives no "
-            "test-standard accuracy; submit the test2015 file (vqa predict --split test2015)")  # fmt: skip
+TEST = (
+    "the complete file: upload it to any EvalAI phase (Test-Dev, Test-Standard, Test-Challenge); "
+    "each scores its own part, and papers report the Test-Standard accuracy"
+)
+TEST_DEV = (
+    "test-dev questions only: EvalAI refuses it in every phase, Test-Dev included, and it gives no "
+    "test-standard accuracy; submit the test2015 file (vqa predict --split test2015)"
+)
 
 VQA2 = Source(
     name="vqa2",

@@ -22,6 +22,7 @@ from vqa.data.sources.records import Records, build_records
 from vqa.errors import UserError
 
 HINT = "run `make data` for synthetic data or see data/README.md"
+QUESTION_FIELDS = {"question_id": int, "image_id": int, "question": str}
 
 
 class _Question(msgspec.Struct, gc=False):
@@ -96,8 +97,7 @@ def read_vqa_format(source, split: str, q_path: Path, a_path: Path | None) -> Re
     """Records of one split of a VQA-format source (answers joined when `a_path` is given)."""
     info = source.splits[split]
     wrapped, title = source.layout.wrapped, source.title
-    questions = _read(q_path, "questions", wrapped, title, _Question,
-                      {"question_id": int, "image_id": int, "question": str})  # fmt: skip
+    questions = _read(q_path, "questions", wrapped, title, _Question, QUESTION_FIELDS)
     if not questions:
         raise UserError(f"{q_path}: split '{split}' has no questions; point data.root at a complete dataset")
     row: dict[int, int] = {}
@@ -115,10 +115,12 @@ def read_vqa_format(source, split: str, q_path: Path, a_path: Path | None) -> Re
                 )
             groups.append(q.coco_split)
     columns = dict(
-        source=source.name, split=split, rules=source.rules, keyed_by=source.keyed_by,
-        question_id=[q.question_id for q in questions], image_key=[q.image_id for q in questions],
-        group=groups or [info.images] * len(questions), question=[q.question for q in questions],
-    )  # fmt: skip
+        **source.record_fields(split),
+        question_id=[q.question_id for q in questions],
+        image_key=[q.image_id for q in questions],
+        group=groups or [info.images] * len(questions),
+        question=[q.question for q in questions],
+    )
     if a_path is None:
         return build_records(**columns)
     return build_records(**columns, **_join(source, split, q_path, a_path, row))
@@ -131,11 +133,8 @@ def _join(source, split: str, q_path: Path, a_path: Path, row: dict[int, int]) -
         fields["multiple_choice_answer"] = str
     annotations = _read(a_path, "annotations", source.layout.wrapped, source.title, _Annotation, fields)
     n = len(row)
-    answers: list = [None] * n
-    best: list = [None] * n
-    answer_type: list = [None] * n
-    question_type: list = [None] * n
-    same_files = f"use the questions and annotations files of the same split (data.questions, data.annotations; split '{split}')"  # fmt: skip
+    answers, best, answer_type, question_type = ([None] * n for _ in range(4))  # in questions-file order
+    same_files = f"use the questions and annotations files of the same split (data.questions, data.annotations; split '{split}')"
     for i, a in enumerate(annotations):
         if a.question_id not in row:
             raise UserError(
@@ -147,7 +146,8 @@ def _join(source, split: str, q_path: Path, a_path: Path, row: dict[int, int]) -
         answers[r] = [x.answer for x in a.answers]
         if source.layout.multiple_choice_answer:
             if a.multiple_choice_answer is msgspec.UNSET:
-                raise UserError(f"{a_path}: entry {i} has no valid 'multiple_choice_answer' (str); fix or regenerate the file")  # fmt: skip
+                what = "no valid 'multiple_choice_answer' (str)"
+                raise UserError(f"{a_path}: entry {i} has {what}; fix or regenerate the file")
             best[r] = a.multiple_choice_answer
         elif answers[r]:  # OK-VQA: the most common answer, the first one on a tie
             best[r] = Counter(answers[r]).most_common(1)[0][0]

@@ -23,7 +23,7 @@ VQACP2 = Source(
             server="VQA-CP has no evaluation server: its test annotations are public, score it with "
             "`vqa eval --source vqacp2`",
         ),
-    },  # fmt: skip
+    },
     read=read_vqa_format,
     results_name="vqacp_v2_{split}_{name}_results.json",
     layout=Layout(wrapped=False),
