@@ -57,27 +57,16 @@ def load_word_vectors(
             word, _, rest = line.rstrip("\n").partition(" ")
             if file_dim is None:  # first line: a fastText header `count dim`, or the first vector
                 head = line.split()
-                if len(head) == 2 and all(t.isdigit() for t in head):
-                    file_dim = int(head[1])
-                    _check_dim(path, line_no, file_dim, dim)
-                    continue
-                file_dim = len(head) - 1
+                header = len(head) == 2 and all(t.isdigit() for t in head)
+                file_dim = int(head[1]) if header else len(head) - 1
                 _check_dim(path, line_no, file_dim, dim)
+                if header:
+                    continue
             rows = [index[word]] if word in index and not exact[index[word]] else []
             rows += [i for i in lower.get(word.lower(), ()) if not found[i]]
-            if not rows:
+            vec = _vector(path, line_no, word, rest, dim) if rows else None
+            if vec is None:
                 continue
-            values = rest.split()
-            if len(values) > dim:  # GloVe 840B holds a few "words" with spaces: not a question token
-                continue
-            if len(values) < dim:
-                raise UserError(f"{path}: line {line_no} ('{word}') has {len(values)} values, expected {dim}")
-            try:
-                vec = torch.tensor([float(v) for v in values])
-            except ValueError:
-                raise UserError(
-                    f"{path}: line {line_no} ('{word}') holds a value that is not a number"
-                ) from None
             for i in set(rows):
                 vectors[i] = vec
                 found[i] = True
@@ -85,6 +74,20 @@ def load_word_vectors(
                 exact[index[word]] = True
     share = found.sum().item() / max(len(index), 1)
     return vectors, found, share
+
+
+def _vector(path: Path, line_no: int, word: str, rest: str, dim: int) -> torch.Tensor | None:
+    """The `dim` values after `word` on a line, or None for a "word" with spaces (more values: GloVe 840B
+    holds a few, never a question token); a UserError for fewer values or one that is not a number."""
+    values = rest.split()
+    if len(values) > dim:
+        return None
+    if len(values) < dim:
+        raise UserError(f"{path}: line {line_no} ('{word}') has {len(values)} values, expected {dim}")
+    try:
+        return torch.tensor([float(v) for v in values])
+    except ValueError:
+        raise UserError(f"{path}: line {line_no} ('{word}') holds a value that is not a number") from None
 
 
 def _check_dim(path: Path, line_no: int, file_dim: int, dim: int) -> None:
