@@ -104,15 +104,15 @@ def test_config_rows(tmp_path):
         ("train", "--config", tmp_path / "syntax.yaml", f"out_dir={runs}"),
         ("train", "--resume", tmp_path / "no_such_run"),
     )  # fmt: skip
-    # a typo in a {split} template fails when the config loads (was: KeyError: 'splt' at data loading)
+    # a typo in a {split} template fails when the config loads, naming the key (not a KeyError later)
     check_error(typo, "'data.questions'", "{splt}", "{split}")
-    # was: TypeError: unsupported operand type(s) for /: 'PosixPath' and 'int'
+    # a `base` that is not a path string: one line, not a TypeError from path arithmetic
     check_error(base, "base7.yaml", "'base' is 7", "relative path string")
-    # was: UnicodeDecodeError: 'utf-8' codec can't decode byte ...
+    # a config file that is not UTF-8: one line, not a UnicodeDecodeError
     check_error(binary, "binary.yaml", "not UTF-8", "YAML")
-    # was: "not valid YAML (while parsing a flow sequence)", without a place
+    # a YAML syntax error names its line and column
     check_error(syntax, "syntax.yaml", "not valid YAML", "line 3 column 9")
-    # was: ".../no_such_run/config.yaml: config file not found; pass an existing YAML file"
+    # --resume of a missing run names the option and what a run folder is
     check_error(gone, "--resume", "no_such_run", "config.yaml", "runs/<name>")
     assert not runs.exists()
 
@@ -190,10 +190,10 @@ def test_data_file_rows(tiny_data, tmp_path):
     p_latin, p_zip, p_mixed = vqa_all(
         *(train_args(r, runs, f"name={r.name}") for r in (latin, zipped, mixed))
     )
-    # was: UnicodeDecodeError (now vqa.io.read_json)
+    # files that are not UTF-8: vqa.io.read_json's line, not a UnicodeDecodeError
     check_error(p_latin, q_path, "not UTF-8")
     check_error(p_zip, a_path, "not UTF-8")
-    # was: "... annotation for question_id 123 has no question in v2_...json", without advice
+    # an annotation without its question names both files and says to pair the same split
     check_error(p_mixed, "question_id 123", Q.format(split="val2014"), "same split")
     # three refused runs started together: no run folder is left; out_dir may stay behind, empty, when the
     # process that created it released its lock while another still held one inside it
@@ -205,15 +205,15 @@ def _answers(n: int, pool: list[str]) -> list[dict]:
 
 
 def test_questions_without_10_answers_are_left_out_of_training_and_eval_alike(tiny_data, tmp_path):
-    """25 answers (was: a broadcast traceback), 0 answers (was: trained silently, refused by `vqa eval`),
-    5 answers: left out of training, validation and `vqa eval` alike, and counted by both."""
+    """Questions with 25, 0 or 5 answers (not 10): left out of training, validation and `vqa eval` alike,
+    and counted by both (no broadcast traceback, no silent training on them)."""
     root = copy_data(tiny_data, tmp_path / "data")
     skipped = {}
     for split, n in (("train2014", 240), ("val2014", 120)):  # a cut of tiny: a fast epoch
         questions, anns = read(root / Q.format(split=split)), read(root / A.format(split=split))
         questions["questions"] = questions["questions"][:n]
         anns["annotations"] = anns["annotations"][:n]
-        # answers in the vocabulary: more than 10 distinct ones overflowed the 10 target slots
+        # answers in the vocabulary: more than 10 distinct ones would overflow the 10 target slots
         pool = sorted({a["multiple_choice_answer"] for a in anns["annotations"]})
         assert len(pool) > 10
         for a, count in zip(anns["annotations"], (25, 0, 5)):

@@ -223,7 +223,7 @@ def test_a_symlink_at_the_target_is_replaced_not_written_through(tmp_path):
     out = tmp_path / "out" / "report.json"
     out.parent.mkdir()
     out.symlink_to(victim)
-    (out.parent / ".report.json.tmp").symlink_to(victim)  # the fixed temporary name of before
+    (out.parent / ".report.json.tmp").symlink_to(victim)  # a planted file at a guessable temporary name
     io.write_json_atomic(out, {"a": 1})
     assert victim.read_text() == "precious"
     assert not out.is_symlink() and json.loads(out.read_text()) == {"a": 1}
