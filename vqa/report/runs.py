@@ -35,7 +35,7 @@ REFERENCE = "hard_ce"  # every other arm is compared with it
 # vqa.losses.LOSSES is an arm of its own name (with these keys at their defaults).
 ARMS: dict[str, tuple[str, dict[str, object]]] = {
     # soft_ce whose target weights land on other answers of the same type (the control: the human
-    # weight profile without the human answers; vqa.data.dataset.shuffle_soft_targets)
+    # weight profile without the human answers; vqa.data.shuffled.shuffle_soft_targets)
     "shuffled": ("soft_ce", {"data.soft_target": "shuffled"}),
     # debiasing methods (vqa/debias) on the sigmoid loss of the bottom-up-attention baselines they
     # were published on; each is compared with the plain `bce` arm (vqa/report/debias.py)
