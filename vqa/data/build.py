@@ -60,10 +60,8 @@ def ensure_synthetic(cfg: Config) -> None:
         if have[0] == cfg.data.synth_format and (have[1] == cfg.data.synth_annotators or unnamed):
             return
         held = f"{have[0]} data from the {have[1]} annotators"
-        asked = f"{cfg.data.synth_format} from {cfg.data.synth_annotators}"
-        print(
-            f"data: {root} holds {held}; the config asks for {asked}: regenerating {what} there", flush=True
-        )
+        asked = f"{cfg.data.synth_format} from {cfg.data.synth_annotators}: regenerating {what} there"
+        print(f"data: {root} holds {held}; the config asks for {asked}", flush=True)
     else:
         print(f"data: {root} is missing; generating {what} there", flush=True)
     preset = PRESETS[cfg.data.synth_preset]

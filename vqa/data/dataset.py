@@ -144,9 +144,8 @@ class VQADataset(Dataset):
         rows = np.flatnonzero(keep)
         if not len(rows):
             self.report.refuse_empty()
-        self.question, self.question_len = _encode_questions(
-            records, rows, qvocab, max_question_len, self.report
-        )
+        tokens = _encode_questions(records, rows, qvocab, max_question_len, self.report)
+        self.question, self.question_len = tokens
         self.records = (records if keep_text else records.without_text()).select(rows)
         self.report.kept = len(rows)
         self.annotated = records.annotated

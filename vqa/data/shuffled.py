@@ -23,11 +23,10 @@ if TYPE_CHECKING:
 
 def shuffle_soft_targets(dataset: VQADataset, num_answers: int, seed: int) -> str:
     """Shuffle the soft targets of `dataset` (its answer_idx) in place; the line for the run's log."""
-    mapping, group = type_preserving_permutation(
-        dataset.answer, dataset.records.answer_type, num_answers, seed
-    )
+    records = dataset.records
+    mapping, group = type_preserving_permutation(dataset.answer, records.answer_type, num_answers, seed)
     dataset.answer_idx = np.where(dataset.answer_count > 0, mapping[dataset.answer_idx], 0).astype(np.int32)
-    names = ["no type", *dataset.records.answer_types, "never the most common answer"]  # by group
+    names = ["no type", *records.answer_types, "never the most common answer"]  # by group
     sizes = ", ".join(f"{names[g]} {n:,}" for g, n in enumerate(np.bincount(group)) if n)
     moved = int((mapping != np.arange(num_answers)).sum())
     return (
