@@ -31,12 +31,17 @@ if TYPE_CHECKING:
 ANSWER_TYPES: tuple[str, ...] = ("yes/no", "number", "other")
 
 
+# Every question of the official VQA v1 / v2 annotations has exactly 10 human answers (OK-VQA lists its
+# 5 answers twice; VizWiz has 10): the 0 / .3 / .6 / .9 / 1 scores and the K <= 10 target slots assume it.
+ANSWERS_PER_QUESTION = 10
+
+
 def answer_type_key(answer_type: str) -> str:
     """'yes/no' -> 'yes_no': the suffix of the `val/accuracy_*` scalars and metrics.jsonl keys."""
     return answer_type.replace("/", "_").replace(" ", "_")
 
 
-def score_from_count(k: int, n: int = 10) -> float:
+def score_from_count(k: int, n: int = ANSWERS_PER_QUESTION) -> float:
     """Official accuracy of a prediction equal to k of n distinct ground-truth answers (section 2).
 
     Leave-one-out: each of the k matching answers sees k - 1 matches among the others, each of the n - k
@@ -95,11 +100,6 @@ class AnswerVocab:
         if not isinstance(itos, list) or not all(isinstance(s, str) for s in itos):
             raise UserError("answer vocabulary: key 'itos' must be a list of strings; rebuild the vocabulary")
         return cls(itos)
-
-
-# Every question of the official VQA v1 / v2 annotations has exactly 10 human answers (OK-VQA lists its
-# 5 answers twice; VizWiz has 10): the 0 / .3 / .6 / .9 / 1 scores and the K <= 10 target slots assume it.
-ANSWERS_PER_QUESTION = 10
 
 
 def has_all_answers(annotation: dict) -> bool:
