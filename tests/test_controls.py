@@ -8,12 +8,12 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from helpers import collate
 from reference_eval import gt_keys
 
 from vqa.cli import main
 from vqa.config import load_config
 from vqa.data.build import build_datasets
-from vqa.data.dataset import collate
 from vqa.data.shuffled import shuffle_soft_targets, type_preserving_permutation
 from vqa.data.sources.vqa2 import VQA2
 from vqa.errors import UserError

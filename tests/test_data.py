@@ -8,9 +8,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from helpers import collate
 
 from vqa.data.answers import AnswerVocab
-from vqa.data.dataset import VQADataset, collate
+from vqa.data.dataset import VQADataset
 from vqa.data.features import FeatureStore
 from vqa.data.sources.vqa2 import VQA2
 from vqa.data.text import QuestionVocab, tokenize

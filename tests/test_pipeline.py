@@ -5,9 +5,10 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from helpers import collate
 
 from vqa.data.answers import AnswerVocab
-from vqa.data.dataset import VQADataset, collate
+from vqa.data.dataset import VQADataset
 from vqa.data.features import FeatureStore
 from vqa.data.feed import build_loader
 from vqa.data.loader import EpochSampler, ShardSampler

@@ -24,7 +24,7 @@ import torch
 
 from vqa import io
 from vqa.data.build import features_path
-from vqa.data.dataset import VQADataset, collate
+from vqa.data.dataset import VQADataset
 from vqa.data.sources import Record
 from vqa.data.sources.vqa2 import IMAGE_SUBTYPE
 from vqa.device import resolve_device
@@ -41,7 +41,7 @@ def has_attention(model: torch.nn.Module) -> bool:
 @torch.no_grad()
 def attention_maps(run: LoadedRun, dataset: VQADataset, indices: list[int], device: torch.device):
     """Softmax probabilities [n, A], attention [n, N, G] and region masks [n, N] of dataset[indices]."""
-    batch = collate([dataset[i] for i in indices]).to(device)
+    batch = dataset.__getitems__(indices).to(device)  # the batch the loader reads
     logits, att = run.model(
         batch.question, batch.question_len, batch.image, batch.image_mask, return_attention=True
     )  # [n, A], [n, N, G]

@@ -1,4 +1,4 @@
-"""torch Dataset over records + features, collated into a Batch (samplers and the loader: loader.py).
+"""torch Dataset over records + features, read a batch at a time (samplers and the loader: loader.py).
 
 Per-question inputs (tokens, targets) are encoded once, up front, into compact numpy arrays (the
 text is dropped then); __getitem__ reads the image features and expands the answer counts.
@@ -198,7 +198,7 @@ class VQADataset(Dataset):
         """The Batch of questions `indices`, written into the fields `buffers(b, n)` gives for b questions
         with at most n regions (vqa.data.buffers: fresh or reused): the fields by array indexing, each
         image's features read straight into the batch (ImageFeatures.read_into: a file's rows in one
-        sorted pass). Equal to `collate` of the items (tests/test_pipeline.py). `image` False: the image
+        sorted pass). Equal to the items stacked (tests/helpers.py: collate). `image` False: the image
         and mask are left empty (data.preload: device gathers them on the device)."""
         rows = np.asarray(indices, np.int64)
         images = self.image[rows]
@@ -265,25 +265,3 @@ def _encode_questions(records: Records, rows: np.ndarray, qvocab: QuestionVocab,
         tokens[j], lengths[j], truncated = qvocab.encode(records.question[i], max_len)
         report.truncated += truncated
     return tokens, lengths
-
-
-def pad(images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features [n_b, D] of each question stacked into [B, N, D] (N the most regions) with the mask
-    [B, N] of the real ones; the dtype kept (float16 from our files: Batch.to converts on the device)."""
-    n_max = max(x.shape[0] for x in images)
-    image = np.zeros((len(images), n_max, images[0].shape[1]), images[0].dtype)
-    mask = np.zeros((len(images), n_max), bool)
-    for b, x in enumerate(images):
-        image[b, : x.shape[0]] = x
-        mask[b, : x.shape[0]] = True
-    return torch.from_numpy(image), torch.from_numpy(mask)
-
-
-def collate(items: list[tuple]) -> Batch:
-    """Stack a list of items (`VQADataset.__getitem__`); region features padded with a mask (`pad`)."""
-    q, qlen, images, ans, aidx, aw, ascore, qid, qtype = zip(*items)
-    image, mask = pad(list(images))
-    longs = (torch.from_numpy(np.asarray(x, np.int64)) for x in (q, qlen, ans, aidx, qid, qtype))
-    q, qlen, ans, aidx, qid, qtype = longs
-    weight, score = torch.from_numpy(np.stack(aw)), torch.from_numpy(np.stack(ascore))
-    return Batch(q, qlen, image, mask, ans, aidx, weight, score, qid, qtype)
