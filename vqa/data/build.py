@@ -41,13 +41,13 @@ from vqa.errors import UserError
 
 def ensure_synthetic(cfg: Config) -> None:
     """Generate the synthetic dataset a config points at when it is missing (`make train` on a fresh
-    clone), or when the folder holds the preset in another format or from other annotators than the
-    config asks for (e.g. written before the annotators were calibrated): a run never trains on data
-    other than its config's without saying so."""
+    clone), or when its stats.json says it holds other files than vqa synth writes for the config
+    (another format, other annotators, another VQA-CP re-split; vqa.synth.generate.stale_reason): a
+    run never trains on data other than its config's without saying so."""
     root = Path(cfg.data.root)
     if not cfg.data.synth_preset:
         return
-    from vqa.synth.generate import generate
+    from vqa.synth.generate import generate, stale_reason
     from vqa.synth.presets import PRESETS
 
     what = f"the synthetic '{cfg.data.synth_preset}' preset" + (
@@ -55,17 +55,15 @@ def ensure_synthetic(cfg: Config) -> None:
     )
     stats_path = root / "stats.json"
     if stats_path.exists():
-        stats = io.read_json(stats_path, "synthetic data statistics")
-        have = (stats.get("format", "vqa2"), stats.get("annotators", "v1"))
-        if have[0] == cfg.data.synth_format and (have[1] == cfg.data.synth_annotators or "annotators" not in stats
-                                                  and cfg.data.synth_format in ("okvqa", "vizwiz")):  # fmt: skip
+        held = stale_reason(io.read_json(stats_path, "synthetic data statistics"), cfg.data.synth_format)
+        if held is None:
             return
-        print(f"data: {root} holds {have[0]} data from the {have[1]} annotators; the config asks for "
-              f"{cfg.data.synth_format} from {cfg.data.synth_annotators}: regenerating {what} there", flush=True)  # fmt: skip
+        print(
+            f"data: {root} holds {held}, not what the config asks for: regenerating {what} there", flush=True
+        )
     else:
         print(f"data: {root} is missing; generating {what} there", flush=True)
-    generate(root, seed=0, format=cfg.data.synth_format, annotators=cfg.data.synth_annotators,
-             **PRESETS[cfg.data.synth_preset])  # fmt: skip
+    generate(root, seed=0, format=cfg.data.synth_format, **PRESETS[cfg.data.synth_preset])
 
 
 def source_of(cfg: Config) -> Source:

@@ -31,8 +31,16 @@ def run_numbers(r: Run) -> dict:
     and how the epoch was chosen."""
     best = r.best_row
     val_split = str(r.config.get("data.val_split"))
-    out = {"name": r.name, "model": r.model, "arm": r.arm, "seed": r.seed, "debias": debias_of(r),
-           "baseline": r.loss, "epoch": int(best["epoch"]), "in_distribution": num(best.get("val/accuracy"))}  # fmt: skip
+    out = {
+        "name": r.name,
+        "model": r.model,
+        "arm": r.arm,
+        "seed": r.seed,
+        "debias": debias_of(r),
+        "baseline": r.loss,
+        "epoch": int(best["epoch"]),
+        "in_distribution": num(best.get("val/accuracy")),
+    }
     if r.test is not None:
         out.update({c: num(r.test.get(k)) for c, k in TEST_KEYS.items()})
         out["selection"] = f"on {r.test.get('selected_on')}"
@@ -64,14 +72,22 @@ def debias_summary(runs: list[Run]) -> dict | None:
             groups.append(group)
             if rs[0]["debias"] == "none":
                 continue
-            base = {r["seed"]: r for r in rows
-                    if (r["model"], r["arm"], r["debias"]) == (model, rs[0]["baseline"], "none")}  # fmt: skip
+            base = {
+                r["seed"]: r
+                for r in rows
+                if (r["model"], r["arm"], r["debias"]) == (model, rs[0]["baseline"], "none")
+            }
             paired = [r for r in rs if r["seed"] in base]
             diff = {"model": model, "arm": arm, "minus": rs[0]["baseline"], "n": len(paired)}
             diff.update({k: paired_difference(r[k] - base[r["seed"]][k] for r in paired) for k in STATS})
             differences.append(diff)
-    return {"runs": rows, "groups": groups, "differences": differences, "confidence": CONFIDENCE,
-            "verdicts": [verdict(d) for d in differences]}  # fmt: skip
+    return {
+        "runs": rows,
+        "groups": groups,
+        "differences": differences,
+        "confidence": CONFIDENCE,
+        "verdicts": [verdict(d) for d in differences],
+    }
 
 
 def _side(d: dict) -> str:
