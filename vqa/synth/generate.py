@@ -143,10 +143,9 @@ def _write(
         from vqa.synth.render import render_split  # PIL only when drawing
 
         for subtype, scene_rows in drawn.items():
-            drawn_to = shown / render_split(folder, subtype, scene_rows, options["grid_size"]).relative_to(
-                folder
-            )
-            say(f"rendered {len(scene_rows)} images into {drawn_to} ({time.perf_counter() - start:.1f} s)")
+            drawn_to = render_split(folder, subtype, scene_rows, options["grid_size"]).relative_to(folder)
+            took = time.perf_counter() - start
+            say(f"rendered {len(scene_rows)} images into {shown / drawn_to} ({took:.1f} s)")
     return stats
 
 
