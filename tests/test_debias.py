@@ -4,6 +4,7 @@ the test-time path, and the refusals at config load."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -148,6 +149,30 @@ def test_every_model_starts_a_sigmoid_loss_at_the_prior(model_name):
     assert len(changed) == 1 and changed[0].startswith("classifier.") and changed[0].endswith("bias")
     p = torch.tensor([0.9 / 4, 2.6 / 4, 0.3 / 4, 1e-4])
     torch.testing.assert_close(torch.sigmoid(model.state_dict()[changed[0]]), p, rtol=1e-4, atol=1e-7)
+
+
+def test_a_bce_run_starts_at_the_prior(tiny_data, tmp_path):
+    """fit starts a bce run's answer layer at the prior: its first epoch's training loss is about the
+    prior's (about 8 on `tiny`), not the zero-bias start's (about 20 for AVG, 36 for UpDn, whose
+    saturated hidden units then kept it at the constant answer for 20 epochs, docs/debias.md)."""
+    from vqa.training.fit import fit
+
+    cfg = load_config(
+        "configs/synthetic/avg_soft.yaml",
+        [
+            f"data.root={tiny_data}",
+            "train.loss=bce",
+            "train.epochs=1",
+            f"out_dir={tmp_path}",
+            "name=bce",
+            "model.hidden_dim=32",
+            "model.rnn_dim=32",
+            "model.embed_dim=16",
+        ],
+    )
+    fit(cfg)
+    (row,) = [json.loads(line) for line in (tmp_path / "bce" / "metrics.jsonl").read_text().splitlines()]
+    assert row["train/loss"] < 12, row["train/loss"]
 
 
 # ---- dense references, written from the papers' equations (targets as dense [B, A] tensors) -------
