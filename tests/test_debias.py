@@ -348,3 +348,21 @@ def test_a_wrapped_model_compiles_to_one_graph():
     net.loss(compiled(*batch[:4]), batch).backward()
     assert not counters["graph_break"], dict(counters["graph_break"])
     assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_verdicts_say_where_the_paired_interval_lies():
+    from vqa.report.debias import verdict
+
+    def diff(low, high, n=5):
+        return {"n": n, "mean": (low + high) / 2, "ci_low": low, "ci_high": high}
+
+    lmh = {"model": "updn", "arm": "lmh", "minus": "bce", "n": 5}
+    line = verdict(lmh | {"all": diff(1.0, 3.0), "in_distribution": diff(-4.0, -2.0)})
+    assert line == (
+        "UPDN lmh vs bce: test All +2.00 [+1.00, +3.00] -> above the baseline; "
+        "in distribution -3.00 [-4.00, -2.00] -> below the baseline (n=5 seed pairs)"
+    )
+    rubi = {"model": "avg", "arm": "rubi", "minus": "bce", "n": 5}
+    held = verdict(rubi | {"all": diff(-1.0, 2.0), "in_distribution": diff(0.0, 0.0, n=1) | {"ci_low": None}})
+    assert "-> undecided (the interval holds 0);" in held
+    assert held.endswith("-> undecided (no interval) (n=5 seed pairs)")

@@ -91,19 +91,20 @@ def debias_summary(runs: list[Run]) -> dict | None:
 
 
 def _side(d: dict) -> str:
+    """Where the paired interval puts the method: above, below or not told apart from its baseline."""
     if d["n"] < 2 or d["ci_low"] is None:
         return "undecided (no interval)"
     if d["ci_low"] > 0:
-        return "above"
-    return "below" if d["ci_high"] < 0 else "undecided"
+        return "above the baseline"
+    return "below the baseline" if d["ci_high"] < 0 else "undecided (the interval holds 0)"
 
 
 def verdict(diff: dict) -> str:
     """One line: the method against its baseline on test All and in distribution."""
     test, cost = diff["all"], diff["in_distribution"]
     return (
-        f"{diff['model'].upper()} {diff['arm']} vs {diff['minus']}: test All {_ci(test)} -> {_side(test)} "
-        f"the baseline; in distribution {_ci(cost)} -> {_side(cost)} it (n={diff['n']} seed pairs)"
+        f"{diff['model'].upper()} {diff['arm']} vs {diff['minus']}: test All {_ci(test)} -> {_side(test)}; "
+        f"in distribution {_ci(cost)} -> {_side(cost)} (n={diff['n']} seed pairs)"
     )
 
 
