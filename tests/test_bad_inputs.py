@@ -20,7 +20,7 @@ import pytest
 
 from vqa.config import load_config
 from vqa.errors import UserError
-from vqa.synth import generate as synth
+from vqa.synth.staging import stage
 
 ROOT = Path(__file__).parents[1]
 CONFIG = "configs/synthetic/avg_soft.yaml"
@@ -299,7 +299,7 @@ def test_a_kill_between_the_two_renames_is_undone(tiny_data, tmp_path):
     shutil.copytree(tiny_data, tmp_path / ".data.old")
     (tmp_path / ".data.tmp").mkdir()
     (tmp_path / ".data.tmp" / "stats.json").write_text("{}")
-    real, tmp, old = synth._staging(out)
+    real, tmp, old = stage(out)
     assert real == out.resolve() and digest(out) == digest(tiny_data)
     assert not old.exists() and tmp.is_dir() and not any(tmp.iterdir())
     shutil.rmtree(tmp)

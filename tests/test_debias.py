@@ -4,6 +4,9 @@ the test-time path, and the refusals at config load."""
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +16,7 @@ from vqa.config import ModelConfig, load_config
 from vqa.data.answers import SCORE_OF_COUNT
 from vqa.data.dataset import Batch
 from vqa.debias import DEBIAS, Debiased, Settings, base_weights, build_debiased
-from vqa.debias.prior import question_type_prior
+from vqa.debias.prior import answer_log_odds, question_type_prior, start_sigmoid_at_prior
 from vqa.errors import UserError
 from vqa.models import MODELS, build_model
 from vqa.models.layers import compile_model
@@ -117,6 +120,59 @@ def test_prior_is_the_mean_score_per_question_type_by_hand():
         [[0.0, (1.0 + 0.6) / 2, 0.3 / 2, 0.0], [0.9, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1.0, 0]], np.float32
     )
     np.testing.assert_allclose(prior, expected, rtol=1e-6)
+
+
+def hand_dataset() -> SimpleNamespace:
+    """Questions A (answer 1 by 10 people, answer 2 by 1), B (answer 1 by 2), C (answer 0 by 3),
+    D (answer 1 by 10): official scores 1.0, 0.3; 0.6; 0.9; 1.0. Answer 3 is never given."""
+    count = np.array([[10, 1], [2, 0], [3, 0], [10, 0]])
+    idx = np.array([[1, 2], [1, 0], [0, 0], [1, 0]])
+    return SimpleNamespace(
+        records=SimpleNamespace(question_type=np.array([0, 1, -1, 0])), answer_idx=idx, answer_count=count
+    )
+
+
+def test_sigmoid_start_is_each_answers_mean_training_score_by_hand():
+    p = np.array([0.9 / 4, (1.0 + 0.6 + 1.0) / 4, 0.3 / 4, 1e-4])  # answer 3: the floor
+    np.testing.assert_allclose(answer_log_odds(hand_dataset(), 4).numpy(), np.log(p / (1 - p)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_every_model_starts_a_sigmoid_loss_at_the_prior(model_name):
+    """The answer layer's bias, and only it, is set: at zero input to that layer the sigmoid outputs
+    are the answers' mean training scores."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=model_name, **SMALL), NUM_TOKENS, 4, IMAGE_DIM)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    start_sigmoid_at_prior(model, hand_dataset(), 4)
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert len(changed) == 1 and changed[0].startswith("classifier.") and changed[0].endswith("bias")
+    p = torch.tensor([0.9 / 4, 2.6 / 4, 0.3 / 4, 1e-4])
+    torch.testing.assert_close(torch.sigmoid(model.state_dict()[changed[0]]), p, rtol=1e-4, atol=1e-7)
+
+
+def test_a_bce_run_starts_at_the_prior(tiny_data, tmp_path):
+    """fit starts a bce run's answer layer at the prior: its first epoch's training loss is about the
+    prior's (about 8 on `tiny`), not the zero-bias start's (about 20 for AVG, 36 for UpDn, whose
+    saturated hidden units then kept it at the constant answer for 20 epochs, docs/debias.md)."""
+    from vqa.training.fit import fit
+
+    cfg = load_config(
+        "configs/synthetic/avg_soft.yaml",
+        [
+            f"data.root={tiny_data}",
+            "train.loss=bce",
+            "train.epochs=1",
+            f"out_dir={tmp_path}",
+            "name=bce",
+            "model.hidden_dim=32",
+            "model.rnn_dim=32",
+            "model.embed_dim=16",
+        ],
+    )
+    fit(cfg)
+    (row,) = [json.loads(line) for line in (tmp_path / "bce" / "metrics.jsonl").read_text().splitlines()]
+    assert row["train/loss"] < 12, row["train/loss"]
 
 
 # ---- dense references, written from the papers' equations (targets as dense [B, A] tensors) -------
@@ -292,3 +348,21 @@ def test_a_wrapped_model_compiles_to_one_graph():
     net.loss(compiled(*batch[:4]), batch).backward()
     assert not counters["graph_break"], dict(counters["graph_break"])
     assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_verdicts_say_where_the_paired_interval_lies():
+    from vqa.report.debias import verdict
+
+    def diff(low, high, n=5):
+        return {"n": n, "mean": (low + high) / 2, "ci_low": low, "ci_high": high}
+
+    lmh = {"model": "updn", "arm": "lmh", "minus": "bce", "n": 5}
+    line = verdict(lmh | {"all": diff(1.0, 3.0), "in_distribution": diff(-4.0, -2.0)})
+    assert line == (
+        "UPDN lmh vs bce: test All +2.00 [+1.00, +3.00] -> above the baseline; "
+        "in distribution -3.00 [-4.00, -2.00] -> below the baseline (n=5 seed pairs)"
+    )
+    rubi = {"model": "avg", "arm": "rubi", "minus": "bce", "n": 5}
+    held = verdict(rubi | {"all": diff(-1.0, 2.0), "in_distribution": diff(0.0, 0.0, n=1) | {"ci_low": None}})
+    assert "-> undecided (the interval holds 0);" in held
+    assert held.endswith("-> undecided (no interval) (n=5 seed pairs)")

@@ -13,9 +13,9 @@ import pytest
 from vqa.cli import SYNTH_SIZES, build_parser
 from vqa.errors import UserError
 from vqa.synth import features
-from vqa.synth.annotators import MODELS, most_common_answer, normalize
+from vqa.synth.annotators import most_common_answer, normalize
 from vqa.synth.generate import ID_RANGE, generate, synth_command
-from vqa.synth.presets import ANNOTATORS, PRESETS
+from vqa.synth.presets import PRESETS
 from vqa.synth.questions import OFFICIAL_QUESTION_TYPES, question_type
 from vqa.synth.stats import PUBLISHED, format_stats
 
@@ -28,10 +28,13 @@ SPLITS = (
 FIRST_ID = {"train2014": 1, "val2014": 1_000_000, "test-dev2015": 2_000_000}
 # sha256 of "\n".join(lines of shared/docs/vqa-question-types.txt): the 65 official types, in order.
 OFFICIAL_TYPES_SHA256 = "12f91d1a05002353e9881e25bb9e64687d8350e9053f57c5a1877ddf45a24686"
-# sha256 of the tiny preset's v2_mscoco_train2014_annotations.json (seed 0) as every version before the
-# calibrated annotators wrote it: `--annotators v1` must write it again. If a change to the scenes or
-# the questions moves it on purpose, update it and say that v1 no longer gives the files of before.
-V1_TINY_TRAIN_ANNOTATIONS_SHA256 = "271463d86f09375c2435d52daa9f534e4482061ca4c4135adb7e7bae89d54d92"
+# sha256 of the tiny preset's files (seed 0, vqa2 format): a change that moves them changes every
+# synthetic number in the docs; update them only on purpose, and say so.
+TINY_SHA256 = {
+    "v2_mscoco_train2014_annotations.json": "4c649219c874db2e5808431b3f196df30e8d0e2bcc34aef82946c5a833a39dc0",
+    "v2_OpenEnded_mscoco_train2014_questions.json": "2a8d84df81bdc9716168202384fb4ffdef438b5ef3e14f7b1e2008769f072ecd",
+    "features_train2014.h5": "4a12c1e12cdd7a5c7333476ff835875d31b7042193749f3c2869bed784c84c22",
+}
 FEATURE_KEYS = [
     "ids",
     "grid",
@@ -325,32 +328,20 @@ def test_default_annotators_agree_like_the_published_vqa_statistics(tmp_path):
     """The calibration (data/README.md, "Ten simulated annotators"), on the `small` preset: human
     accuracy per answer type within 1.5 points of VQA v2's published figures; the unanimous share
     within 10 points of VQA v1's (no VQA v2 figure was found; v2 agrees less than v1) and the mean
-    number of distinct answers within 0.3 of VQA v1's 2.70. v1, on the same questions, misses."""
+    number of distinct answers within 0.3 of VQA v1's 2.70."""
     v2 = generate(tmp_path / "v2", seed=0, quiet=True, features=False, **PRESETS["small"])
-    v1 = generate(tmp_path / "v1", seed=0, quiet=True, features=False, annotators="v1", **PRESETS["small"])
     human, published = pooled(v2, "human_accuracy"), PUBLISHED["VQA v2"]["human_accuracy"]
     assert all(abs(human[t] - published[t]) < 0.015 for t in ("yes/no", "number", "other")), human
     assert human["yes/no"] > human["number"] > human["other"]
     vqa1 = {key: v["overall"] for key, v in PUBLISHED["VQA v1"].items() if key != "human_accuracy"}
     assert abs(pooled(v2, "unanimous_by_type")["overall"] - vqa1["unanimous_by_type"]) < 0.10
     assert abs(pooled(v2, "unique_answers_by_type")["overall"] - vqa1["unique_answers_by_type"]) < 0.3
-    old = pooled(v1, "human_accuracy")
-    assert max(abs(old[t] - published[t]) for t in ("yes/no", "number", "other")) > 0.015
-    assert abs(pooled(v1, "unanimous_by_type")["overall"] - vqa1["unanimous_by_type"]) > 0.10
-    # the model changes the answers and nothing else: same questions, scenes and boxes
-    for p in (tmp_path / "v1").iterdir():
-        same = p.read_bytes() == (tmp_path / "v2" / p.name).read_bytes()
-        assert same == ("annotations" not in p.name and p.name != "stats.json"), p.name
 
 
-def test_v1_annotators_write_the_files_of_before(tmp_path):
-    generate(tmp_path, seed=0, quiet=True, features=False, annotators="v1", **PRESETS["tiny"])
-    digest = hashlib.sha256((tmp_path / "v2_mscoco_train2014_annotations.json").read_bytes()).hexdigest()
-    assert digest == V1_TINY_TRAIN_ANNOTATIONS_SHA256
-    assert json.loads((tmp_path / "stats.json").read_text())["annotators"] == "v1"
-    with pytest.raises(UserError, match=r"annotators \(--annotators\) = 'v3': choose one of v2, v1"):
-        generate(tmp_path / "x", seed=0, quiet=True, annotators="v3", **PRESETS["tiny"])
-    assert not (tmp_path / "x").exists()
+def test_the_tiny_preset_writes_the_pinned_files(tiny):
+    root, stats = tiny
+    assert {name: digests(root)[name] for name in TINY_SHA256} == TINY_SHA256
+    assert stats["annotators"] == "v2"
 
 
 @pytest.mark.parametrize(
@@ -396,9 +387,7 @@ def test_cli_parser_agrees_with_the_presets(capsys):
         build_parser().parse_args(["synth", "--help"])
     out = capsys.readouterr().out
     assert "--preset {" + ",".join(PRESETS) + "}" in out
-    assert "--annotators {" + ",".join(ANNOTATORS) + "}" in out and ANNOTATORS == tuple(MODELS)
     assert all(tuple(sizes) == SYNTH_SIZES for sizes in PRESETS.values())
-    assert build_parser().parse_args(["synth", "--out", "x"]).annotators == ANNOTATORS[0] == "v2"
 
 
 def test_cli_options_override_the_preset(tmp_path, capsys):
@@ -458,15 +447,16 @@ def test_cli_options_override_the_preset(tmp_path, capsys):
 
 
 def test_stale_synthetic_data_is_regenerated_for_the_config(tmp_path, capsys):
-    """A folder holding the preset from other annotators than the config asks for is regenerated,
-    saying so; the right data is left alone."""
+    """A folder whose stats.json names other annotators (or none: written before they were
+    calibrated) than vqa synth's is regenerated, saying so; the right data is left alone."""
     from vqa.config import load_config
     from vqa.data.build import ensure_synthetic
-    from vqa.synth.generate import generate
-    from vqa.synth.presets import PRESETS
 
     root = tmp_path / "tiny"
-    generate(root, seed=0, annotators="v1", quiet=True, **PRESETS["tiny"])
+    generate(root, seed=0, quiet=True, **PRESETS["tiny"])
+    stats = json.loads((root / "stats.json").read_text())
+    del stats["annotators"]
+    (root / "stats.json").write_text(json.dumps(stats))
     cfg = load_config("configs/synthetic/avg_soft.yaml", [f"data.root={root}", "data.synth_preset=tiny"])
     capsys.readouterr()
     ensure_synthetic(cfg)

@@ -67,10 +67,6 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("vqa2", "vqa1", "okvqa", "vizwiz", "vqacp2"), default="vqa2",
                    help="the dataset whose files and annotators to imitate (default: vqa2; "
                    "data/README.md, 'Synthetic data in the other formats')")  # fmt: skip
-    p.add_argument("--annotators", choices=("v2", "v1"), default="v2",
-                   help="the annotator model of the VQA formats (vqa2, vqa1, vqacp2): v2, calibrated to VQA v2's "
-                   "published agreement (default), or v1, which writes the files of before (data/README.md, "
-                   "'Ten simulated annotators')")  # fmt: skip
     for key in SYNTH_SIZES:
         p.add_argument("--" + key.replace("_", "-"), type=int, default=None,
                        help=f"override the preset's {key.replace('_', ' ')}")  # fmt: skip

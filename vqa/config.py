@@ -55,7 +55,6 @@ class DataConfig:
     )
     synth_preset: str = ""  # tiny | small | paper: generate synthetic data into root when it is missing
     synth_format: str = "vqa2"  # vqa2 | vqa1 | okvqa | vizwiz | vqacp2: the dataset synth_preset imitates
-    synth_annotators: str = "v2"  # v2 (calibrated to VQA v2) | v1 (the files of before)
 
 
 @dataclass
@@ -285,7 +284,7 @@ def _registry_choices() -> dict[str, tuple[str, ...]]:
     from vqa.losses import LOSSES
     from vqa.models import MODELS
     from vqa.synth.formats import FORMATS
-    from vqa.synth.presets import ANNOTATORS, PRESETS
+    from vqa.synth.presets import PRESETS
 
     return {
         "model.name": tuple(sorted(MODELS)),
@@ -294,7 +293,6 @@ def _registry_choices() -> dict[str, tuple[str, ...]]:
         "data.synth_preset": ("", *PRESETS),
         "data.source": tuple(SOURCES),
         "data.synth_format": tuple(FORMATS),
-        "data.synth_annotators": ANNOTATORS,
     }
 
 

@@ -42,30 +42,28 @@ from vqa.errors import UserError
 
 def ensure_synthetic(cfg: Config) -> None:
     """Generate the synthetic dataset a config points at when it is missing (`make train` on a fresh
-    clone), or when the folder holds the preset in another format or from other annotators than the
-    config asks for: a run never trains on data other than its config's without saying so."""
+    clone), or when its stats.json says it holds other files than vqa synth writes for the config
+    (another format, other annotators, another VQA-CP re-split; vqa.synth.generate.stale_reason): a
+    run never trains on data other than its config's without saying so."""
     root = Path(cfg.data.root)
     if not cfg.data.synth_preset:
         return
-    from vqa.synth.generate import generate
+    from vqa.synth.generate import generate, stale_reason
     from vqa.synth.presets import PRESETS
 
     in_format = "" if cfg.data.synth_format == "vqa2" else f" in the {cfg.data.synth_format} format"
     what = f"the synthetic '{cfg.data.synth_preset}' preset{in_format}"
     stats_path = root / "stats.json"
     if stats_path.exists():
-        stats = io.read_json(stats_path, "synthetic data statistics")
-        have = (stats.get("format", "vqa2"), stats.get("annotators", "v1"))
-        unnamed = "annotators" not in stats and cfg.data.synth_format in ("okvqa", "vizwiz")  # any annotators
-        if have[0] == cfg.data.synth_format and (have[1] == cfg.data.synth_annotators or unnamed):
+        held = stale_reason(io.read_json(stats_path, "synthetic data statistics"), cfg.data.synth_format)
+        if held is None:
             return
-        held = f"{have[0]} data from the {have[1]} annotators"
-        asked = f"{cfg.data.synth_format} from {cfg.data.synth_annotators}: regenerating {what} there"
-        print(f"data: {root} holds {held}; the config asks for {asked}", flush=True)
+        print(
+            f"data: {root} holds {held}, not what the config asks for: regenerating {what} there", flush=True
+        )
     else:
         print(f"data: {root} is missing; generating {what} there", flush=True)
-    preset = PRESETS[cfg.data.synth_preset]
-    generate(root, seed=0, format=cfg.data.synth_format, annotators=cfg.data.synth_annotators, **preset)
+    generate(root, seed=0, format=cfg.data.synth_format, **PRESETS[cfg.data.synth_preset])
 
 
 def features_path(cfg: Config, split: str) -> Path:

@@ -42,8 +42,15 @@ def check_loss(name: str, loss: str) -> None:
         )
 
 
-def build_debiased(name: str, model: nn.Module, train_dataset, num_answers: int, hidden_dim: int,
-                   loss: str, settings: Settings) -> Debiased:  # fmt: skip
+def build_debiased(
+    name: str,
+    model: nn.Module,
+    train_dataset,
+    num_answers: int,
+    hidden_dim: int,
+    loss: str,
+    settings: Settings,
+) -> Debiased:
     """`model` (its joint_dim and question_dim size the branch) with the branch of method `name`; the
     prior from `train_dataset` (the training split); `hidden_dim` sizes question-only classifiers."""
     method = get_method(name)

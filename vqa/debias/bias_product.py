@@ -13,8 +13,16 @@ from vqa.debias.mixin import ensemble_loss
 
 
 class BiasProductBranch(nn.Module):
-    def __init__(self, joint_dim: int, question_dim: int, num_answers: int, hidden_dim: int,
-                 prior: torch.Tensor, loss: str, settings: Settings):  # fmt: skip
+    def __init__(
+        self,
+        joint_dim: int,
+        question_dim: int,
+        num_answers: int,
+        hidden_dim: int,
+        prior: torch.Tensor,
+        loss: str,
+        settings: Settings,
+    ):
         super().__init__()
         self.loss_name = loss
         self.register_buffer("prior", prior, persistent=False)  # [T + 1, A], rebuilt from the data

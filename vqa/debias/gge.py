@@ -29,8 +29,16 @@ def pseudo_scores(score: torch.Tensor, biased: torch.Tensor) -> torch.Tensor:
 
 
 class GGEBranch(nn.Module):
-    def __init__(self, joint_dim: int, question_dim: int, num_answers: int, hidden_dim: int,
-                 prior: torch.Tensor, loss: str, settings: Settings):  # fmt: skip
+    def __init__(
+        self,
+        joint_dim: int,
+        question_dim: int,
+        num_answers: int,
+        hidden_dim: int,
+        prior: torch.Tensor,
+        loss: str,
+        settings: Settings,
+    ):
         super().__init__()
         self.weight = settings.question_weight
         self.register_buffer("prior", prior, persistent=False)  # [T + 1, A], rebuilt from the data

@@ -19,8 +19,16 @@ from vqa.debias.base import Method, Settings, base_loss, per_question_loss, ques
 
 
 class LPFBranch(nn.Module):
-    def __init__(self, joint_dim: int, question_dim: int, num_answers: int, hidden_dim: int,
-                 prior: torch.Tensor, loss: str, settings: Settings):  # fmt: skip
+    def __init__(
+        self,
+        joint_dim: int,
+        question_dim: int,
+        num_answers: int,
+        hidden_dim: int,
+        prior: torch.Tensor,
+        loss: str,
+        settings: Settings,
+    ):
         super().__init__()
         self.loss_name, self.gamma, self.weight = loss, settings.gamma, settings.question_weight
         self.question_only = question_mlp(question_dim, hidden_dim, num_answers, layers=1)

@@ -46,8 +46,9 @@ def _sigmoid_form(logits, prior, gate, smooth, batch) -> tuple[torch.Tensor, tor
     return loss, entropy
 
 
-def ensemble_loss(name: str, logits: torch.Tensor, prior: torch.Tensor, gate: torch.Tensor,
-                  smooth: torch.Tensor, batch) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def ensemble_loss(
+    name: str, logits: torch.Tensor, prior: torch.Tensor, gate: torch.Tensor, smooth: torch.Tensor, batch
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss of the ensemble under train.loss `name`, entropy of the gated prior).
 
     logits [B, A] the base model's; prior [B, A] the batch's rows of b; gate [B, 1]; smooth [B, 1]."""

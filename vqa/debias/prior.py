@@ -16,9 +16,12 @@ from vqa.data.answers import SCORE_OF_COUNT
 
 
 def question_type_prior(
-    question_type: np.ndarray, answer_idx: np.ndarray, answer_score: np.ndarray, num_types: int,
+    question_type: np.ndarray,
+    answer_idx: np.ndarray,
+    answer_score: np.ndarray,
+    num_types: int,
     num_answers: int,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """float32 [num_types + 1, A]: the expected score of each answer per question type.
 
     `question_type` int [Q] (-1: none, the last row), `answer_idx` int [Q, K] and `answer_score`
@@ -26,8 +29,11 @@ def question_type_prior(
     rows = np.where(np.asarray(question_type) < 0, num_types, question_type).astype(np.int64)  # [Q]
     total = np.zeros((num_types + 1, num_answers), np.float64)
     k = answer_idx.shape[1]
-    np.add.at(total, (np.repeat(rows, k), np.asarray(answer_idx, np.int64).ravel()),
-              np.asarray(answer_score, np.float64).ravel())  # fmt: skip
+    np.add.at(
+        total,
+        (np.repeat(rows, k), np.asarray(answer_idx, np.int64).ravel()),
+        np.asarray(answer_score, np.float64).ravel(),
+    )
     count = np.bincount(rows, minlength=num_types + 1)  # [T + 1]
     return (total / np.maximum(count, 1)[:, None]).astype(np.float32)
 
@@ -42,5 +48,29 @@ def dataset_prior(dataset, num_answers: int) -> torch.Tensor:
             SCORE_OF_COUNT[dataset.answer_count],
             len(records.question_types),
             num_answers,
-        )  # fmt: skip
+        )
     )
+
+
+def answer_log_odds(dataset, num_answers: int, floor: float = 1e-4) -> torch.Tensor:
+    """[A] log(p / (1 - p)) of each answer's mean official score p over a training VQADataset (p
+    clamped to [floor, 1 - floor]): the sigmoid outputs' prior, type-blind."""
+    none = np.full(len(dataset.records.question_type), -1)  # every question in one row
+    p = question_type_prior(none, dataset.answer_idx, SCORE_OF_COUNT[dataset.answer_count], 0, num_answers)[0]
+    p = np.clip(p.astype(np.float64), floor, 1 - floor)
+    return torch.from_numpy(np.log(p / (1 - p)).astype(np.float32))
+
+
+def start_sigmoid_at_prior(model: torch.nn.Module, dataset, num_answers: int) -> None:
+    """Set the bias of the model's answer layer (the last [A] bias in `model.classifier`) to the
+    answers' log-odds, so that a sigmoid loss (bce) starts at the training prior (the prior
+    initialization of Lin et al. 2017, focal loss, sec. 4.1). From a zero bias, the first steps of a
+    short run push every one of the A logits down through the hidden layers instead, which saturates
+    them: on the `tiny` synthetic VQA-CP, UpDn with bce then stays at the answer prior for 20 epochs
+    (docs/debias.md)."""
+    biases = [p for name, p in model.classifier.named_parameters() if name.endswith("bias")]
+    out = [p for p in biases if p.shape == (num_answers,)]
+    if not out:
+        raise ValueError(f"{type(model).__name__}.classifier has no bias of size {num_answers}")
+    with torch.no_grad():
+        out[-1].copy_(answer_log_odds(dataset, num_answers))

@@ -19,8 +19,16 @@ from vqa.debias.base import Method, Settings, base_loss, question_mlp
 
 
 class RUBiBranch(nn.Module):
-    def __init__(self, joint_dim: int, question_dim: int, num_answers: int, hidden_dim: int,
-                 prior: torch.Tensor, loss: str, settings: Settings):  # fmt: skip
+    def __init__(
+        self,
+        joint_dim: int,
+        question_dim: int,
+        num_answers: int,
+        hidden_dim: int,
+        prior: torch.Tensor,
+        loss: str,
+        settings: Settings,
+    ):
         super().__init__()
         self.loss_name, self.weight, self.num_answers = loss, settings.question_weight, num_answers
         self.c_1 = question_mlp(question_dim, hidden_dim, num_answers)

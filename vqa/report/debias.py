@@ -31,8 +31,16 @@ def run_numbers(r: Run) -> dict:
     and how the epoch was chosen."""
     best = r.best_row
     val_split = str(r.config.get("data.val_split"))
-    out = {"name": r.name, "model": r.model, "arm": r.arm, "seed": r.seed, "debias": debias_of(r),
-           "baseline": r.loss, "epoch": int(best["epoch"]), "in_distribution": num(best.get("val/accuracy"))}  # fmt: skip
+    out = {
+        "name": r.name,
+        "model": r.model,
+        "arm": r.arm,
+        "seed": r.seed,
+        "debias": debias_of(r),
+        "baseline": r.loss,
+        "epoch": int(best["epoch"]),
+        "in_distribution": num(best.get("val/accuracy")),
+    }
     if r.test is not None:
         out.update({c: num(r.test.get(k)) for c, k in TEST_KEYS.items()})
         out["selection"] = f"on {r.test.get('selected_on')}"
@@ -64,30 +72,39 @@ def debias_summary(runs: list[Run]) -> dict | None:
             groups.append(group)
             if rs[0]["debias"] == "none":
                 continue
-            base = {r["seed"]: r for r in rows
-                    if (r["model"], r["arm"], r["debias"]) == (model, rs[0]["baseline"], "none")}  # fmt: skip
+            base = {
+                r["seed"]: r
+                for r in rows
+                if (r["model"], r["arm"], r["debias"]) == (model, rs[0]["baseline"], "none")
+            }
             paired = [r for r in rs if r["seed"] in base]
             diff = {"model": model, "arm": arm, "minus": rs[0]["baseline"], "n": len(paired)}
             diff.update({k: paired_difference(r[k] - base[r["seed"]][k] for r in paired) for k in STATS})
             differences.append(diff)
-    return {"runs": rows, "groups": groups, "differences": differences, "confidence": CONFIDENCE,
-            "verdicts": [verdict(d) for d in differences]}  # fmt: skip
+    return {
+        "runs": rows,
+        "groups": groups,
+        "differences": differences,
+        "confidence": CONFIDENCE,
+        "verdicts": [verdict(d) for d in differences],
+    }
 
 
 def _side(d: dict) -> str:
+    """Where the paired interval puts the method: above, below or not told apart from its baseline."""
     if d["n"] < 2 or d["ci_low"] is None:
         return "undecided (no interval)"
     if d["ci_low"] > 0:
-        return "above"
-    return "below" if d["ci_high"] < 0 else "undecided"
+        return "above the baseline"
+    return "below the baseline" if d["ci_high"] < 0 else "undecided (the interval holds 0)"
 
 
 def verdict(diff: dict) -> str:
     """One line: the method against its baseline on test All and in distribution."""
     test, cost = diff["all"], diff["in_distribution"]
     return (
-        f"{diff['model'].upper()} {diff['arm']} vs {diff['minus']}: test All {_ci(test)} -> {_side(test)} "
-        f"the baseline; in distribution {_ci(cost)} -> {_side(cost)} it (n={diff['n']} seed pairs)"
+        f"{diff['model'].upper()} {diff['arm']} vs {diff['minus']}: test All {_ci(test)} -> {_side(test)}; "
+        f"in distribution {_ci(cost)} -> {_side(cost)} (n={diff['n']} seed pairs)"
     )
 
 

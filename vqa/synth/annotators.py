@@ -5,12 +5,13 @@ questions (the truth is a distribution), synonyms the official normalization doe
 and rare junk. A per-question difficulty multiplies the slip rate, which makes agreement vary
 from question to question like VQA v2's.
 
-How often each of these happens is an annotator model (`Annotators`); MODELS names them
-(`vqa synth --annotators`, `data.synth_annotators`):
+How often each of these happens is an annotator model (`Annotators`):
 
-    v2  the default: calibrated to VQA v2's published human accuracy per answer type and to
-        the agreement statistics published for VQA (data/README.md, "Ten simulated annotators")
-    v1  the model every dataset was written with before; the same seed gives the same files
+    CALIBRATED  the VQA formats' people (vqa2, vqa1, vqacp2): calibrated to VQA v2's published
+                human accuracy per answer type and to the agreement statistics published for VQA
+                (data/README.md, "Ten simulated annotators")
+    BASE        the model the OK-VQA and VizWiz annotators build on (their own extra slips are set
+                on top of it)
 """
 
 from __future__ import annotations
@@ -57,36 +58,35 @@ class Annotators(NamedTuple):
 
 
 # fmt: off
-V1 = Annotators(
+BASE = Annotators(
     slip={"yesno": 0.08, "count": 0.08, "color": 0.4, "shape": 0.3, "size": 0.4, "material": 0.35,
           "where": 0.25},
     difficulty={0.2: 0.35, 1.0: 0.3, 2.5: 0.2, 5.0: 0.15},
     hard_scale=1.0, max_slip=0.7,
 )
-# Calibrated to VQA v2 (data/README.md, "Ten simulated annotators"): a fifth of the questions
-# nobody slips on (x0), fewer yes/no slips, twice the slips on the other answer types, count slips
-# that grow faster with the count, and at most half the people slip, so that the intended answer
-# stays the most likely one.
-V2 = Annotators(
+# Calibrated to VQA v2 (data/README.md, "Ten simulated annotators"): against BASE, a fifth of the
+# questions nobody slips on (x0), fewer yes/no slips, twice the slips on the other answer types,
+# count slips that grow faster with the count, and at most half the people slip, so that the
+# intended answer stays the most likely one.
+CALIBRATED = Annotators(
     slip={"yesno": 0.03, "count": 0.08, "color": 0.8, "shape": 0.6, "size": 0.8, "material": 0.7,
           "where": 0.5},
     difficulty={0.0: 0.2, 0.5: 0.15, 1.0: 0.3, 2.5: 0.2, 5.0: 0.15},
     hard_scale=2.2, max_slip=0.5,
 )
 # fmt: on
-MODELS: dict[str, Annotators] = {"v2": V2, "v1": V1}  # vqa.synth.presets.ANNOTATORS repeats the names
+# stats.json's "annotators" of the VQA formats: data without it (or with another name) was written by
+# another model, and vqa.synth.generate.stale_reason asks for it to be written again
+CALIBRATED_NAME = "v2"
 
 # The official normalization (one implementation, vqa.data.answers), cached: the statistics
 # normalize every answer of every split and the strings repeat.
 normalize = functools.lru_cache(maxsize=65536)(normalize_answer)
 
 
-def annotate(t: Truth, rnd: random.Random, n: int = 10, model: Annotators = V1) -> list[dict]:
-    """`n` people (ten in VQA) answer independently (answer_id 1..n), in the official answer format.
-
-    The default model is v1, which the OK-VQA and VizWiz annotators build on (their own extra
-    slips were set on top of it); generate() passes the chosen model for the VQA formats.
-    """
+def annotate(t: Truth, rnd: random.Random, n: int = 10, model: Annotators = BASE) -> list[dict]:
+    """`n` people (ten in VQA) answer independently (answer_id 1..n), in the official answer format,
+    with annotator model `model` (BASE, the OK-VQA and VizWiz annotators' base, by default)."""
     difficulty = weighted(rnd, model.difficulty)
     slip = min(model.max_slip, difficulty * model.slip[t.kind] + t.hard * model.hard_scale)
     probs = dict(t.dist)
@@ -119,21 +119,16 @@ def annotate(t: Truth, rnd: random.Random, n: int = 10, model: Annotators = V1) 
     return out
 
 
-def answerer(name: str, own: random.Random):
-    """The VQA formats' Style.annotate, (truth, rnd) -> answers, with annotator model `name`.
-
-    v1 answers from the split's stream `rnd`, as it always has. Another model answers from its own
-    stream `own`, while `rnd` still advances exactly as under v1 (v1's answers are drawn, then
-    dropped): the model changes the answers and nothing else, so one seed gives the same scenes,
-    questions, boxes and features under every model.
+def calibrated(own: random.Random):
+    """The VQA formats' Style.annotate, (truth, rnd) -> answers: the CALIBRATED people answer from
+    their own stream `own`. The split's stream `rnd` first draws one round of BASE answers, which
+    are not written: the split's later draws (scenes, questions, boxes) follow that order, so a
+    seed's files stay the ones its digests in tests/test_synthetic.py pin.
     """
-    model = MODELS[name]
-    if model is V1:
-        return annotate
 
     def answer(t: Truth, rnd: random.Random) -> list[dict]:
         annotate(t, rnd)
-        return annotate(t, own, model=model)
+        return annotate(t, own, model=CALIBRATED)
 
     return answer
 

@@ -18,8 +18,9 @@ PAIR_P = 0.6  # chance that an unambiguous question is also asked of another ima
 PAIR_TRIES = 40  # images tried for the second half of a pair before giving up
 
 
-def _propose(scene: Scene, grid: int, rnd: random.Random, balance: Counter, family_p: dict,
-             balanced: bool) -> tuple[tuple, Truth] | None:  # fmt: skip
+def _propose(
+    scene: Scene, grid: int, rnd: random.Random, balance: Counter, family_p: dict, balanced: bool
+) -> tuple[tuple, Truth] | None:
     """One question about `scene`, picked among a few candidates to flatten answer counts (or the
     first candidate, when not `balanced`)."""
     fam = weighted(rnd, family_p)
@@ -43,8 +44,15 @@ def _count(balance: Counter, q: tuple, t: Truth) -> None:
     balance[t.dist[0][0] if ANSWER_TYPE[q[0]] == "yes/no" else (q[0], t.dist[0][0])] += 1
 
 
-def ask(scenes: list[Scene], per_image: int, grid: int, rnd: random.Random, pair_p: float = PAIR_P,
-        balanced: bool = True, family_p: dict = FAMILY_P) -> list[dict[str, tuple]]:  # fmt: skip
+def ask(
+    scenes: list[Scene],
+    per_image: int,
+    grid: int,
+    rnd: random.Random,
+    pair_p: float = PAIR_P,
+    balanced: bool = True,
+    family_p: dict = FAMILY_P,
+) -> list[dict[str, tuple]]:
     """Questions per image as {text: (params, truth)}; a share `pair_p` are complementary pairs.
 
     `balanced` picks among candidates to flatten the answers (VQA v2); `family_p` weighs the

@@ -122,6 +122,24 @@ def _grid_block(scenes: list[Scene], grid: int, enc, base: np.ndarray, rng) -> n
     return pre.astype(np.float16).transpose(0, 2, 1).reshape(n, -1, grid, grid)
 
 
+def _box_datasets(scenes: list[Scene], boxes, box_dim: int, rng: np.random.Generator) -> dict:
+    """The box datasets of one split (`boxes`: layout_boxes' result), in the file's order; draws the
+    box features' noise from `rng`."""
+    bb, x, pos, _ = boxes
+    wh = np.array([(s.width, s.height) for s in scenes], np.int32).reshape(-1, 2)
+    feats = _encoder(box_dim, 1)(x) + rng.standard_normal((len(x), box_dim), dtype=np.float32) * NOISE
+    size = np.repeat(wh, pos[:, 1] - pos[:, 0], axis=0).astype(np.float32)
+    spatial = np.concatenate([bb / np.tile(size, 2), (bb[:, 2:] - bb[:, :2]) / size], axis=1)
+    return {
+        L.IMAGE_FEATURES: np.maximum(feats, 0).astype(np.float16),
+        L.IMAGE_BB: bb,
+        L.SPATIAL_FEATURES: spatial.astype(np.float32),
+        L.POS_BOXES: pos,
+        L.IMAGE_W: wh[:, 0],
+        L.IMAGE_H: wh[:, 1],
+    }
+
+
 def write_features(
     path: Path,
     ids,
@@ -141,38 +159,28 @@ def write_features(
     (here the same as the number in the name). No timestamps (track_times=False) and
     a fixed attribute order, so the same inputs give the same bytes.
     """
-    bb, x, pos, _ = boxes
-    genc, benc = _encoder(grid_dim, 0), _encoder(box_dim, 1)
-    cells = np.arange(grid * grid)
+    genc, cells = _encoder(grid_dim, 0), np.arange(grid * grid)
     base = genc(
         np.concatenate([np.tile(_content(None), (len(cells), 1)), _cell_position(cells, grid)], axis=1)
     )
-    wh = np.array([(s.width, s.height) for s in scenes], np.int32).reshape(-1, 2)
-    feats = benc(x) + rng.standard_normal((len(x), box_dim), dtype=np.float32) * NOISE
-    size = np.repeat(wh, pos[:, 1] - pos[:, 0], axis=0).astype(np.float32)
-    spatial = np.concatenate([bb / np.tile(size, 2), (bb[:, 2:] - bb[:, :2]) / size], axis=1)
+    box_data = _box_datasets(scenes, boxes, box_dim, rng)  # its noise is drawn before the grid's
+    version = L.VERSION if names is None else L.NAMES_VERSION
+    attrs = {
+        "format": L.FORMAT,
+        "version": version,
+        "grid_size": grid,
+        "generator": "vqa synth",
+        "seed": seed,
+    }
     with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
-        for k, v in (
-            ("format", L.FORMAT),
-            ("version", L.VERSION if names is None else L.NAMES_VERSION),
-            ("grid_size", grid),
-            ("generator", "vqa synth"),
-            ("seed", seed),
-        ):
+        for k, v in attrs.items():
             f.attrs[k] = v
         f.create_dataset(L.IDS, data=np.asarray(ids, np.int64), track_times=False)
         if names is not None:
-            f.create_dataset(L.NAMES, data=np.array(names, dtype=object), dtype=h5py.string_dtype("utf-8"),
-                             track_times=False)  # fmt: skip
+            text = h5py.string_dtype("utf-8")
+            f.create_dataset(L.NAMES, data=np.array(names, dtype=object), dtype=text, track_times=False)
         g = f.create_dataset(L.GRID, (len(scenes), grid_dim, grid, grid), np.float16, track_times=False)
         for a in range(0, len(scenes), CHUNK):
             g[a : a + CHUNK] = _grid_block(scenes[a : a + CHUNK], grid, genc, base, rng)
-        for name, data in (
-            (L.IMAGE_FEATURES, np.maximum(feats, 0).astype(np.float16)),
-            (L.IMAGE_BB, bb),
-            (L.SPATIAL_FEATURES, spatial.astype(np.float32)),
-            (L.POS_BOXES, pos),
-            (L.IMAGE_W, wh[:, 0]),
-            (L.IMAGE_H, wh[:, 1]),
-        ):
+        for name, data in box_data.items():
             f.create_dataset(name, data=data, track_times=False)

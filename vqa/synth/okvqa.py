@@ -53,8 +53,9 @@ def annotate(t: Truth, rnd: random.Random) -> list[dict]:
             raw = raw + "s" if u < PLURAL_P else ("a " + raw if u < PLURAL_P + ARTICLE_P else raw)
         conf = "no" if person["answer_confidence"] == "no" or rnd.random() < DOUBT_P else "yes"
         for _ in range(2):
-            out.append({"answer_id": len(out) + 1, "raw_answer": raw, "answer_confidence": conf,
-                        "answer": stem(raw)})  # fmt: skip
+            out.append(
+                {"answer_id": len(out) + 1, "raw_answer": raw, "answer_confidence": conf, "answer": stem(raw)}
+            )
     return out
 
 

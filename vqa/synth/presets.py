@@ -1,9 +1,7 @@
-"""Named sizes of the synthetic dataset (`vqa synth --preset`, `data.synth_preset` in configs), and
-the names of its annotator models (`vqa synth --annotators`, `data.synth_annotators`).
+"""Named sizes of the synthetic dataset (`vqa synth --preset`, `data.synth_preset` in configs).
 
 Pure Python on purpose: configs and the command line read these names without importing numpy.
-(vqa/cli.py repeats the preset and annotator names and the keys below for its parser; tests check
-they agree.)
+(vqa/cli.py repeats the preset names and the keys below for its parser; tests check they agree.)
 """
 
 from __future__ import annotations
@@ -24,7 +22,3 @@ PRESETS: dict[str, dict[str, int]] = {
                  grid_size=7, grid_dim=16, box_dim=32),
 }
 # fmt: on
-
-# vqa.synth.annotators.MODELS: "v2" (the default) is calibrated to VQA v2's published agreement;
-# "v1" is the model of every dataset written before, so an old seed's files can be written again.
-ANNOTATORS: tuple[str, ...] = ("v2", "v1")

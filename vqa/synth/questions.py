@@ -170,53 +170,59 @@ def evaluate(q: tuple, scene: Scene, grid: int) -> Truth | None:
 # ---------------------------------------------------------------- sampling and wording
 
 
-def sample(fam: str, scene: Scene, rnd: random.Random) -> tuple | None:
-    """Random parameters of a question of family `fam` about `scene` (None: not possible)."""
-    objs = scene.objects
-    if not objs:  # only existence and counting make sense in an empty scene
-        ok = fam in ("exist", "count")
-        return (fam, _random_desc(rnd, 1 + int(rnd.random() * 2)), int(rnd.random() * 2)) if ok else None
-    o = pick(rnd, objs)
-    if fam == "exist":
-        if rnd.random() < 0.75:
-            desc = desc_of(o, _some_attrs(rnd, weighted(rnd, {1: 0.35, 2: 0.45, 3: 0.2})))
-            desc = _mutate(rnd, desc) if rnd.random() < 0.45 else desc
-        else:
-            desc = _random_desc(rnd, 1 + int(rnd.random() * 3))
-        return ("exist", desc, int(rnd.random() * 2))
-    if fam == "count":
-        u = rnd.random()
-        if u < 0.2:
-            desc = ()  # "how many objects ..."
-        elif u < 0.85:
-            desc = desc_of(o, _some_attrs(rnd, 1 if rnd.random() < 0.6 else 2))
-        else:
-            desc = _random_desc(rnd, 1)
-        return ("count", desc, int(rnd.random() * 2))
-    if fam == "more":
-        attr = pick(rnd, ATTR_ORDER)
-        a = getattr(o, attr)
-        b = getattr(pick(rnd, objs), attr)
-        b = b if b != a else pick(rnd, [v for v in ATTRIBUTES[attr] if v != a])
-        return ("more", ((attr, a),), ((attr, b),))
-    if fam in ("check", "query", "where"):
-        attr = pick(rnd, ATTR_ORDER) if fam == "check" else weighted(rnd, QUERY_P)
-        ref = _refer(rnd, o, objs, skip=attr if fam != "where" else "", ambiguous=rnd.random() < AMBIGUOUS_P)
-        if ref is None:
-            return None
-        if fam == "where":
-            return ("where", ref)
-        if fam == "query":
-            return ("query", ref, attr, int(rnd.random() * 2))
-        value = getattr(o, attr) if rnd.random() < 0.5 else pick(rnd, ATTRIBUTES[attr])
-        return ("check", ref, attr, value)
-    if fam == "same":
-        others = [x for x in objs if x != o]
-        if not others:
-            return None
-        attr = pick(rnd, ATTR_ORDER)
-        ra, rb = _refer(rnd, o, objs, skip=attr), _refer(rnd, pick(rnd, others), objs, skip=attr)
-        return None if ra is None or rb is None else ("same", ra, rb, attr)
+def _sample_exist(o: Obj, objs, rnd: random.Random) -> tuple:
+    if rnd.random() < 0.75:
+        desc = desc_of(o, _some_attrs(rnd, weighted(rnd, {1: 0.35, 2: 0.45, 3: 0.2})))
+        desc = _mutate(rnd, desc) if rnd.random() < 0.45 else desc
+    else:
+        desc = _random_desc(rnd, 1 + int(rnd.random() * 3))
+    return ("exist", desc, int(rnd.random() * 2))
+
+
+def _sample_count(o: Obj, objs, rnd: random.Random) -> tuple:
+    u = rnd.random()
+    if u < 0.2:
+        desc = ()  # "how many objects ..."
+    elif u < 0.85:
+        desc = desc_of(o, _some_attrs(rnd, 1 if rnd.random() < 0.6 else 2))
+    else:
+        desc = _random_desc(rnd, 1)
+    return ("count", desc, int(rnd.random() * 2))
+
+
+def _sample_more(o: Obj, objs, rnd: random.Random) -> tuple:
+    attr = pick(rnd, ATTR_ORDER)
+    a = getattr(o, attr)
+    b = getattr(pick(rnd, objs), attr)
+    b = b if b != a else pick(rnd, [v for v in ATTRIBUTES[attr] if v != a])
+    return ("more", ((attr, a),), ((attr, b),))
+
+
+def _sample_about(fam: str, o: Obj, objs, rnd: random.Random) -> tuple | None:
+    """check, query and where: a question about one attribute (or the place) of a referred object."""
+    attr = pick(rnd, ATTR_ORDER) if fam == "check" else weighted(rnd, QUERY_P)
+    ref = _refer(rnd, o, objs, skip=attr if fam != "where" else "", ambiguous=rnd.random() < AMBIGUOUS_P)
+    if ref is None:
+        return None
+    if fam == "where":
+        return ("where", ref)
+    if fam == "query":
+        return ("query", ref, attr, int(rnd.random() * 2))
+    value = getattr(o, attr) if rnd.random() < 0.5 else pick(rnd, ATTRIBUTES[attr])
+    return ("check", ref, attr, value)
+
+
+def _sample_same(o: Obj, objs, rnd: random.Random) -> tuple | None:
+    others = [x for x in objs if x != o]
+    if not others:
+        return None
+    attr = pick(rnd, ATTR_ORDER)
+    ra, rb = _refer(rnd, o, objs, skip=attr), _refer(rnd, pick(rnd, others), objs, skip=attr)
+    return None if ra is None or rb is None else ("same", ra, rb, attr)
+
+
+def _sample_related(fam: str, o: Obj, objs, rnd: random.Random) -> tuple | None:
+    """rel_query, rel_exist and rel_count: a question about what stands in a relation to an object."""
     rel = pick(rnd, RELATIONS)
     if fam == "rel_query":  # the target `o` must be the only object in relation to a referable anchor
         anchors = [(r, rl) for r in objs for rl in RELATIONS if related(objs, r, rl) == [o]]
@@ -237,6 +243,21 @@ def sample(fam: str, scene: Scene, rnd: random.Random) -> tuple | None:
         return ("rel_exist", desc, ref, rel)
     desc = () if rnd.random() < 0.4 or not near else desc_of(pick(rnd, near), _some_attrs(rnd, 1))
     return ("rel_count", desc, ref, rel)
+
+
+_SAMPLERS = {"exist": _sample_exist, "count": _sample_count, "more": _sample_more, "same": _sample_same}
+
+
+def sample(fam: str, scene: Scene, rnd: random.Random) -> tuple | None:
+    """Random parameters of a question of family `fam` about `scene` (None: not possible)."""
+    objs = scene.objects
+    if not objs:  # only existence and counting make sense in an empty scene
+        ok = fam in ("exist", "count")
+        return (fam, _random_desc(rnd, 1 + int(rnd.random() * 2)), int(rnd.random() * 2)) if ok else None
+    o = pick(rnd, objs)
+    if fam in ("check", "query", "where"):
+        return _sample_about(fam, o, objs, rnd)
+    return _SAMPLERS[fam](o, objs, rnd) if fam in _SAMPLERS else _sample_related(fam, o, objs, rnd)
 
 
 def wording(q: tuple) -> str:

@@ -157,12 +157,15 @@ def _agreement_lines(stats: dict, annotated: dict) -> list[str]:
     """Agreement per answer type: unanimous share, unique answers per question, human accuracy; for
     the VQA formats, beside what was published for VQA v2 and v1 ("-": not published)."""
     keys = ["overall", *[k for k in next(iter(annotated.values()))["human_accuracy"] if k != "overall"]]
-    blocks = (("unanimous_by_type", "unanimous %", 100, "6.1f"), ("unique_answers_by_type", "unique answers", 1, "6.2f"),
-              ("human_accuracy", "human acc %", 100, "6.1f"))  # fmt: skip
+    blocks = (
+        ("unanimous_by_type", "unanimous %", 100, "6.1f"),
+        ("unique_answers_by_type", "unique answers", 1, "6.2f"),
+        ("human_accuracy", "human acc %", 100, "6.1f"),
+    )
     cols = "".join(f"{SHORT.get(k, k[:5]):>6}" for k in keys)
     width = 6 * len(keys)
-    lines = [(f"{'agreement':<22}" + "".join(f"  | {title:<{width}}" for _, title, _, _ in blocks)).rstrip(),
-             f"{'':<22}" + f"  | {cols}" * len(blocks)]  # fmt: skip
+    titles = "".join(f"  | {title:<{width}}" for _, title, _, _ in blocks)
+    lines = [(f"{'agreement':<22}" + titles).rstrip(), f"{'':<22}" + f"  | {cols}" * len(blocks)]
 
     def row(name: str, s: dict) -> str:
         cells = [

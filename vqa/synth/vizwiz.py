@@ -91,10 +91,25 @@ class VizwizFiles:
         for i in items:
             mca = most_common_answer(i.answers)
             kind = answer_type(i, mca)
-            entries.append({"image": i.image, "question": i.question, "answers": i.answers,
-                            "answer_type": kind, "answerable": int(kind != UNANSWERABLE)})  # fmt: skip
-            rows.append({"question": i.question, "question_type": question_type(i.question), "answer_type": kind,
-                         "multiple_choice_answer": mca, "answers": i.answers, "truth": i.truth.answer})  # fmt: skip
+            entries.append(
+                {
+                    "image": i.image,
+                    "question": i.question,
+                    "answers": i.answers,
+                    "answer_type": kind,
+                    "answerable": int(kind != UNANSWERABLE),
+                }
+            )
+            rows.append(
+                {
+                    "question": i.question,
+                    "question_type": question_type(i.question),
+                    "answer_type": kind,
+                    "multiple_choice_answer": mca,
+                    "answers": i.answers,
+                    "truth": i.truth.answer,
+                }
+            )
         write_json_atomic(folder / f"{split}.json", entries)
         return rows
 

@@ -19,8 +19,11 @@ from vqa.synth.formats import Item, Style
 from vqa.synth.questions import ANSWER_TYPE, FAMILY_P, question_type
 
 # (split, image subtype naming the feature file, first image id of the range)
-SPLITS = (("train2014", "train2014", 1), ("val2014", "val2014", 1_000_000),
-          ("test-dev2015", "test2015", 2_000_000))  # fmt: skip
+SPLITS = (
+    ("train2014", "train2014", 1),
+    ("val2014", "val2014", 1_000_000),
+    ("test-dev2015", "test2015", 2_000_000),
+)
 VQA2 = Style(pair_p=PAIR_P, balanced=True, family_p=FAMILY_P, qid_factor=1000, annotate=annotate)
 VQA1 = Style(pair_p=0.0, balanced=False, family_p=FAMILY_P, qid_factor=10, annotate=annotate)
 LICENCE = {"name": "generated data, no restrictions", "url": ""}
@@ -52,8 +55,14 @@ def stats_row(ann: dict, item: Item) -> dict:
     return dict(ann, question=item.question, truth=item.truth.answer)
 
 
-def write_wrapped(folder: Path, names: tuple[str, str], split: str, items: list[Item], info: dict,
-                  annotations: list[dict] | None) -> None:  # fmt: skip
+def write_wrapped(
+    folder: Path,
+    names: tuple[str, str],
+    split: str,
+    items: list[Item],
+    info: dict,
+    annotations: list[dict] | None,
+) -> None:
     """Questions (and, unless None, annotations) of one split in the official wrapped layout.
 
     Compact JSON (no indent, no trailing newline), as the official files are.
@@ -73,9 +82,14 @@ def write_wrapped(folder: Path, names: tuple[str, str], split: str, items: list[
     if annotations is not None:
         write_json_atomic(
             folder / names[1].format(split=split),
-            {"info": info, "data_type": "mscoco", "data_subtype": split, "annotations": annotations,
-             "license": LICENCE},
-        )  # fmt: skip
+            {
+                "info": info,
+                "data_type": "mscoco",
+                "data_subtype": split,
+                "annotations": annotations,
+                "license": LICENCE,
+            },
+        )
 
 
 class VqaFiles:

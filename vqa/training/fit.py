@@ -27,6 +27,7 @@ from vqa.data.finite import nonfinite_features
 from vqa.data.text import QuestionVocab
 from vqa.data.word_vectors import init_embedding
 from vqa.debias import build_debiased, debias_settings
+from vqa.debias.prior import start_sigmoid_at_prior
 from vqa.device import configure_cuda
 from vqa.errors import UserError
 from vqa.losses import get_loss
@@ -117,6 +118,8 @@ def _build(cfg: Config, loss_fn, dist, device: torch.device, ckpt: dict | None) 
         data.lines.append(
             f"word vectors: {share:.1%} of the question words found in {cfg.model.word_vectors}"
         )
+    if cfg.train.loss == "bce" and not ckpt:  # sigmoid outputs start at the training prior
+        start_sigmoid_at_prior(model, data.train, len(data.avocab))
     train_loss_fn = loss_fn
     if cfg.train.debias != "none":  # the method's branch around the model; its loss trains both
         model = build_debiased(cfg.train.debias, model, data.train, len(data.avocab),
