@@ -115,6 +115,7 @@ class Ring:
         where = "shared" if shared else "plain"
         self.buffers = [[allocate(layout.nbytes, where) for _ in range(slots)] for _ in range(producers)]
         self.taken = [0] * producers
+        self._views: dict[tuple[int, int, int, int], dict[str, torch.Tensor]] = {}
 
     def fault_in(self, producer: int) -> None:
         """Touch one byte per page of the producer's slots, in the calling process: a process maps a
@@ -123,12 +124,19 @@ class Ring:
         for buffer in self.buffers[producer]:
             buffer[:: mmap.PAGESIZE].zero_()
 
-    def take(self, producer: int) -> tuple[int, torch.Tensor]:
-        """(slot, buffer): the producer's next slot."""
-        slots = self.buffers[producer]
-        slot = self.taken[producer] % len(slots)
+    def take(self, producer: int) -> int:
+        """The producer's next slot."""
+        slot = self.taken[producer] % len(self.buffers[producer])
         self.taken[producer] += 1
-        return slot, slots[slot]
+        return slot
+
+    def views(self, producer: int, slot: int, b: int, n: int) -> dict[str, torch.Tensor]:
+        """Layout.views of a slot for b questions and n regions, made once and kept (making them costs
+        about as much as a small batch's fields take to fill)."""
+        key = (producer, slot, b, n)
+        if key not in self._views:
+            self._views[key] = self.layout.views(self.buffers[producer][slot], b, n)
+        return self._views[key]
 
     @property
     def nbytes(self) -> int:

@@ -140,8 +140,8 @@ class FillDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> Filled:
         info = get_worker_info()
         producer = 0 if info is None else info.id
-        slot, buffer = self.ring.take(producer)
-        batch = self.dataset.fill(indices, lambda b, n: self.layout.views(buffer, b, n), self.image)
+        slot = self.ring.take(producer)
+        batch = self.dataset.fill(indices, lambda b, n: self.ring.views(producer, slot, b, n), self.image)
         images = None if self.image else self.dataset.image[np.asarray(indices, np.int64)].astype(np.int64)
         return Filled(producer, slot, batch.question.shape[0], batch.image_mask.shape[1], images)
 
@@ -204,6 +204,6 @@ class RingLoader:
                 self.fill.ring.fault_in(0)
         ring = self.fill.ring
         for f in self.loader:
-            buffer = ring.buffers[f.producer][f.slot]
-            batch = Batch(**self.layout.views(buffer, f.size, f.regions))
-            yield HostBatch(batch, buffer, self.layout.used(f.size, f.regions), f.images)
+            batch = Batch(**ring.views(f.producer, f.slot, f.size, f.regions))
+            used = self.layout.used(f.size, f.regions)
+            yield HostBatch(batch, ring.buffers[f.producer][f.slot], used, f.images)
