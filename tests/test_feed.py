@@ -199,3 +199,20 @@ def test_a_forked_worker_maps_its_whole_ring_when_it_faults_it_in():
     os.waitpid(pid, 0)
     before, after = map(int, os.read(read, 100).split())
     assert after - before >= 0.95 * need_kib, (before, after, need_kib)
+
+
+def test_a_ring_slots_views_are_made_once_and_are_the_slots_own_memory():
+    """Ring.views keeps each (producer, slot, size, regions) view set: the same tensors each time, views of
+    that slot's buffer (what a batch writes there is what the views read), another size its own set."""
+    layout = Layout(batch=4, length=3, answers=10, regions=5, dim=2, dtype="float16", grid=False)
+    ring = Ring(layout, producers=2, slots=2, shared=False)
+    first = ring.views(1, 0, 4, 5)
+    assert ring.views(1, 0, 4, 5) is first
+    assert ring.views(1, 0, 3, 5) is not first and ring.views(0, 0, 4, 5) is not first
+    buffer = ring.buffers[1][0]
+    for name, view in first.items():
+        start = view.untyped_storage().data_ptr()
+        assert start == buffer.untyped_storage().data_ptr(), name
+    first["image"][2, 4, 1] = 7.0
+    assert ring.views(1, 0, 3, 5)["image"][2, 4, 1] == 7.0  # the same bytes, a smaller batch's view
+    assert [ring.take(1), ring.take(1), ring.take(1)] == [0, 1, 0]
