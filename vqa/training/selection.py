@@ -20,8 +20,8 @@ from vqa.agreement import bucket_names
 from vqa.config import Config
 from vqa.data.heldout import HELDOUT
 from vqa.training.distributed import barrier
-from vqa.training.loop import evaluate
 from vqa.training.runlog import VAL_SCALARS, _types
+from vqa.training.validation import evaluate
 
 TEST_FILE = "test.json"
 
