@@ -97,6 +97,16 @@ def load_scenes(root: Path, split: str) -> dict[int, dict]:
     return {s["image_id"]: s for s in scenes}
 
 
+# an object's label drawn over the map: white on a translucent black box
+_LABEL_STYLE = dict(
+    ha="center",
+    va="center",
+    fontsize=6,
+    color="white",
+    bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.45, lw=0),
+)
+
+
 def _label(obj: dict) -> str:
     return f"{obj['color']}\n{obj['shape']}"
 
@@ -106,8 +116,7 @@ def _draw_grid(ax, weights: np.ndarray, hw: tuple[int, int], scene: dict | None)
     img = ax.imshow(weights.reshape(h, w), cmap="magma", vmin=0.0, interpolation="nearest")
     ax.figure.colorbar(img, ax=ax, fraction=0.046, pad=0.04)
     for obj in (scene or {}).get("objects", []):
-        ax.text(obj["col"], obj["row"], _label(obj), ha="center", va="center", fontsize=6,
-                color="white", bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.45, lw=0))  # fmt: skip
+        ax.text(obj["col"], obj["row"], _label(obj), **_LABEL_STYLE)
     ax.set_xticks(range(w))
     ax.set_yticks(range(h))
     ax.tick_params(labelsize=6, length=0)
@@ -136,8 +145,7 @@ def _draw_boxes(ax, weights: np.ndarray, boxes: np.ndarray, size: tuple[float, f
     for obj in (scene or {}).get("objects", []):
         if obj.get("box") is not None and obj["box"] < len(boxes):
             x1, y1, x2, y2 = boxes[obj["box"]]
-            ax.text((x1 + x2) / 2, (y1 + y2) / 2, _label(obj), ha="center", va="center", fontsize=6,
-                    color="white", bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.45, lw=0))  # fmt: skip
+            ax.text((x1 + x2) / 2, (y1 + y2) / 2, _label(obj), **_LABEL_STYLE)
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)  # image coordinates: y grows downwards
     ax.set_aspect("equal")
@@ -156,8 +164,8 @@ def _text_panel(ax, record: Record, top: list[tuple[str, float]], score: float |
         lines += [f"  {a} x{n}" for a, n in Counter(record.answers).most_common()]
     else:
         lines.append("  (no annotations)")
-    ax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8,
-            transform=ax.transAxes)  # fmt: skip
+    text = "\n".join(lines)
+    ax.text(0.0, 1.0, text, va="top", ha="left", family="monospace", fontsize=8, transform=ax.transAxes)
 
 
 def draw(path: Path, record: Record, top, score, att: np.ndarray, geometry: Geometry, scene) -> None:
@@ -168,8 +176,8 @@ def draw(path: Path, record: Record, top, score, att: np.ndarray, geometry: Geom
     import matplotlib.pyplot as plt
 
     glimpses = att.shape[1]
-    fig, axes = plt.subplots(1, 1 + glimpses, figsize=(3.4 + 3.4 * glimpses, 3.8),
-                             gridspec_kw={"width_ratios": [1.0] + [1.2] * glimpses})  # fmt: skip
+    widths = {"width_ratios": [1.0] + [1.2] * glimpses}
+    fig, axes = plt.subplots(1, 1 + glimpses, figsize=(3.4 + 3.4 * glimpses, 3.8), gridspec_kw=widths)
     _text_panel(axes[0], record, top, score)
     for g in range(glimpses):
         ax = axes[1 + g]
@@ -218,8 +226,8 @@ def attention_command(args: argparse.Namespace) -> int:
         top = [(run.avocab.itos[j], v) for j, v in zip(idx.tolist(), p.tolist())]
         regions = int(mask[k].sum())
         path = args.out / f"{k:02d}_q{record.question_id}.png"
-        draw(path, record, top, float(score[k]) if annotated else None, att[k, :regions].numpy(),
-             geometry, scenes.get(record.image_id))  # fmt: skip
+        scored = float(score[k]) if annotated else None
+        draw(path, record, top, scored, att[k, :regions].numpy(), geometry, scenes.get(record.image_id))
         print(f"{path}: {record.question!r} -> {top[0][0]} ({100 * top[0][1]:.0f}%)")
     print(
         f"attention: {n} figures of {run.cfg.model.name} ({args.run}, epoch {run.epoch}) for {args.split} -> {args.out}"

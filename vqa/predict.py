@@ -195,17 +195,23 @@ def predict_command(args: argparse.Namespace) -> int:
     if args.report:
         check_writable(Path(args.report), "--report")
     questions_file, answers_file = split_files(run.cfg, args.split)
-    inputs = [("questions file", questions_file), ("annotations file", answers_file),
-              *((f"run's checkpoint {c}.pt", Path(args.run) / "checkpoints" / f"{c}.pt") for c in ("best", "last")),
-              ("run's config", Path(args.run) / "config.yaml"), ("run's metrics", Path(args.run) / "metrics.jsonl"),
-              ("feature file", Path(run.cfg.data.root) / run.cfg.data.features_file.format(split=args.split))]  # fmt: skip
+    inputs = [
+        ("questions file", questions_file),
+        ("annotations file", answers_file),
+        *((f"run's checkpoint {c}.pt", Path(args.run) / "checkpoints" / f"{c}.pt") for c in ("best", "last")),
+        ("run's config", Path(args.run) / "config.yaml"),
+        ("run's metrics", Path(args.run) / "metrics.jsonl"),
+        ("feature file", Path(run.cfg.data.root) / run.cfg.data.features_file.format(split=args.split)),
+    ]
     io.refuse_inputs_as_outputs([("--out", out), ("--report", args.report)], inputs)
     if args.report and Path(args.report).exists() and os.path.samefile(args.report, out):
         raise UserError(f"--report {args.report} is the results file --out writes; pass two different files")
     dataset = split_dataset(run, args.split, args.data_root, keep_text=False)
     if dataset.report.not_all_answers:  # answered here, left out of the scores like `vqa eval` does
-        print(f"predict: {len(dataset.report.not_all_answers):,} questions of {args.split} have no 10 answers: "
-              "answered, not scored")  # fmt: skip
+        print(
+            f"predict: {len(dataset.report.not_all_answers):,} questions of {args.split} have no 10 answers: "
+            "answered, not scored"
+        )
     answers = predict(run, dataset, device)
     n = check_complete(answers, dataset, questions_file, args.split)
     results = source.results(answers, dataset.records)

@@ -88,8 +88,7 @@ def loader_rows(
     """The rows of one feature kind and preload mode (one dataset, every sampler and worker count). Each
     loader is timed over `rounds` epochs (its workers persist, as in training); a row is the median."""
     from vqa.data.build import build_datasets
-    from vqa.data.feed import build_loader
-    from vqa.data.loader import EpochSampler, RingLoader
+    from vqa.data.loader import EpochSampler
 
     overrides = [
         f"data.root={root}",
@@ -101,44 +100,42 @@ def loader_rows(
     data = build_datasets(load_config(CONFIG, overrides))
     setup = time.perf_counter() - start
     rows = []
-
-    def row(path: str, sampler: str, w: int, order: EpochSampler, loader) -> None:
-        rates = []
-        for r in range(rounds):
-            order.set_epoch(r)
-            epoch = (h.batch for h in loader) if isinstance(loader, RingLoader) else loader
-            n, nbytes, seconds = _timed(epoch, batches)
-            rates.append(n / seconds)
-        rows.append(
-            {
-                "kind": kind,
-                "preload": preload,
-                "path": path,
-                "sampler": sampler,
-                "workers": w,
-                "samples": n,
-                "samples_per_s": float(np.median(rates)),
-                "rounds": rates,
-                "bytes_per_sample": nbytes / n,
-                "setup_seconds": setup,
-            }
-        )
-
     for sampler, w in itertools.product(samplers, workers):
         order = EpochSampler(data.train, seed=0, group_by_image=sampler == "image_grouped")
-        if preload != "device":
-            row("reused", sampler, w, order, RingLoader(data.train, batch, order, w))
-        if preload == "none" and sampler == "random":
-            row("fresh", sampler, w, order, build_loader(data.train, batch, order, w))
-        if torch.cuda.is_available():
-            row(
-                "cuda",
-                sampler,
-                w,
-                order,
-                build_loader(data.train, batch, order, w, device=torch.device("cuda")),
+        wanted = {"reused": preload != "device", "fresh": preload == "none" and sampler == "random"}
+        for path in [p for p, on in wanted.items() if on] + (["cuda"] if torch.cuda.is_available() else []):
+            n, rates, nbytes = _epoch_rates(
+                _loader(path, data.train, batch, order, w), order, batches, rounds
             )
+            row = {"kind": kind, "preload": preload, "path": path, "sampler": sampler, "workers": w}
+            row |= {"samples": n, "samples_per_s": float(np.median(rates)), "rounds": rates}
+            rows.append({**row, "bytes_per_sample": nbytes / n, "setup_seconds": setup})
     return rows
+
+
+def _loader(path: str, dataset, batch: int, order, workers: int):
+    """The loader a row times: reused buffers (RingLoader), fresh batches, or batches on the GPU."""
+    from vqa.data.feed import build_loader
+    from vqa.data.loader import RingLoader
+
+    if path == "reused":
+        return RingLoader(dataset, batch, order, workers)
+    return build_loader(
+        dataset, batch, order, workers, device=torch.device("cuda") if path == "cuda" else None
+    )
+
+
+def _epoch_rates(loader, order, batches: int, rounds: int) -> tuple[int, list[float], int]:
+    """(samples per epoch, samples/s of each of `rounds` epochs, image bytes of the last epoch)."""
+    from vqa.data.loader import RingLoader
+
+    rates = []
+    for r in range(rounds):
+        order.set_epoch(r)
+        epoch = (h.batch for h in loader) if isinstance(loader, RingLoader) else loader
+        n, nbytes, seconds = _timed(epoch, batches)
+        rates.append(n / seconds)
+    return n, rates, nbytes
 
 
 def bench_loader(

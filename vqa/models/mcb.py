@@ -112,20 +112,6 @@ class CompactBilinearPooling(nn.Module):
         return f"in_dim1={self.in_dim1}, in_dim2={self.in_dim2}, out_dim={self.out_dim}, normalize={self.normalize}"
 
 
-def compact_bilinear_outer(layer: CompactBilinearPooling, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The naive reference for `layer` (before normalization): build x ⊗ y [B, D1*D2] and count-sketch it.
-
-    The outer product's sketch uses hash h(i, j) = (h1(i) + h2(j)) mod d and sign
-    s1(i) s2(j); it equals the FFT result up to float rounding. For tests and the
-    benchmark only: it costs O(D1 * D2) memory per sample.
-    """
-    d = layer.out_dim
-    outer = torch.einsum("bi,bj->bij", x.float(), y.float()).flatten(1)  # [B, D1*D2]
-    hash_ = ((layer.hash1[:, None] + layer.hash2[None, :]) % d).flatten()  # [D1*D2]
-    sign = (layer.sign1[:, None] * layer.sign2[None, :]).flatten()  # [D1*D2]
-    return count_sketch(outer, hash_, sign, d)  # [B, d]
-
-
 class MCBModel(AttendingModel):
     def __init__(
         self,

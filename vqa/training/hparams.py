@@ -26,8 +26,8 @@ FILE_NAME = "events.out.tfevents.0000000000.hparams"
 # HParams metric tag -> its name in the table; each is a scalar RunLog writes every epoch
 METRICS = {"best/accuracy": "best accuracy", "best/epoch": "best epoch", "val/loss": "final val loss"}
 _TYPES = {str: api_pb2.DATA_TYPE_STRING, float: api_pb2.DATA_TYPE_FLOAT64, int: api_pb2.DATA_TYPE_FLOAT64}
-_HPARAMS = {"model": str, "loss": str, "debias": str, "soft_target": str, "source": str, "data": str,
-            "seed": int, "lr": float, "batch_size": int, "epochs": int}  # fmt: skip
+_HPARAMS = dict.fromkeys(("model", "loss", "debias", "soft_target", "source", "data"), str)
+_HPARAMS |= {"seed": int, "lr": float, "batch_size": int, "epochs": int}
 
 
 def hparams_of(cfg: Config) -> dict[str, str | float]:

@@ -30,9 +30,14 @@ from vqa.training.hparams import write_hparams
 
 # val metrics logged as `val/<name>` every epoch, in this order (accuracy_agree_<bucket>: by how many
 # annotators gave the most common answer, vqa/agreement.py; not in the printed epoch line)
-VAL_SCALARS = ("loss", "hard_ce", "soft_ce", "accuracy",
-               *(f"accuracy_{answer_type_key(t)}" for t in ANSWER_TYPES),
-               *(f"accuracy_agree_{name}" for name, _, _ in AGREEMENT_BUCKETS), "ece", "entropy")  # fmt: skip
+VAL_SCALARS = (
+    "loss",
+    "hard_ce",
+    "soft_ce",
+    "accuracy",
+    *(f"accuracy_{answer_type_key(t)}" for t in ANSWER_TYPES),
+)
+VAL_SCALARS += (*(f"accuracy_agree_{name}" for name, _, _ in AGREEMENT_BUCKETS), "ece", "entropy")
 
 
 def kept_rows(path: Path, up_to_epoch: int) -> list[dict]:
@@ -79,18 +84,27 @@ def best_line(best: dict, run_dir: Path, split: str = "val") -> str:
     )
 
 
-def epoch_log(epoch: int, step: int, train_loss: float, val: dict, lr: float, rate: float, seconds: float,
-              is_best: bool, val_split: str = "val") -> dict:  # fmt: skip
+def epoch_log(
+    epoch: int,
+    step: int,
+    train_loss: float,
+    val: dict,
+    lr: float,
+    rate: float,
+    seconds: float,
+    is_best: bool,
+    val_split: str = "val",
+) -> dict:
     """What an epoch logs: its metrics.jsonl row (the TensorBoard scalars, by name) and, for the best epoch
     so far, its validation predictions (question ids and answer indices). Kept in the epoch's checkpoint
     (Progress.log), so a resume can write again whatever of it a failure or a kill lost."""
-    scalars = {"train/loss": train_loss, **{f"val/{k}": val[k] for k in VAL_SCALARS}, "lr": lr,
-               "throughput/samples_per_s": rate}  # fmt: skip
+    scalars = {"train/loss": train_loss, **{f"val/{k}": val[k] for k in VAL_SCALARS}}
+    scalars |= {"lr": lr, "throughput/samples_per_s": rate}
     predictions = None
     if is_best:
         ids = list(val["predictions"])
-        predictions = (torch.tensor(ids, dtype=torch.int64),
-                       torch.tensor([val["predictions"][q] for q in ids], dtype=torch.int64))  # fmt: skip
+        answers = [val["predictions"][q] for q in ids]
+        predictions = (torch.tensor(ids, dtype=torch.int64), torch.tensor(answers, dtype=torch.int64))
     row = {"epoch": epoch, "step": step, "val_split": val_split, **scalars, "seconds": seconds}
     return {"row": row, "predictions": predictions}
 
@@ -150,8 +164,9 @@ class RunLog:
         row = entry["row"]
         val = {k.removeprefix("val/"): v for k, v in row.items() if k.startswith("val/")}
         split = row.get("val_split", self.cfg.data.val_split)
-        print(epoch_line(row["epoch"], self.cfg.train.epochs, row["train/loss"], val,
-                         row["throughput/samples_per_s"], row["seconds"], split), flush=True)  # fmt: skip
+        rate, seconds = row["throughput/samples_per_s"], row["seconds"]
+        line = epoch_line(row["epoch"], self.cfg.train.epochs, row["train/loss"], val, rate, seconds, split)
+        print(line, flush=True)
         self._write(entry)
 
     def _write(self, entry: dict, logged: set[str] = frozenset()) -> None:
