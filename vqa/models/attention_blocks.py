@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from vqa.models.layers import attend, masked_softmax
@@ -33,11 +33,11 @@ class MultiHeadAttention(nn.Module):
         self.heads, self.dropout = heads, dropout
         self.q, self.k, self.v, self.merge = (nn.Linear(dim, dim) for _ in range(4))
 
-    def forward(self, query: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, query: Tensor, context: Tensor, context_mask: Tensor) -> Tensor:
         """query [B, Nq, D] attends to context [B, Nk, D] where context_mask [B, Nk] -> [B, Nq, D]."""
         b, nq, d = query.shape
 
-        def split(x: torch.Tensor) -> torch.Tensor:  # [B, N, D] -> [B, h, N, D / h]
+        def split(x: Tensor) -> Tensor:  # [B, N, D] -> [B, h, N, D / h]
             return x.view(b, -1, self.heads, d // self.heads).transpose(1, 2)
 
         out = F.scaled_dot_product_attention(
@@ -67,7 +67,7 @@ class SelfAttentionLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         x = self.norm1(x + self.dropout(self.attention(x, x, mask)))  # [B, N, D]
         return self.norm2(x + self.dropout(self.ff(x)))
 
@@ -83,9 +83,7 @@ class GuidedAttentionLayer(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(
-        self, y: torch.Tensor, x: torch.Tensor, y_mask: torch.Tensor, x_mask: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, y: Tensor, x: Tensor, y_mask: Tensor, x_mask: Tensor) -> Tensor:
         """y [B, N, D] (the boxes) with mask [B, N], guided by x [B, T, D] with mask [B, T]."""
         y = self.norm1(y + self.dropout(self.self_attention(y, y, y_mask)))
         y = self.norm2(y + self.dropout(self.guided_attention(y, x, x_mask)))
@@ -103,7 +101,7 @@ class AttentionFlatten(nn.Module):
         )
         self.merge = nn.Linear(glimpses * dim, out_dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """x [B, N, D], mask [B, N] -> (vector [B, out_dim], attention [B, N, G] fp32)."""
         att = masked_softmax(self.mlp(x), mask)  # [B, N, G]
         return self.merge(attend(x, att).flatten(1)), att
@@ -137,9 +135,7 @@ class BilinearAttentionMap(nn.Module):
         self.dropout = nn.Dropout(att_dropout)
         self.glimpse_matrix = nn.Parameter(torch.randn(glimpses, dim * k))  # [G, kD], N(0, 1) as theirs
 
-    def forward(
-        self, v: torch.Tensor, q: torch.Tensor, v_mask: torch.Tensor, q_mask: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, v: Tensor, q: Tensor, v_mask: Tensor, q_mask: Tensor) -> Tensor:
         """v [B, N, Dv], q [B, T, Dq], masks [B, N] and [B, T] -> attention [B, G, N, T] fp32, summing to
         1 over (N, T) per map; a padded box or word gets exactly zero."""
         v_ = self.dropout(self.v_net(v))  # [B, N, kD]
@@ -161,7 +157,7 @@ class BilinearPooling(nn.Module):
         self.v_net = fc(v_dim, dim, dropout)
         self.q_net = fc(q_dim, dim, dropout)
 
-    def forward(self, v: torch.Tensor, q: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+    def forward(self, v: Tensor, q: Tensor, att: Tensor) -> Tensor:
         """v [B, N, Dv], q [B, T, Dq], att [B, N, T] -> [B, dim]."""
         v_, q_ = self.v_net(v), self.q_net(q)  # [B, N, D], [B, T, D]
         return torch.einsum("bvk,bvq,bqk->bk", v_, att.to(v_.dtype), q_)

@@ -19,8 +19,7 @@ attention and stay out of the sum. A grid is N = H*W cells with an all-true mask
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from torch import Tensor, nn
 
 from vqa.models.attention_blocks import BilinearAttentionMap, BilinearPooling, fc, normalized_linear
 from vqa.models.layers import AttendingModel, QuestionEncoder, l2_normalize, last_state, token_mask
@@ -64,12 +63,8 @@ class BANModel(AttendingModel):
         self.joint_dim, self.question_dim, self.num_answers = hidden_dim, hidden_dim, num_answers
 
     def fuse_attend(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, question: Tensor, question_len: Tensor, image: Tensor, image_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """(joint [B, H], question vector [B, H], attention [B, N, G] fp32: each map summed over the words)."""
         q = self.question.states(question)  # [B, T, H]
         q_mask = token_mask(question_len, question.shape[1], question.device)  # [B, T]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 
 class QuestionEncoder(nn.Module):
@@ -45,18 +45,18 @@ class QuestionEncoder(nn.Module):
         self.rnn = rnn_cls(embed_dim, hidden_dim, batch_first=True)
         self.out_dim = hidden_dim
 
-    def states(self, question: torch.Tensor) -> torch.Tensor:
+    def states(self, question: Tensor) -> Tensor:
         """The RNN output at every position [B, T, H], fp32 (MCAN and BAN attend over the words)."""
         x = self.tanh(self.dropout(self.embedding(question)))  # [B, T, E]
         with torch.autocast(x.device.type, enabled=False):  # fp32 RNN: see the class docstring
             out, _ = self.rnn(x.float())  # [B, T, H], fp32
         return out
 
-    def forward(self, question: torch.Tensor, question_len: torch.Tensor) -> torch.Tensor:
+    def forward(self, question: Tensor, question_len: Tensor) -> Tensor:
         return last_state(self.states(question), question_len)  # [B, H]
 
 
-def last_state(states: torch.Tensor, question_len: torch.Tensor) -> torch.Tensor:
+def last_state(states: Tensor, question_len: Tensor) -> Tensor:
     """states [B, T, H] at position question_len - 1 -> [B, H]; question_len on any device, no host sync.
 
     An empty question still reads one pad token, as packing with lengths clamped to 1 did.
@@ -66,7 +66,7 @@ def last_state(states: torch.Tensor, question_len: torch.Tensor) -> torch.Tensor
     return states.gather(1, last.expand(-1, 1, states.shape[-1])).squeeze(1)  # [B, H]
 
 
-def token_mask(question_len: torch.Tensor, length: int, device: torch.device) -> torch.Tensor:
+def token_mask(question_len: Tensor, length: int, device: torch.device) -> Tensor:
     """bool [B, length]: true at the words of each question (at least one, as last_state reads); no host sync."""
     lengths = question_len.to(device, non_blocking=True).clamp(min=1)  # [B]
     return torch.arange(length, device=device)[None, :] < lengths[:, None]
@@ -99,21 +99,21 @@ class MLP(nn.Module):
             nn.Linear(hidden_dim, out_dim),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
 
-def l2_normalize(x: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
+def l2_normalize(x: Tensor, dim: int = -1, eps: float = 1e-8) -> Tensor:
     return x / (x.norm(p=2, dim=dim, keepdim=True) + eps)
 
 
-def masked_mean(image: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
+def masked_mean(image: Tensor, image_mask: Tensor) -> Tensor:
     """Mean over the valid regions: image [B, N, D], image_mask [B, N] -> [B, D]."""
     m = image_mask.unsqueeze(-1).to(image.dtype)  # [B, N, 1]
     return (image * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
-def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int = 1) -> torch.Tensor:
+def masked_softmax(logits: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
     """Softmax over `dim` where masked-out positions get exactly zero weight.
 
     logits [B, N, G], mask [B, N]. Computed in fp32 for stability under autocast.
@@ -124,7 +124,7 @@ def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int = 1) -> to
     return torch.nan_to_num(weights, nan=0.0)  # a row with no valid region gives zeros, not NaN
 
 
-def attend(image: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def attend(image: Tensor, weights: Tensor) -> Tensor:
     """Glimpses: image [B, N, D], weights [B, N, G] -> [B, G, D]."""
     return torch.einsum("bng,bnd->bgd", weights.to(image.dtype), image)
 
@@ -135,21 +135,17 @@ class AttendingModel(nn.Module):
     every attention model (pool, mcb, updn, mcan, ban)."""
 
     def fuse(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, question: Tensor, question_len: Tensor, image: Tensor, image_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """(joint [B, H], question vector [B, Hq]): what `classifier` reads, and the question's encoding."""
         return self.fuse_attend(question, question_len, image, image_mask)[:2]
 
     def forward(
         self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
+        question: Tensor,
+        question_len: Tensor,
+        image: Tensor,
+        image_mask: Tensor,
         return_attention: bool = False,
     ):
         """logits [B, A] (and the attention [B, N, G] with `return_attention`)."""

@@ -17,8 +17,7 @@ A grid is N = H*W cells with an all-true mask.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from torch import Tensor, nn
 
 from vqa.models.attention_blocks import AttentionFlatten, GuidedAttentionLayer, SelfAttentionLayer
 from vqa.models.layers import AttendingModel, QuestionEncoder, l2_normalize, token_mask
@@ -62,12 +61,8 @@ class MCANModel(AttendingModel):
         self.joint_dim, self.question_dim, self.num_answers = flat_dim, flat_dim, num_answers
 
     def fuse_attend(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, question: Tensor, question_len: Tensor, image: Tensor, image_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """(joint [B, 2H], question vector [B, 2H], image attention [B, N, G] fp32)."""
         x = self.question.states(question)  # [B, T, H]
         x_mask = token_mask(question_len, question.shape[1], question.device)  # [B, T]

@@ -16,13 +16,13 @@ linear classifier (Fukui et al., figure 3).
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from vqa.models.layers import AttendingModel, QuestionEncoder, attend, l2_normalize, masked_softmax
 
 
-def signed_sqrt(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def signed_sqrt(x: Tensor, eps: float = 1e-8) -> Tensor:
     """sign(x) * sqrt(|x|): the "power normalization" after MCB (Fukui et al., section 3.2).
 
     The eps keeps the gradient finite at x = 0 (plain sqrt(relu(x)) - sqrt(relu(-x))
@@ -40,7 +40,7 @@ class _SignedSqrtL2(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, eps: float) -> torch.Tensor:
+    def forward(ctx, z: Tensor, eps: float) -> Tensor:
         root = z.abs().add_(eps).sqrt_()  # sqrt(|z| + eps)
         s = torch.sign(z).mul_(root)  # signed sqrt
         norm = s.norm(dim=-1, keepdim=True).clamp_(min=eps)  # [..., 1]
@@ -51,7 +51,7 @@ class _SignedSqrtL2(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, grad: Tensor):
         out, root, norm = ctx.saved_tensors
         radial = torch.linalg.vecdot(grad, out).unsqueeze(-1) * (norm > ctx.eps)  # none where norm is clamped
         grad_z = torch.addcmul(grad, out, radial, value=-1)  # through s / ||s||, times ||s||
@@ -59,12 +59,12 @@ class _SignedSqrtL2(torch.autograd.Function):
         return grad_z.div_(root).mul_(0.5 / norm), None
 
 
-def signed_sqrt_l2(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def signed_sqrt_l2(z: Tensor, eps: float = 1e-8) -> Tensor:
     """l2_normalize(signed_sqrt(z)) in one autograd node (the normalization after MCB); last dim."""
     return _SignedSqrtL2.apply(z, eps)
 
 
-def count_sketch(x: torch.Tensor, hash_: torch.Tensor, sign: torch.Tensor, out_dim: int) -> torch.Tensor:
+def count_sketch(x: Tensor, hash_: Tensor, sign: Tensor, out_dim: int) -> Tensor:
     """Count sketch Ψ(x): out[..., hash_[i]] += sign[i] * x[..., i]. x [..., D] -> [..., out_dim]."""
     flat = x.reshape(-1, x.shape[-1]) * sign.to(x.dtype)  # [M, D]
     out = flat.new_zeros(flat.shape[0], out_dim).index_add_(1, hash_, flat)  # [M, d]
@@ -91,14 +91,14 @@ class CompactBilinearPooling(nn.Module):
         self.register_buffer("hash2", torch.randint(out_dim, (in_dim2,), generator=g))
         self.register_buffer("sign2", torch.randint(2, (in_dim2,), generator=g).float() * 2 - 1)
 
-    def sketches(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def sketches(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """The two count sketches, fp32: Ψ1(x) [..., d], Ψ2(y) [..., d]."""
         return (
             count_sketch(x.float(), self.hash1, self.sign1, self.out_dim),
             count_sketch(y.float(), self.hash2, self.sign2, self.out_dim),
         )
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
         with torch.autocast(x.device.type, enabled=False):
             sx, sy = self.sketches(x, y)  # [..., d] each
             fx = torch.fft.rfft(sx, dim=-1)  # [..., d // 2 + 1] complex
@@ -144,12 +144,8 @@ class MCBModel(AttendingModel):
         self.joint_dim, self.question_dim, self.num_answers = mcb_dim, rnn_dim, num_answers
 
     def fuse_attend(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, question: Tensor, question_len: Tensor, image: Tensor, image_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """(joint [B, mcb_dim] fp32, question vector [B, rnn_dim], attention [B, N, G] fp32)."""
         q = self.dropout(self.question(question, question_len))  # [B, H]
         v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]

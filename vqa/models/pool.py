@@ -15,8 +15,7 @@ The soft cross-entropy paper's POOL applies this to the 14x14 ResNet-152 grid
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from torch import Tensor, nn
 
 from vqa.models.layers import AttendingModel, QuestionEncoder, attend, l2_normalize, masked_softmax
 
@@ -53,12 +52,8 @@ class PoolModel(AttendingModel):
         self.joint_dim, self.question_dim, self.num_answers = hidden_dim, rnn_dim, num_answers
 
     def fuse_attend(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, question: Tensor, question_len: Tensor, image: Tensor, image_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """(joint [B, hidden_dim], question vector [B, rnn_dim], attention [B, N, G] fp32)."""
         q = self.question(question, question_len)  # [B, H]
         v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]

@@ -197,34 +197,27 @@ def _epochs(cfg: Config, s: Session, log: RunLog, stop: StopRequest) -> bool:
     progress, state, dist, device = s.progress, s.state, s.state.dist, s.state.device
     for epoch in range(progress.epoch + 1, cfg.train.epochs + 1):
         s.loaders.train_sampler.set_epoch(epoch)
-        s.loaders.train_sampler.start = (
-            progress.epoch_state.batches * s.batch_size if progress.epoch_state else 0
-        )
-        desc = f"epoch {epoch}/{cfg.train.epochs}"
-        progress.epoch_state, stopped = train_one_epoch(
-            state, s.loaders.train, progress.epoch_state, stop, log.step, desc
-        )
+        resume_from, desc = progress.epoch_state, f"epoch {epoch}/{cfg.train.epochs}"
+        s.loaders.train_sampler.start = resume_from.batches * s.batch_size if resume_from else 0
+        done, stopped = train_one_epoch(state, s.loaders.train, resume_from, stop, log.step, desc)
+        progress.epoch_state = done
         if stopped:
             if dist.main:
                 save_checkpoint(cfg.run_dir, s.model, state, progress, cfg, s.data, is_best=False)
             return True
-        train_loss, rate, seconds = epoch_totals(progress.epoch_state, dist, device)
+        totals = epoch_totals(done, dist, device)  # train loss, samples/s, seconds
         loader, precision = s.loaders.val, state.precision
         val = evaluate(state.model, s.eval_loss, loader, device, s.answer_types, precision, dist, s.agreement)
         is_best = progress.end_epoch(epoch, val)
         lr = state.optimizer.param_groups[0]["lr"]
-        progress.log = epoch_log(
-            epoch, state.step, train_loss, val, lr, rate, seconds, is_best, cfg.data.val_split
-        )
+        progress.log = epoch_log(epoch, state.step, totals, val, lr, is_best, cfg.data.val_split)
         if dist.main:
             save_checkpoint(cfg.run_dir, s.model, state, progress, cfg, s.data, is_best)
         log.epoch(progress.log)
         patience = cfg.train.early_stop_patience
         if patience and progress.bad_epochs >= patience:
-            log.say(
-                f"early stop: no better val accuracy for {progress.bad_epochs} epochs "
-                f"(best: epoch {progress.best['epoch']})"
-            )
+            bad, best = progress.bad_epochs, progress.best["epoch"]
+            log.say(f"early stop: no better val accuracy for {bad} epochs (best: epoch {best})")
             break
     return False
 

@@ -30,14 +30,9 @@ from vqa.training.hparams import write_hparams
 
 # val metrics logged as `val/<name>` every epoch, in this order (accuracy_agree_<bucket>: by how many
 # annotators gave the most common answer, vqa/agreement.py; not in the printed epoch line)
-VAL_SCALARS = (
-    "loss",
-    "hard_ce",
-    "soft_ce",
-    "accuracy",
-    *(f"accuracy_{answer_type_key(t)}" for t in ANSWER_TYPES),
-)
-VAL_SCALARS += (*(f"accuracy_agree_{name}" for name, _, _ in AGREEMENT_BUCKETS), "ece", "entropy")
+_BY_TYPE = tuple(f"accuracy_{answer_type_key(t)}" for t in ANSWER_TYPES)
+_BY_AGREEMENT = tuple(f"accuracy_agree_{name}" for name, _, _ in AGREEMENT_BUCKETS)
+VAL_SCALARS = ("loss", "hard_ce", "soft_ce", "accuracy", *_BY_TYPE, *_BY_AGREEMENT, "ece", "entropy")
 
 
 def kept_rows(path: Path, up_to_epoch: int) -> list[dict]:
@@ -85,19 +80,13 @@ def best_line(best: dict, run_dir: Path, split: str = "val") -> str:
 
 
 def epoch_log(
-    epoch: int,
-    step: int,
-    train_loss: float,
-    val: dict,
-    lr: float,
-    rate: float,
-    seconds: float,
-    is_best: bool,
-    val_split: str = "val",
+    epoch: int, step: int, totals: tuple, val: dict, lr: float, is_best: bool, val_split: str
 ) -> dict:
-    """What an epoch logs: its metrics.jsonl row (the TensorBoard scalars, by name) and, for the best epoch
-    so far, its validation predictions (question ids and answer indices). Kept in the epoch's checkpoint
-    (Progress.log), so a resume can write again whatever of it a failure or a kill lost."""
+    """What an epoch logs: its metrics.jsonl row (the TensorBoard scalars, by name; `totals`: training loss,
+    samples/s and seconds) and, for the best epoch so far, its validation predictions (question ids and
+    answer indices). Kept in the epoch's checkpoint (Progress.log), so a resume can write again whatever of
+    it a failure or a kill lost."""
+    train_loss, rate, seconds = totals
     scalars = {"train/loss": train_loss, **{f"val/{k}": val[k] for k in VAL_SCALARS}}
     scalars |= {"lr": lr, "throughput/samples_per_s": rate}
     predictions = None
