@@ -29,15 +29,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_it(
-    fn: Callable[[], object], repeats: int, warmup: int = 2, device: torch.device | str = "cpu"
-) -> float:
-    """Median seconds per call over `repeats` calls, after `warmup` calls.
-
-    `device`: where fn's tensors live; on CUDA each call is timed to the end of its kernels
-    (kernels run asynchronously: without the synchronization only their launch is timed).
-    """
-    device = torch.device(device)
+def _median_seconds(fn: Callable[[], object], warmup: int, repeats: int, device: torch.device) -> float:
+    """Median seconds of `repeats` calls after `warmup` untimed ones, each timed to the end of its kernels."""
     for _ in range(warmup):
         fn()
     times = []
@@ -47,8 +40,18 @@ def time_it(
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
+    return sorted(times)[len(times) // 2]
+
+
+def time_it(
+    fn: Callable[[], object], repeats: int, warmup: int = 2, device: torch.device | str = "cpu"
+) -> float:
+    """Median seconds per call over `repeats` calls, after `warmup` calls.
+
+    `device`: where fn's tensors live; on CUDA each call is timed to the end of its kernels
+    (kernels run asynchronously: without the synchronization only their launch is timed).
+    """
+    return _median_seconds(fn, warmup, repeats, torch.device(device))
 
 
 class LiveTensorBytes(TorchDispatchMode):
@@ -145,17 +148,9 @@ def measure_steps(step: Callable[[], object], steps: int, device: torch.device |
         base = torch.cuda.memory_allocated(device)
     else:
         base = peak_rss_mib()
-    times = []
-    for i in range(steps + 1):
-        _sync(device)
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        if i > 0:  # the first step warms up allocator and kernels
-            times.append(time.perf_counter() - start)
-    times.sort()
+    seconds = _median_seconds(step, 1, steps, device)  # the first step warms up allocator and kernels
     peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20 if cuda else peak_rss_mib() - base
-    return times[len(times) // 2], peak
+    return seconds, peak
 
 
 def run_isolated(fn: Callable, *args):
