@@ -32,16 +32,8 @@ def ensure_real_size(root: Path, train_images: int) -> None:
         return
     from vqa.synth.generate import generate
 
-    generate(
-        root,
-        seed=0,
-        train_images=train_images,
-        val_images=20,
-        test_images=0,
-        questions_per_image=5,
-        quiet=True,
-        **REAL,
-    )
+    sizes = dict(val_images=20, test_images=0, questions_per_image=5, **REAL)
+    generate(root, seed=0, train_images=train_images, quiet=True, **sizes)
 
 
 def copy_rate(nbytes: int, repeats: int = 3, budget: int = 1 << 30, pool: int = 256 << 20) -> dict:
@@ -151,54 +143,32 @@ def bench_loader(
     ensure_real_size(root, train_images)
     if not torch.cuda.is_available():
         preloads = tuple(p for p in preloads if p != "device")  # on the CPU it is the RAM path
-    rows = [
-        r
-        for kind in ("grid", "boxes")
-        for p in preloads
-        for r in loader_rows(root, kind, p, batch, batches, workers, samplers, rounds)
-    ]
+    rows = []
+    for kind, preload in itertools.product(("grid", "boxes"), preloads):
+        rows += loader_rows(root, kind, preload, batch, batches, workers, samplers, rounds)
     limits = {}
     for kind in ("grid", "boxes"):
         per_sample = max(r["bytes_per_sample"] for r in rows if r["kind"] == kind)
         limits[kind] = {**copy_rate(int(per_sample * batch)), "bytes_per_sample": per_sample}
-        for r in rows:
-            if r["kind"] == kind:
-                r["limit_fraction"] = (
-                    r["samples_per_s"] * r["bytes_per_sample"] / limits[kind]["reused_bytes_per_s"]
-                )
-    return {
-        "root": str(root),
-        "batch": batch,
-        "batches": batches,
-        "rounds": rounds,
-        "limits": limits,
-        "rows": rows,
-    }
+        for r in (r for r in rows if r["kind"] == kind):
+            r["limit_fraction"] = (
+                r["samples_per_s"] * r["bytes_per_sample"] / limits[kind]["reused_bytes_per_s"]
+            )
+    return dict(root=str(root), batch=batch, batches=batches, rounds=rounds, limits=limits, rows=rows)
 
 
 def run(opts: argparse.Namespace) -> dict:
     if opts.quick:
-        return bench_loader(
-            Path("data/synthetic/realsize-quick"),
-            train_images=60,
-            batches=4,
-            workers=(0, 1),
-            rounds=1,
-            samplers=("random",),
-            preloads=("none", "ram"),
-        )
+        quick = dict(train_images=60, batches=4, workers=(0, 1), rounds=1, samplers=("random",))
+        return bench_loader(Path("data/synthetic/realsize-quick"), preloads=("none", "ram"), **quick)
     return bench_loader()
 
 
 def one_worker_rate(rows: list[dict], kind: str) -> float | None:
     """Samples/s of one worker reading `kind` from disk in random order into reused buffers: the unit a
     GPU machine's worker count is sized in (workers ~ GPU samples/s / this rate)."""
-    one = [
-        r
-        for r in rows
-        if (r["kind"], r["workers"], r["preload"], r["sampler"], r["path"])
-        == (kind, 1, "none", "random", "reused")
-    ]
+    key = (kind, 1, "none", "random", "reused")
+    one = [r for r in rows if (r["kind"], r["workers"], r["preload"], r["sampler"], r["path"]) == key]
     return one[0]["samples_per_s"] if one else None
 
 
