@@ -1,7 +1,7 @@
 """`vqa train`: `fit(cfg)` wires data, model, loss, optimizer and loaders, then runs the epochs.
 
-Each epoch is `train_one_epoch` (loop.py) then `evaluate` (validation.py), logged by the RunLog (runlog.py) and
-checkpointed (checkpoint.py). The same function runs one process or one process per device under
+Each epoch is `train_one_epoch` (loop.py) then `evaluate` (validation.py), logged by the RunLog
+(runlog.py) and checkpointed (checkpoint.py). The same function runs one process or one process per device under
 torchrun (DDP); only rank 0 writes. SIGTERM / SIGINT finish the current step, write a checkpoint and
 exit 0; `fit(cfg, resume=True)` continues exactly where the last checkpoint left off, mid-epoch
 included, RNG states and all.
@@ -19,7 +19,6 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from vqa import runs
-from vqa.agreement import bucket_names
 from vqa.config import Config, load_config, load_run_config
 from vqa.data.answers import AnswerVocab
 from vqa.data.build import Data, Loaders, build_datasets, build_loaders, ensure_synthetic
@@ -47,7 +46,7 @@ from vqa.training.loop import (
 from vqa.training.optim import build_optimizer, build_scheduler
 from vqa.training.runlog import RunLog, best_line, epoch_log
 from vqa.training.selection import chosen_on, score_test, selection_line
-from vqa.training.validation import evaluate
+from vqa.training.validation import evaluate, question_groups
 
 
 @dataclass
@@ -147,8 +146,7 @@ def _build(cfg: Config, loss_fn, dist, device: torch.device, ckpt: dict | None) 
     knobs = {k: getattr(cfg.train, k) for k in ("precision", "grad_clip", "accumulate", "log_every")}
     state = TrainState(train_model, train_loss_fn, optimizer, scheduler, device, scaler, dist=dist, **knobs)
     state.step = progress.step
-    answer_types = {r.question_id: r.answer_type for r in data.val.records}
-    agreement = dict(zip(data.val.question_id.tolist(), bucket_names(data.val.top_count)))
+    answer_types, agreement = question_groups(data.val)
     return Session(data, model, state, loaders, progress, batch_size, answer_types, agreement, loss_fn)
 
 

@@ -58,7 +58,8 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _types(m: dict) -> str:
+def type_accuracies(m: dict) -> str:
+    """The per-answer-type accuracies of the printed lines."""
     return "  ".join(f"{t} {_fmt(m[f'accuracy_{answer_type_key(t)}'])}" for t in ANSWER_TYPES)
 
 
@@ -68,15 +69,13 @@ def epoch_line(
     """The printed line of an epoch; `split` names the validation split its val numbers are from."""
     return (
         f"epoch {epoch}/{epochs}  train_loss {train_loss:.4f}  val_loss {_fmt(val['loss'], '.4f')}  "
-        f"acc {_fmt(val['accuracy'])}  {_types(val)}  [val: {split}]  ({rate:.0f} samples/s, {seconds:.1f}s)"
+        f"acc {_fmt(val['accuracy'])}  {type_accuracies(val)}  [val: {split}]  ({rate:.0f} samples/s, {seconds:.1f}s)"
     )
 
 
 def best_line(best: dict, run_dir: Path, split: str = "val") -> str:
     """The printed line of the best epoch; `split` names the split that chose it."""
-    return (
-        f"best: epoch {best['epoch']} on {split}  acc {_fmt(best['accuracy'])}  {_types(best)}  ({run_dir})"
-    )
+    return f"best: epoch {best['epoch']} on {split}  acc {_fmt(best['accuracy'])}  {type_accuracies(best)}  ({run_dir})"
 
 
 def epoch_log(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from vqa.agreement import AGREEMENT_BUCKETS, accuracy_by_agreement
+from vqa.agreement import AGREEMENT_BUCKETS, accuracy_by_agreement, bucket_names
 from vqa.data.answers import ANSWER_TYPES, answer_type_key
 from vqa.device import autocast
 from vqa.losses import LOSSES
@@ -65,6 +65,12 @@ def _per_question_dicts(
     predictions = {q: int(r[0]) for q, r in zip(ids, values)}
     calibration = {q: (r[2], r[3]) for q, r in zip(ids, values)}
     return scores, predictions, calibration
+
+
+def question_groups(dataset) -> tuple[dict[int, str], dict[int, str]]:
+    """What `evaluate` groups accuracy by: question id -> answer type, and -> agreement bucket."""
+    answer_types = {r.question_id: r.answer_type for r in dataset.records}
+    return answer_types, dict(zip(dataset.question_id.tolist(), bucket_names(dataset.top_count)))
 
 
 def _accuracies(scores: dict[int, float], answer_types: dict[int, str], agreement) -> dict:
