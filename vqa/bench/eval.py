@@ -1,12 +1,8 @@
-"""Official-scoring benchmark: what a user waits for. Val2014-sized annotation, question and results
-files are written to a temporary folder, and the whole `vqa eval` process (start to report written) is
-timed against the literal per-question loop of the official evaluator (`official_loop`) over
-the same files; the report's per-question scores must equal the loop's, rounded as the report rounds
-them, and the in-process scores (`official_scores`) the loop's unrounded, bit for bit.
-
-The data is synthetic but shaped like val2014: 214,354 questions of ten answers each, the answer
-types in VQA v2's proportions, Zipf-like answer frequencies, realistic annotator disagreement, and
-surface forms (case, punctuation, articles, stray whitespace) that the normalization must undo.
+"""Official-scoring benchmark: the whole `vqa eval` process (start to report written) on val2014-sized
+official files against the literal per-question loop of the official evaluator (`official_loop`);
+the report's per-question scores must equal the loop's as rounded, `official_scores` bit for bit.
+The data is synthetic but shaped like val2014: 214,354 questions of ten answers, VQA v2's answer-type
+mix, Zipf-like answers, annotator disagreement, surface forms the normalization must undo.
 """
 
 from __future__ import annotations
@@ -175,17 +171,13 @@ def bench_eval(
     repeats: int = 3,
     reference_questions: int | None = None,
 ) -> dict:
-    """Time the whole `vqa eval` process on `n_questions` synthetic questions written as official files
-    against the literal per-question loop over the same files, interleaved: run the process, loop over
-    one chunk of the questions, and so on `repeats` times (the chunks cover the questions measured).
+    """Time the whole `vqa eval` process on `n_questions` synthetic questions against the literal loop over
+    the same files, interleaved: the process, the loop over one chunk, `repeats` times.
 
-    The first process finds an empty annotation cache: it decodes the annotations and keeps their side of
-    the scoring ("first"); the others read it back, as every later results file of the same split does
-    ("cached", the median of them; `vqa eval --no-cache` always pays the first figure). The loop covers
-    every question (`reference_questions` None) or the first `reference_questions`, its time then scaled
-    to all ("reference_scaled"). "identical" says whether both reports' perQuestion equal round(100 * loop
-    score, 2) on every question the loop scored, and "identical_unrounded" whether `official_scores` (the
-    same vectorized core) equals the loop's floats bit for bit there.
+    The first process decodes the annotations into an empty cache ("first", what --no-cache always pays);
+    later ones read it back ("cached", their median). The loop covers the first `reference_questions`
+    (None: all), its time then scaled to all ("reference_scaled"). "identical": both reports' perQuestion
+    equal round(100 * loop score, 2); "identical_unrounded": `official_scores` equals the loop's floats.
     """
     with tempfile.TemporaryDirectory(prefix="vqa-bench-eval-") as tmp:
         folder = Path(tmp)

@@ -1,13 +1,10 @@
 """Loader-only throughput: samples/s the input pipeline delivers with no model behind it, against the
 machine's memory-copy limit for the same batch.
 
-The features are real-size: a 14 x 14 grid of 2048 channels (the paper's ResNet-152 layer4) and
-region boxes of 2048 dimensions, float16 on disk, written by `vqa synth` with those sizes. The limit is
-this machine's rate of one plain copy of a batch's image bytes into a reused buffer (numpy, one thread:
-what one worker can do at best); each row is samples/s and its fraction of that limit. Rows: the
-training path (batches assembled in reused buffers, vqa.data.loader.RingLoader) for every preload
-(none, ram), sampler and worker count, the fresh-batch DataLoader (`vqa predict`'s) for comparison, and
-on CUDA the batches on the device (vqa.data.feed.DeviceFeed, preload none, ram and device).
+Real-size features (`vqa synth`): a 14 x 14 grid of 2048 channels and 2048-d boxes, float16 on disk. The
+limit is one plain copy of a batch's image bytes into a reused buffer (numpy, one thread). Rows: the
+training path (reused buffers, RingLoader) per preload, sampler and worker count, the fresh-batch
+DataLoader (`vqa predict`'s), and on CUDA the batches on the device (DeviceFeed).
 """
 
 from __future__ import annotations

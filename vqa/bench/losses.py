@@ -1,16 +1,10 @@
 """Losses benchmark: the sparse soft cross-entropy against hard cross-entropy and a dense reference.
 
-The claim it backs (vqa/losses.py): soft targets kept sparse ([B, K], K <= 10) cost about what
-hard cross-entropy costs (target: soft_ce forward+backward at most 1.1x hard_ce at 3,000 answers),
-while the textbook dense [B, A] target costs more time and memory. Both losses are dominated by
-the log-softmax over the answers and its backward, which they share; the benchmark times that part
-alone too, so what remains of each loss is its own (the target gather / scatter).
-
-Timings are interleaved: each round times every function once, in a rotating order, and the
-soft / hard ratio is the median over rounds of the ratio within a round, so load that comes and
-goes (a shared machine) hits both alike. Tensors and memory probes use the same device (the GPU
-when there is one: its allocator's counters; else the CPU tensor tracer).
-`random_batch` and `dense_soft_ce` are also what the loss tests build on (tests/helpers.py).
+The claim it backs (vqa/losses.py): sparse soft targets ([B, K], K <= 10) cost about what hard
+cross-entropy costs (target: soft_ce forward+backward at most 1.1x hard_ce at 3,000 answers), the dense
+[B, A] target more. The log-softmax both share is timed alone too, so what remains is each loss's own.
+Rounds time every function once in a rotating order; ratios are medians of within-round ratios, so
+load that comes and goes hits both alike. `random_batch` and `dense_soft_ce` serve the loss tests too.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
-"""Timers and memory probes shared by the benchmarks.
-
-Two ways to measure peak memory, for two kinds of benchmark:
-- `peak_bytes` counts the tensor storage the ops of one call create on the device its tensors
-  live on (LiveTensorBytes on the CPU, that GPU's allocator counters on CUDA): exact and
-  deterministic, for comparing two functions in one process (the losses).
-- `measure_steps` in a fresh process (`run_isolated`) reads the growth of the process's high-water
-  RSS: what the allocator really took, FFT and BLAS buffers included, which no tensor counter sees
-  (the models, MCB, the data pipeline).
+"""Timers and memory probes shared by the benchmarks. Peak memory two ways:
+- `peak_bytes`: the tensor storage one call creates on its device (LiveTensorBytes on the CPU, the
+  allocator's counters on CUDA), exact and deterministic, to compare two functions in one process;
+- `measure_steps` in a fresh process (`run_isolated`): the growth of the high-water RSS, FFT and BLAS
+  buffers included, which no tensor counter sees (the models, MCB, the data pipeline).
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""AVG: the paper's "deeper LSTM Q + normalized CNN" baseline, no attention.
-
-Question: LSTM last state. Image: the mean of the region/grid vectors (a grid mean
-is the global average pool, i.e. ResNet's penultimate vector), L2-normalized.
-Both are projected to a common size with tanh, fused by element-wise product,
-and classified by an MLP (Antol et al. 2015; Ilievski & Feng 2017, section 4).
+"""AVG: the paper's "deeper LSTM Q + normalized CNN" baseline, no attention: the question's LSTM state
+and the L2-normalized mean of the region / grid vectors (for a grid, ResNet's global average pool),
+each projected with tanh, fused by element-wise product and classified by an MLP (Antol et al. 2015;
+Ilievski & Feng 2017, section 4).
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
 """MCB: multimodal compact bilinear pooling with attention (Fukui et al. 2016, arXiv 1606.01847).
 
-The bilinear (outer) product x ⊗ y of a question and an image vector has D1*D2
-entries: far too many to classify from. MCB projects it to d dimensions with a
-count sketch Ψ (Charikar et al. 2002) without ever building it: the sketch of an
-outer product is the circular convolution of the two vectors' sketches
-(Pham & Pagh 2013), and a circular convolution is a product in the Fourier
-domain, so Ψ(x ⊗ y) = irfft(rfft(Ψ1(x)) * rfft(Ψ2(y))) (Fukui et al., eq. 4-5).
-
-The model: question LSTM; image grid (or boxes) L2-normalized per cell; MCB of the
-question with every cell -> 1x1 conv (Linear) + ReLU -> G attention maps; the G
-attended image vectors (concatenated) MCB-fused with the question once more ->
-linear classifier (Fukui et al., figure 3).
+The outer product x ⊗ y has D1*D2 entries. MCB projects it to d dimensions with a count sketch Ψ
+(Charikar et al. 2002) without building it: the sketch of an outer product is the circular
+convolution of the two sketches (Pham & Pagh 2013), a product in the Fourier domain, so
+Ψ(x ⊗ y) = irfft(rfft(Ψ1(x)) * rfft(Ψ2(y))) (eq. 4-5). The model (figure 3): question LSTM; image
+cells L2-normalized; MCB of the question with every cell -> Linear + ReLU -> G attention maps; the G
+attended vectors MCB-fused with the question once more -> linear classifier.
 """
 
 from __future__ import annotations
@@ -74,12 +69,10 @@ def count_sketch(x: Tensor, hash_: Tensor, sign: Tensor, out_dim: int) -> Tensor
 class CompactBilinearPooling(nn.Module):
     """Ψ(x ⊗ y) in `out_dim` dimensions, computed by FFT, never as an outer product.
 
-    x [..., in_dim1] and y [..., in_dim2] broadcast over their leading dimensions, so a
-    question [B, 1, Dq] meets every cell of an image [B, N, Dv] while its sketch and
-    FFT are computed once. The hashes and signs are drawn from a generator seeded by
-    `seed` (not the global RNG) and kept as buffers, so a checkpoint reloads the same
-    projection. The FFT runs in fp32 even under autocast (torch.fft has no bf16);
-    the output is fp32. With `normalize`, signed square root and L2 normalization follow.
+    x [..., in_dim1] and y [..., in_dim2] broadcast, so a question [B, 1, Dq] meets every cell of an image
+    [B, N, Dv] with its sketch and FFT computed once. Hashes and signs come from a generator seeded by
+    `seed` and are buffers, so a checkpoint reloads the same projection. The FFT runs in fp32 even under
+    autocast (torch.fft has no bf16). With `normalize`, signed square root and L2 normalization follow.
     """
 
     def __init__(self, in_dim1: int, in_dim2: int, out_dim: int, seed: int = 0, normalize: bool = True):

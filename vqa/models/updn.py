@@ -1,15 +1,11 @@
-"""UpDn: top-down attention over bottom-up region features (Anderson et al. 2018, arXiv 1707.07998).
-
-Section 3.3 of the paper, as the bottom-up-attention-vqa baseline trains it:
+"""UpDn: top-down attention over bottom-up region features (Anderson et al. 2018, arXiv 1707.07998),
+section 3.3, as the bottom-up-attention-vqa baseline trains it:
 
 - question: GRU (or LSTM) last state q;
-- attention: a_i = w_a^T f_a([v_i; q]) over the N boxes, softmax over the valid ones
-  (padded boxes get exactly zero weight), G glimpses (the paper uses 1);
-- fusion: h = f_q(q) ∘ f_v(v_hat); classifier: W_o f_o(h) (logits; the loss applies
-  softmax or sigmoid);
+- attention: a_i = w_a^T f_a([v_i; q]) over the N boxes, softmax over the valid ones, G glimpses (1);
+- fusion: h = f_q(q) ∘ f_v(v_hat); classifier: W_o f_o(h) (logits);
 
-where every f is a gated tanh layer, f(x) = tanh(W x + b) ∘ sigmoid(W' x + b') (eq. 13-15).
-Grid features work too: a grid is N = H*W regions with all-true mask.
+every f a gated tanh layer, f(x) = tanh(W x + b) ∘ sigmoid(W' x + b') (eq. 13-15). A grid works too.
 """
 
 from __future__ import annotations

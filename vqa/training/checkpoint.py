@@ -1,13 +1,9 @@
 """Checkpoints: everything a run needs to continue exactly, written atomically.
 
-A checkpoint is a plain dict (torch.save) with the model, optimizer, scheduler and scaler states,
-the run's Progress (epochs done, optimizer steps, the position inside an interrupted epoch, the best
-validation metrics, the early-stopping counter), every RNG state, the resolved config, both
-vocabularies and the image feature size; `vqa predict` reads the same file (vqa.runs.read_checkpoint).
-It is written to a temporary file, fsynced and renamed (vqa.io.atomic_path with durable=True), so a
-kill at any moment leaves the previous checkpoint or the new one, never a torn file. It is read with
-weights_only=True: a checkpoint cannot run code, which is why the numpy RNG state is stored as plain
-lists.
+A plain dict (torch.save): model, optimizer, scheduler and scaler states, the run's Progress, every RNG
+state, the resolved config, both vocabularies and the image feature size (`vqa predict` reads it too).
+Written to a temporary file, fsynced and renamed (vqa.io.atomic_path, durable), so a kill leaves the
+old checkpoint or the new one. Read with weights_only=True, hence the numpy RNG state as plain lists.
 """
 
 from __future__ import annotations

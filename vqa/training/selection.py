@@ -1,16 +1,14 @@
 """Model selection: which split chooses the best epoch (and stops early), and the test split scored
 once, at that epoch.
 
-`data.val_split` chooses; `data.test_split` (when set and not the same split) is scored once after
-training, with the weights of the chosen epoch (checkpoints/best.pt), and written to test.json:
+`data.val_split` chooses; `data.test_split` (when set and another split) is scored once after training
+with the weights of the chosen epoch (checkpoints/best.pt) and written to test.json:
 
     {"split": "test", "selected_on": "heldout", "epoch": 7, "test/accuracy": ..., ...}
 
-Choosing on a test split (VQA-CP's `data.val_split: test`, what the peer repos do) stays available
-but is named test-set selection in the run's output: the best epoch is then picked on the numbers
-that are reported, which inflates them (Teney et al. 2020, "On the Value of Out-of-Distribution
-Testing"); a held-out part of train (`data.val_split: heldout`, vqa/data/heldout.py) is the honest
-choice for a source without a validation split.
+Choosing on a test split (VQA-CP's `data.val_split: test`, as the peer repos do) is named test-set
+selection in the output: it inflates the reported numbers (Teney et al. 2020); a held-out part of
+train (`data.val_split: heldout`, vqa/data/heldout.py) is the honest choice without a validation split.
 """
 
 from __future__ import annotations
