@@ -51,12 +51,9 @@ def time_it(
 
 
 class LiveTensorBytes(TorchDispatchMode):
-    """Peak bytes of live tensor storage created by the ops run inside it, on any device.
-
-    Every op (backward ops included: autograd runs them on this thread for CPU tensors) passes
-    through __torch_dispatch__; each new storage is counted once and uncounted when it is freed.
-    Deterministic, unlike process RSS.
-    """
+    """Peak bytes of live tensor storage created by the ops run inside it, on any device: every op
+    (backward ops of CPU tensors included) passes through __torch_dispatch__; each new storage is counted
+    once and uncounted when freed. Deterministic, unlike process RSS."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,13 +81,9 @@ class LiveTensorBytes(TorchDispatchMode):
 
 
 def peak_bytes(fn: Callable[[], object], device: torch.device | str = "cpu") -> int:
-    """Peak bytes of tensors allocated during one call of `fn` (above what was live before), on
-    `device`, the device fn's tensors live on.
-
-    CUDA: that GPU's caching-allocator counters (reset first); a peak of 0 means fn's tensors are
-    elsewhere and raises rather than report a meaningless number. CPU: LiveTensorBytes, which sees
-    tensors of any device; one on another device than `device` raises for the same reason.
-    """
+    """Peak bytes of tensors allocated during one call of `fn` (above what was live before) on `device`,
+    where fn's tensors live: that GPU's allocator counters on CUDA, LiveTensorBytes on the CPU. Tensors
+    found elsewhere (a CUDA peak of 0, a CPU trace of other devices) raise rather than mislead."""
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -115,11 +108,8 @@ def peak_bytes(fn: Callable[[], object], device: torch.device | str = "cpu") -> 
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set in MiB: VmHWM on Linux.
-
-    Not ru_maxrss: it survives fork + exec, so a worker spawned by a large parent starts with the
-    parent's peak and shows no growth. VmHWM belongs to the address space exec replaces.
-    """
+    """This process's peak resident set in MiB: VmHWM on Linux, not ru_maxrss, which survives fork + exec
+    (a worker spawned by a large parent would start at the parent's peak)."""
     status = Path("/proc/self/status")
     if status.exists():
         for line in status.read_text().splitlines():
@@ -130,12 +120,9 @@ def peak_rss_mib() -> float:
 
 
 def measure_steps(step: Callable[[], object], steps: int, device: torch.device | str) -> tuple[float, float]:
-    """(median seconds per step, peak MiB during the steps) after one warm-up step.
-
-    Peak memory: on CUDA `max_memory_allocated` over the steps; on the CPU the growth of the
-    high-water RSS, so parameters and inputs built before do not count. Meaningful only in a
-    fresh process (`run_isolated`): an earlier measurement's peak would hide this one's.
-    """
+    """(median seconds per step, peak MiB during the steps) after one warm-up step: CUDA's
+    `max_memory_allocated` over the steps, or the growth of the CPU high-water RSS. Meaningful only in a
+    fresh process (`run_isolated`): an earlier measurement's peak would hide this one's."""
     device = torch.device(device)
     cuda = device.type == "cuda"
     if cuda:

@@ -1,16 +1,13 @@
 """Memory benchmark: what a user's machine pays to train, DataLoader workers included.
 
-One fresh process per (preset, workers) loads the splits, builds the datasets and trains `steps`
-steps (AVG on region boxes) with `workers` DataLoader worker processes. While it runs, this process
-samples /proc every 0.1 s and sums, over the training process and every descendant (the workers),
-PSS (proportional set size: a page shared by k processes counts 1/k in each, so the sum is the
-memory the machine really spends) and USS (pages only that process maps). RSS alone would count
-every page a forked worker shares with its parent once per process; PSS shows instead how much of
-the parent's memory the workers copied: the copy-on-read problem of Python objects whose reference
-counts workers touch, which the compact numpy records of vqa/data avoid.
+One fresh process per (preset, workers) builds the datasets and trains `steps` steps (AVG on boxes).
+Meanwhile /proc is sampled every 0.1 s for the summed PSS (a page shared by k processes counts 1/k in
+each: the memory really spent) and USS of the process and its workers. Unlike RSS, PSS shows how much
+of the parent the workers copied: the copy-on-read of Python objects whose reference counts workers
+touch, which the compact numpy records of vqa/data avoid.
 
-Targets (VQA v2's question and image counts, the `vqa2` preset): with 4 workers total PSS at most
-1.5x the 0-worker figure, and the 0-worker figure at most 1.3x the `paper` preset's.
+Targets (the `vqa2` preset, VQA v2's counts): with 4 workers total PSS at most 1.5x the 0-worker
+figure, and that at most 1.3x the `paper` preset's.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """The run's row in TensorBoard's HParams tab: one small event file in the run folder, rewritten at every
 start of `vqa train` so that a resume that changes train.epochs shows the new value.
 
-TensorBoard keeps the first metadata it reads for a tag, and reads a folder's event files in name
-order, so the file's name sorts before every SummaryWriter file (events.out.tfevents.<time>...). It
-holds the experiment (which hparams and metrics the table shows, typed, identical in every run, so
-any run's copy defines the grid's table) and the session start (this run's values). The metric
-values are scalars in the run's own event files (RunLog), read by the plugin as their last value, so
-a killed run shows its metrics up to its last logged epoch.
+TensorBoard keeps the first metadata it reads for a tag and reads a folder's files in name order, so
+this file's name sorts before every SummaryWriter file. It holds the experiment (the table's typed
+columns, the same in every run) and the session start (this run's values); the metrics are the last
+values of scalars in the run's own event files, so a killed run shows them up to its last epoch.
 """
 
 from __future__ import annotations

@@ -1,15 +1,12 @@
 """What a run writes into its folder besides checkpoints: config.yaml, TensorBoard event files (one
-TensorBoard run: per-step and per-epoch scalars and the HParams row, vqa/training/hparams.py, all in
-the run folder), metrics.jsonl, the printed epoch lines and the best epoch's predictions file. Only
-the main rank writes; on other ranks every method does nothing.
+TensorBoard run: per-step and per-epoch scalars and the HParams row, hparams.py), metrics.jsonl, the
+printed epoch lines and the best epoch's predictions file. Only the main rank writes.
 
-Every scalar is indexed by the global optimizer step: `train/loss_step` at its step, an epoch's
-scalars at the step the epoch ended (`epoch` gives the epoch there). An epoch's checkpoint is written
-before its logs and holds them (`epoch_log`). On resume, whatever a killed or failed run logged after
-its last checkpoint is dropped and the checkpoint's own epoch is written again from the checkpoint:
-metrics.jsonl is cut, the writer purges every event after the checkpoint's step (purge_step; a start
-without a checkpoint purges from step 1), the epoch's scalars that the event files lack are written
-again, the best epoch's predictions are rewritten; curves never hold duplicate or missing points.
+Every scalar is indexed by the global optimizer step (an epoch's at the step it ended). An epoch's
+checkpoint is written before its logs and holds them (`epoch_log`). On resume, whatever a run logged
+after its last checkpoint is dropped and the checkpoint's own epoch written again: metrics.jsonl is
+cut, the writer purges the events after the checkpoint's step, the epoch's scalars the event files
+lack are added and the best predictions rewritten, so curves hold no duplicate or missing point.
 """
 
 from __future__ import annotations
