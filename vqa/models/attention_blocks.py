@@ -1,18 +1,13 @@
-"""The attention parts of MCAN and BAN: multi-head attention layers and the bilinear attention map.
+"""The attention parts of MCAN and BAN. Every part takes a bool mask of its keys ([B, N], true = real
+word or box): a masked key gets exactly zero weight, so padding never reaches a valid position.
 
-Every part takes a bool mask of its keys ([B, N], true = real word or box): a masked key gets
-exactly zero weight, so what padding holds never reaches a valid position (padded positions
-are still computed as queries, and masked again wherever they are read).
+MCAN (Yu et al. 2019; MILVLG/mcan-vqa): scaled dot-product attention with `heads` heads, post-norm
+residual layers SA (self-attention) and SGA (self-attention, then attention guided by the question),
+a position-wise feed-forward net, and AttFlat, the attention pooling of a sequence into one vector.
 
-MCAN (Yu et al. 2019, arXiv 1906.10770; MILVLG/mcan-vqa): scaled dot-product attention with
-`heads` heads, post-norm residual layers SA (self-attention) and SGA (self-attention, then
-attention guided by the question), a position-wise feed-forward net, and AttFlat, the attention
-pooling of a sequence into one vector.
-
-BAN (Kim et al. 2018, arXiv 1805.07932; jnhwkim/ban-vqa): the low-rank bilinear attention map
-A_g = softmax(((1 · p_g^T) ∘ ReLU(V U)) ReLU(Q W)^T) over all box-word pairs (eq. 9), and the
-bilinear pooling f_k = ReLU(V U')^T A ReLU(Q W') of one glimpse (eq. 5); fully connected layers
-are weight-normalized as in the authors' code.
+BAN (Kim et al. 2018; jnhwkim/ban-vqa): the low-rank bilinear attention map
+A_g = softmax(((1 · p_g^T) ∘ ReLU(V U)) ReLU(Q W)^T) over all box-word pairs (eq. 9) and the bilinear
+pooling f_k = ReLU(V U')^T A ReLU(Q W') of one glimpse (eq. 5), weight-normalized as the authors' code.
 """
 
 from __future__ import annotations
@@ -119,12 +114,9 @@ def fc(in_dim: int, out_dim: int, dropout: float, relu: bool = True) -> nn.Seque
 
 
 class BilinearAttentionMap(nn.Module):
-    """BAN's attention: G maps over all (box, word) pairs, each a softmax over the valid pairs.
-
-    Rank k * dim per map (the authors' k = 3), one row p_g of the glimpse matrix per map; dropout
-    `att_dropout` on the projected boxes (the authors' 0.5). The authors' per-map bias is left out:
-    a constant added to every pair of a map cancels in its softmax.
-    """
+    """BAN's attention: G maps over all (box, word) pairs, each a softmax over the valid pairs, of rank
+    k * dim (the authors' k = 3), one row p_g of the glimpse matrix per map; `att_dropout` on the projected
+    boxes. The authors' per-map bias is left out: a constant cancels in the map's softmax."""
 
     def __init__(
         self, v_dim: int, q_dim: int, dim: int, glimpses: int, k: int, dropout: float, att_dropout: float

@@ -27,12 +27,9 @@ def signed_sqrt(x: Tensor, eps: float = 1e-8) -> Tensor:
 
 
 class _SignedSqrtL2(torch.autograd.Function):
-    """l2_normalize(signed_sqrt(z)) over the last dim with a hand-written backward.
-
-    The [B, N, d] tensors after MCB are the largest the model makes; plain autograd
-    would keep four or five of them for backward and make about ten elementwise
-    passes; this keeps two (output, sqrt(|z| + eps)) and makes four.
-    """
+    """l2_normalize(signed_sqrt(z)) over the last dim with a hand-written backward: the [B, N, d] tensors
+    after MCB are the model's largest, and this keeps two of them for backward (plain autograd: four or
+    five) and makes four elementwise passes instead of about ten."""
 
     @staticmethod
     def forward(ctx, z: Tensor, eps: float) -> Tensor:
