@@ -101,9 +101,8 @@ def sampled_ce(logits: torch.Tensor, batch, reduction: str = "mean") -> torch.Te
     w = batch.answer_weight  # [B, K]
     valid = w.sum(1) > 0  # [B]
     # a question without weights draws slot 0 and is masked out: the draw needs no host sync
-    probs = torch.where(
-        valid[:, None], w, F.one_hot(torch.zeros_like(valid, dtype=torch.long), w.shape[1]).to(w)
-    )
+    slot0 = F.one_hot(torch.zeros_like(valid, dtype=torch.long), w.shape[1]).to(w)  # [B, K]
+    probs = torch.where(valid[:, None], w, slot0)
     choice = torch.multinomial(probs, 1)  # [B, 1]
     target = batch.answer_idx.gather(1, choice).squeeze(1)  # [B]
     per_question = F.cross_entropy(logits.float(), target, reduction="none")  # [B]

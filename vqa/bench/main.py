@@ -56,10 +56,11 @@ def bench_command(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     results: dict = {"machine": machine()}
     cuda = results["machine"]["cuda"]
+    device = "CUDA " + cuda if cuda else "CPU"
     md = [
         "# vqa benchmarks",
         "",
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {'CUDA ' + cuda if cuda else 'CPU'}",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}",
         "",
     ]
     for name in names:

@@ -59,20 +59,16 @@ class NonFiniteLoss(FloatingPointError):
 
 
 class StopRequest:
-    """SIGTERM / SIGINT set a flag; the loop finishes its optimizer step, checkpoints and exits 0."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    """SIGTERM / SIGINT set `requested`; the loop finishes its optimizer step, checkpoints and exits 0."""
 
     def __init__(self):
         self.requested = False
-        self._previous = {}
 
     def _handle(self, signum, frame):
         self.requested = True
 
     def __enter__(self) -> StopRequest:
-        for s in self.SIGNALS:
-            self._previous[s] = signal.signal(s, self._handle)
+        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
         return self
 
     def __exit__(self, *exc) -> None:
@@ -218,14 +214,8 @@ def train_one_epoch(
 
 def _progress_bar(initial: int, remaining: int, desc: str, main: bool) -> tqdm:
     """The epoch's bar over micro-batches, on the main process only."""
-    return tqdm(
-        total=initial + remaining,
-        initial=initial,
-        desc=desc,
-        leave=False,
-        dynamic_ncols=True,
-        disable=None if main else True,
-    )
+    style = dict(desc=desc, leave=False, dynamic_ncols=True, disable=None if main else True)
+    return tqdm(total=initial + remaining, initial=initial, **style)
 
 
 def epoch_totals(done: EpochState, dist: Dist, device: torch.device) -> tuple[float, float, float]:
