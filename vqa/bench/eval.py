@@ -255,11 +255,9 @@ def run(opts: argparse.Namespace) -> dict:
 
 
 def markdown(r: dict) -> list[str]:
-    ref = (
-        f"{r['reference_questions']:,} questions, scaled to all"
-        if r.get("reference_scaled")
-        else "every question"
-    )
+    ref = "every question"
+    if r.get("reference_scaled"):
+        ref = f"{r['reference_questions']:,} questions, scaled to all"
     holds = "holds" if r["target_holds"] else "does NOT hold"
     return [
         f"### Official scoring (val2014 has {VAL2014_QUESTIONS:,} questions): "

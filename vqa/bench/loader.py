@@ -147,10 +147,9 @@ def bench_loader(
     for kind in ("grid", "boxes"):
         per_sample = max(r["bytes_per_sample"] for r in rows if r["kind"] == kind)
         limits[kind] = {**copy_rate(int(per_sample * batch)), "bytes_per_sample": per_sample}
+        limit = limits[kind]["reused_bytes_per_s"]
         for r in (r for r in rows if r["kind"] == kind):
-            r["limit_fraction"] = (
-                r["samples_per_s"] * r["bytes_per_sample"] / limits[kind]["reused_bytes_per_s"]
-            )
+            r["limit_fraction"] = r["samples_per_s"] * r["bytes_per_sample"] / limit
     return dict(root=str(root), batch=batch, batches=batches, rounds=rounds, limits=limits, rows=rows)
 
 

@@ -164,12 +164,12 @@ def run_models(opts: argparse.Namespace) -> dict:
     common = dict(batch_size=batch_size, steps=steps, cfg=DEFAULT_BENCH_CFG, precision=opts.precision)
     rows = bench_models(image_grid=PAPER_GRID, image_dim=PAPER_GRID_DIM, models=grid_models, **common)
     rows += bench_models(regions=PAPER_BOXES, image_dim=PAPER_BOX_DIM, models=box_models, **common)
+    grid, boxes = (
+        f"{PAPER_GRID}x{PAPER_GRID} grid x {PAPER_GRID_DIM}",
+        f"{PAPER_BOXES} boxes x {PAPER_BOX_DIM}",
+    )
     for row in rows:
-        row["image"] = (
-            f"{PAPER_BOXES} boxes x {PAPER_BOX_DIM}"
-            if row["model"] in BOX_MODELS
-            else f"{PAPER_GRID}x{PAPER_GRID} grid x {PAPER_GRID_DIM}"
-        )
+        row["image"] = boxes if row["model"] in BOX_MODELS else grid
     names = ("embed_dim", "rnn_dim", "hidden_dim", "attention_dim", "glimpses", "mcb_dim")
     sizes = {k: getattr(DEFAULT_BENCH_CFG, k) for k in names}
     return {"batch_size": batch_size, "steps": steps, "sizes": sizes, "rows": rows}

@@ -159,10 +159,8 @@ def restore(ckpt: dict, model, optimizer, scheduler, scaler) -> Progress:
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"])
-    epoch_state = EpochState(**ckpt["epoch_state"]) if ckpt["epoch_state"] else None
-    return Progress(
-        ckpt["epoch"], ckpt["step"], epoch_state, ckpt["best"], ckpt["bad_epochs"], ckpt.get("log")
-    )
+    within = EpochState(**ckpt["epoch_state"]) if ckpt["epoch_state"] else None  # a stopped epoch
+    return Progress(ckpt["epoch"], ckpt["step"], within, ckpt["best"], ckpt["bad_epochs"], ckpt.get("log"))
 
 
 def open_run(cfg: Config, resume: bool, checkpoint: str = "last") -> dict | None:

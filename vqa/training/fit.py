@@ -81,11 +81,8 @@ def fit(
     dist, device = init_distributed(cfg.train.device)
     configure_cuda(device, cfg.train.tf32)
     run_dir = runs.run_folder(cfg.out_dir, cfg.name)
-    inputs = (
-        *inputs,
-        Path(cfg.data.root),
-        *([Path(cfg.model.word_vectors)] if cfg.model.word_vectors else []),
-    )
+    vectors = [Path(cfg.model.word_vectors)] if cfg.model.word_vectors else []
+    inputs = (*inputs, Path(cfg.data.root), *vectors)
     if dist.main and not resume:
         runs.check_new(run_dir, overwrite, inputs)  # before the lock creates the folder
     with runs.RunLock(run_dir) if dist.main else nullcontext():
@@ -119,11 +116,9 @@ def _build(cfg: Config, loss_fn, dist, device: torch.device, ckpt: dict | None) 
     )
     data = build_datasets(cfg, *vocabs)
     model = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim)
-    if cfg.model.word_vectors and not ckpt:  # a resumed run restores its trained embedding
-        share = init_embedding(model.question.embedding, cfg.model.word_vectors, data.qvocab.itos)
-        data.lines.append(
-            f"word vectors: {share:.1%} of the question words found in {cfg.model.word_vectors}"
-        )
+    if (vectors := cfg.model.word_vectors) and not ckpt:  # a resumed run restores its trained embedding
+        share = init_embedding(model.question.embedding, vectors, data.qvocab.itos)
+        data.lines.append(f"word vectors: {share:.1%} of the question words found in {vectors}")
     if cfg.train.loss == "bce" and not ckpt:  # sigmoid outputs start at the training prior
         start_sigmoid_at_prior(model, data.train, len(data.avocab))
     train_loss_fn = loss_fn

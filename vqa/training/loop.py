@@ -114,9 +114,7 @@ class _Unsynced:
     """What the optimizer steps since the last host sync left on the device, read back in one transfer."""
 
     def __init__(self, device: torch.device):
-        self.loss_sum = torch.zeros(
-            (), dtype=torch.float64, device=device
-        )  # sum of batch-mean loss x samples
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # batch-mean loss x samples
         self.last_loss = torch.zeros((), dtype=torch.float32, device=device)  # the latest step's loss
         self.first_bad_step = torch.full((), -1, dtype=torch.int64, device=device)  # first non-finite loss
         self.bad_loss = torch.zeros((), dtype=torch.float32, device=device)  # ... and that loss
@@ -131,10 +129,8 @@ class _Unsynced:
 
     def read_back(self) -> tuple[float, float]:
         """(the latest step's loss, the loss sum since the last sync); NonFiniteLoss names the first bad step."""
-        values = torch.stack(
-            [self.first_bad_step.double(), self.bad_loss.double(), self.last_loss.double(), self.loss_sum]
-        )
-        bad_step, bad_loss, last_loss, loss_sum = values.tolist()
+        values = (self.first_bad_step, self.bad_loss, self.last_loss, self.loss_sum)
+        bad_step, bad_loss, last_loss, loss_sum = torch.stack([v.double() for v in values]).tolist()
         if bad_step >= 0:
             ids = torch.cat(self.question_ids).tolist()
             raise NonFiniteLoss(f"loss is {bad_loss} at step {int(bad_step)}", "train", ids)
@@ -155,10 +151,8 @@ def _forward_backward(state: TrainState, micro_batches: list) -> torch.Tensor:
         with _no_sync(state.model) if j < len(micro_batches) - 1 else nullcontext():
             with autocast(state.device, state.precision):
                 logits = state.model(batch.question, batch.question_len, batch.image, batch.image_mask)
-            weight = batch.question.shape[0] / samples
-            loss = (
-                state.loss_fn(logits.float(), batch) * weight
-            )  # [B, A] logits in fp32 whatever the autocast
+            # [B, A] logits in fp32 whatever the autocast
+            loss = state.loss_fn(logits.float(), batch) * (batch.question.shape[0] / samples)
             (state.scaler.scale(loss) if state.scaler is not None else loss).backward()
         step_loss += loss.detach()
     return step_loss

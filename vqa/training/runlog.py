@@ -117,11 +117,8 @@ class RunLog:
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         io.write_text_atomic(self.run_dir / "config.yaml", dump_yaml(cfg))
         # the checkpoint's own epoch is written again from the checkpoint (its log may have been lost)
-        redo = (
-            progress.log
-            if resume and progress.log and progress.log["row"]["epoch"] == progress.epoch
-            else None
-        )
+        saved = progress.log if resume else None
+        redo = saved if saved and saved["row"]["epoch"] == progress.epoch else None
         keep = progress.epoch - 1 if redo else progress.epoch
         rows = kept_rows(self.metrics_path, keep) if resume else []
         io.write_text_atomic(self.metrics_path, "".join(io.dumps(r) + "\n" for r in rows))

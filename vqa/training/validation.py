@@ -108,9 +108,8 @@ def evaluate(
     batch and shard boundaries do not change them.
     """
     model.eval()
-    losses = _LossTotals(
-        {"loss": loss_fn, "hard_ce": LOSSES["hard_ce"], "soft_ce": LOSSES["soft_ce"]}, device
-    )
+    loss_fns = {"loss": loss_fn, "hard_ce": LOSSES["hard_ce"], "soft_ce": LOSSES["soft_ce"]}
+    losses = _LossTotals(loss_fns, device)
     question_ids, rows = [], []  # CPU ids; [B, 4] device rows: prediction, score, confidence, entropy
     for batch in loader:
         question_ids.append(batch.question_id)
