@@ -64,18 +64,16 @@ def summaries(cfg: Config, now: float) -> list[summary_pb2.Summary]:
         time_created_secs=now,
         hparam_infos=[api_pb2.HParamInfo(name=k, type=_TYPES[t]) for k, t in _HPARAMS.items()],
         metric_infos=[
-            api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=name)
-            for tag, name in METRICS.items()
+            api_pb2.MetricInfo(name=api_pb2.MetricName(tag=t), display_name=n) for t, n in METRICS.items()
         ],
     )
     start = plugin_data_pb2.SessionStartInfo(start_time_secs=now)
     for key, value in hparams_of(cfg).items():
         start.hparams[key].CopyFrom(_value(value))
+    data = plugin_data_pb2.HParamsPluginData
     return [
-        _summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment)),
-        _summary(
-            metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=start)
-        ),
+        _summary(metadata.EXPERIMENT_TAG, data(experiment=experiment)),
+        _summary(metadata.SESSION_START_INFO_TAG, data(session_start_info=start)),
     ]
 
 
