@@ -43,9 +43,9 @@ MUTANTS = [
     ),
     Mutant(
         "validation loss averaged over every row",
-        "vqa/training/loop.py",
-        "            sums[2 * i + 1] += per_question.numel()",
-        "            sums[2 * i + 1] += batch.answer.numel()",
+        "vqa/training/validation.py",
+        "            self.counts[name] += per_question.numel()",
+        "            self.counts[name] += batch.answer.numel()",
     ),
     Mutant(
         "accuracy: any match is full credit",

@@ -171,3 +171,54 @@ def test_a_rank_without_a_gpu_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(UserError, match=r"1 visible and 2 processes started; use NPROC=1"):
         init_distributed("cuda")
+
+
+# ModelConfig fields a resume may change: they fix no parameter shape and not what the weights compute
+CHANGEABLE_ON_RESUME = {"model.dropout", "model.fc_dropout", "model.word_vectors"}
+SMALL_MODEL = dict(
+    embed_dim=8, rnn_dim=8, hidden_dim=8, attention_dim=8, glimpses=2, mcb_dim=16, heads=2, ff_dim=8, layers=1
+)
+
+
+def _shapes(cfg) -> dict:
+    from vqa.models import build_model
+
+    return {k: tuple(v.shape) for k, v in build_model(cfg, 20, 7, 6).state_dict().items()}
+
+
+@pytest.mark.parametrize("model_name", ["avg", "pool", "mcb", "updn", "mcan", "ban"])
+def test_every_model_setting_that_fixes_a_shape_is_fixed_on_resume(model_name):
+    """Each ModelConfig field is fixed on resume or explicitly changeable, and every field whose change
+    changes a parameter shape of a model is fixed."""
+    from dataclasses import fields, replace
+
+    from vqa.config import ModelConfig
+    from vqa.models import MODELS
+    from vqa.training.checkpoint import FIXED_ON_RESUME
+
+    assert model_name in MODELS
+    base = ModelConfig(name=model_name, **SMALL_MODEL)
+    shapes = _shapes(base)
+    for f in fields(ModelConfig):
+        key, value = f"model.{f.name}", getattr(base, f.name)
+        assert (key in FIXED_ON_RESUME) != (key in CHANGEABLE_ON_RESUME), key
+        other = {"lstm": "gru", "gru": "lstm"}.get(value) if isinstance(value, str) else None
+        if isinstance(value, (int, float)):  # bool included
+            other = (not value) if isinstance(value, bool) else value * 2
+        if other is not None and f.name != "name" and _shapes(replace(base, **{f.name: other})) != shapes:
+            assert key in FIXED_ON_RESUME, f"{key} changes {model_name}'s parameter shapes"
+
+
+@pytest.mark.parametrize("key", ["model.heads", "model.ff_dim", "model.layers"])
+def test_resume_refuses_an_mcan_or_ban_shape_override(key, tmp_path):
+    from vqa.config import Config, to_dict
+    from vqa.errors import UserError
+    from vqa.training.checkpoint import check_resumable
+
+    ckpt, cfg = {"config": to_dict(Config())}, Config()
+    name = key.split(".")[1]
+    setattr(cfg.model, name, getattr(cfg.model, name) + 1)
+    with pytest.raises(UserError) as e:
+        check_resumable(ckpt, cfg, tmp_path)
+    (line,) = str(e.value).splitlines()
+    assert f"{key}={getattr(Config().model, name)!r}" in line and "cannot change it to" in line

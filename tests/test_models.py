@@ -8,10 +8,11 @@ import inspect
 import pytest
 import torch
 
+from vqa.bench.models import compact_bilinear_outer
 from vqa.config import ModelConfig
 from vqa.models import MODELS, build_model
 from vqa.models.layers import QuestionEncoder, compile_model, l2_normalize
-from vqa.models.mcb import CompactBilinearPooling, compact_bilinear_outer, signed_sqrt, signed_sqrt_l2
+from vqa.models.mcb import CompactBilinearPooling, signed_sqrt, signed_sqrt_l2
 
 NUM_TOKENS, NUM_ANSWERS, IMAGE_DIM = 20, 7, 16
 SMALL = dict(

@@ -4,7 +4,7 @@
   answer / answer_idx / answer_weight / answer_score and top counts equal tests/reference_eval.py's
   targets on the same strings, for both soft-target modes, and whose closed-form accuracy equals the
   literal official loop on the decoded predictions.
-- `evaluate` (vqa/training/loop.py) on a hand-made loader, one question without a hard target: every
+- `evaluate` (vqa/training/validation.py) on a hand-made loader, one question without a hard target: every
   loss, accuracy, per-type and per-bucket figure, ECE and entropy worked out by hand.
 - Each loss's reduction: which questions a mean is over, by hand.
 
@@ -29,7 +29,7 @@ from vqa.data.sources.records import build_records
 from vqa.data.text import QuestionVocab
 from vqa.losses import LOSSES
 from vqa.metrics import batch_accuracy
-from vqa.training.loop import evaluate
+from vqa.training.validation import evaluate
 
 POOL = [
     "yes",

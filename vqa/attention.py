@@ -1,11 +1,9 @@
 """`vqa attention`: draw where an attention model looked, one PNG per validation question.
 
-Each figure shows the question, the model's top answers with their probabilities, the ten
-human answers (with counts) and, per glimpse, a heatmap of the attention weights: an S x S
-image for grid features, the region boxes filled in proportion to their weight for box
-features. When the data folder holds the `scenes_{subtype}.json` that `vqa synth` writes
-(the ground-truth objects of each image), the objects are labelled in their cells or boxes,
-so one can see whether the model looks at the object the question is about.
+Each figure shows the question, the model's top answers, the ten human answers (with counts) and, per
+glimpse, a heatmap of the attention weights: an S x S image for grid features, the boxes filled in
+proportion to their weight for box features. With the `scenes_{subtype}.json` that `vqa synth` writes,
+the ground-truth objects are labelled in their cells or boxes.
 """
 
 from __future__ import annotations
@@ -41,10 +39,8 @@ def has_attention(model: torch.nn.Module) -> bool:
 @torch.no_grad()
 def attention_maps(run: LoadedRun, dataset: VQADataset, indices: list[int], device: torch.device):
     """Softmax probabilities [n, A], attention [n, N, G] and region masks [n, N] of dataset[indices]."""
-    batch = dataset.__getitems__(indices).to(device)  # the batch the loader reads
-    logits, att = run.model(
-        batch.question, batch.question_len, batch.image, batch.image_mask, return_attention=True
-    )  # [n, A], [n, N, G]
+    batch = b = dataset.__getitems__(indices).to(device)  # the batch the loader reads
+    logits, att = run.model(b.question, b.question_len, b.image, b.image_mask, return_attention=True)
     probs = torch.softmax(logits.float(), dim=1)
     score = batch_accuracy(probs.argmax(1), batch.answer_idx, batch.answer_score)  # [n]
     return probs.cpu(), att.float().cpu(), batch.image_mask.cpu(), score.cpu()
@@ -63,16 +59,11 @@ class Geometry:
                 self.grid_hw = tuple(f[key].shape[2:])  # (H, W)
                 return
             if "image_bb" not in f:
-                raise UserError(
-                    f"{path}: no 'image_bb' (box coordinates); vqa attention cannot draw the boxes"
-                )
+                raise UserError(f"{path}: no 'image_bb' (box coordinates); vqa attention cannot draw boxes")
             self.bb = f["image_bb"][()].astype(np.float32)  # [R, 4] or [N, K, 4]
             self.pos = f["pos_boxes"][()].astype(np.int64) if "pos_boxes" in f else None
-            self.wh = (
-                np.stack([f["image_w"][()], f["image_h"][()]], 1).astype(np.float32)
-                if "image_w" in f and "image_h" in f
-                else None
-            )
+            sized = "image_w" in f and "image_h" in f
+            self.wh = np.stack([f["image_w"][()], f["image_h"][()]], 1).astype(np.float32) if sized else None
 
     def boxes(self, image_id: int) -> tuple[np.ndarray, float, float]:
         """Boxes [n, 4] (x1, y1, x2, y2 in pixels) of one image, and its width and height."""
@@ -97,6 +88,11 @@ def load_scenes(root: Path, split: str) -> dict[int, dict]:
     return {s["image_id"]: s for s in scenes}
 
 
+# an object's label drawn over the map: white on a translucent black box
+_LABEL_STYLE = dict(ha="center", va="center", fontsize=6, color="white")
+_LABEL_STYLE["bbox"] = dict(boxstyle="round,pad=0.1", fc="black", alpha=0.45, lw=0)
+
+
 def _label(obj: dict) -> str:
     return f"{obj['color']}\n{obj['shape']}"
 
@@ -106,8 +102,7 @@ def _draw_grid(ax, weights: np.ndarray, hw: tuple[int, int], scene: dict | None)
     img = ax.imshow(weights.reshape(h, w), cmap="magma", vmin=0.0, interpolation="nearest")
     ax.figure.colorbar(img, ax=ax, fraction=0.046, pad=0.04)
     for obj in (scene or {}).get("objects", []):
-        ax.text(obj["col"], obj["row"], _label(obj), ha="center", va="center", fontsize=6,
-                color="white", bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.45, lw=0))  # fmt: skip
+        ax.text(obj["col"], obj["row"], _label(obj), **_LABEL_STYLE)
     ax.set_xticks(range(w))
     ax.set_yticks(range(h))
     ax.tick_params(labelsize=6, length=0)
@@ -124,11 +119,8 @@ def _draw_boxes(ax, weights: np.ndarray, boxes: np.ndarray, size: tuple[float, f
         x1, y1, x2, y2 = boxes[k]
         a = float(weights[k]) / top
         colour = colormaps["magma"](0.25 + 0.7 * a)
-        ax.add_patch(
-            Rectangle(
-                (x1, y1), x2 - x1, y2 - y1, fc=colour, alpha=0.05 + 0.6 * a, ec=colour, lw=0.6 + 1.4 * a
-            )
-        )
+        style = dict(fc=colour, alpha=0.05 + 0.6 * a, ec=colour, lw=0.6 + 1.4 * a)
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, **style))
     best = int(np.argmax(weights)) if len(weights) else None
     if best is not None:
         x1, y1 = boxes[best, :2]
@@ -136,8 +128,7 @@ def _draw_boxes(ax, weights: np.ndarray, boxes: np.ndarray, size: tuple[float, f
     for obj in (scene or {}).get("objects", []):
         if obj.get("box") is not None and obj["box"] < len(boxes):
             x1, y1, x2, y2 = boxes[obj["box"]]
-            ax.text((x1 + x2) / 2, (y1 + y2) / 2, _label(obj), ha="center", va="center", fontsize=6,
-                    color="white", bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.45, lw=0))  # fmt: skip
+            ax.text((x1 + x2) / 2, (y1 + y2) / 2, _label(obj), **_LABEL_STYLE)
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)  # image coordinates: y grows downwards
     ax.set_aspect("equal")
@@ -156,8 +147,8 @@ def _text_panel(ax, record: Record, top: list[tuple[str, float]], score: float |
         lines += [f"  {a} x{n}" for a, n in Counter(record.answers).most_common()]
     else:
         lines.append("  (no annotations)")
-    ax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8,
-            transform=ax.transAxes)  # fmt: skip
+    text = "\n".join(lines)
+    ax.text(0.0, 1.0, text, va="top", ha="left", family="monospace", fontsize=8, transform=ax.transAxes)
 
 
 def draw(path: Path, record: Record, top, score, att: np.ndarray, geometry: Geometry, scene) -> None:
@@ -168,8 +159,8 @@ def draw(path: Path, record: Record, top, score, att: np.ndarray, geometry: Geom
     import matplotlib.pyplot as plt
 
     glimpses = att.shape[1]
-    fig, axes = plt.subplots(1, 1 + glimpses, figsize=(3.4 + 3.4 * glimpses, 3.8),
-                             gridspec_kw={"width_ratios": [1.0] + [1.2] * glimpses})  # fmt: skip
+    widths = {"width_ratios": [1.0] + [1.2] * glimpses}
+    fig, axes = plt.subplots(1, 1 + glimpses, figsize=(3.4 + 3.4 * glimpses, 3.8), gridspec_kw=widths)
     _text_panel(axes[0], record, top, score)
     for g in range(glimpses):
         ax = axes[1 + g]
@@ -197,16 +188,12 @@ def attention_command(args: argparse.Namespace) -> int:
         raise UserError(
             f"{args.run}: model '{run.cfg.model.name}' has no attention to draw; use a run of pool, mcb or updn"
         )
-    if args.n < 1:
-        raise UserError(f"--n is {args.n}; give how many questions to draw (at least 1)")
     io.output_folder(args.out, "--out")
     dataset = split_dataset(run, args.split, args.data_root)
     n = min(args.n, len(dataset))
-    indices = (
-        list(range(n))
-        if args.seed is None
-        else sorted(random.Random(args.seed).sample(range(len(dataset)), n))
-    )
+    indices = list(range(n))
+    if args.seed is not None:
+        indices = sorted(random.Random(args.seed).sample(range(len(dataset)), n))
     geometry = Geometry(features_path(run.cfg, args.split), run.cfg.data.features)
     scenes = load_scenes(Path(run.cfg.data.root), args.split)
     probs, att, mask, score = attention_maps(run, dataset, indices, device)
@@ -218,8 +205,8 @@ def attention_command(args: argparse.Namespace) -> int:
         top = [(run.avocab.itos[j], v) for j, v in zip(idx.tolist(), p.tolist())]
         regions = int(mask[k].sum())
         path = args.out / f"{k:02d}_q{record.question_id}.png"
-        draw(path, record, top, float(score[k]) if annotated else None, att[k, :regions].numpy(),
-             geometry, scenes.get(record.image_id))  # fmt: skip
+        scored = float(score[k]) if annotated else None
+        draw(path, record, top, scored, att[k, :regions].numpy(), geometry, scenes.get(record.image_id))
         print(f"{path}: {record.question!r} -> {top[0][0]} ({100 * top[0][1]:.0f}%)")
     print(
         f"attention: {n} figures of {run.cfg.model.name} ({args.run}, epoch {run.epoch}) for {args.split} -> {args.out}"

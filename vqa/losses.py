@@ -1,19 +1,14 @@
 """Interchangeable VQA losses: `loss_fn(logits [B, A], batch) -> scalar`, chosen by name from LOSSES.
 
-Each also takes `reduction="none"` and then returns the per-question losses of the
-questions that carry a target ([B'], B' <= B), which evaluation sums over a split.
+Each also takes `reduction="none"` and then returns the per-question losses of the questions that
+carry a target ([B'], B' <= B), which evaluation sums over a split.
 
-Soft targets stay sparse: `batch.answer_idx` / `answer_weight` / `answer_score` are
-[B, K] with K <= 10 unique answers per question (padding: index 0, weight 0, score 0).
-No loss here builds a dense [B, A] target; each needs one logsumexp (or softplus sum)
-over the answers and a gather of at most K logits per question. All math runs in
-fp32 even when the logits come from an autocast region.
-
-Controls for soft cross-entropy: `label_smoothing` (a hard target made soft without the
-humans; its epsilon from train.label_smoothing, bound by `get_loss`; `vqa stats` prints the epsilon
-as spread out as a split's human targets, vqa.data.target_stats) and
-shuffled soft targets (data.soft_target=shuffled, applied to the training data in
-vqa/data/dataset.py, so every loss here stays a pure function of the batch).
+Soft targets stay sparse: `batch.answer_idx` / `answer_weight` / `answer_score` are [B, K] with K <= 10
+unique answers per question (padding: index 0, weight 0, score 0). No loss builds a dense [B, A] target:
+each needs one logsumexp (or softplus sum) over the answers and a gather of at most K logits. All math
+runs in fp32 even when the logits come from an autocast region. The shuffled soft-target control
+(data.soft_target=shuffled) is applied to the data (vqa/data/dataset.py), so every loss stays a pure
+function of the batch.
 """
 
 from __future__ import annotations
@@ -28,13 +23,9 @@ from vqa.errors import UserError
 
 
 def _picked_log_probs(logits: torch.Tensor, answer_idx: torch.Tensor) -> torch.Tensor:
-    """log softmax(x)[c_i] = x[c_i] - logsumexp(x) for the K answers of each question: [B, K].
-
-    One fused log_softmax over the answers and a gather of K values; the backward is
-    log_softmax's fused backward, so this costs what F.cross_entropy costs (a
-    hand-written `logsumexp(x) - x.gather(...)` keeps several [B, A] temporaries
-    for autograd and is about 2x slower on CPU: see `make bench`).
-    """
+    """log softmax(x)[c_i] = x[c_i] - logsumexp(x) for the K answers of each question: [B, K]. One fused
+    log_softmax and a gather: it costs what F.cross_entropy costs (`logsumexp(x) - x.gather(...)` keeps
+    several [B, A] temporaries for autograd and is about 2x slower on CPU: `make bench`)."""
     return torch.log_softmax(logits.float(), dim=1).gather(1, answer_idx)
 
 
@@ -53,10 +44,10 @@ def _hard_target_ce(logits: torch.Tensor, batch, reduction: str, epsilon: float 
     label_smoothing: (1 - eps) on c* plus eps / A on every answer). Questions whose most common answer is
     outside the vocabulary (answer == -1) carry no hard target and are left out of the mean."""
     valid = batch.answer >= 0  # [B]
-    if reduction == "none":
+    if reduction == "none":  # [B']
         return F.cross_entropy(
             logits[valid].float(), batch.answer[valid], reduction="none", label_smoothing=epsilon
-        )  # [B']
+        )
     # mean over the valid rows (ignored rows give 0), without asking the host whether any is valid:
     # no device sync; a batch with no hard target gives 0 with a graph
     per_question = F.cross_entropy(
@@ -66,11 +57,8 @@ def _hard_target_ce(logits: torch.Tensor, batch, reduction: str, epsilon: float 
 
 
 def hard_ce(logits: torch.Tensor, batch, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy on the most common answer c*: -x[c*] + log sum_j exp(x[j]).
-
-    Questions whose most common answer is outside the vocabulary (answer == -1)
-    carry no hard target and are left out of the mean.
-    """
+    """Cross-entropy on the most common answer c*: -x[c*] + log sum_j exp(x[j]); questions without a hard
+    target (answer == -1) are left out of the mean."""
     return _hard_target_ce(logits, batch, reduction)
 
 
@@ -78,62 +66,43 @@ def label_smoothing(
     logits: torch.Tensor, batch, reduction: str = "mean", epsilon: float = 0.1
 ) -> torch.Tensor:
     """A control for soft cross-entropy: the hard target with `epsilon` spread evenly over all A answers,
-    t = (1 - eps) onehot(c*) + eps / A (Szegedy et al. 2016), i.e.
-    (1 - eps) * hard_ce + eps * (logsumexp(x) - mean_j x[j]).
-
-    A soft target without the humans: if soft CE's gain survives it, the gain is regularization.
-    `get_loss` binds epsilon to train.label_smoothing; `matching_label_smoothing` gives the epsilon whose
-    target entropy equals that of a split's human soft targets. Questions without a hard target are
-    left out, as in hard_ce.
-    """
+    t = (1 - eps) onehot(c*) + eps / A (Szegedy et al. 2016), i.e. (1 - eps) * hard_ce + eps * (logsumexp(x)
+    - mean_j x[j]): a soft target without the humans. `get_loss` binds epsilon to train.label_smoothing
+    (`vqa stats` prints the epsilon matching a split's human targets). Questions as in hard_ce."""
     return _hard_target_ce(logits, batch, reduction, epsilon)
 
 
 def soft_ce(logits: torch.Tensor, batch, reduction: str = "mean") -> torch.Tensor:
-    """Soft cross-entropy (Ilievski & Feng 2017, eq. 3): sum_i w_i * (-x[c_i] + logsumexp(x)).
-
-    w_i = count_i / 10 over the unique in-vocabulary answers; the weights of a
-    question may sum to less than 1 (answers outside the vocabulary are dropped,
-    as in the authors' code). Averaged over the batch.
-    """
+    """Soft cross-entropy (Ilievski & Feng 2017, eq. 3): sum_i w_i * (-x[c_i] + logsumexp(x)), w_i = count_i / 10
+    over the in-vocabulary answers (their sum may be < 1, as in the authors' code); averaged over the batch."""
     return _reduce(-(batch.answer_weight * _picked_log_probs(logits, batch.answer_idx)).sum(1), reduction)
 
 
 def kl(logits: torch.Tensor, batch, reduction: str = "mean") -> torch.Tensor:
-    """KL(w || softmax(x)) with w = count / 10 (OpenVQA's `kld`).
-
-    Equals soft_ce minus the entropy of w: the same gradients, a loss that reaches 0.
-    """
+    """KL(w || softmax(x)) with w = count / 10 (OpenVQA's `kld`): soft_ce minus the entropy of w, the same
+    gradients and a loss that reaches 0."""
     w = batch.answer_weight  # [B, K]
     entropy_term = torch.where(w > 0, w * torch.log(w.clamp(min=1e-12)), torch.zeros_like(w)).sum(1)  # [B]
     return _reduce(entropy_term - (w * _picked_log_probs(logits, batch.answer_idx)).sum(1), reduction)
 
 
 def bce(logits: torch.Tensor, batch, reduction: str = "mean") -> torch.Tensor:
-    """Sigmoid binary cross-entropy against the official per-answer scores (bottom-up attention code).
-
-    sum_j BCE(x_j, t_j) = sum_j softplus(x_j) - sum_j t_j x_j, and t is zero outside
-    the K gathered answers, so the target term is a sparse gather. Scaled as the
-    bottom-up code does: mean over elements times the number of answers, i.e. the
-    per-question sum averaged over the batch.
-    """
+    """Sigmoid binary cross-entropy against the official per-answer scores (bottom-up attention code):
+    sum_j BCE(x_j, t_j) = sum_j softplus(x_j) - sum_j t_j x_j with t zero outside the K answers (a sparse
+    gather); the per-question sum averaged over the batch, as the bottom-up code scales it."""
     logits = logits.float()
     picked = logits.gather(1, batch.answer_idx)  # [B, K]
     return _reduce(F.softplus(logits).sum(1) - (batch.answer_score * picked).sum(1), reduction)
 
 
 def sampled_ce(logits: torch.Tensor, batch, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy on one answer per question, drawn in proportion to its count (MCB, Cadene code).
-
-    Uses the global torch RNG (seeded by the trainer). Questions with no
-    in-vocabulary answer are left out.
-    """
+    """Cross-entropy on one answer per question, drawn in proportion to its count (MCB, Cadene code), with
+    the global torch RNG (seeded by the trainer); questions with no in-vocabulary answer are left out."""
     w = batch.answer_weight  # [B, K]
     valid = w.sum(1) > 0  # [B]
     # a question without weights draws slot 0 and is masked out: the draw needs no host sync
-    probs = torch.where(
-        valid[:, None], w, F.one_hot(torch.zeros_like(valid, dtype=torch.long), w.shape[1]).to(w)
-    )
+    slot0 = F.one_hot(torch.zeros_like(valid, dtype=torch.long), w.shape[1]).to(w)  # [B, K]
+    probs = torch.where(valid[:, None], w, slot0)
     choice = torch.multinomial(probs, 1)  # [B, 1]
     target = batch.answer_idx.gather(1, choice).squeeze(1)  # [B]
     per_question = F.cross_entropy(logits.float(), target, reduction="none")  # [B]
@@ -143,12 +112,7 @@ def sampled_ce(logits: torch.Tensor, batch, reduction: str = "mean") -> torch.Te
 
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "hard_ce": hard_ce,
-    "soft_ce": soft_ce,
-    "kl": kl,
-    "bce": bce,
-    "sampled_ce": sampled_ce,
-    "label_smoothing": label_smoothing,
+    f.__name__: f for f in (hard_ce, soft_ce, kl, bce, sampled_ce, label_smoothing)
 }
 
 

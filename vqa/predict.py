@@ -2,20 +2,17 @@
 
     vqa predict --run R --split test2015 [--out DIR_OR_FILE] [--name NAME]
 
-The results file has the format of the run's dataset (data.source, vqa/data/sources): a JSON list of
-{"question_id", "answer"} (VQA v1 / v2, VQA-CP, OK-VQA) or of {"image", "answer"} (VizWiz). --out a
-folder (default: the run folder) gets the evaluation server's name for it, e.g. VQA v2's
-vqa_OpenEnded_mscoco_<split>_<name>_results.json with <name> = --name or the run's name; --out a file
-path is used as it is. A split the dataset does not have is refused with the valid ones.
+The results file has the format of the run's dataset (data.source): a JSON list of {"question_id",
+"answer"} (VQA v1 / v2, VQA-CP, OK-VQA) or of {"image", "answer"} (VizWiz). --out a folder (default:
+the run folder) gets the evaluation server's name for it (VQA v2:
+vqa_OpenEnded_mscoco_<split>_<name>_results.json, <name> = --name or the run's name); --out a file
+path is used as it is.
 
-Which file goes where (VQA v2; section 4 of docs/vqa-reference.md): test-dev is a subset of
-test2015, and the EvalAI server scores every phase (Test-Dev, Test-Standard, Test-Challenge) from
-the complete test2015 file, each on its own part; a test-dev2015 file alone is refused there.
-So `--split test2015` is the submission; the printed lines say what each file is for.
+VQA v2 (section 4 of docs/vqa-reference.md): test-dev is a subset of test2015 and EvalAI scores every
+phase from the complete test2015 file, so `--split test2015` is the submission.
 
-Nothing is dropped silently: every question of the split is answered, or nothing is written. Test
-splits have no annotations: only the results file is written. With annotations, the results are
-also scored exactly as `vqa eval` scores them, from the split's official files (read then).
+Every question of the split is answered, or nothing is written. With annotations the results are also
+scored exactly as `vqa eval` scores them.
 """
 
 from __future__ import annotations
@@ -154,10 +151,9 @@ def check_complete(answers: dict[int, str], dataset: VQADataset, questions_file:
     missing = sorted(expected - answers.keys())
     extra = sorted(answers.keys() - expected)
     if missing:
-        shown = [
-            dataset.records.image_key(i) for i in np.flatnonzero(np.isin(dataset.question_id, missing[:3]))
-        ]
-        first = shown if dataset.records.keyed_by == "image" else missing[:3]
+        rows = np.flatnonzero(np.isin(dataset.question_id, missing[:3]))
+        by_image = dataset.records.keyed_by == "image"
+        first = [dataset.records.image_key(i) for i in rows] if by_image else missing[:3]
         raise UserError(
             f"{split}: {len(missing):,} of {len(expected):,} questions of {questions_file} have no answer "
             f"(first: {first}); nothing written. Give every image of the split features and run again"
@@ -195,17 +191,20 @@ def predict_command(args: argparse.Namespace) -> int:
     if args.report:
         check_writable(Path(args.report), "--report")
     questions_file, answers_file = split_files(run.cfg, args.split)
-    inputs = [("questions file", questions_file), ("annotations file", answers_file),
-              *((f"run's checkpoint {c}.pt", Path(args.run) / "checkpoints" / f"{c}.pt") for c in ("best", "last")),
-              ("run's config", Path(args.run) / "config.yaml"), ("run's metrics", Path(args.run) / "metrics.jsonl"),
-              ("feature file", Path(run.cfg.data.root) / run.cfg.data.features_file.format(split=args.split))]  # fmt: skip
+    inputs = [
+        ("questions file", questions_file),
+        ("annotations file", answers_file),
+        *((f"run's checkpoint {c}.pt", Path(args.run) / "checkpoints" / f"{c}.pt") for c in ("best", "last")),
+        ("run's config", Path(args.run) / "config.yaml"),
+        ("run's metrics", Path(args.run) / "metrics.jsonl"),
+        ("feature file", Path(run.cfg.data.root) / run.cfg.data.features_file.format(split=args.split)),
+    ]
     io.refuse_inputs_as_outputs([("--out", out), ("--report", args.report)], inputs)
     if args.report and Path(args.report).exists() and os.path.samefile(args.report, out):
         raise UserError(f"--report {args.report} is the results file --out writes; pass two different files")
     dataset = split_dataset(run, args.split, args.data_root, keep_text=False)
-    if dataset.report.not_all_answers:  # answered here, left out of the scores like `vqa eval` does
-        print(f"predict: {len(dataset.report.not_all_answers):,} questions of {args.split} have no 10 answers: "
-              "answered, not scored")  # fmt: skip
+    if partial := len(dataset.report.not_all_answers):  # answered, left out of the scores as `vqa eval` does
+        print(f"predict: {partial:,} questions of {args.split} have no 10 answers: answered, not scored")
     answers = predict(run, dataset, device)
     n = check_complete(answers, dataset, questions_file, args.split)
     results = source.results(answers, dataset.records)

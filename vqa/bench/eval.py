@@ -1,12 +1,8 @@
-"""Official-scoring benchmark: what a user waits for. Val2014-sized annotation, question and results
-files are written to a temporary folder, and the whole `vqa eval` process (start to report written) is
-timed against the literal per-question loop of the official evaluator (`official_loop`) over
-the same files; the report's per-question scores must equal the loop's, rounded as the report rounds
-them, and the in-process scores (`official_scores`) the loop's unrounded, bit for bit.
-
-The data is synthetic but shaped like val2014: 214,354 questions of ten answers each, the answer
-types in VQA v2's proportions, Zipf-like answer frequencies, realistic annotator disagreement, and
-surface forms (case, punctuation, articles, stray whitespace) that the normalization must undo.
+"""Official-scoring benchmark: the whole `vqa eval` process (start to report written) on val2014-sized
+official files against the literal per-question loop of the official evaluator (`official_loop`);
+the report's per-question scores must equal the loop's as rounded, `official_scores` bit for bit.
+The data is synthetic but shaped like val2014: 214,354 questions of ten answers, VQA v2's answer-type
+mix, Zipf-like answers, annotator disagreement, surface forms the normalization must undo.
 """
 
 from __future__ import annotations
@@ -175,22 +171,18 @@ def bench_eval(
     repeats: int = 3,
     reference_questions: int | None = None,
 ) -> dict:
-    """Time the whole `vqa eval` process on `n_questions` synthetic questions written as official files
-    against the literal per-question loop over the same files, interleaved: run the process, loop over
-    one chunk of the questions, and so on `repeats` times (the chunks cover the questions measured).
+    """Time the whole `vqa eval` process on `n_questions` synthetic questions against the literal loop over
+    the same files, interleaved: the process, the loop over one chunk, `repeats` times.
 
-    The first process finds an empty annotation cache: it decodes the annotations and keeps their side of
-    the scoring ("first"); the others read it back, as every later results file of the same split does
-    ("cached", the median of them; `vqa eval --no-cache` always pays the first figure). The loop covers
-    every question (`reference_questions` None) or the first `reference_questions`, its time then scaled
-    to all ("reference_scaled"). "identical" says whether both reports' perQuestion equal round(100 * loop
-    score, 2) on every question the loop scored, and "identical_unrounded" whether `official_scores` (the
-    same vectorized core) equals the loop's floats bit for bit there.
+    The first process decodes the annotations into an empty cache ("first", what --no-cache always pays);
+    later ones read it back ("cached", their median). The loop covers the first `reference_questions`
+    (None: all), its time then scaled to all ("reference_scaled"). "identical": both reports' perQuestion
+    equal round(100 * loop score, 2); "identical_unrounded": `official_scores` equals the loop's floats.
     """
     with tempfile.TemporaryDirectory(prefix="vqa-bench-eval-") as tmp:
         folder = Path(tmp)
         paths = write_eval_files(folder, n_questions, seed)
-        sizes = {k: p.stat().st_size for k, p in paths.items()}
+        file_mb = {k: round(p.stat().st_size / 2**20, 1) for k, p in paths.items()}
         annotations = read_json(paths["annotations"], "annotations", key="annotations")
         gts = {a["question_id"]: a["answers"] for a in annotations}
         preds = {r["question_id"]: r["answer"] for r in read_json(paths["results"], "results")}
@@ -198,32 +190,50 @@ def bench_eval(
         m = n_questions if reference_questions is None else min(reference_questions, n_questions)
         qids = list(gts)[:m]
         chunks = [qids[i * m // repeats : (i + 1) * m // repeats] for i in range(repeats)]
-        walls, cpus, reference = [], [], {}
-        ref_wall = ref_cpu = 0.0
-        for i, chunk in enumerate([[], *chunks]):  # the first process alone, then one per chunk
-            wall, cpu = _run_eval(paths, folder / f"report{min(i, 1)}.json", folder / "cache")
-            walls.append(wall)
-            cpus.append(cpu)
-            part = {q: gts[q] for q in chunk}
-            start, start_cpu = time.perf_counter(), time.process_time()
-            reference.update(official_loop(part, preds))
-            ref_wall += time.perf_counter() - start
-            ref_cpu += time.process_time() - start_cpu
+        walls, cpus, reference, ref_seconds = _interleaved(paths, folder, gts, preds, chunks)
         reports = [read_json(folder / f"report{i}.json", "report") for i in (0, 1)]
         fast = official_scores({q: gts[q] for q in qids}, preds)
-    scale = n_questions / m
-    ref = ref_wall * scale
-    first_wall, first_cpu = walls[0], cpus[0]
-    eval_wall, eval_cpu = statistics.median(walls[1:]), statistics.median(cpus[1:])
-    speedup = ref / eval_wall
     return {
         "questions": n_questions,
         "answers": sum(len(a) for a in gts.values()),
-        "file_mb": {k: round(v / 2**20, 1) for k, v in sizes.items()},
+        "file_mb": file_mb,
         "rules": reports[0]["rules"],
-        "first_s": round(first_wall, 3),
-        "first_cpu_s": round(first_cpu, 3),
-        "first_speedup": round(ref / first_wall, 1),
+        **_timings(walls, cpus, *ref_seconds, m, n_questions),
+        "identical": all(
+            r["perQuestion"][str(q)] == round(100 * s, 2) for r in reports for q, s in reference.items()
+        ),
+        "identical_unrounded": all(fast[q] == s for q, s in reference.items()),
+        "overall": reports[1]["overall"],
+    }
+
+
+def _interleaved(paths: dict[str, Path], folder: Path, gts: dict, preds: dict, chunks: list[list[int]]):
+    """(process wall seconds, process CPU seconds, the loop's scores, (loop wall, loop CPU seconds)): the
+    first process alone, then a process and the loop over one chunk, for each chunk."""
+    walls, cpus, reference = [], [], {}
+    ref_wall = ref_cpu = 0.0
+    for i, chunk in enumerate([[], *chunks]):
+        wall, cpu = _run_eval(paths, folder / f"report{min(i, 1)}.json", folder / "cache")
+        walls.append(wall)
+        cpus.append(cpu)
+        part = {q: gts[q] for q in chunk}
+        start, start_cpu = time.perf_counter(), time.process_time()
+        reference.update(official_loop(part, preds))
+        ref_wall += time.perf_counter() - start
+        ref_cpu += time.process_time() - start_cpu
+    return walls, cpus, reference, (ref_wall, ref_cpu)
+
+
+def _timings(walls: list, cpus: list, ref_wall: float, ref_cpu: float, m: int, n_questions: int) -> dict:
+    """The first and later processes' times against the loop's, scaled from `m` to all questions."""
+    scale = n_questions / m
+    ref = ref_wall * scale
+    eval_wall, eval_cpu = statistics.median(walls[1:]), statistics.median(cpus[1:])
+    speedup = ref / eval_wall
+    return {
+        "first_s": round(walls[0], 3),
+        "first_cpu_s": round(cpus[0], 3),
+        "first_speedup": round(ref / walls[0], 1),
         "eval_s": round(eval_wall, 3),
         "eval_runs_s": [round(w, 3) for w in walls[1:]],
         "eval_cpu_s": round(eval_cpu, 3),
@@ -235,11 +245,6 @@ def bench_eval(
         "speedup_cpu": round(ref_cpu * scale / eval_cpu, 1),
         "target_speedup": TARGET_SPEEDUP,
         "target_holds": speedup >= TARGET_SPEEDUP,
-        "identical": all(
-            r["perQuestion"][str(q)] == round(100 * s, 2) for r in reports for q, s in reference.items()
-        ),
-        "identical_unrounded": all(fast[q] == s for q, s in reference.items()),
-        "overall": reports[1]["overall"],
     }
 
 
@@ -250,11 +255,9 @@ def run(opts: argparse.Namespace) -> dict:
 
 
 def markdown(r: dict) -> list[str]:
-    ref = (
-        f"{r['reference_questions']:,} questions, scaled to all"
-        if r.get("reference_scaled")
-        else "every question"
-    )
+    ref = "every question"
+    if r.get("reference_scaled"):
+        ref = f"{r['reference_questions']:,} questions, scaled to all"
     holds = "holds" if r["target_holds"] else "does NOT hold"
     return [
         f"### Official scoring (val2014 has {VAL2014_QUESTIONS:,} questions): "

@@ -1,13 +1,10 @@
 """Loader-only throughput: samples/s the input pipeline delivers with no model behind it, against the
 machine's memory-copy limit for the same batch.
 
-The features are real-size: a 14 x 14 grid of 2048 channels (the paper's ResNet-152 layer4) and
-region boxes of 2048 dimensions, float16 on disk, written by `vqa synth` with those sizes. The limit is
-this machine's rate of one plain copy of a batch's image bytes into a reused buffer (numpy, one thread:
-what one worker can do at best); each row is samples/s and its fraction of that limit. Rows: the
-training path (batches assembled in reused buffers, vqa.data.loader.RingLoader) for every preload
-(none, ram), sampler and worker count, the fresh-batch DataLoader (`vqa predict`'s) for comparison, and
-on CUDA the batches on the device (vqa.data.feed.DeviceFeed, preload none, ram and device).
+Real-size features (`vqa synth`): a 14 x 14 grid of 2048 channels and 2048-d boxes, float16 on disk. The
+limit is one plain copy of a batch's image bytes into a reused buffer (numpy, one thread). Rows: the
+training path (reused buffers, RingLoader) per preload, sampler and worker count, the fresh-batch
+DataLoader (`vqa predict`'s), and on CUDA the batches on the device (DeviceFeed).
 """
 
 from __future__ import annotations
@@ -32,16 +29,8 @@ def ensure_real_size(root: Path, train_images: int) -> None:
         return
     from vqa.synth.generate import generate
 
-    generate(
-        root,
-        seed=0,
-        train_images=train_images,
-        val_images=20,
-        test_images=0,
-        questions_per_image=5,
-        quiet=True,
-        **REAL,
-    )
+    sizes = dict(val_images=20, test_images=0, questions_per_image=5, **REAL)
+    generate(root, seed=0, train_images=train_images, quiet=True, **sizes)
 
 
 def copy_rate(nbytes: int, repeats: int = 3, budget: int = 1 << 30, pool: int = 256 << 20) -> dict:
@@ -88,8 +77,7 @@ def loader_rows(
     """The rows of one feature kind and preload mode (one dataset, every sampler and worker count). Each
     loader is timed over `rounds` epochs (its workers persist, as in training); a row is the median."""
     from vqa.data.build import build_datasets
-    from vqa.data.feed import build_loader
-    from vqa.data.loader import EpochSampler, RingLoader
+    from vqa.data.loader import EpochSampler
 
     overrides = [
         f"data.root={root}",
@@ -101,44 +89,42 @@ def loader_rows(
     data = build_datasets(load_config(CONFIG, overrides))
     setup = time.perf_counter() - start
     rows = []
-
-    def row(path: str, sampler: str, w: int, order: EpochSampler, loader) -> None:
-        rates = []
-        for r in range(rounds):
-            order.set_epoch(r)
-            epoch = (h.batch for h in loader) if isinstance(loader, RingLoader) else loader
-            n, nbytes, seconds = _timed(epoch, batches)
-            rates.append(n / seconds)
-        rows.append(
-            {
-                "kind": kind,
-                "preload": preload,
-                "path": path,
-                "sampler": sampler,
-                "workers": w,
-                "samples": n,
-                "samples_per_s": float(np.median(rates)),
-                "rounds": rates,
-                "bytes_per_sample": nbytes / n,
-                "setup_seconds": setup,
-            }
-        )
-
     for sampler, w in itertools.product(samplers, workers):
         order = EpochSampler(data.train, seed=0, group_by_image=sampler == "image_grouped")
-        if preload != "device":
-            row("reused", sampler, w, order, RingLoader(data.train, batch, order, w))
-        if preload == "none" and sampler == "random":
-            row("fresh", sampler, w, order, build_loader(data.train, batch, order, w))
-        if torch.cuda.is_available():
-            row(
-                "cuda",
-                sampler,
-                w,
-                order,
-                build_loader(data.train, batch, order, w, device=torch.device("cuda")),
+        wanted = {"reused": preload != "device", "fresh": preload == "none" and sampler == "random"}
+        for path in [p for p, on in wanted.items() if on] + (["cuda"] if torch.cuda.is_available() else []):
+            n, rates, nbytes = _epoch_rates(
+                _loader(path, data.train, batch, order, w), order, batches, rounds
             )
+            row = {"kind": kind, "preload": preload, "path": path, "sampler": sampler, "workers": w}
+            row |= {"samples": n, "samples_per_s": float(np.median(rates)), "rounds": rates}
+            rows.append({**row, "bytes_per_sample": nbytes / n, "setup_seconds": setup})
     return rows
+
+
+def _loader(path: str, dataset, batch: int, order, workers: int):
+    """The loader a row times: reused buffers (RingLoader), fresh batches, or batches on the GPU."""
+    from vqa.data.feed import build_loader
+    from vqa.data.loader import RingLoader
+
+    if path == "reused":
+        return RingLoader(dataset, batch, order, workers)
+    return build_loader(
+        dataset, batch, order, workers, device=torch.device("cuda") if path == "cuda" else None
+    )
+
+
+def _epoch_rates(loader, order, batches: int, rounds: int) -> tuple[int, list[float], int]:
+    """(samples per epoch, samples/s of each of `rounds` epochs, image bytes of the last epoch)."""
+    from vqa.data.loader import RingLoader
+
+    rates = []
+    for r in range(rounds):
+        order.set_epoch(r)
+        epoch = (h.batch for h in loader) if isinstance(loader, RingLoader) else loader
+        n, nbytes, seconds = _timed(epoch, batches)
+        rates.append(n / seconds)
+    return n, rates, nbytes
 
 
 def bench_loader(
@@ -154,54 +140,31 @@ def bench_loader(
     ensure_real_size(root, train_images)
     if not torch.cuda.is_available():
         preloads = tuple(p for p in preloads if p != "device")  # on the CPU it is the RAM path
-    rows = [
-        r
-        for kind in ("grid", "boxes")
-        for p in preloads
-        for r in loader_rows(root, kind, p, batch, batches, workers, samplers, rounds)
-    ]
+    rows = []
+    for kind, preload in itertools.product(("grid", "boxes"), preloads):
+        rows += loader_rows(root, kind, preload, batch, batches, workers, samplers, rounds)
     limits = {}
     for kind in ("grid", "boxes"):
         per_sample = max(r["bytes_per_sample"] for r in rows if r["kind"] == kind)
         limits[kind] = {**copy_rate(int(per_sample * batch)), "bytes_per_sample": per_sample}
-        for r in rows:
-            if r["kind"] == kind:
-                r["limit_fraction"] = (
-                    r["samples_per_s"] * r["bytes_per_sample"] / limits[kind]["reused_bytes_per_s"]
-                )
-    return {
-        "root": str(root),
-        "batch": batch,
-        "batches": batches,
-        "rounds": rounds,
-        "limits": limits,
-        "rows": rows,
-    }
+        limit = limits[kind]["reused_bytes_per_s"]
+        for r in (r for r in rows if r["kind"] == kind):
+            r["limit_fraction"] = r["samples_per_s"] * r["bytes_per_sample"] / limit
+    return dict(root=str(root), batch=batch, batches=batches, rounds=rounds, limits=limits, rows=rows)
 
 
 def run(opts: argparse.Namespace) -> dict:
     if opts.quick:
-        return bench_loader(
-            Path("data/synthetic/realsize-quick"),
-            train_images=60,
-            batches=4,
-            workers=(0, 1),
-            rounds=1,
-            samplers=("random",),
-            preloads=("none", "ram"),
-        )
+        quick = dict(train_images=60, batches=4, workers=(0, 1), rounds=1, samplers=("random",))
+        return bench_loader(Path("data/synthetic/realsize-quick"), preloads=("none", "ram"), **quick)
     return bench_loader()
 
 
 def one_worker_rate(rows: list[dict], kind: str) -> float | None:
     """Samples/s of one worker reading `kind` from disk in random order into reused buffers: the unit a
     GPU machine's worker count is sized in (workers ~ GPU samples/s / this rate)."""
-    one = [
-        r
-        for r in rows
-        if (r["kind"], r["workers"], r["preload"], r["sampler"], r["path"])
-        == (kind, 1, "none", "random", "reused")
-    ]
+    key = (kind, 1, "none", "random", "reused")
+    one = [r for r in rows if (r["kind"], r["workers"], r["preload"], r["sampler"], r["path"]) == key]
     return one[0]["samples_per_s"] if one else None
 
 

@@ -1,16 +1,10 @@
 """Losses benchmark: the sparse soft cross-entropy against hard cross-entropy and a dense reference.
 
-The claim it backs (vqa/losses.py): soft targets kept sparse ([B, K], K <= 10) cost about what
-hard cross-entropy costs (target: soft_ce forward+backward at most 1.1x hard_ce at 3,000 answers),
-while the textbook dense [B, A] target costs more time and memory. Both losses are dominated by
-the log-softmax over the answers and its backward, which they share; the benchmark times that part
-alone too, so what remains of each loss is its own (the target gather / scatter).
-
-Timings are interleaved: each round times every function once, in a rotating order, and the
-soft / hard ratio is the median over rounds of the ratio within a round, so load that comes and
-goes (a shared machine) hits both alike. Tensors and memory probes use the same device (the GPU
-when there is one: its allocator's counters; else the CPU tensor tracer).
-`random_batch` and `dense_soft_ce` are also what the loss tests build on (tests/helpers.py).
+The claim it backs (vqa/losses.py): sparse soft targets ([B, K], K <= 10) cost about what hard
+cross-entropy costs (target: soft_ce forward+backward at most 1.1x hard_ce at 3,000 answers), the dense
+[B, A] target more. The log-softmax both share is timed alone too, so what remains is each loss's own.
+Rounds time every function once in a rotating order; ratios are medians of within-round ratios, so
+load that comes and goes hits both alike. `random_batch` and `dense_soft_ce` serve the loss tests too.
 """
 
 from __future__ import annotations
@@ -59,19 +53,12 @@ def dense_soft_ce(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
 TARGET_SOFT_OVER_HARD = 1.1  # soft_ce forward+backward time over hard_ce's, at 3,000 answers
 
 
-def bench_losses(
-    batch_size: int = 512,
-    num_answers: int = 3000,
-    repeats: int = 50,
-    device: str | torch.device | None = None,
-) -> dict:
-    """Forward+backward time (interleaved rounds) and peak memory of soft_ce, hard_ce, the dense reference
-    and the log-softmax both losses run (forward, and backward from a dense gradient), on one device."""
-    device = torch.device(device or default_device())
+def _loss_steps(batch_size: int, num_answers: int, device: torch.device) -> dict:
+    """name -> one forward+backward on the same random logits: both losses, the dense reference, and
+    the log-softmax the two losses share (backward from a dense gradient)."""
     batch = random_batch(batch_size, num_answers).to(device)
-    logits = torch.randn(
-        batch_size, num_answers, generator=torch.Generator().manual_seed(1), device="cpu"
-    ).to(device).requires_grad_()  # fmt: skip
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(batch_size, num_answers, generator=g, device="cpu").to(device).requires_grad_()
     grad = torch.full((batch_size, num_answers), 1.0 / batch_size, device=device)
 
     def step(fn):
@@ -81,27 +68,45 @@ def bench_losses(
 
         return run
 
-    def log_softmax_only():  # the part the two losses share
+    def log_softmax_only():
         logits.grad = None
         torch.log_softmax(logits.float(), dim=1).backward(grad)
 
     steps = {name: step(LOSSES[name]) for name in ("soft_ce", "hard_ce")}
-    steps |= {"dense_soft_ce": step(dense_soft_ce), "log_softmax": log_softmax_only}
+    return steps | {"dense_soft_ce": step(dense_soft_ce), "log_softmax": log_softmax_only}
+
+
+def _interleaved_seconds(steps: dict, repeats: int, device: torch.device) -> dict[str, list[float]]:
+    """Each step's seconds in `repeats` rounds, every step once per round in a rotating order."""
     names = list(steps)
     for run in steps.values():  # warm-up
         for _ in range(3):
             run()
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotating order
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             seconds[name].append(time_it(steps[name], repeats=1, warmup=0, device=device))
+    return seconds
+
+
+def bench_losses(
+    batch_size: int = 512,
+    num_answers: int = 3000,
+    repeats: int = 50,
+    device: str | torch.device | None = None,
+) -> dict:
+    """Forward+backward time (interleaved rounds) and peak memory of soft_ce, hard_ce, the dense reference
+    and the log-softmax both losses run (forward, and backward from a dense gradient), on one device."""
+    device = torch.device(device or default_device())
+    steps = _loss_steps(batch_size, num_answers, device)
+    seconds = _interleaved_seconds(steps, repeats, device)
 
     def paired(a: str, b: str) -> float:  # median over rounds of a's time over b's, same round
         return statistics.median(x / y for x, y in zip(seconds[a], seconds[b]))
 
     ratio = paired("soft_ce", "hard_ce")
     ms = {name: 1000 * statistics.median(v) for name, v in seconds.items()}
-    peak = {name: peak_bytes(steps[name], device=device) for name in names if name != "log_softmax"}
+    peak = {name: peak_bytes(step, device=device) for name, step in steps.items() if name != "log_softmax"}
     return {
         "device": str(device),
         "batch_size": batch_size,

@@ -56,8 +56,13 @@ def bench_command(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     results: dict = {"machine": machine()}
     cuda = results["machine"]["cuda"]
-    md = ["# vqa benchmarks", "", f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{'CUDA ' + cuda if cuda else 'CPU'}", ""]  # fmt: skip
+    device = "CUDA " + cuda if cuda else "CPU"
+    md = [
+        "# vqa benchmarks",
+        "",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}",
+        "",
+    ]
     for name in names:
         run, fmt = BENCHMARKS[name]
         start = time.perf_counter()

@@ -1,12 +1,8 @@
-"""Timers and memory probes shared by the benchmarks.
-
-Two ways to measure peak memory, for two kinds of benchmark:
-- `peak_bytes` counts the tensor storage the ops of one call create on the device its tensors
-  live on (LiveTensorBytes on the CPU, that GPU's allocator counters on CUDA): exact and
-  deterministic, for comparing two functions in one process (the losses).
-- `measure_steps` in a fresh process (`run_isolated`) reads the growth of the process's high-water
-  RSS: what the allocator really took, FFT and BLAS buffers included, which no tensor counter sees
-  (the models, MCB, the data pipeline).
+"""Timers and memory probes shared by the benchmarks. Peak memory two ways:
+- `peak_bytes`: the tensor storage one call creates on its device (LiveTensorBytes on the CPU, the
+  allocator's counters on CUDA), exact and deterministic, to compare two functions in one process;
+- `measure_steps` in a fresh process (`run_isolated`): the growth of the high-water RSS, FFT and BLAS
+  buffers included, which no tensor counter sees (the models, MCB, the data pipeline).
 """
 
 from __future__ import annotations
@@ -29,15 +25,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_it(
-    fn: Callable[[], object], repeats: int, warmup: int = 2, device: torch.device | str = "cpu"
-) -> float:
-    """Median seconds per call over `repeats` calls, after `warmup` calls.
-
-    `device`: where fn's tensors live; on CUDA each call is timed to the end of its kernels
-    (kernels run asynchronously: without the synchronization only their launch is timed).
-    """
-    device = torch.device(device)
+def _median_seconds(fn: Callable[[], object], warmup: int, repeats: int, device: torch.device) -> float:
+    """Median seconds of `repeats` calls after `warmup` untimed ones, each timed to the end of its kernels."""
     for _ in range(warmup):
         fn()
     times = []
@@ -47,17 +36,24 @@ def time_it(
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
+    return sorted(times)[len(times) // 2]
+
+
+def time_it(
+    fn: Callable[[], object], repeats: int, warmup: int = 2, device: torch.device | str = "cpu"
+) -> float:
+    """Median seconds per call over `repeats` calls, after `warmup` calls.
+
+    `device`: where fn's tensors live; on CUDA each call is timed to the end of its kernels
+    (kernels run asynchronously: without the synchronization only their launch is timed).
+    """
+    return _median_seconds(fn, warmup, repeats, torch.device(device))
 
 
 class LiveTensorBytes(TorchDispatchMode):
-    """Peak bytes of live tensor storage created by the ops run inside it, on any device.
-
-    Every op (backward ops included: autograd runs them on this thread for CPU tensors) passes
-    through __torch_dispatch__; each new storage is counted once and uncounted when it is freed.
-    Deterministic, unlike process RSS.
-    """
+    """Peak bytes of live tensor storage created by the ops run inside it, on any device: every op
+    (backward ops of CPU tensors included) passes through __torch_dispatch__; each new storage is counted
+    once and uncounted when freed. Deterministic, unlike process RSS."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,13 +81,9 @@ class LiveTensorBytes(TorchDispatchMode):
 
 
 def peak_bytes(fn: Callable[[], object], device: torch.device | str = "cpu") -> int:
-    """Peak bytes of tensors allocated during one call of `fn` (above what was live before), on
-    `device`, the device fn's tensors live on.
-
-    CUDA: that GPU's caching-allocator counters (reset first); a peak of 0 means fn's tensors are
-    elsewhere and raises rather than report a meaningless number. CPU: LiveTensorBytes, which sees
-    tensors of any device; one on another device than `device` raises for the same reason.
-    """
+    """Peak bytes of tensors allocated during one call of `fn` (above what was live before) on `device`,
+    where fn's tensors live: that GPU's allocator counters on CUDA, LiveTensorBytes on the CPU. Tensors
+    found elsewhere (a CUDA peak of 0, a CPU trace of other devices) raise rather than mislead."""
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -116,11 +108,8 @@ def peak_bytes(fn: Callable[[], object], device: torch.device | str = "cpu") -> 
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set in MiB: VmHWM on Linux.
-
-    Not ru_maxrss: it survives fork + exec, so a worker spawned by a large parent starts with the
-    parent's peak and shows no growth. VmHWM belongs to the address space exec replaces.
-    """
+    """This process's peak resident set in MiB: VmHWM on Linux, not ru_maxrss, which survives fork + exec
+    (a worker spawned by a large parent would start at the parent's peak)."""
     status = Path("/proc/self/status")
     if status.exists():
         for line in status.read_text().splitlines():
@@ -131,12 +120,9 @@ def peak_rss_mib() -> float:
 
 
 def measure_steps(step: Callable[[], object], steps: int, device: torch.device | str) -> tuple[float, float]:
-    """(median seconds per step, peak MiB during the steps) after one warm-up step.
-
-    Peak memory: on CUDA `max_memory_allocated` over the steps; on the CPU the growth of the
-    high-water RSS, so parameters and inputs built before do not count. Meaningful only in a
-    fresh process (`run_isolated`): an earlier measurement's peak would hide this one's.
-    """
+    """(median seconds per step, peak MiB during the steps) after one warm-up step: CUDA's
+    `max_memory_allocated` over the steps, or the growth of the CPU high-water RSS. Meaningful only in a
+    fresh process (`run_isolated`): an earlier measurement's peak would hide this one's."""
     device = torch.device(device)
     cuda = device.type == "cuda"
     if cuda:
@@ -145,17 +131,9 @@ def measure_steps(step: Callable[[], object], steps: int, device: torch.device |
         base = torch.cuda.memory_allocated(device)
     else:
         base = peak_rss_mib()
-    times = []
-    for i in range(steps + 1):
-        _sync(device)
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        if i > 0:  # the first step warms up allocator and kernels
-            times.append(time.perf_counter() - start)
-    times.sort()
+    seconds = _median_seconds(step, 1, steps, device)  # the first step warms up allocator and kernels
     peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20 if cuda else peak_rss_mib() - base
-    return times[len(times) // 2], peak
+    return seconds, peak
 
 
 def run_isolated(fn: Callable, *args):

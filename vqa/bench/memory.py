@@ -1,16 +1,13 @@
 """Memory benchmark: what a user's machine pays to train, DataLoader workers included.
 
-One fresh process per (preset, workers) loads the splits, builds the datasets and trains `steps`
-steps (AVG on region boxes) with `workers` DataLoader worker processes. While it runs, this process
-samples /proc every 0.1 s and sums, over the training process and every descendant (the workers),
-PSS (proportional set size: a page shared by k processes counts 1/k in each, so the sum is the
-memory the machine really spends) and USS (pages only that process maps). RSS alone would count
-every page a forked worker shares with its parent once per process; PSS shows instead how much of
-the parent's memory the workers copied: the copy-on-read problem of Python objects whose reference
-counts workers touch, which the compact numpy records of vqa/data avoid.
+One fresh process per (preset, workers) builds the datasets and trains `steps` steps (AVG on boxes).
+Meanwhile /proc is sampled every 0.1 s for the summed PSS (a page shared by k processes counts 1/k in
+each: the memory really spent) and USS of the process and its workers. Unlike RSS, PSS shows how much
+of the parent the workers copied: the copy-on-read of Python objects whose reference counts workers
+touch, which the compact numpy records of vqa/data avoid.
 
-Targets (VQA v2's question and image counts, the `vqa2` preset): with 4 workers total PSS at most
-1.5x the 0-worker figure, and the 0-worker figure at most 1.3x the `paper` preset's.
+Targets (the `vqa2` preset, VQA v2's counts): with 4 workers total PSS at most 1.5x the 0-worker
+figure, and that at most 1.3x the `paper` preset's.
 """
 
 from __future__ import annotations
@@ -81,16 +78,16 @@ def measure(preset: str, workers: int, steps: int) -> dict:
     over the whole run (the JSON decoding's transient peak included) and while training."""
     with tempfile.TemporaryDirectory() as tmp:
         marker = Path(tmp) / "training"
-        proc = subprocess.Popen([sys.executable, "-c", CHILD, preset, str(workers), str(steps), str(marker)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"})  # fmt: skip
+        cmd = [sys.executable, "-c", CHILD, preset, str(workers), str(steps), str(marker)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         peak = {"pss": 0, "uss": 0, "rss": 0, "processes": 0}
         training = dict(peak)
         while proc.poll() is None:
             rollups = [r for r in (_rollup(p) for p in _tree(proc.pid)) if r]
-            now = {"pss": sum(r.get("Pss", 0) for r in rollups),
-                   "uss": sum(r.get("Private_Clean", 0) + r.get("Private_Dirty", 0) for r in rollups),
-                   "rss": sum(r.get("Rss", 0) for r in rollups), "processes": len(rollups)}  # fmt: skip
+            pss, rss = (sum(r.get(k, 0) for r in rollups) for k in ("Pss", "Rss"))
+            uss = sum(r.get("Private_Clean", 0) + r.get("Private_Dirty", 0) for r in rollups)
+            now = {"pss": pss, "uss": uss, "rss": rss, "processes": len(rollups)}
             peak = max(peak, now, key=lambda m: m["pss"])
             if marker.exists():
                 training = max(training, now, key=lambda m: m["pss"])
@@ -99,14 +96,15 @@ def measure(preset: str, workers: int, steps: int) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"memory benchmark ({preset}, {workers} workers) failed:\n{err[-2000:]}")
     result = json.loads(out.strip().splitlines()[-1])
-    return {**result, "preset": preset, "workers": workers, "steps": steps,
-            **{f"peak_{k}_mib": v / 1024 for k, v in peak.items() if k != "processes"},
-            **{f"training_{k}_mib": v / 1024 for k, v in training.items() if k != "processes"},
-            "processes": training["processes"]}  # fmt: skip
+    kib = {"peak": peak, "training": training}
+    mib = {f"{when}_{k}_mib": v / 1024 for when, m in kib.items() for k, v in m.items() if k != "processes"}
+    settings = {"preset": preset, "workers": workers, "steps": steps}
+    return {**result, **settings, **mib, "processes": training["processes"]}
 
 
-def bench_memory(presets: tuple[str, str] = ("paper", "vqa2"), workers: tuple[int, ...] = (0, 4),
-                 steps: int = 50) -> dict:  # fmt: skip
+def bench_memory(
+    presets: tuple[str, str] = ("paper", "vqa2"), workers: tuple[int, ...] = (0, 4), steps: int = 50
+) -> dict:
     """Every (preset, workers) in its own process; the two target ratios of the module docstring."""
     from vqa.bench.pipeline import synthetic_config
     from vqa.data.build import ensure_synthetic

@@ -17,7 +17,7 @@ from vqa.bench.measure import default_device, measure_steps, run_isolated
 from vqa.config import ModelConfig
 from vqa.device import autocast
 from vqa.models import MODELS, build_model
-from vqa.models.mcb import CompactBilinearPooling, compact_bilinear_outer
+from vqa.models.mcb import CompactBilinearPooling, count_sketch
 
 # Model sizes: ModelConfig defaults, except MCB. At the paper's 16,000 dimensions over 196
 # cells MCB needs ~5 GiB and tens of seconds per batch-64 step on a 2-core CPU (measured:
@@ -30,10 +30,13 @@ PAPER_GRID, PAPER_GRID_DIM, PAPER_BOXES, PAPER_BOX_DIM = 14, 256, 16, 512
 BOX_MODELS = ("updn", "mcan", "ban")  # the region-box models; the others read the grid, as in their papers
 
 
-def _model_worker(name: str, cfg: dict, batch_size: int, steps: int, regions: int, image_dim: int,
-                  num_answers: int, num_tokens: int, question_len: int, device: str,
-                  precision: str = "fp32") -> dict:  # fmt: skip
-    """One model's training step on random inputs, timed in this (fresh) process."""
+def _model_worker(name: str, cfg: dict, shape: dict, device: str, precision: str = "fp32") -> dict:
+    """One model's training step on random inputs, timed in this (fresh) process. `shape`: batch_size,
+    steps, regions, image_dim, num_answers, num_tokens and question_len."""
+    batch_size, steps, regions = (shape[k] for k in ("batch_size", "steps", "regions"))
+    image_dim, num_answers, num_tokens, question_len = (
+        shape[k] for k in ("image_dim", "num_answers", "num_tokens", "question_len")
+    )
     torch.manual_seed(0)
     dev = torch.device(device)
     model_cfg = dataclasses.replace(ModelConfig(**cfg), name=name)
@@ -65,10 +68,20 @@ def _model_worker(name: str, cfg: dict, batch_size: int, steps: int, regions: in
     }
 
 
-def bench_models(batch_size: int = 64, steps: int = 5, image_grid: int = 14, image_dim: int = 512,
-                 regions: int | None = None, num_answers: int = 3000, num_tokens: int = 5000,
-                 question_len: int = 14, cfg: ModelConfig | None = None, models: list[str] | None = None,
-                 device: str | None = None, precision: str = "fp32") -> list[dict]:  # fmt: skip
+def bench_models(
+    batch_size: int = 64,
+    steps: int = 5,
+    image_grid: int = 14,
+    image_dim: int = 512,
+    regions: int | None = None,
+    num_answers: int = 3000,
+    num_tokens: int = 5000,
+    question_len: int = 14,
+    cfg: ModelConfig | None = None,
+    models: list[str] | None = None,
+    device: str | None = None,
+    precision: str = "fp32",
+) -> list[dict]:
     """Forward+backward samples/s and peak memory (MiB) of every registered model on a
     `image_grid` x `image_grid` grid of `image_dim`-d features (or, when `regions` is given,
     that many `image_dim`-d regions, e.g. boxes); one fresh process per model.
@@ -76,9 +89,23 @@ def bench_models(batch_size: int = 64, steps: int = 5, image_grid: int = 14, ima
     `cfg` gives the model sizes (default: ModelConfig with mcb_dim 4000); its name is ignored.
     """
     cfg_dict = dataclasses.asdict(cfg or DEFAULT_BENCH_CFG)
-    args = (batch_size, steps, regions or image_grid * image_grid, image_dim, num_answers, num_tokens,
-            question_len, device or default_device(), precision)  # fmt: skip
-    return [run_isolated(_model_worker, name, cfg_dict, *args) for name in (models or sorted(MODELS))]
+    shape = dict(batch_size=batch_size, steps=steps, regions=regions or image_grid * image_grid)
+    shape |= dict(
+        image_dim=image_dim, num_answers=num_answers, num_tokens=num_tokens, question_len=question_len
+    )
+    args = (cfg_dict, shape, device or default_device(), precision)
+    return [run_isolated(_model_worker, name, *args) for name in (models or sorted(MODELS))]
+
+
+def compact_bilinear_outer(layer: CompactBilinearPooling, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The naive reference for `layer` (before normalization): build x ⊗ y [B, D1*D2] and count-sketch it
+    with hash (h1(i) + h2(j)) mod d and sign s1(i) s2(j); equal to the FFT result up to float rounding, at
+    O(D1 * D2) memory per sample."""
+    d = layer.out_dim
+    outer = torch.einsum("bi,bj->bij", x.float(), y.float()).flatten(1)  # [B, D1*D2]
+    hash_ = ((layer.hash1[:, None] + layer.hash2[None, :]) % d).flatten()  # [D1*D2]
+    sign = (layer.sign1[:, None] * layer.sign2[None, :]).flatten()  # [D1*D2]
+    return count_sketch(outer, hash_, sign, d)  # [B, d]
 
 
 def _mcb_worker(impl: str, batch_size: int, d1: int, d2: int, out_dim: int, steps: int, device: str) -> dict:
@@ -99,8 +126,14 @@ def _mcb_worker(impl: str, batch_size: int, d1: int, d2: int, out_dim: int, step
     return {"seconds": seconds, "peak_mib": peak, "out": out}
 
 
-def bench_mcb(batch_size: int = 32, d1: int = 512, d2: int = 512, out_dim: int = 4000, steps: int = 5,
-              device: str | None = None) -> dict:  # fmt: skip
+def bench_mcb(
+    batch_size: int = 32,
+    d1: int = 512,
+    d2: int = 512,
+    out_dim: int = 4000,
+    steps: int = 5,
+    device: str | None = None,
+) -> dict:
     """CompactBilinearPooling (count sketches + FFT) against the naive layer that builds the
     [B, d1*d2] outer product and count-sketches it: forward+backward time and peak memory of
     each, measured back to back in one call, and their ratios (naive / FFT)."""
@@ -131,15 +164,14 @@ def run_models(opts: argparse.Namespace) -> dict:
     common = dict(batch_size=batch_size, steps=steps, cfg=DEFAULT_BENCH_CFG, precision=opts.precision)
     rows = bench_models(image_grid=PAPER_GRID, image_dim=PAPER_GRID_DIM, models=grid_models, **common)
     rows += bench_models(regions=PAPER_BOXES, image_dim=PAPER_BOX_DIM, models=box_models, **common)
+    grid, boxes = (
+        f"{PAPER_GRID}x{PAPER_GRID} grid x {PAPER_GRID_DIM}",
+        f"{PAPER_BOXES} boxes x {PAPER_BOX_DIM}",
+    )
     for row in rows:
-        row["image"] = (
-            f"{PAPER_BOXES} boxes x {PAPER_BOX_DIM}"
-            if row["model"] in BOX_MODELS
-            else f"{PAPER_GRID}x{PAPER_GRID} grid x {PAPER_GRID_DIM}"
-        )
-    cfg = DEFAULT_BENCH_CFG
-    sizes = dict(embed_dim=cfg.embed_dim, rnn_dim=cfg.rnn_dim, hidden_dim=cfg.hidden_dim,
-                 attention_dim=cfg.attention_dim, glimpses=cfg.glimpses, mcb_dim=cfg.mcb_dim)  # fmt: skip
+        row["image"] = boxes if row["model"] in BOX_MODELS else grid
+    names = ("embed_dim", "rnn_dim", "hidden_dim", "attention_dim", "glimpses", "mcb_dim")
+    sizes = {k: getattr(DEFAULT_BENCH_CFG, k) for k in names}
     return {"batch_size": batch_size, "steps": steps, "sizes": sizes, "rows": rows}
 
 
@@ -166,8 +198,8 @@ def models_markdown(r: dict) -> list[str]:
 
 def run_mcb(opts: argparse.Namespace) -> dict:
     # one MCB layer as the model's attention uses it: the question vector meets a 256-d grid cell
-    return bench_mcb(batch_size=8 if opts.quick else 32, d1=DEFAULT_BENCH_CFG.rnn_dim, d2=PAPER_GRID_DIM,
-                     out_dim=DEFAULT_BENCH_CFG.mcb_dim, steps=2 if opts.quick else 5)  # fmt: skip
+    sizes = dict(d1=DEFAULT_BENCH_CFG.rnn_dim, d2=PAPER_GRID_DIM, out_dim=DEFAULT_BENCH_CFG.mcb_dim)
+    return bench_mcb(batch_size=8 if opts.quick else 32, steps=2 if opts.quick else 5, **sizes)
 
 
 def mcb_markdown(r: dict) -> list[str]:

@@ -22,6 +22,7 @@ from vqa.data.build import build_datasets, ensure_synthetic
 from vqa.data.dataset import Batch
 from vqa.data.feed import build_loader
 from vqa.data.loader import EpochSampler
+from vqa.errors import UserError
 from vqa.losses import get_loss
 from vqa.models import build_model
 from vqa.training.loop import TrainState, train_one_epoch
@@ -87,51 +88,50 @@ def bench_pipeline(
     """Pipeline efficiency per model: disk samples/s over in-memory samples/s, same batches, one run.
     `num_workers` None: the configs' own setting (the default settings the target is about)."""
     device = torch.device(device or default_device())
-    results = {
-        "preset": preset,
-        "batches": batches,
-        "sampler": sampler,
-        "device": str(device),
-        "precision": precision,
-        "models": {},
-    }
+    results = dict(preset=preset, batches=batches, sampler=sampler, device=str(device), precision=precision)
+    results["models"] = {}
     for name in models:
         workers = [] if num_workers is None else [f"data.num_workers={num_workers}"]
         cfg = synthetic_config(name, preset, *workers, f"data.sampler={sampler}")
-        num_workers = cfg.data.num_workers
-        results["num_workers"] = num_workers
-        ensure_synthetic(cfg)
-        data = build_datasets(cfg)
-        torch.manual_seed(0)
-        model = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim).to(device)
-        state = trainer(cfg, model, device, precision)
-        sampler_ = EpochSampler(data.train, shuffle=True, seed=0, group_by_image=sampler == "image_grouped")
-        # disk: the trainer's loader (batches on the device through reused buffers); memory: the same
-        # batches as host batches already collated, moved to the device inside the timed steps alike
-        loader = build_loader(data.train, cfg.train.batch_size, sampler_, num_workers, device=device)
-        plain = build_loader(data.train, cfg.train.batch_size, sampler_, pin_memory=device.type == "cuda")
-        # Rounds alternate disk and memory on the same batches, so load from other processes
-        # drifts into both alike; the median of the per-round ratios is reported.
-        disk, memory = [], []
-        for r in range(rounds):
-            sampler_.set_epoch(r)
-            it = iter(loader)
-            train_rate(state, it, 2)  # warm-up
-            disk.append(train_rate(state, it, batches))
-            del it
-            sampler_.set_epoch(r)
-            cached = list(itertools.islice(iter(plain), 2 + batches))[2:]  # the same batches, in memory
-            memory.append(train_rate(state, cached, batches))
-        ratios = sorted(d / m for d, m in zip(disk, memory))
-        results["models"][name] = {
-            "batch_size": cfg.train.batch_size,
-            "image": f"{cfg.data.features} dim {data.image_dim}",
-            "disk_samples_per_s": float(np.median(disk)),
-            "memory_samples_per_s": float(np.median(memory)),
-            "efficiency": float(np.median(ratios)),
-            "efficiency_rounds": ratios,
-        }
+        results["num_workers"] = num_workers = cfg.data.num_workers
+        results["models"][name] = _disk_over_memory(cfg, batches, rounds, device, precision)
     return results
+
+
+def _disk_over_memory(cfg: Config, batches: int, rounds: int, device: torch.device, precision: str) -> dict:
+    """One model's disk and in-memory training rates, `rounds` times on the same batches."""
+    ensure_synthetic(cfg)
+    data = build_datasets(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim).to(device)
+    state = trainer(cfg, model, device, precision)
+    grouped = cfg.data.sampler == "image_grouped"
+    sampler = EpochSampler(data.train, shuffle=True, seed=0, group_by_image=grouped)
+    # disk: the trainer's loader (batches on the device through reused buffers); memory: the same
+    # batches as host batches already collated, moved to the device inside the timed steps alike
+    loader = build_loader(data.train, cfg.train.batch_size, sampler, cfg.data.num_workers, device=device)
+    plain = build_loader(data.train, cfg.train.batch_size, sampler, pin_memory=device.type == "cuda")
+    # Rounds alternate disk and memory on the same batches, so load from other processes
+    # drifts into both alike; the median of the per-round ratios is reported.
+    disk, memory = [], []
+    for r in range(rounds):
+        sampler.set_epoch(r)
+        it = iter(loader)
+        train_rate(state, it, 2)  # warm-up
+        disk.append(train_rate(state, it, batches))
+        del it
+        sampler.set_epoch(r)
+        cached = list(itertools.islice(iter(plain), 2 + batches))[2:]  # the same batches, in memory
+        memory.append(train_rate(state, cached, batches))
+    ratios = sorted(d / m for d, m in zip(disk, memory))
+    return {
+        "batch_size": cfg.train.batch_size,
+        "image": f"{cfg.data.features} dim {data.image_dim}",
+        "disk_samples_per_s": float(np.median(disk)),
+        "memory_samples_per_s": float(np.median(memory)),
+        "efficiency": float(np.median(ratios)),
+        "efficiency_rounds": ratios,
+    }
 
 
 def run(opts: argparse.Namespace) -> dict:
@@ -180,61 +180,40 @@ def epoch_rates(
     whole epoch) through the trainer's loader for each preload mode, against the model-only rate (the model
     fed one batch already on the device, as many times). A preload that does not fit is reported, not run.
     `overrides`: further config settings (a smaller model for a dry run on the CPU)."""
-    from vqa.errors import UserError
-
     device_ = torch.device(device)
-    out = {
-        "root": str(root),
-        "model": model,
-        "features": features,
-        "device": str(device_),
-        "precision": precision,
-        "num_workers": num_workers,
-        "batch_size": batch_size,
-        "rows": [],
-    }
+    out = dict(root=str(root), model=model, features=features, device=str(device_), precision=precision)
+    out.update(num_workers=num_workers, batch_size=batch_size, rows=[])
     for preload in preloads:
-        cfg = load_config(
-            SYNTHETIC_CONFIGS / f"{model}_soft.yaml",
-            [
-                f"data.root={root}",
-                "data.synth_preset=",
-                f"data.features={features}",
-                f"data.preload={preload}",
-                f"train.batch_size={batch_size}",
-                *overrides,
-            ],
-        )
-        start = time.perf_counter()
-        try:
-            data = build_datasets(cfg)
-            torch.manual_seed(0)
-            net = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim).to(device_)
-            sampler = EpochSampler(data.train, seed=0)
-            feed = build_loader(data.train, batch_size, sampler, num_workers, device=device_)
-        except UserError as e:
-            out["rows"].append({"preload": preload, "refused": str(e)})
-            continue
-        setup = time.perf_counter() - start
-        state = trainer(cfg, net, device_, precision)
-        n = min(len(feed), max_batches or len(feed)) - 2
-        it = iter(feed)
-        warm = list(itertools.islice(it, 2))  # worker start-up and first kernels not counted
-        train_rate(state, warm, 2)
-        rate = train_rate(state, it, n)
-        del it
-        if "model_only" not in out:
-            out["model_only"] = train_rate(state, itertools.repeat(warm[0]), n)
-        out["rows"].append(
-            {
-                "preload": preload,
-                "batches": n,
-                "samples_per_s": rate,
-                "setup_seconds": setup,
-                "of_model_only": rate / out["model_only"],
-            }
-        )
+        settings = [f"data.root={root}", "data.synth_preset=", f"data.features={features}"]
+        settings += [f"data.preload={preload}", f"train.batch_size={batch_size}", *overrides]
+        cfg = load_config(SYNTHETIC_CONFIGS / f"{model}_soft.yaml", settings)
+        out["rows"].append(_preload_row(cfg, preload, device_, precision, num_workers, max_batches, out))
     return out
+
+
+def _preload_row(cfg: Config, preload: str, device, precision: str, num_workers: int, max_batches: int, out):
+    """One preload mode's epoch rate; sets out["model_only"] on the first mode that runs."""
+    start = time.perf_counter()
+    try:
+        data = build_datasets(cfg)
+        torch.manual_seed(0)
+        net = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim).to(device)
+        sampler = EpochSampler(data.train, seed=0)
+        feed = build_loader(data.train, cfg.train.batch_size, sampler, num_workers, device=device)
+    except UserError as e:
+        return {"preload": preload, "refused": str(e)}
+    setup = time.perf_counter() - start
+    state = trainer(cfg, net, device, precision)
+    n = min(len(feed), max_batches or len(feed)) - 2
+    it = iter(feed)
+    warm = list(itertools.islice(it, 2))  # worker start-up and first kernels not counted
+    train_rate(state, warm, 2)
+    rate = train_rate(state, it, n)
+    del it
+    if "model_only" not in out:
+        out["model_only"] = train_rate(state, itertools.repeat(warm[0]), n)
+    row = {"preload": preload, "batches": n, "samples_per_s": rate, "setup_seconds": setup}
+    return {**row, "of_model_only": rate / out["model_only"]}
 
 
 def epoch_lines(r: dict) -> list[str]:

@@ -1,17 +1,12 @@
-"""The model registry: MODELS maps a config name to a model class; build_model() builds one.
-
-Every model takes (num_tokens, num_answers, image_dim) and its sizes by keyword, all explicit;
-build_model passes each size the class names from the ModelConfig, so a model file holds only
-its module and a new size is one ModelConfig field.
+"""The model registry: MODELS maps a config name to a model class; build_model() builds one, passing
+(num_tokens, num_answers, image_dim) and each size the class names from the ModelConfig, so a model
+file holds only its module and a new size is one ModelConfig field.
 
 The interface every model gives, so a method (vqa/debias/) can wrap any of them:
-
-- `forward(question, question_len, image, image_mask) -> logits [B, A]`, equal to
-  `classifier(fuse(...)[0])`; attention models also take `return_attention=True` and return
-  (logits, attention [B, N, G]);
-- `fuse(question, question_len, image, image_mask) -> (joint [B, joint_dim], question_vec [B, question_dim])`:
-  the fused representation the classifier reads, and the question encoder's vector;
-- `classifier(joint) -> logits [B, num_answers]` (a module);
+- `forward(question, question_len, image, image_mask) -> logits [B, A]` = `classifier(fuse(...)[0])`;
+  attention models also take `return_attention=True` and return (logits, attention [B, N, G]);
+- `fuse(...) -> (joint [B, joint_dim], question_vec [B, question_dim])`: what the classifier reads, and
+  the question encoder's vector; `classifier(joint) -> logits [B, num_answers]` (a module);
 - the attributes `joint_dim`, `question_dim` and `num_answers`.
 """
 

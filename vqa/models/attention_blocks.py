@@ -1,25 +1,20 @@
-"""The attention parts of MCAN and BAN: multi-head attention layers and the bilinear attention map.
+"""The attention parts of MCAN and BAN. Every part takes a bool mask of its keys ([B, N], true = real
+word or box): a masked key gets exactly zero weight, so padding never reaches a valid position.
 
-Every part takes a bool mask of its keys ([B, N], true = real word or box): a masked key gets
-exactly zero weight, so what padding holds never reaches a valid position (padded positions
-are still computed as queries, and masked again wherever they are read).
+MCAN (Yu et al. 2019; MILVLG/mcan-vqa): scaled dot-product attention with `heads` heads, post-norm
+residual layers SA (self-attention) and SGA (self-attention, then attention guided by the question),
+a position-wise feed-forward net, and AttFlat, the attention pooling of a sequence into one vector.
 
-MCAN (Yu et al. 2019, arXiv 1906.10770; MILVLG/mcan-vqa): scaled dot-product attention with
-`heads` heads, post-norm residual layers SA (self-attention) and SGA (self-attention, then
-attention guided by the question), a position-wise feed-forward net, and AttFlat, the attention
-pooling of a sequence into one vector.
-
-BAN (Kim et al. 2018, arXiv 1805.07932; jnhwkim/ban-vqa): the low-rank bilinear attention map
-A_g = softmax(((1 · p_g^T) ∘ ReLU(V U)) ReLU(Q W)^T) over all box-word pairs (eq. 9), and the
-bilinear pooling f_k = ReLU(V U')^T A ReLU(Q W') of one glimpse (eq. 5); fully connected layers
-are weight-normalized as in the authors' code.
+BAN (Kim et al. 2018; jnhwkim/ban-vqa): the low-rank bilinear attention map
+A_g = softmax(((1 · p_g^T) ∘ ReLU(V U)) ReLU(Q W)^T) over all box-word pairs (eq. 9) and the bilinear
+pooling f_k = ReLU(V U')^T A ReLU(Q W') of one glimpse (eq. 5), weight-normalized as the authors' code.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from vqa.models.layers import attend, masked_softmax
@@ -33,11 +28,11 @@ class MultiHeadAttention(nn.Module):
         self.heads, self.dropout = heads, dropout
         self.q, self.k, self.v, self.merge = (nn.Linear(dim, dim) for _ in range(4))
 
-    def forward(self, query: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, query: Tensor, context: Tensor, context_mask: Tensor) -> Tensor:
         """query [B, Nq, D] attends to context [B, Nk, D] where context_mask [B, Nk] -> [B, Nq, D]."""
         b, nq, d = query.shape
 
-        def split(x: torch.Tensor) -> torch.Tensor:  # [B, N, D] -> [B, h, N, D / h]
+        def split(x: Tensor) -> Tensor:  # [B, N, D] -> [B, h, N, D / h]
             return x.view(b, -1, self.heads, d // self.heads).transpose(1, 2)
 
         out = F.scaled_dot_product_attention(
@@ -67,7 +62,7 @@ class SelfAttentionLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         x = self.norm1(x + self.dropout(self.attention(x, x, mask)))  # [B, N, D]
         return self.norm2(x + self.dropout(self.ff(x)))
 
@@ -83,9 +78,7 @@ class GuidedAttentionLayer(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(
-        self, y: torch.Tensor, x: torch.Tensor, y_mask: torch.Tensor, x_mask: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, y: Tensor, x: Tensor, y_mask: Tensor, x_mask: Tensor) -> Tensor:
         """y [B, N, D] (the boxes) with mask [B, N], guided by x [B, T, D] with mask [B, T]."""
         y = self.norm1(y + self.dropout(self.self_attention(y, y, y_mask)))
         y = self.norm2(y + self.dropout(self.guided_attention(y, x, x_mask)))
@@ -103,7 +96,7 @@ class AttentionFlatten(nn.Module):
         )
         self.merge = nn.Linear(glimpses * dim, out_dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """x [B, N, D], mask [B, N] -> (vector [B, out_dim], attention [B, N, G] fp32)."""
         att = masked_softmax(self.mlp(x), mask)  # [B, N, G]
         return self.merge(attend(x, att).flatten(1)), att
@@ -121,12 +114,9 @@ def fc(in_dim: int, out_dim: int, dropout: float, relu: bool = True) -> nn.Seque
 
 
 class BilinearAttentionMap(nn.Module):
-    """BAN's attention: G maps over all (box, word) pairs, each a softmax over the valid pairs.
-
-    Rank k * dim per map (the authors' k = 3), one row p_g of the glimpse matrix per map; dropout
-    `att_dropout` on the projected boxes (the authors' 0.5). The authors' per-map bias is left out:
-    a constant added to every pair of a map cancels in its softmax.
-    """
+    """BAN's attention: G maps over all (box, word) pairs, each a softmax over the valid pairs, of rank
+    k * dim (the authors' k = 3), one row p_g of the glimpse matrix per map; `att_dropout` on the projected
+    boxes. The authors' per-map bias is left out: a constant cancels in the map's softmax."""
 
     def __init__(
         self, v_dim: int, q_dim: int, dim: int, glimpses: int, k: int, dropout: float, att_dropout: float
@@ -137,9 +127,7 @@ class BilinearAttentionMap(nn.Module):
         self.dropout = nn.Dropout(att_dropout)
         self.glimpse_matrix = nn.Parameter(torch.randn(glimpses, dim * k))  # [G, kD], N(0, 1) as theirs
 
-    def forward(
-        self, v: torch.Tensor, q: torch.Tensor, v_mask: torch.Tensor, q_mask: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, v: Tensor, q: Tensor, v_mask: Tensor, q_mask: Tensor) -> Tensor:
         """v [B, N, Dv], q [B, T, Dq], masks [B, N] and [B, T] -> attention [B, G, N, T] fp32, summing to
         1 over (N, T) per map; a padded box or word gets exactly zero."""
         v_ = self.dropout(self.v_net(v))  # [B, N, kD]
@@ -161,7 +149,7 @@ class BilinearPooling(nn.Module):
         self.v_net = fc(v_dim, dim, dropout)
         self.q_net = fc(q_dim, dim, dropout)
 
-    def forward(self, v: torch.Tensor, q: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+    def forward(self, v: Tensor, q: Tensor, att: Tensor) -> Tensor:
         """v [B, N, Dv], q [B, T, Dq], att [B, N, T] -> [B, dim]."""
         v_, q_ = self.v_net(v), self.q_net(q)  # [B, N, D], [B, T, D]
         return torch.einsum("bvk,bvq,bqk->bk", v_, att.to(v_.dtype), q_)

@@ -1,15 +1,12 @@
-"""AVG: the paper's "deeper LSTM Q + normalized CNN" baseline, no attention.
-
-Question: LSTM last state. Image: the mean of the region/grid vectors (a grid mean
-is the global average pool, i.e. ResNet's penultimate vector), L2-normalized.
-Both are projected to a common size with tanh, fused by element-wise product,
-and classified by an MLP (Antol et al. 2015; Ilievski & Feng 2017, section 4).
+"""AVG: the paper's "deeper LSTM Q + normalized CNN" baseline, no attention: the question's LSTM state
+and the L2-normalized mean of the region / grid vectors (for a grid, ResNet's global average pool),
+each projected with tanh, fused by element-wise product and classified by an MLP (Antol et al. 2015;
+Ilievski & Feng 2017, section 4).
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from torch import Tensor, nn
 
 from vqa.models.layers import MLP, QuestionEncoder, l2_normalize, masked_mean
 
@@ -37,12 +34,8 @@ class AvgModel(nn.Module):
         self.joint_dim, self.question_dim, self.num_answers = hidden_dim, rnn_dim, num_answers
 
     def fuse(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, question: Tensor, question_len: Tensor, image: Tensor, image_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """(joint [B, hidden_dim], question vector [B, rnn_dim]): what `classifier` reads and the LSTM state."""
         q = self.question(question, question_len)  # [B, H]
         v = masked_mean(image, image_mask)  # [B, D]
@@ -50,11 +43,5 @@ class AvgModel(nn.Module):
             v = l2_normalize(v)
         return self.q_proj(q) * self.v_proj(v), q  # [B, hidden], [B, H]
 
-    def forward(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> torch.Tensor:
+    def forward(self, question: Tensor, question_len: Tensor, image: Tensor, image_mask: Tensor) -> Tensor:
         return self.classifier(self.fuse(question, question_len, image, image_mask)[0])  # [B, A]

@@ -1,26 +1,22 @@
-"""BAN: bilinear attention networks (Kim et al. 2018, arXiv 1805.07932), BAN-G with G glimpses.
-
-As jnhwkim/ban-vqa builds it (base_model.py, bc.py, attention.py):
+"""BAN: bilinear attention networks (Kim et al. 2018, arXiv 1805.07932), BAN-G with G glimpses, as
+jnhwkim/ban-vqa builds it (base_model.py, bc.py, attention.py):
 
 - question: word embedding -> GRU of hidden_dim, the state at every word Q [B, T, H];
-- attention: G bilinear attention maps over all (box, word) pairs at once (rank 3 * hidden_dim,
-  softmax over the valid pairs of each map), computed once from the first Q;
-- residual learning of attention (eq. 14): for each glimpse g, the bilinear pooling
-  f_g = BAN_g(V, Q; A_g) [B, H] is projected and added to every word, Q <- P_g f_g 1^T + Q;
-- joint = the sum of Q over the valid words; classifier: weight-normalized Linear(H, 2H) ->
-  ReLU -> Dropout -> Linear(2H, A).
+- attention: G bilinear attention maps over all (box, word) pairs (rank 3 * hidden_dim, softmax over
+  the valid pairs of each map), computed once from the first Q;
+- residual learning of attention (eq. 14): per glimpse, f_g = BAN_g(V, Q; A_g) [B, H] is projected and
+  added to every word, Q <- P_g f_g 1^T + Q;
+- joint = the sum of Q over the valid words; classifier: weight-normalized Linear(H, 2H) -> ReLU ->
+  Dropout -> Linear(2H, A).
 
-BAN-8 on VQA v2 is hidden 1280, 8 glimpses. The authors' counting module (Zhang et al. 2018,
-fed with box coordinates) is left out: the features carry no coordinates. Dropout: `dropout`
-(the authors' 0.5) on the attention's boxes and in the classifier; `fc_dropout` (0.2) on the
-inputs of the other fully connected layers. Padded boxes and words are masked: they get no
-attention and stay out of the sum. A grid is N = H*W cells with an all-true mask.
+BAN-8 on VQA v2 is hidden 1280, 8 glimpses. The counting module (Zhang et al. 2018) is left out: the
+features carry no box coordinates. `dropout` (0.5) on the attention's boxes and in the classifier,
+`fc_dropout` (0.2) on the inputs of the other fully connected layers. Padding is masked everywhere.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from torch import Tensor, nn
 
 from vqa.models.attention_blocks import BilinearAttentionMap, BilinearPooling, fc, normalized_linear
 from vqa.models.layers import AttendingModel, QuestionEncoder, l2_normalize, last_state, token_mask
@@ -64,12 +60,8 @@ class BANModel(AttendingModel):
         self.joint_dim, self.question_dim, self.num_answers = hidden_dim, hidden_dim, num_answers
 
     def fuse_attend(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, question: Tensor, question_len: Tensor, image: Tensor, image_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """(joint [B, H], question vector [B, H], attention [B, N, G] fp32: each map summed over the words)."""
         q = self.question.states(question)  # [B, T, H]
         q_mask = token_mask(question_len, question.shape[1], question.device)  # [B, T]

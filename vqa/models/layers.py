@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 
 class QuestionEncoder(nn.Module):
     """Word embedding + single-layer LSTM/GRU; returns the hidden state at each question's last word.
 
-    The RNN runs over the whole padded question [B, T] (T = data.max_question_len, the same for
-    every batch) and the output at position question_len - 1 is gathered. For a unidirectional
-    RNN that equals the final state of a packed run exactly (the state at step t depends on steps
-    <= t only; tests/test_models.py checks it) while keeping the step free of what packing
-    costs: `pack_padded_sequence` wants its lengths on the CPU (a device-to-host sync per step
-    when they are on the GPU) and its data-dependent batch sizes break a torch.compile graph.
-    `question_len` may live on any device: the gather wants it on the RNN output's device, and a
-    CPU copy (Batch.to keeps it there, pinned by the loader) goes over without blocking the host.
+    The RNN runs over the whole padded question [B, T] and the output at question_len - 1 is gathered:
+    for a unidirectional RNN that equals a packed run's final state (tests/test_models.py) without
+    packing's costs (lengths on the CPU, a host sync per step; data-dependent batch sizes that break a
+    torch.compile graph). `question_len` may live on any device.
 
-    Precision: the RNN always runs in fp32, outside autocast. CUDA autocast's cuDNN RNN rule casts
-    the input, weights and state to float16 whatever the autocast dtype (ATen's
-    aten/src/ATen/cudnn/AutocastRNN.cpp hard-codes kHalf for `_cudnn_rnn`), so under bf16 the RNN
-    would silently run in fp16 without the gradient scaler bf16 runs do not use; CPU autocast
-    runs LSTM (not GRU) in bf16. The RNN is a small share of a step's work; fp32 keeps it out of
-    both traps. The output is fp32; the layers after it autocast as usual, so logits come out
-    in the autocast dtype.
+    The RNN runs in fp32, outside autocast: CUDA autocast casts cuDNN RNNs to float16 whatever the
+    autocast dtype (aten/src/ATen/cudnn/AutocastRNN.cpp), so a bf16 run would train it in fp16 without
+    a gradient scaler, and CPU autocast runs LSTM (not GRU) in bf16. The layers after it autocast.
     """
 
     def __init__(
@@ -45,28 +37,26 @@ class QuestionEncoder(nn.Module):
         self.rnn = rnn_cls(embed_dim, hidden_dim, batch_first=True)
         self.out_dim = hidden_dim
 
-    def states(self, question: torch.Tensor) -> torch.Tensor:
+    def states(self, question: Tensor) -> Tensor:
         """The RNN output at every position [B, T, H], fp32 (MCAN and BAN attend over the words)."""
         x = self.tanh(self.dropout(self.embedding(question)))  # [B, T, E]
         with torch.autocast(x.device.type, enabled=False):  # fp32 RNN: see the class docstring
             out, _ = self.rnn(x.float())  # [B, T, H], fp32
         return out
 
-    def forward(self, question: torch.Tensor, question_len: torch.Tensor) -> torch.Tensor:
+    def forward(self, question: Tensor, question_len: Tensor) -> Tensor:
         return last_state(self.states(question), question_len)  # [B, H]
 
 
-def last_state(states: torch.Tensor, question_len: torch.Tensor) -> torch.Tensor:
-    """states [B, T, H] at position question_len - 1 -> [B, H]; question_len on any device, no host sync.
-
-    An empty question still reads one pad token, as packing with lengths clamped to 1 did.
-    """
+def last_state(states: Tensor, question_len: Tensor) -> Tensor:
+    """states [B, T, H] at position question_len - 1 -> [B, H] (an empty question reads one pad token);
+    question_len on any device, no host sync."""
     lengths = question_len.to(states.device, non_blocking=True)  # [B]
     last = (lengths.clamp(min=1) - 1).view(-1, 1, 1)  # [B, 1, 1]
     return states.gather(1, last.expand(-1, 1, states.shape[-1])).squeeze(1)  # [B, H]
 
 
-def token_mask(question_len: torch.Tensor, length: int, device: torch.device) -> torch.Tensor:
+def token_mask(question_len: Tensor, length: int, device: torch.device) -> Tensor:
     """bool [B, length]: true at the words of each question (at least one, as last_state reads); no host sync."""
     lengths = question_len.to(device, non_blocking=True).clamp(min=1)  # [B]
     return torch.arange(length, device=device)[None, :] < lengths[:, None]
@@ -75,12 +65,10 @@ def token_mask(question_len: torch.Tensor, length: int, device: torch.device) ->
 def compile_model(model: nn.Module, **kwargs) -> nn.Module:
     """torch.compile(model, **kwargs) with the question RNN traced into the model's graph.
 
-    Dynamo breaks the graph at every nn.LSTM / nn.GRU unless torch._dynamo.config.allow_rnn is
-    set (a process-wide flag, False by default; read when a frame is traced, so it is set here,
-    before the first call). With it the RNN is traced like any other layer: AOT autograd
-    decomposes it into T steps of matmuls, T fixed by the data's max_question_len. Batch size
-    (the last partial batch) and box counts vary: with the default dynamic=None the first change
-    of each recompiles once with that dimension symbolic, then never again.
+    Dynamo breaks the graph at every nn.LSTM / nn.GRU unless the process-wide
+    torch._dynamo.config.allow_rnn is set before the first call; the RNN then becomes T steps of
+    matmuls (T = data.max_question_len). A changing batch size or box count recompiles once, with
+    that dimension symbolic (dynamic=None).
     """
     torch._dynamo.config.allow_rnn = True
     return torch.compile(model, **kwargs)
@@ -99,32 +87,30 @@ class MLP(nn.Module):
             nn.Linear(hidden_dim, out_dim),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
 
-def l2_normalize(x: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
+def l2_normalize(x: Tensor, dim: int = -1, eps: float = 1e-8) -> Tensor:
     return x / (x.norm(p=2, dim=dim, keepdim=True) + eps)
 
 
-def masked_mean(image: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
+def masked_mean(image: Tensor, image_mask: Tensor) -> Tensor:
     """Mean over the valid regions: image [B, N, D], image_mask [B, N] -> [B, D]."""
     m = image_mask.unsqueeze(-1).to(image.dtype)  # [B, N, 1]
     return (image * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
-def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Softmax over `dim` where masked-out positions get exactly zero weight.
-
-    logits [B, N, G], mask [B, N]. Computed in fp32 for stability under autocast.
-    """
+def masked_softmax(logits: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
+    """Softmax over `dim` where masked-out positions get exactly zero weight: logits [B, N, G], mask
+    [B, N]; fp32 for stability under autocast."""
     mask = mask.unsqueeze(-1) if mask.dim() < logits.dim() else mask
     logits = logits.float().masked_fill(~mask, float("-inf"))
     weights = F.softmax(logits, dim=dim)
     return torch.nan_to_num(weights, nan=0.0)  # a row with no valid region gives zeros, not NaN
 
 
-def attend(image: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def attend(image: Tensor, weights: Tensor) -> Tensor:
     """Glimpses: image [B, N, D], weights [B, N, G] -> [B, G, D]."""
     return torch.einsum("bng,bnd->bgd", weights.to(image.dtype), image)
 
@@ -135,21 +121,17 @@ class AttendingModel(nn.Module):
     every attention model (pool, mcb, updn, mcan, ban)."""
 
     def fuse(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, question: Tensor, question_len: Tensor, image: Tensor, image_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """(joint [B, H], question vector [B, Hq]): what `classifier` reads, and the question's encoding."""
         return self.fuse_attend(question, question_len, image, image_mask)[:2]
 
     def forward(
         self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
+        question: Tensor,
+        question_len: Tensor,
+        image: Tensor,
+        image_mask: Tensor,
         return_attention: bool = False,
     ):
         """logits [B, A] (and the attention [B, N, G] with `return_attention`)."""

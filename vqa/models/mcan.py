@@ -1,24 +1,20 @@
-"""MCAN: deep modular co-attention networks (Yu et al. 2019, arXiv 1906.10770), encoder-decoder form.
-
-As MILVLG/mcan-vqa builds it (net.py, mca.py):
+"""MCAN: deep modular co-attention networks (Yu et al. 2019, arXiv 1906.10770), encoder-decoder form,
+as MILVLG/mcan-vqa builds it (net.py, mca.py):
 
 - question: word embedding -> LSTM of hidden_dim, the state at every word [B, T, H];
 - image: the box (or grid cell) features, projected to hidden_dim [B, N, H];
-- encoder: `layers` SA layers over the words; decoder: `layers` SGA layers over the boxes, each
-  guided by the encoder's last output (every attention: `heads` heads, feed-forward of ff_dim,
-  post-norm residuals, dropout);
-- AttFlat pools each side into one vector of 2 * hidden_dim (an MLP of attention_dim, `glimpses`
-  maps); joint = LayerNorm(question vector + image vector); a linear layer gives the logits.
+- encoder: `layers` SA layers over the words; decoder: `layers` SGA layers over the boxes, each guided
+  by the encoder's last output (`heads` heads, feed-forward of ff_dim, post-norm residuals, dropout);
+- AttFlat pools each side into one vector of 2 * hidden_dim (an MLP of attention_dim, `glimpses` maps);
+  joint = LayerNorm(question vector + image vector); a linear layer gives the logits.
 
-MCAN-small is hidden 512, 8 heads, feed-forward 2048, 6 layers; MCAN-large 1024, 16, 4096, 6
-(the AttFlat output is 2 * hidden in both). Padded words and boxes are masked in every attention.
-A grid is N = H*W cells with an all-true mask.
+MCAN-small is hidden 512, 8 heads, feed-forward 2048, 6 layers; MCAN-large 1024, 16, 4096, 6. Padded
+words and boxes are masked in every attention.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from torch import Tensor, nn
 
 from vqa.models.attention_blocks import AttentionFlatten, GuidedAttentionLayer, SelfAttentionLayer
 from vqa.models.layers import AttendingModel, QuestionEncoder, l2_normalize, token_mask
@@ -62,12 +58,8 @@ class MCANModel(AttendingModel):
         self.joint_dim, self.question_dim, self.num_answers = flat_dim, flat_dim, num_answers
 
     def fuse_attend(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, question: Tensor, question_len: Tensor, image: Tensor, image_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """(joint [B, 2H], question vector [B, 2H], image attention [B, N, G] fp32)."""
         x = self.question.states(question)  # [B, T, H]
         x_mask = token_mask(question_len, question.shape[1], question.device)  # [B, T]

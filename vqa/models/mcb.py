@@ -1,28 +1,23 @@
 """MCB: multimodal compact bilinear pooling with attention (Fukui et al. 2016, arXiv 1606.01847).
 
-The bilinear (outer) product x ⊗ y of a question and an image vector has D1*D2
-entries: far too many to classify from. MCB projects it to d dimensions with a
-count sketch Ψ (Charikar et al. 2002) without ever building it: the sketch of an
-outer product is the circular convolution of the two vectors' sketches
-(Pham & Pagh 2013), and a circular convolution is a product in the Fourier
-domain, so Ψ(x ⊗ y) = irfft(rfft(Ψ1(x)) * rfft(Ψ2(y))) (Fukui et al., eq. 4-5).
-
-The model: question LSTM; image grid (or boxes) L2-normalized per cell; MCB of the
-question with every cell -> 1x1 conv (Linear) + ReLU -> G attention maps; the G
-attended image vectors (concatenated) MCB-fused with the question once more ->
-linear classifier (Fukui et al., figure 3).
+The outer product x ⊗ y has D1*D2 entries. MCB projects it to d dimensions with a count sketch Ψ
+(Charikar et al. 2002) without building it: the sketch of an outer product is the circular
+convolution of the two sketches (Pham & Pagh 2013), a product in the Fourier domain, so
+Ψ(x ⊗ y) = irfft(rfft(Ψ1(x)) * rfft(Ψ2(y))) (eq. 4-5). The model (figure 3): question LSTM; image
+cells L2-normalized; MCB of the question with every cell -> Linear + ReLU -> G attention maps; the G
+attended vectors MCB-fused with the question once more -> linear classifier.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from vqa.models.layers import AttendingModel, QuestionEncoder, attend, l2_normalize, masked_softmax
 
 
-def signed_sqrt(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def signed_sqrt(x: Tensor, eps: float = 1e-8) -> Tensor:
     """sign(x) * sqrt(|x|): the "power normalization" after MCB (Fukui et al., section 3.2).
 
     The eps keeps the gradient finite at x = 0 (plain sqrt(relu(x)) - sqrt(relu(-x))
@@ -32,15 +27,12 @@ def signed_sqrt(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 
 class _SignedSqrtL2(torch.autograd.Function):
-    """l2_normalize(signed_sqrt(z)) over the last dim with a hand-written backward.
-
-    The [B, N, d] tensors after MCB are the largest the model makes; plain autograd
-    would keep four or five of them for backward and make about ten elementwise
-    passes; this keeps two (output, sqrt(|z| + eps)) and makes four.
-    """
+    """l2_normalize(signed_sqrt(z)) over the last dim with a hand-written backward: the [B, N, d] tensors
+    after MCB are the model's largest, and this keeps two of them for backward (plain autograd: four or
+    five) and makes four elementwise passes instead of about ten."""
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, eps: float) -> torch.Tensor:
+    def forward(ctx, z: Tensor, eps: float) -> Tensor:
         root = z.abs().add_(eps).sqrt_()  # sqrt(|z| + eps)
         s = torch.sign(z).mul_(root)  # signed sqrt
         norm = s.norm(dim=-1, keepdim=True).clamp_(min=eps)  # [..., 1]
@@ -51,7 +43,7 @@ class _SignedSqrtL2(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, grad: Tensor):
         out, root, norm = ctx.saved_tensors
         radial = torch.linalg.vecdot(grad, out).unsqueeze(-1) * (norm > ctx.eps)  # none where norm is clamped
         grad_z = torch.addcmul(grad, out, radial, value=-1)  # through s / ||s||, times ||s||
@@ -59,12 +51,12 @@ class _SignedSqrtL2(torch.autograd.Function):
         return grad_z.div_(root).mul_(0.5 / norm), None
 
 
-def signed_sqrt_l2(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def signed_sqrt_l2(z: Tensor, eps: float = 1e-8) -> Tensor:
     """l2_normalize(signed_sqrt(z)) in one autograd node (the normalization after MCB); last dim."""
     return _SignedSqrtL2.apply(z, eps)
 
 
-def count_sketch(x: torch.Tensor, hash_: torch.Tensor, sign: torch.Tensor, out_dim: int) -> torch.Tensor:
+def count_sketch(x: Tensor, hash_: Tensor, sign: Tensor, out_dim: int) -> Tensor:
     """Count sketch Ψ(x): out[..., hash_[i]] += sign[i] * x[..., i]. x [..., D] -> [..., out_dim]."""
     flat = x.reshape(-1, x.shape[-1]) * sign.to(x.dtype)  # [M, D]
     out = flat.new_zeros(flat.shape[0], out_dim).index_add_(1, hash_, flat)  # [M, d]
@@ -74,12 +66,10 @@ def count_sketch(x: torch.Tensor, hash_: torch.Tensor, sign: torch.Tensor, out_d
 class CompactBilinearPooling(nn.Module):
     """Ψ(x ⊗ y) in `out_dim` dimensions, computed by FFT, never as an outer product.
 
-    x [..., in_dim1] and y [..., in_dim2] broadcast over their leading dimensions, so a
-    question [B, 1, Dq] meets every cell of an image [B, N, Dv] while its sketch and
-    FFT are computed once. The hashes and signs are drawn from a generator seeded by
-    `seed` (not the global RNG) and kept as buffers, so a checkpoint reloads the same
-    projection. The FFT runs in fp32 even under autocast (torch.fft has no bf16);
-    the output is fp32. With `normalize`, signed square root and L2 normalization follow.
+    x [..., in_dim1] and y [..., in_dim2] broadcast, so a question [B, 1, Dq] meets every cell of an image
+    [B, N, Dv] with its sketch and FFT computed once. Hashes and signs come from a generator seeded by
+    `seed` and are buffers, so a checkpoint reloads the same projection. The FFT runs in fp32 even under
+    autocast (torch.fft has no bf16). With `normalize`, signed square root and L2 normalization follow.
     """
 
     def __init__(self, in_dim1: int, in_dim2: int, out_dim: int, seed: int = 0, normalize: bool = True):
@@ -91,14 +81,14 @@ class CompactBilinearPooling(nn.Module):
         self.register_buffer("hash2", torch.randint(out_dim, (in_dim2,), generator=g))
         self.register_buffer("sign2", torch.randint(2, (in_dim2,), generator=g).float() * 2 - 1)
 
-    def sketches(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def sketches(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """The two count sketches, fp32: Ψ1(x) [..., d], Ψ2(y) [..., d]."""
         return (
             count_sketch(x.float(), self.hash1, self.sign1, self.out_dim),
             count_sketch(y.float(), self.hash2, self.sign2, self.out_dim),
         )
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
         with torch.autocast(x.device.type, enabled=False):
             sx, sy = self.sketches(x, y)  # [..., d] each
             fx = torch.fft.rfft(sx, dim=-1)  # [..., d // 2 + 1] complex
@@ -110,20 +100,6 @@ class CompactBilinearPooling(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_dim1={self.in_dim1}, in_dim2={self.in_dim2}, out_dim={self.out_dim}, normalize={self.normalize}"
-
-
-def compact_bilinear_outer(layer: CompactBilinearPooling, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The naive reference for `layer` (before normalization): build x ⊗ y [B, D1*D2] and count-sketch it.
-
-    The outer product's sketch uses hash h(i, j) = (h1(i) + h2(j)) mod d and sign
-    s1(i) s2(j); it equals the FFT result up to float rounding. For tests and the
-    benchmark only: it costs O(D1 * D2) memory per sample.
-    """
-    d = layer.out_dim
-    outer = torch.einsum("bi,bj->bij", x.float(), y.float()).flatten(1)  # [B, D1*D2]
-    hash_ = ((layer.hash1[:, None] + layer.hash2[None, :]) % d).flatten()  # [D1*D2]
-    sign = (layer.sign1[:, None] * layer.sign2[None, :]).flatten()  # [D1*D2]
-    return count_sketch(outer, hash_, sign, d)  # [B, d]
 
 
 class MCBModel(AttendingModel):
@@ -158,12 +134,8 @@ class MCBModel(AttendingModel):
         self.joint_dim, self.question_dim, self.num_answers = mcb_dim, rnn_dim, num_answers
 
     def fuse_attend(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, question: Tensor, question_len: Tensor, image: Tensor, image_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """(joint [B, mcb_dim] fp32, question vector [B, rnn_dim], attention [B, N, G] fp32)."""
         q = self.dropout(self.question(question, question_len))  # [B, H]
         v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]

@@ -1,22 +1,15 @@
 """POOL: the paper's attention model, after MLB (Kim et al. 2016, arXiv 1610.04325).
 
-Low-rank bilinear pooling replaces the bilinear form x^T W y by the Hadamard
-product of two projections, P^T (tanh(U^T x) ∘ tanh(V^T y)) (Kim et al., eq. 3-4).
-MLB uses it twice (section 4, eq. 12-14):
-
-- attention: alpha = softmax(P^T (tanh(U^T q 1^T) ∘ tanh(V^T F))) over the grid cells,
-  one map per glimpse (G = 2 in the paper);
-- fusion: the G attended image vectors, concatenated, meet the question in
-  tanh(V'^T [f_1 .. f_G]) ∘ tanh(U'^T q), and a linear layer gives the answer logits.
-
-The soft cross-entropy paper's POOL applies this to the 14x14 ResNet-152 grid
-(Ilievski & Feng 2017, section 4); padded boxes get zero attention via the mask.
+Low-rank bilinear pooling replaces x^T W y by P^T (tanh(U^T x) ∘ tanh(V^T y)) (eq. 3-4), twice (section
+4, eq. 12-14): attention alpha = softmax(P^T (tanh(U^T q 1^T) ∘ tanh(V^T F))) over the grid cells, one
+map per glimpse (G = 2); fusion of the G attended vectors, concatenated, with the question in
+tanh(V'^T [f_1 .. f_G]) ∘ tanh(U'^T q), then a linear layer. The soft cross-entropy paper applies it
+to the 14x14 ResNet-152 grid (Ilievski & Feng 2017, section 4); padded boxes get zero attention.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from torch import Tensor, nn
 
 from vqa.models.layers import AttendingModel, QuestionEncoder, attend, l2_normalize, masked_softmax
 
@@ -53,12 +46,8 @@ class PoolModel(AttendingModel):
         self.joint_dim, self.question_dim, self.num_answers = hidden_dim, rnn_dim, num_answers
 
     def fuse_attend(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, question: Tensor, question_len: Tensor, image: Tensor, image_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """(joint [B, hidden_dim], question vector [B, rnn_dim], attention [B, N, G] fp32)."""
         q = self.question(question, question_len)  # [B, H]
         v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]

@@ -1,21 +1,17 @@
-"""UpDn: top-down attention over bottom-up region features (Anderson et al. 2018, arXiv 1707.07998).
-
-Section 3.3 of the paper, as the bottom-up-attention-vqa baseline trains it:
+"""UpDn: top-down attention over bottom-up region features (Anderson et al. 2018, arXiv 1707.07998),
+section 3.3, as the bottom-up-attention-vqa baseline trains it:
 
 - question: GRU (or LSTM) last state q;
-- attention: a_i = w_a^T f_a([v_i; q]) over the N boxes, softmax over the valid ones
-  (padded boxes get exactly zero weight), G glimpses (the paper uses 1);
-- fusion: h = f_q(q) ∘ f_v(v_hat); classifier: W_o f_o(h) (logits; the loss applies
-  softmax or sigmoid);
+- attention: a_i = w_a^T f_a([v_i; q]) over the N boxes, softmax over the valid ones, G glimpses (1);
+- fusion: h = f_q(q) ∘ f_v(v_hat); classifier: W_o f_o(h) (logits);
 
-where every f is a gated tanh layer, f(x) = tanh(W x + b) ∘ sigmoid(W' x + b') (eq. 13-15).
-Grid features work too: a grid is N = H*W regions with all-true mask.
+every f a gated tanh layer, f(x) = tanh(W x + b) ∘ sigmoid(W' x + b') (eq. 13-15). A grid works too.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from vqa.models.layers import AttendingModel, QuestionEncoder, attend, l2_normalize, masked_softmax
 
@@ -28,11 +24,11 @@ class GatedTanh(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(in_dim, 2 * out_dim)  # the tanh and gate halves in one matmul
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         return gated_tanh(self.linear(self.dropout(x)))
 
 
-def gated_tanh(pre: torch.Tensor) -> torch.Tensor:
+def gated_tanh(pre: Tensor) -> Tensor:
     """tanh(first half) * sigmoid(second half) of the last dim."""
     y, gate = pre.chunk(2, dim=-1)
     return torch.tanh(y) * torch.sigmoid(gate)
@@ -73,12 +69,8 @@ class UpDnModel(AttendingModel):
         self.joint_dim, self.question_dim, self.num_answers = hidden_dim, rnn_dim, num_answers
 
     def fuse_attend(
-        self,
-        question: torch.Tensor,
-        question_len: torch.Tensor,
-        image: torch.Tensor,
-        image_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, question: Tensor, question_len: Tensor, image: Tensor, image_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """(joint h [B, hidden_dim], question vector [B, rnn_dim], attention [B, N, G] fp32)."""
         q = self.question(question, question_len)  # [B, H]
         v = l2_normalize(image) if self.normalize_image else image  # [B, N, D]

@@ -1,13 +1,9 @@
 """Checkpoints: everything a run needs to continue exactly, written atomically.
 
-A checkpoint is a plain dict (torch.save) with the model, optimizer, scheduler and scaler states,
-the run's Progress (epochs done, optimizer steps, the position inside an interrupted epoch, the best
-validation metrics, the early-stopping counter), every RNG state, the resolved config, both
-vocabularies and the image feature size; `vqa predict` reads the same file (vqa.runs.read_checkpoint).
-It is written to a temporary file, fsynced and renamed (vqa.io.atomic_path with durable=True), so a
-kill at any moment leaves the previous checkpoint or the new one, never a torn file. It is read with
-weights_only=True: a checkpoint cannot run code, which is why the numpy RNG state is stored as plain
-lists.
+A plain dict (torch.save): model, optimizer, scheduler and scaler states, the run's Progress, every RNG
+state, the resolved config, both vocabularies and the image feature size (`vqa predict` reads it too).
+Written to a temporary file, fsynced and renamed (vqa.io.atomic_path, durable), so a kill leaves the
+old checkpoint or the new one. Read with weights_only=True, hence the numpy RNG state as plain lists.
 """
 
 from __future__ import annotations
@@ -31,7 +27,7 @@ class Progress:
 
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken (when restored; the TrainState counts them while training)
-    partial: EpochState | None = None  # position inside epoch `epoch + 1` when stopped mid-way
+    epoch_state: EpochState | None = None  # position inside epoch `epoch + 1` when stopped mid-way
     best: dict = field(default_factory=lambda: {"accuracy": -1.0})  # val metrics of the best epoch
     bad_epochs: int = 0  # epochs since the best one (early stopping)
     log: dict | None = None  # what epoch `epoch` logged (runlog.epoch_log): redone on resume if lost
@@ -42,7 +38,7 @@ class Progress:
         self.bad_epochs = 0 if is_best else self.bad_epochs + 1
         if is_best:
             self.best = {"epoch": epoch, **{k: v for k, v in val.items() if k != "predictions"}}
-        self.epoch, self.partial = epoch, None
+        self.epoch, self.epoch_state = epoch, None
         return is_best
 
 
@@ -75,8 +71,9 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state(cuda)  # the current device: fit() set it to this rank's GPU
 
 
-def save_checkpoint(run_dir: Path, model, state: TrainState, progress: Progress, cfg: Config, data,
-                    is_best: bool) -> None:  # fmt: skip
+def save_checkpoint(
+    run_dir: Path, model, state: TrainState, progress: Progress, cfg: Config, data, is_best: bool
+) -> None:
     """checkpoints/last.pt (and best.pt when `is_best`), each written atomically and durably.
 
     `model` is the bare module (not its DDP / compiled wrapper, whose state dict keys differ);
@@ -90,7 +87,7 @@ def save_checkpoint(run_dir: Path, model, state: TrainState, progress: Progress,
         "scaler": scaler.state_dict() if scaler is not None else None,
         "epoch": progress.epoch,
         "step": state.step,
-        "epoch_state": progress.partial.__dict__ if progress.partial else None,
+        "epoch_state": progress.epoch_state.__dict__ if progress.epoch_state else None,
         "best": progress.best,
         "bad_epochs": progress.bad_epochs,
         "log": progress.log,
@@ -102,10 +99,9 @@ def save_checkpoint(run_dir: Path, model, state: TrainState, progress: Progress,
     }
     folder = run_dir / "checkpoints"
     for name in ("last.pt", "best.pt") if is_best else ("last.pt",):
+        # a file object: a full disk is an OSError naming the file, not torch's RuntimeError
         with io.atomic_path(folder / name, durable=True) as tmp, open(tmp, "wb") as f:
-            torch.save(
-                ckpt, f
-            )  # a file object: a full disk is an OSError naming the file, not torch's RuntimeError
+            torch.save(ckpt, f)
 
 
 CHECKPOINTS = ("last", "best")
@@ -133,10 +129,12 @@ def load_for_resume(run_dir: Path, checkpoint: str = "last") -> dict | None:
 
 
 # Settings that fix a checkpoint's tensor shapes or its meaning: a resume must not change them.
-FIXED_ON_RESUME = ("model.name", "model.embed_dim", "model.rnn", "model.rnn_dim", "model.hidden_dim",
-                   "model.attention_dim", "model.glimpses", "model.mcb_dim", "model.normalize_image",
-                   "data.features", "data.max_question_len", "train.loss", "train.optimizer",
-                   "train.debias", "data.val_split", "data.heldout_fraction", "data.heldout_seed")  # fmt: skip
+FIXED_ON_RESUME = tuple(
+    "model.name model.embed_dim model.rnn model.rnn_dim model.hidden_dim model.attention_dim model.glimpses "
+    "model.mcb_dim model.heads model.ff_dim model.layers model.normalize_image data.features "
+    "data.max_question_len train.loss train.optimizer train.debias data.val_split data.heldout_fraction "
+    "data.heldout_seed".split()
+)
 
 
 def check_resumable(ckpt: dict, cfg: Config, run_dir: Path) -> None:
@@ -161,8 +159,8 @@ def restore(ckpt: dict, model, optimizer, scheduler, scaler) -> Progress:
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"])
-    partial = EpochState(**ckpt["epoch_state"]) if ckpt["epoch_state"] else None
-    return Progress(ckpt["epoch"], ckpt["step"], partial, ckpt["best"], ckpt["bad_epochs"], ckpt.get("log"))
+    within = EpochState(**ckpt["epoch_state"]) if ckpt["epoch_state"] else None  # a stopped epoch
+    return Progress(ckpt["epoch"], ckpt["step"], within, ckpt["best"], ckpt["bad_epochs"], ckpt.get("log"))
 
 
 def open_run(cfg: Config, resume: bool, checkpoint: str = "last") -> dict | None:

@@ -1,7 +1,7 @@
 """`vqa train`: `fit(cfg)` wires data, model, loss, optimizer and loaders, then runs the epochs.
 
-Each epoch is `train_one_epoch` then `evaluate` (loop.py), logged by the RunLog (runlog.py) and
-checkpointed (checkpoint.py). The same function runs one process or one process per device under
+Each epoch is `train_one_epoch` (loop.py) then `evaluate` (validation.py), logged by the RunLog
+(runlog.py) and checkpointed (checkpoint.py). The same function runs one process or one process per device under
 torchrun (DDP); only rank 0 writes. SIGTERM / SIGINT finish the current step, write a checkpoint and
 exit 0; `fit(cfg, resume=True)` continues exactly where the last checkpoint left off, mid-epoch
 included, RNG states and all.
@@ -19,7 +19,6 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from vqa import runs
-from vqa.agreement import bucket_names
 from vqa.config import Config, load_config, load_run_config
 from vqa.data.answers import AnswerVocab
 from vqa.data.build import Data, Loaders, build_datasets, build_loaders, ensure_synthetic
@@ -41,13 +40,13 @@ from vqa.training.loop import (
     StopRequest,
     TrainState,
     epoch_totals,
-    evaluate,
     micro_batch_size,
     train_one_epoch,
 )
 from vqa.training.optim import build_optimizer, build_scheduler
 from vqa.training.runlog import RunLog, best_line, epoch_log
 from vqa.training.selection import chosen_on, score_test, selection_line
+from vqa.training.validation import evaluate, question_groups
 
 
 @dataclass
@@ -65,8 +64,13 @@ class Session:
     eval_loss: Callable  # the run's train.loss of the base logits: validation and test losses
 
 
-def fit(cfg: Config, resume: bool = False, overwrite: bool = False, inputs: tuple[Path, ...] = (),
-        checkpoint: str = "last") -> dict:  # fmt: skip
+def fit(
+    cfg: Config,
+    resume: bool = False,
+    overwrite: bool = False,
+    inputs: tuple[Path, ...] = (),
+    checkpoint: str = "last",
+) -> dict:
     """Train `cfg` to completion (or to a stop signal); returns the best validation metrics.
 
     A new run refuses a folder that holds a run unless `overwrite`, and `overwrite` replaces only a
@@ -77,11 +81,8 @@ def fit(cfg: Config, resume: bool = False, overwrite: bool = False, inputs: tupl
     dist, device = init_distributed(cfg.train.device)
     configure_cuda(device, cfg.train.tf32)
     run_dir = runs.run_folder(cfg.out_dir, cfg.name)
-    inputs = (
-        *inputs,
-        Path(cfg.data.root),
-        *([Path(cfg.model.word_vectors)] if cfg.model.word_vectors else []),
-    )
+    vectors = [Path(cfg.model.word_vectors)] if cfg.model.word_vectors else []
+    inputs = (*inputs, Path(cfg.data.root), *vectors)
     if dist.main and not resume:
         runs.check_new(run_dir, overwrite, inputs)  # before the lock creates the folder
     with runs.RunLock(run_dir) if dist.main else nullcontext():
@@ -90,8 +91,10 @@ def fit(cfg: Config, resume: bool = False, overwrite: bool = False, inputs: tupl
         ckpt = open_run(cfg, resume, checkpoint)  # refuses what it must before anything is read or written
         if resume and ckpt is None:
             if dist.main:
-                print(f"resume: {run_dir} has no checkpoint yet; starting the run from its saved config.yaml",
-                      flush=True)  # fmt: skip
+                print(
+                    f"resume: {run_dir} has no checkpoint yet; starting the run from its saved config.yaml",
+                    flush=True,
+                )
             resume = False
         try:
             return _run(cfg, loss_fn, dist, device, ckpt, resume, overwrite)
@@ -113,17 +116,17 @@ def _build(cfg: Config, loss_fn, dist, device: torch.device, ckpt: dict | None) 
     )
     data = build_datasets(cfg, *vocabs)
     model = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim)
-    if cfg.model.word_vectors and not ckpt:  # a resumed run restores its trained embedding
-        share = init_embedding(model.question.embedding, cfg.model.word_vectors, data.qvocab.itos)
-        data.lines.append(
-            f"word vectors: {share:.1%} of the question words found in {cfg.model.word_vectors}"
-        )
+    if (vectors := cfg.model.word_vectors) and not ckpt:  # a resumed run restores its trained embedding
+        share = init_embedding(model.question.embedding, vectors, data.qvocab.itos)
+        data.lines.append(f"word vectors: {share:.1%} of the question words found in {vectors}")
     if cfg.train.loss == "bce" and not ckpt:  # sigmoid outputs start at the training prior
         start_sigmoid_at_prior(model, data.train, len(data.avocab))
     train_loss_fn = loss_fn
     if cfg.train.debias != "none":  # the method's branch around the model; its loss trains both
-        model = build_debiased(cfg.train.debias, model, data.train, len(data.avocab),
-                               cfg.model.hidden_dim, cfg.train.loss, debias_settings(cfg.train))  # fmt: skip
+        t = cfg.train
+        model = build_debiased(
+            t.debias, model, data.train, len(data.avocab), cfg.model.hidden_dim, t.loss, debias_settings(t)
+        )
         train_loss_fn = model.loss
     model.to(device)
     optimizer = build_optimizer(cfg.train, model)
@@ -135,10 +138,10 @@ def _build(cfg: Config, loss_fn, dist, device: torch.device, ckpt: dict | None) 
     train_model = DistributedDataParallel(model) if dist.enabled else model
     if cfg.train.compile:
         train_model = compile_model(train_model)  # the RNN traced into the graph (vqa/models/layers.py)
-    state = TrainState(train_model, train_loss_fn, optimizer, scheduler, device, scaler, cfg.train.precision,
-                       cfg.train.grad_clip, cfg.train.accumulate, cfg.train.log_every, dist, progress.step)  # fmt: skip
-    answer_types = {r.question_id: r.answer_type for r in data.val.records}
-    agreement = dict(zip(data.val.question_id.tolist(), bucket_names(data.val.top_count)))
+    knobs = {k: getattr(cfg.train, k) for k in ("precision", "grad_clip", "accumulate", "log_every")}
+    state = TrainState(train_model, train_loss_fn, optimizer, scheduler, device, scaler, dist=dist, **knobs)
+    state.step = progress.step
+    answer_types, agreement = question_groups(data.val)
     return Session(data, model, state, loaders, progress, batch_size, answer_types, agreement, loss_fn)
 
 
@@ -152,17 +155,19 @@ def _run(cfg: Config, loss_fn, dist, device, ckpt: dict | None, resume: bool, ov
         log.say(f"data: {line}")
     n_params = sum(p.numel() for p in s.model.parameters())
     where = f"{device}" + (f" x {dist.world} processes" if dist.enabled else "")
-    log.say(f"run: {run_dir}  model {cfg.model.name} ({n_params:,} parameters)  loss {cfg.train.loss}  "
-            + (f"debias {cfg.train.debias}  " if cfg.train.debias != "none" else "")
-            + f"precision {cfg.train.precision}  device {where}"
-            + (f"  resuming after epoch {s.progress.epoch}, step {s.progress.step}" if resume else ""))  # fmt: skip
+    log.say(
+        f"run: {run_dir}  model {cfg.model.name} ({n_params:,} parameters)  loss {cfg.train.loss}  "
+        + (f"debias {cfg.train.debias}  " if cfg.train.debias != "none" else "")
+        + f"precision {cfg.train.precision}  device {where}"
+        + (f"  resuming after epoch {s.progress.epoch}, step {s.progress.step}" if resume else "")
+    )
     log.say(selection_line(cfg))
     try:
         with StopRequest() as stop:
             stopped = _epochs(cfg, s, log, stop)
             if not stopped and s.loaders.test is not None and "epoch" in s.progress.best:
-                score_test(cfg, s.model, s.state.model, s.eval_loss, s.loaders.test, s.data.test, device,
-                           dist, log, s.progress.best)  # fmt: skip
+                test = (s.eval_loss, s.loaders.test, s.data.test, device, dist, log, s.progress.best)
+                score_test(cfg, s.model, s.state.model, *test)
     except NonFiniteLoss as e:  # read back at the next sync point: the features, or the loss diverged
         log.close()
         raise UserError(_nonfinite_line(e, cfg, s, dist.main)) from None
@@ -182,33 +187,30 @@ def _epochs(cfg: Config, s: Session, log: RunLog, stop: StopRequest) -> bool:
 
     Each epoch's checkpoint is written before its metrics line, TensorBoard points and predictions,
     and holds that line (Progress.log): a write that fails after the checkpoint is redone on resume."""
-    progress, state, dist = s.progress, s.state, s.state.dist
+    progress, state, dist, device = s.progress, s.state, s.state.dist, s.state.device
     for epoch in range(progress.epoch + 1, cfg.train.epochs + 1):
         s.loaders.train_sampler.set_epoch(epoch)
-        s.loaders.train_sampler.start = progress.partial.batches * s.batch_size if progress.partial else 0
-        desc = f"epoch {epoch}/{cfg.train.epochs}"
-        progress.partial, stopped = train_one_epoch(
-            state, s.loaders.train, progress.partial, stop, log.step, desc
-        )
+        resume_from, desc = progress.epoch_state, f"epoch {epoch}/{cfg.train.epochs}"
+        s.loaders.train_sampler.start = resume_from.batches * s.batch_size if resume_from else 0
+        done, stopped = train_one_epoch(state, s.loaders.train, resume_from, stop, log.step, desc)
+        progress.epoch_state = done
         if stopped:
             if dist.main:
                 save_checkpoint(cfg.run_dir, s.model, state, progress, cfg, s.data, is_best=False)
             return True
-        train_loss, rate, seconds = epoch_totals(progress.partial, dist, state.device)
-        val = evaluate(state.model, s.eval_loss, s.loaders.val, state.device, s.answer_types, cfg.train.precision,
-                       dist, s.agreement)  # fmt: skip
+        totals = epoch_totals(done, dist, device)  # train loss, samples/s, seconds
+        loader, precision = s.loaders.val, state.precision
+        val = evaluate(state.model, s.eval_loss, loader, device, s.answer_types, precision, dist, s.agreement)
         is_best = progress.end_epoch(epoch, val)
         lr = state.optimizer.param_groups[0]["lr"]
-        progress.log = epoch_log(
-            epoch, state.step, train_loss, val, lr, rate, seconds, is_best, cfg.data.val_split
-        )
+        progress.log = epoch_log(epoch, state.step, totals, val, lr, is_best, cfg.data.val_split)
         if dist.main:
             save_checkpoint(cfg.run_dir, s.model, state, progress, cfg, s.data, is_best)
         log.epoch(progress.log)
         patience = cfg.train.early_stop_patience
         if patience and progress.bad_epochs >= patience:
-            log.say(f"early stop: no better val accuracy for {progress.bad_epochs} epochs "
-                    f"(best: epoch {progress.best['epoch']})")  # fmt: skip
+            bad, best = progress.bad_epochs, progress.best["epoch"]
+            log.say(f"early stop: no better val accuracy for {bad} epochs (best: epoch {best})")
             break
     return False
 

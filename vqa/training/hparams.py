@@ -1,12 +1,10 @@
 """The run's row in TensorBoard's HParams tab: one small event file in the run folder, rewritten at every
 start of `vqa train` so that a resume that changes train.epochs shows the new value.
 
-TensorBoard keeps the first metadata it reads for a tag, and reads a folder's event files in name
-order, so the file's name sorts before every SummaryWriter file (events.out.tfevents.<time>...). It
-holds the experiment (which hparams and metrics the table shows, typed, identical in every run, so
-any run's copy defines the grid's table) and the session start (this run's values). The metric
-values are scalars in the run's own event files (RunLog), read by the plugin as their last value, so
-a killed run shows its metrics up to its last logged epoch.
+TensorBoard keeps the first metadata it reads for a tag and reads a folder's files in name order, so
+this file's name sorts before every SummaryWriter file. It holds the experiment (the table's typed
+columns, the same in every run) and the session start (this run's values); the metrics are the last
+values of scalars in the run's own event files, so a killed run shows them up to its last epoch.
 """
 
 from __future__ import annotations
@@ -26,8 +24,8 @@ FILE_NAME = "events.out.tfevents.0000000000.hparams"
 # HParams metric tag -> its name in the table; each is a scalar RunLog writes every epoch
 METRICS = {"best/accuracy": "best accuracy", "best/epoch": "best epoch", "val/loss": "final val loss"}
 _TYPES = {str: api_pb2.DATA_TYPE_STRING, float: api_pb2.DATA_TYPE_FLOAT64, int: api_pb2.DATA_TYPE_FLOAT64}
-_HPARAMS = {"model": str, "loss": str, "debias": str, "soft_target": str, "source": str, "data": str,
-            "seed": int, "lr": float, "batch_size": int, "epochs": int}  # fmt: skip
+_HPARAMS = dict.fromkeys(("model", "loss", "debias", "soft_target", "source", "data"), str)
+_HPARAMS |= {"seed": int, "lr": float, "batch_size": int, "epochs": int}
 
 
 def hparams_of(cfg: Config) -> dict[str, str | float]:
@@ -66,18 +64,16 @@ def summaries(cfg: Config, now: float) -> list[summary_pb2.Summary]:
         time_created_secs=now,
         hparam_infos=[api_pb2.HParamInfo(name=k, type=_TYPES[t]) for k, t in _HPARAMS.items()],
         metric_infos=[
-            api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=name)
-            for tag, name in METRICS.items()
+            api_pb2.MetricInfo(name=api_pb2.MetricName(tag=t), display_name=n) for t, n in METRICS.items()
         ],
     )
     start = plugin_data_pb2.SessionStartInfo(start_time_secs=now)
     for key, value in hparams_of(cfg).items():
         start.hparams[key].CopyFrom(_value(value))
+    data = plugin_data_pb2.HParamsPluginData
     return [
-        _summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment)),
-        _summary(
-            metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=start)
-        ),
+        _summary(metadata.EXPERIMENT_TAG, data(experiment=experiment)),
+        _summary(metadata.SESSION_START_INFO_TAG, data(session_start_info=start)),
     ]
 
 

@@ -1,15 +1,12 @@
 """What a run writes into its folder besides checkpoints: config.yaml, TensorBoard event files (one
-TensorBoard run: per-step and per-epoch scalars and the HParams row, vqa/training/hparams.py, all in
-the run folder), metrics.jsonl, the printed epoch lines and the best epoch's predictions file. Only
-the main rank writes; on other ranks every method does nothing.
+TensorBoard run: per-step and per-epoch scalars and the HParams row, hparams.py), metrics.jsonl, the
+printed epoch lines and the best epoch's predictions file. Only the main rank writes.
 
-Every scalar is indexed by the global optimizer step: `train/loss_step` at its step, an epoch's
-scalars at the step the epoch ended (`epoch` gives the epoch there). An epoch's checkpoint is written
-before its logs and holds them (`epoch_log`). On resume, whatever a killed or failed run logged after
-its last checkpoint is dropped and the checkpoint's own epoch is written again from the checkpoint:
-metrics.jsonl is cut, the writer purges every event after the checkpoint's step (purge_step; a start
-without a checkpoint purges from step 1), the epoch's scalars that the event files lack are written
-again, the best epoch's predictions are rewritten; curves never hold duplicate or missing points.
+Every scalar is indexed by the global optimizer step (an epoch's at the step it ended). An epoch's
+checkpoint is written before its logs and holds them (`epoch_log`). On resume, whatever a run logged
+after its last checkpoint is dropped and the checkpoint's own epoch written again: metrics.jsonl is
+cut, the writer purges the events after the checkpoint's step, the epoch's scalars the event files
+lack are added and the best predictions rewritten, so curves hold no duplicate or missing point.
 """
 
 from __future__ import annotations
@@ -30,9 +27,9 @@ from vqa.training.hparams import write_hparams
 
 # val metrics logged as `val/<name>` every epoch, in this order (accuracy_agree_<bucket>: by how many
 # annotators gave the most common answer, vqa/agreement.py; not in the printed epoch line)
-VAL_SCALARS = ("loss", "hard_ce", "soft_ce", "accuracy",
-               *(f"accuracy_{answer_type_key(t)}" for t in ANSWER_TYPES),
-               *(f"accuracy_agree_{name}" for name, _, _ in AGREEMENT_BUCKETS), "ece", "entropy")  # fmt: skip
+_BY_TYPE = tuple(f"accuracy_{answer_type_key(t)}" for t in ANSWER_TYPES)
+_BY_AGREEMENT = tuple(f"accuracy_agree_{name}" for name, _, _ in AGREEMENT_BUCKETS)
+VAL_SCALARS = ("loss", "hard_ce", "soft_ce", "accuracy", *_BY_TYPE, *_BY_AGREEMENT, "ece", "entropy")
 
 
 def kept_rows(path: Path, up_to_epoch: int) -> list[dict]:
@@ -58,7 +55,8 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _types(m: dict) -> str:
+def type_accuracies(m: dict) -> str:
+    """The per-answer-type accuracies of the printed lines."""
     return "  ".join(f"{t} {_fmt(m[f'accuracy_{answer_type_key(t)}'])}" for t in ANSWER_TYPES)
 
 
@@ -68,29 +66,30 @@ def epoch_line(
     """The printed line of an epoch; `split` names the validation split its val numbers are from."""
     return (
         f"epoch {epoch}/{epochs}  train_loss {train_loss:.4f}  val_loss {_fmt(val['loss'], '.4f')}  "
-        f"acc {_fmt(val['accuracy'])}  {_types(val)}  [val: {split}]  ({rate:.0f} samples/s, {seconds:.1f}s)"
+        f"acc {_fmt(val['accuracy'])}  {type_accuracies(val)}  [val: {split}]  ({rate:.0f} samples/s, {seconds:.1f}s)"
     )
 
 
 def best_line(best: dict, run_dir: Path, split: str = "val") -> str:
     """The printed line of the best epoch; `split` names the split that chose it."""
-    return (
-        f"best: epoch {best['epoch']} on {split}  acc {_fmt(best['accuracy'])}  {_types(best)}  ({run_dir})"
-    )
+    return f"best: epoch {best['epoch']} on {split}  acc {_fmt(best['accuracy'])}  {type_accuracies(best)}  ({run_dir})"
 
 
-def epoch_log(epoch: int, step: int, train_loss: float, val: dict, lr: float, rate: float, seconds: float,
-              is_best: bool, val_split: str = "val") -> dict:  # fmt: skip
-    """What an epoch logs: its metrics.jsonl row (the TensorBoard scalars, by name) and, for the best epoch
-    so far, its validation predictions (question ids and answer indices). Kept in the epoch's checkpoint
-    (Progress.log), so a resume can write again whatever of it a failure or a kill lost."""
-    scalars = {"train/loss": train_loss, **{f"val/{k}": val[k] for k in VAL_SCALARS}, "lr": lr,
-               "throughput/samples_per_s": rate}  # fmt: skip
+def epoch_log(
+    epoch: int, step: int, totals: tuple, val: dict, lr: float, is_best: bool, val_split: str
+) -> dict:
+    """What an epoch logs: its metrics.jsonl row (the TensorBoard scalars, by name; `totals`: training loss,
+    samples/s and seconds) and, for the best epoch so far, its validation predictions (question ids and
+    answer indices). Kept in the epoch's checkpoint (Progress.log), so a resume can write again whatever of
+    it a failure or a kill lost."""
+    train_loss, rate, seconds = totals
+    scalars = {"train/loss": train_loss, **{f"val/{k}": val[k] for k in VAL_SCALARS}}
+    scalars |= {"lr": lr, "throughput/samples_per_s": rate}
     predictions = None
     if is_best:
         ids = list(val["predictions"])
-        predictions = (torch.tensor(ids, dtype=torch.int64),
-                       torch.tensor([val["predictions"][q] for q in ids], dtype=torch.int64))  # fmt: skip
+        answers = [val["predictions"][q] for q in ids]
+        predictions = (torch.tensor(ids, dtype=torch.int64), torch.tensor(answers, dtype=torch.int64))
     row = {"epoch": epoch, "step": step, "val_split": val_split, **scalars, "seconds": seconds}
     return {"row": row, "predictions": predictions}
 
@@ -118,11 +117,8 @@ class RunLog:
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         io.write_text_atomic(self.run_dir / "config.yaml", dump_yaml(cfg))
         # the checkpoint's own epoch is written again from the checkpoint (its log may have been lost)
-        redo = (
-            progress.log
-            if resume and progress.log and progress.log["row"]["epoch"] == progress.epoch
-            else None
-        )
+        saved = progress.log if resume else None
+        redo = saved if saved and saved["row"]["epoch"] == progress.epoch else None
         keep = progress.epoch - 1 if redo else progress.epoch
         rows = kept_rows(self.metrics_path, keep) if resume else []
         io.write_text_atomic(self.metrics_path, "".join(io.dumps(r) + "\n" for r in rows))
@@ -150,8 +146,9 @@ class RunLog:
         row = entry["row"]
         val = {k.removeprefix("val/"): v for k, v in row.items() if k.startswith("val/")}
         split = row.get("val_split", self.cfg.data.val_split)
-        print(epoch_line(row["epoch"], self.cfg.train.epochs, row["train/loss"], val,
-                         row["throughput/samples_per_s"], row["seconds"], split), flush=True)  # fmt: skip
+        rate, seconds = row["throughput/samples_per_s"], row["seconds"]
+        line = epoch_line(row["epoch"], self.cfg.train.epochs, row["train/loss"], val, rate, seconds, split)
+        print(line, flush=True)
         self._write(entry)
 
     def _write(self, entry: dict, logged: set[str] = frozenset()) -> None:

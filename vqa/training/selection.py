@@ -1,27 +1,24 @@
 """Model selection: which split chooses the best epoch (and stops early), and the test split scored
 once, at that epoch.
 
-`data.val_split` chooses; `data.test_split` (when set and not the same split) is scored once after
-training, with the weights of the chosen epoch (checkpoints/best.pt), and written to test.json:
+`data.val_split` chooses; `data.test_split` (when set and another split) is scored once after training
+with the weights of the chosen epoch (checkpoints/best.pt) and written to test.json:
 
     {"split": "test", "selected_on": "heldout", "epoch": 7, "test/accuracy": ..., ...}
 
-Choosing on a test split (VQA-CP's `data.val_split: test`, what the peer repos do) stays available
-but is named test-set selection in the run's output: the best epoch is then picked on the numbers
-that are reported, which inflates them (Teney et al. 2020, "On the Value of Out-of-Distribution
-Testing"); a held-out part of train (`data.val_split: heldout`, vqa/data/heldout.py) is the honest
-choice for a source without a validation split.
+Choosing on a test split (VQA-CP's `data.val_split: test`, as the peer repos do) is named test-set
+selection in the output: it inflates the reported numbers (Teney et al. 2020); a held-out part of
+train (`data.val_split: heldout`, vqa/data/heldout.py) is the honest choice without a validation split.
 """
 
 from __future__ import annotations
 
 from vqa import io, runs
-from vqa.agreement import bucket_names
 from vqa.config import Config
 from vqa.data.heldout import HELDOUT
 from vqa.training.distributed import barrier
-from vqa.training.loop import evaluate
-from vqa.training.runlog import VAL_SCALARS, _types
+from vqa.training.runlog import VAL_SCALARS, type_accuracies
+from vqa.training.validation import evaluate, question_groups
 
 TEST_FILE = "test.json"
 
@@ -50,11 +47,8 @@ def selection_line(cfg: Config) -> str:
             "test split, so its numbers are optimistic (Teney et al. 2020); set data.val_split=heldout "
             f"data.test_split={d.val_split} to choose on a part of train held out by image"
         )
-    on = f"'{d.val_split}'" + (
-        f" ({d.heldout_fraction:g} of '{d.train_split}' held out by image, seed {d.heldout_seed})"
-        if d.val_split == HELDOUT
-        else ""
-    )
+    held_out = f" ({d.heldout_fraction:g} of '{d.train_split}' held out by image, seed {d.heldout_seed})"
+    on = f"'{d.val_split}'" + (held_out if d.val_split == HELDOUT else "")
     test = f"; '{d.test_split}' scored once, at the selected epoch" if d.test_split else ""
     return f"model selection: best epoch and early stopping on {on}{test}"
 
@@ -71,10 +65,8 @@ def test_line(row: dict) -> str:
     """The printed line of the test scores (answer types from the `test/` keys)."""
     m = {k[len("test/") :]: v for k, v in row.items() if k.startswith("test/")}
     acc = "-" if m["accuracy"] is None else f"{m['accuracy']:.2f}"
-    return (
-        f"test: '{row['split']}' at epoch {row['epoch']} (selected on '{row['selected_on']}')  acc {acc}  "
-        f"{_types(m)}"
-    )
+    head = f"test: '{row['split']}' at epoch {row['epoch']} (selected on '{row['selected_on']}')"
+    return f"{head}  acc {acc}  {type_accuracies(m)}"
 
 
 def write_test(run_dir, writer, row: dict) -> None:
@@ -94,8 +86,7 @@ def score_test(
     parameters), print the line and write test.json. Returns the test.json row."""
     barrier(dist)  # best.pt is written by the main rank
     model.load_state_dict(runs.read_checkpoint(cfg.run_dir / "checkpoints" / "best.pt")["model"])
-    answer_types = {r.question_id: r.answer_type for r in dataset.records}
-    agreement = dict(zip(dataset.question_id.tolist(), bucket_names(dataset.top_count)))
+    answer_types, agreement = question_groups(dataset)
     test = evaluate(eval_model, loss_fn, loader, device, answer_types, cfg.train.precision, dist, agreement)
     row = test_row(cfg, best, test)
     if dist.main:
