@@ -136,8 +136,14 @@ def eval_command(args: argparse.Namespace) -> int:
     decoded files' half a million containers again and again."""
     source = get_source(args.source)
     files = (args.annotations, args.questions, args.results)
-    refuse_inputs_as_outputs([("--out", args.out)], [("results file", args.results),
-                             ("annotations file", args.annotations), ("questions file", args.questions)])  # fmt: skip
+    refuse_inputs_as_outputs(
+        [("--out", args.out)],
+        [
+            ("results file", args.results),
+            ("annotations file", args.annotations),
+            ("questions file", args.questions),
+        ],
+    )
     with gc_paused():
         if source.evaluate is not None:  # a source that scores its own format (VizWiz)
             report = source.evaluate(*files, args.legacy)

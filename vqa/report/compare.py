@@ -48,8 +48,18 @@ BUDGETS = (1, 2, 5, 10, 20, 50, 100)  # epochs at which accuracy is reported (th
 FRACTION = 0.95  # convergence: first epoch reaching this fraction of the hard_ce best accuracy
 BUCKET_PREFIX = "val/accuracy_agree_"  # agreement buckets: val/accuracy_agree_<name>, whichever a run logged
 # per-run numbers aggregated by (model, arm) as mean ± std, and those also as mean [t interval]
-GROUP_STATS = (*COLUMNS, "best_epoch", "epoch_to_threshold", "pearson_loss_accuracy", "best_loss_epoch",
-               "ece", "entropy", "gap", "loss_rise", "hard_ce_rise")  # fmt: skip
+GROUP_STATS = (
+    *COLUMNS,
+    "best_epoch",
+    "epoch_to_threshold",
+    "pearson_loss_accuracy",
+    "best_loss_epoch",
+    "ece",
+    "entropy",
+    "gap",
+    "loss_rise",
+    "hard_ce_rise",
+)
 INTERVAL_STATS = ("all", "best_loss_epoch", "best_epoch", "gap", "loss_rise", "hard_ce_rise")
 
 

@@ -125,8 +125,11 @@ def plot_discrepancy(runs: list[Run], models: list[str], colors: dict[str, str],
     handles, labels = axes[0, 0].get_legend_handles_labels()
     more, more_labels = axes[1, 0].get_legend_handles_labels()
     fig.legend(handles + more, labels + more_labels, fontsize=7, ncol=2, loc="lower center", frameon=False)
-    fig.suptitle("Loss-accuracy discrepancy, hard vs soft cross-entropy\nmean over seeds, band min-max; "
-                 "o: lowest mean loss, ^: best mean accuracy", fontsize=9)  # fmt: skip
+    fig.suptitle(
+        "Loss-accuracy discrepancy, hard vs soft cross-entropy\nmean over seeds, band min-max; "
+        "o: lowest mean loss, ^: best mean accuracy",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0.1, 1, 0.95))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

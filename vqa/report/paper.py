@@ -42,8 +42,15 @@ CONFIG_SUFFIX = {"hard_ce": "hard", "soft_ce": "soft"}  # other losses: the soft
 # set by the grid (MODELS, LOSSES, SEEDS), not by overrides
 GRID_KEYS = ("name", "out_dir", "train.seed", "train.loss", "model.name", *VARIANT_KEYS)
 # keys that may change between invocations without making a run folder a different experiment
-RESUMABLE_KEYS = {"name", "out_dir", "train.epochs", "train.device", "train.log_every", "data.num_workers",
-                  "data.preload"}  # fmt: skip
+RESUMABLE_KEYS = {
+    "name",
+    "out_dir",
+    "train.epochs",
+    "train.device",
+    "train.log_every",
+    "data.num_workers",
+    "data.preload",
+}
 
 
 def parse_arm(arm: str, losses: dict) -> tuple[str, list[str]]:
@@ -68,8 +75,15 @@ class Job:
     cfg: Config
 
 
-def plan(config_dir: Path, models: list[str], losses: list[str], seeds: int, runs_dir: Path,
-         epochs: int | None, extra: list[str]) -> list[Job]:  # fmt: skip
+def plan(
+    config_dir: Path,
+    models: list[str],
+    losses: list[str],
+    seeds: int,
+    runs_dir: Path,
+    epochs: int | None,
+    extra: list[str],
+) -> list[Job]:
     """Every run of the grid (`losses`: arm names, parse_arm) with its resolved config; checks all of
     them before anything runs."""
     from vqa.losses import LOSSES  # torch: only once a grid is planned
@@ -192,8 +206,15 @@ def _duration(seconds: float) -> str:
 def run_grid(args: argparse.Namespace) -> None:
     """Plan, check every run folder, train what is missing (--jobs at once), then compare the grid."""
     start = time.perf_counter()
-    jobs = plan(Path(args.config_dir), args.models.split(), args.losses.split(), args.seeds,
-                Path(args.runs_dir), args.epochs, args.overrides)  # fmt: skip
+    jobs = plan(
+        Path(args.config_dir),
+        args.models.split(),
+        args.losses.split(),
+        args.seeds,
+        Path(args.runs_dir),
+        args.epochs,
+        args.overrides,
+    )
     if args.status:
         print("\n".join(status_lines(jobs)), flush=True)
         return
@@ -201,16 +222,21 @@ def run_grid(args: argparse.Namespace) -> None:
         raise UserError("vqa paper: give --out (the report folder), or --status to list the runs")
     actions = [action(job) for job in jobs]  # every run folder checked before anything trains
     counts = {what: sum(a == what for a, _ in actions) for what in ("start", "resume", "skip", "busy")}
-    print(f"paper: {len(jobs)} runs in {args.runs_dir}: {counts['skip']} complete, "
-          f"{counts['resume']} to resume, {counts['start']} to train"
-          + (f", {counts['busy']} being trained by another process" if counts["busy"] else ""), flush=True)  # fmt: skip
+    print(
+        f"paper: {len(jobs)} runs in {args.runs_dir}: {counts['skip']} complete, "
+        f"{counts['resume']} to resume, {counts['start']} to train"
+        + (f", {counts['busy']} being trained by another process" if counts["busy"] else ""),
+        flush=True,
+    )
 
     def run(i: int, job: Job, what: str, done: int) -> None:
         epochs = job.cfg.train.epochs
-        say = {"skip": f"complete ({done}/{epochs} epochs), skipped",
-               "busy": "being trained by another process (its lock is held), skipped",
-               "resume": f"resuming after epoch {done} of {epochs}",
-               "start": f"training {epochs} epochs"}[what]  # fmt: skip
+        say = {
+            "skip": f"complete ({done}/{epochs} epochs), skipped",
+            "busy": "being trained by another process (its lock is held), skipped",
+            "resume": f"resuming after epoch {done} of {epochs}",
+            "start": f"training {epochs} epochs",
+        }[what]
         print(f"paper: [{i}/{len(jobs)}] {job.run_dir}: {say}", flush=True)
         if what not in ("skip", "busy"):
             train(job, what, args.jobs)
@@ -232,8 +258,10 @@ def run_grid(args: argparse.Namespace) -> None:
             return  # submitted, not waited for
         actions = [action(job) for job in jobs]  # all complete now: the loop below skips every run
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run, i, job, what, done)
-                   for i, (job, (what, done)) in enumerate(zip(jobs, actions), 1)]  # fmt: skip
+        futures = [
+            pool.submit(run, i, job, what, done)
+            for i, (job, (what, done)) in enumerate(zip(jobs, actions), 1)
+        ]
         for f in futures:
             f.result()  # the first failure, in grid order
     busy = [j.run_dir for j, (what, _) in zip(jobs, actions) if what == "busy"]

@@ -53,8 +53,17 @@ COLUMNS = {  # table column -> metrics.jsonl key: All, then one per answer type
 }
 REQUIRED = ("epoch", "train/loss", "val/loss", "val/accuracy")  # keys every metrics row must have
 # keys that may differ between paired runs without making the comparison unfair
-PAIRING_IGNORES = {"name", "out_dir", "train.loss", "train.seed", "train.device", "train.log_every",
-                   "data.num_workers", "data.preload", *VARIANT_KEYS}  # fmt: skip
+PAIRING_IGNORES = {
+    "name",
+    "out_dir",
+    "train.loss",
+    "train.seed",
+    "train.device",
+    "train.log_every",
+    "data.num_workers",
+    "data.preload",
+    *VARIANT_KEYS,
+}
 HINT = "pass run folders written by `vqa train` (runs/<name>)"
 
 
