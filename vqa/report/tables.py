@@ -30,30 +30,32 @@ REGIME = {
 }
 
 
-def _f(x, digits: int = 2, sign: bool = False) -> str:
+def number(x, digits: int = 2, sign: bool = False) -> str:
+    """`x` with `digits` decimals (a sign with `sign`); 'n/a' for None, NaN or infinity."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
-def _pm(d: dict, digits: int = 2, of: int | None = None) -> str:
+def mean_std(d: dict, digits: int = 2, of: int | None = None) -> str:
     """'mean ± std'; 'mean' for one value; 'n/a' for none; '(n=k)' when only k of `of` runs have a value."""
     if d["n"] == 0:
         return "n/a"
-    text = _f(d["mean"], digits) + (f" ± {_f(d['std'], digits)}" if d["std"] is not None else "")
+    text = number(d["mean"], digits) + (f" ± {number(d['std'], digits)}" if d["std"] is not None else "")
     return text + (f" (n={d['n']})" if of is not None and d["n"] != of else "")
 
 
-def _ci(d: dict, digits: int = 2, sign: bool = True) -> str:
+def mean_ci(d: dict, digits: int = 2, sign: bool = True) -> str:
     """'+mean [+low, +high]'; the interval is n/a with one pair."""
     if d["n"] == 0:
         return "n/a"
-    low, high = (_f(d[k], digits, sign) for k in ("ci_low", "ci_high"))
+    low, high = (number(d[k], digits, sign) for k in ("ci_low", "ci_high"))
     ci = "CI n/a" if d["ci_low"] is None else f"{low}, {high}"
-    return f"{_f(d['mean'], digits, sign)} [{ci}]"
+    return f"{number(d['mean'], digits, sign)} [{ci}]"
 
 
-def _md(header: list[str], rows: list[list]) -> str:
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table of `rows` under `header`."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]) + "\n"
 
@@ -66,17 +68,17 @@ def table_markdown(summary: dict) -> str:
     """The paper's Table 1: best validation accuracy per (model, loss), each loss then minus hard_ce."""
     rows = []
     for g in summary["groups"]:
-        rows.append([g["model"].upper(), g["loss"], g["n"], *(_pm(g[c], of=g["n"]) for c in COLUMNS)])
+        rows.append([g["model"].upper(), g["loss"], g["n"], *(mean_std(g[c], of=g["n"]) for c in COLUMNS)])
         for d in _differences_of(summary, g):
             rows.append(
-                [g["model"].upper(), f"{d['loss']} - {d['minus']}", d["n"], *(_ci(d[c]) for c in COLUMNS)]
+                [g["model"].upper(), f"{d['loss']} - {d['minus']}", d["n"], *(mean_ci(d[c]) for c in COLUMNS)]
             )
     note = (
         "\nBest validation accuracy (%, official VQA metric; All, Y/N, Num, Other from the epoch of the "
         "best All), mean ± sample std over n seeds. Rows 'x - hard_ce': mean of the per-seed differences "
         f"[{CONFIDENCE:.0%} t interval, n - 1 degrees of freedom].\n"
     )
-    return _md(["Model", "Loss", "n", *HEADERS.values()], rows) + note
+    return markdown_table(["Model", "Loss", "n", *HEADERS.values()], rows) + note
 
 
 def buckets_markdown(summary: dict) -> str:
@@ -85,17 +87,17 @@ def buckets_markdown(summary: dict) -> str:
     rows = []
     for g in summary["groups"]:
         rows.append(
-            [g["model"].upper(), g["loss"], g["n"], *(_pm(g["buckets"][b], of=g["n"]) for b in names)]
+            [g["model"].upper(), g["loss"], g["n"], *(mean_std(g["buckets"][b], of=g["n"]) for b in names)]
         )
         for d in _differences_of(summary, g):
             name = f"{d['loss']} - {d['minus']}"
-            rows.append([g["model"].upper(), name, d["n"], *(_ci(d["buckets"][b]) for b in names)])
+            rows.append([g["model"].upper(), name, d["n"], *(mean_ci(d["buckets"][b]) for b in names)])
     note = (
         "\nVal accuracy (%) of the questions in each annotator-agreement bucket (val/accuracy_agree_<name>) "
         "at the epoch of the best All, mean ± sample std over n seeds; rows 'x - hard_ce': mean of the "
         f"per-seed differences [{CONFIDENCE:.0%} t interval].\n"
     )
-    return _md(["Model", "Loss", "n", *names], rows) + note
+    return markdown_table(["Model", "Loss", "n", *names], rows) + note
 
 
 def table_csv(summary: dict) -> str:
@@ -131,7 +133,7 @@ def _claims_section(summary: dict) -> str:
 
 def _convergence_section(summary: dict, budgets: list[str]) -> str:
     thresholds = "; ".join(
-        f"{m.upper()} {_f(r['threshold'])} (= {summary['fraction']:.0%} of {_f(r['mean'])}, n={r['n']})"
+        f"{m.upper()} {number(r['threshold'])} (= {summary['fraction']:.0%} of {number(r['mean'])}, n={r['n']})"
         if r["n"]
         else f"{m.upper()} n/a (no {REFERENCE} runs)"
         for m, r in summary["references"].items()
@@ -139,42 +141,47 @@ def _convergence_section(summary: dict, budgets: list[str]) -> str:
     rows = []
     for g in summary["groups"]:
         reached = f"{g['reached']}/{g['n']}" if summary["references"][g["model"]]["n"] else "n/a"
-        at = [_pm(g["accuracy_at"][b], of=g["n"]) for b in budgets]
-        rows.append([*_key(g), reached, _pm(g["epoch_to_threshold"], 1), *at])
+        at = [mean_std(g["accuracy_at"][b], of=g["n"]) for b in budgets]
+        rows.append([*_key(g), reached, mean_std(g["epoch_to_threshold"], 1), *at])
     header = ["Model", "Loss", "n", "reached", "epoch to threshold", *(f"acc@{b}" for b in budgets)]
     return (
         "## Convergence\n\nFirst epoch whose val accuracy reaches the model's threshold, mean ± std over "
         f"the runs that reach it ('reached' counts them). Thresholds: {thresholds}. Then val accuracy at "
-        "epoch budgets, mean ± std.\n\n" + _md(header, rows)
+        "epoch budgets, mean ± std.\n\n" + markdown_table(header, rows)
     )
 
 
 def _discrepancy_section(summary: dict) -> str:
     disc, regime = [], []
     for g in summary["groups"]:
-        epochs = [_pm(g[k], 1, g["n"]) for k in ("best_loss_epoch", "best_epoch")]
-        disc.append([*_key(g), _pm(g["pearson_loss_accuracy"], 3, g["n"]), *epochs])
-        regime.append([*_key(g), *(_ci(g["intervals"][k], d, sign=False) for k, (_, d) in REGIME.items())])
+        epochs = [mean_std(g[k], 1, g["n"]) for k in ("best_loss_epoch", "best_epoch")]
+        disc.append([*_key(g), mean_std(g["pearson_loss_accuracy"], 3, g["n"]), *epochs])
+        regime.append(
+            [*_key(g), *(mean_ci(g["intervals"][k], d, sign=False) for k, (_, d) in REGIME.items())]
+        )
     header = ["Model", "Loss", "n", "r(val loss, val acc)", "best-loss epoch", "best-accuracy epoch"]
     return (
         "## Loss-accuracy discrepancy\n\nPearson r between val loss (the run's own loss) and val accuracy "
         "across epochs (near -1: they move together; towards 0 or positive: the loss stops tracking the "
         "accuracy), and the epochs of the lowest val loss and of the best val accuracy.\n\n"
-        + _md(header, disc)
+        + markdown_table(header, disc)
         + "\nThe overfitting regime: mean [95% t interval over seeds] of the best All, the epochs of the "
         "lowest val loss and of the best val accuracy, their gap (best-accuracy epoch - lowest-loss epoch), "
         "the rise of the val loss after its minimum (last epoch - minimum) and the same for the val "
         "cross-entropy on the most common answer (val/hard_ce: one scale for every loss).\n\n"
-        + _md(["Model", "Loss", "n", *(name for name, _ in REGIME.values())], regime)
+        + markdown_table(["Model", "Loss", "n", *(name for name, _ in REGIME.values())], regime)
     )
 
 
 def _calibration_section(summary: dict) -> str:
-    rows = [[*_key(g), _pm(g["ece"], 4, g["n"]), _pm(g["entropy"], 3, g["n"])] for g in summary["groups"]]
+    rows = [
+        [*_key(g), mean_std(g["ece"], 4, g["n"]), mean_std(g["entropy"], 3, g["n"])]
+        for g in summary["groups"]
+    ]
     return (
         "## Calibration at the best epoch\n\nExpected calibration error (15 bins, the official "
         "per-question accuracy as correctness) and mean entropy of the predicted answer distribution "
-        "(nats).\n\n" + _md(["Model", "Loss", "n", "ECE", "entropy"], rows)
+        "(nats).\n\n" + markdown_table(["Model", "Loss", "n", "ECE", "entropy"], rows)
     )
 
 
@@ -183,11 +190,16 @@ def _runs_section(summary: dict) -> str:
     for s in summary["runs"]:
         epochs = f"{s['epochs_done']}/{s['epochs_planned']}" + ("" if s["complete"] else " (incomplete)")
         never = "never" if summary["references"][s["model"]]["n"] else "n/a"
-        row = [s["name"], s["model"], s["loss"], s["seed"], epochs, s["best_epoch"], _f(s["all"])]
-        row += [s["epoch_to_threshold"] or never, _f(s["pearson_loss_accuracy"], 3), s["best_loss_epoch"]]
-        row += [_f(s["loss_rise"], 4), _f(s["hard_ce_rise"], 4), _f(s["ece"], 4), _f(s["entropy"], 3)]
+        row = [s["name"], s["model"], s["loss"], s["seed"], epochs, s["best_epoch"], number(s["all"])]
+        row += [s["epoch_to_threshold"] or never, number(s["pearson_loss_accuracy"], 3), s["best_loss_epoch"]]
+        row += [
+            number(s["loss_rise"], 4),
+            number(s["hard_ce_rise"], 4),
+            number(s["ece"], 4),
+            number(s["entropy"], 3),
+        ]
         rows.append(row)
-    return "## Runs\n\n" + _md(RUN_HEADER, rows)
+    return "## Runs\n\n" + markdown_table(RUN_HEADER, rows)
 
 
 def report_markdown(summary: dict, command: str) -> str:
