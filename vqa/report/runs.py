@@ -52,18 +52,10 @@ COLUMNS = {  # table column -> metrics.jsonl key: All, then one per answer type
     **{answer_type_key(t): f"val/accuracy_{answer_type_key(t)}" for t in ANSWER_TYPES},
 }
 REQUIRED = ("epoch", "train/loss", "val/loss", "val/accuracy")  # keys every metrics row must have
+# where and how a run trains, not what it trains
+RUN_ONLY_KEYS = {"name", "out_dir", "train.device", "train.log_every", "data.num_workers", "data.preload"}
 # keys that may differ between paired runs without making the comparison unfair
-PAIRING_IGNORES = {
-    "name",
-    "out_dir",
-    "train.loss",
-    "train.seed",
-    "train.device",
-    "train.log_every",
-    "data.num_workers",
-    "data.preload",
-    *VARIANT_KEYS,
-}
+PAIRING_IGNORES = {*RUN_ONLY_KEYS, "train.loss", "train.seed", *VARIANT_KEYS}
 HINT = "pass run folders written by `vqa train` (runs/<name>)"
 
 
