@@ -1,17 +1,12 @@
 """Run folders written by `vqa train`: config.yaml and metrics.jsonl, read and checked.
 
-A run is grouped by (model.name, arm) and paired across arms by (model, seed). Loading
-checks everything `vqa compare` relies on before anything is written: a folder that is not a run,
-a torn metrics line, two runs of different datasets or of the same (model, loss, seed) each end in
-one UserError line naming the folder.
-
-A run's arm is its train.loss, or the name of a named variant of a loss (ARMS: soft_ce trained on
-shuffled soft targets, data.soft_target=shuffled, is the arm `shuffled`), read back from its config; `vqa paper --losses` takes
-the same names. Runs are grouped by (model, arm) and the summary's "loss" field holds the arm.
-
-metrics.jsonl is strict JSON with null for a metric that has no value (number accuracy on a split
-without numbers), read with vqa.io.read_jsonl (a bare NaN is refused with the line's number); null
-is missing to everything here (`num`).
+A run's arm is its train.loss or the name of a variant of a loss (ARMS, read back from its config;
+`vqa paper --losses` takes the same names). Runs are grouped by (model, arm), the summary's "loss"
+field holding the arm, and paired across arms by (model, seed). Loading checks everything `vqa
+compare` relies on before anything is written: a folder that is not a run, a torn metrics line, two
+runs of different datasets or of the same (model, arm, seed) each end in one UserError line naming the
+folder. metrics.jsonl is strict JSON, null where a metric has no value (vqa.io.read_jsonl refuses a
+bare NaN); null is missing to everything here (`num`).
 """
 
 from __future__ import annotations

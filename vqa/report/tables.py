@@ -20,14 +20,9 @@ RUN_HEADER = (
     "val-loss rise|hard-CE rise|ECE|entropy"
 ).split("|")
 NO_BUCKETS = "no agreement buckets logged in these runs (no val/accuracy_agree_* keys in metrics.jsonl)"
-REGIME = {
-    "all": ("best All", 2),
-    "best_loss_epoch": ("lowest-val-loss epoch", 1),  # INTERVAL_STATS
-    "best_epoch": ("best-accuracy epoch", 1),
-    "gap": ("gap (epochs)", 1),
-    "loss_rise": ("val-loss rise", 4),
-    "hard_ce_rise": ("val hard-CE rise", 4),
-}
+REGIME = {"all": ("best All", 2), "best_loss_epoch": ("lowest-val-loss epoch", 1),  # INTERVAL_STATS
+          "best_epoch": ("best-accuracy epoch", 1), "gap": ("gap (epochs)", 1),
+          "loss_rise": ("val-loss rise", 4), "hard_ce_rise": ("val hard-CE rise", 4)}  # fmt: skip
 
 
 def number(x, digits: int = 2, sign: bool = False) -> str:

@@ -18,15 +18,9 @@ from PIL import Image, ImageDraw
 
 RENDER_SIZE = 224  # longer side in pixels; the shorter one keeps the scene's aspect ratio
 COLORS = {
-    "gray": (128, 128, 128),
-    "red": (220, 40, 40),
-    "blue": (40, 80, 220),
-    "green": (40, 170, 60),
-    "brown": (135, 85, 40),
-    "purple": (140, 50, 180),
-    "yellow": (235, 210, 40),
-    "orange": (245, 140, 20),
-}
+    "gray": (128, 128, 128), "red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60),
+    "brown": (135, 85, 40), "purple": (140, 50, 180), "yellow": (235, 210, 40), "orange": (245, 140, 20),
+}  # fmt: skip
 BACKGROUND, GRID_LINE, OUTLINE, HIGHLIGHT = (245, 245, 240), (215, 215, 210), (30, 30, 30), (255, 255, 255)
 HALF = {"small": 0.28, "large": 0.45}  # half the shape's extent, in cell sides
 

@@ -104,19 +104,13 @@ SHORT = {"overall": "all", "yes/no": "y/n", "number": "num", "other": "other", "
 # simulated annotators", says where each number comes from; None: not published). Shares in [0, 1].
 PUBLISHED = {
     # human accuracy: the VQA Challenge 2021 leaderboard's "Human Performance" row, test-dev
-    "VQA v2": {
-        "unanimous_by_type": {},
-        "unique_answers_by_type": {},
-        "human_accuracy": {"overall": 0.8073, "yes/no": 0.9547, "number": 0.8120, "other": 0.6782},
-    },
+    "VQA v2": {"unanimous_by_type": {}, "unique_answers_by_type": {},
+               "human_accuracy": {"overall": 0.8073, "yes/no": 0.9547, "number": 0.8120, "other": 0.6782}},
     # human accuracy: Antol et al. 2015, Table 1 (real images, question + image, test-standard);
     # unique answers: Antol et al. 2015, section 4; unanimous: the train2014 annotations, raw strings
-    "VQA v1": {
-        "unanimous_by_type": {"overall": 0.366},
-        "unique_answers_by_type": {"overall": 2.70},
-        "human_accuracy": {"overall": 0.8330, "yes/no": 0.9577, "number": 0.8339, "other": 0.7267},
-    },
-}
+    "VQA v1": {"unanimous_by_type": {"overall": 0.366}, "unique_answers_by_type": {"overall": 2.70},
+               "human_accuracy": {"overall": 0.8330, "yes/no": 0.9577, "number": 0.8339, "other": 0.7267}},
+}  # fmt: skip
 
 
 def format_stats(stats: dict) -> str:
