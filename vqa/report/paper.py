@@ -1,16 +1,12 @@
 """`vqa paper` (`make paper`): train the models x arms x seeds grid, then `vqa compare` it.
 
 The grid reproduces the paper's Table 1 and Figures 1-2 (Ilievski & Feng 2017) with several seeds.
-An arm (`--losses`) is a loss of vqa.losses.LOSSES or a named variant of one from runs.ARMS, a loss
-plus config values: `shuffled` is soft_ce with `data.soft_target=shuffled` (each question's target
-weights moved to other answers of the same type: the human weight profile without the human answers,
-the control for what soft_ce gains from the annotators' distribution). Run
-`<model>_<arm>_s<seed>` lives in --runs-dir and is trained from `<config dir>/<model>_hard.yaml`
-(hard_ce) or `<model>_soft.yaml` (soft_ce; any other loss: the soft config with `train.loss`
-overridden), plus the arm's values. A complete run is skipped, an interrupted one
-(checkpoints/last.pt, fewer epochs) is resumed, a missing one is started. Each run is its own
-`vqa train` process: a failure names its run, and the runs already complete stay complete for the
-next invocation.
+An arm (`--losses`) is a loss of vqa.losses.LOSSES or a named variant of one (runs.ARMS: a loss plus
+config values, e.g. `shuffled`, the control of soft_ce). Run `<model>_<arm>_s<seed>` lives in
+--runs-dir and trains from `<config dir>/<model>_hard.yaml` (hard_ce) or `<model>_soft.yaml` (any other
+loss, `train.loss` overridden), plus the arm's values. A complete run is skipped, an interrupted one
+resumed, a missing one started (status.action); each is its own `vqa train` process, so a failure
+names its run and the complete ones stay complete for the next invocation.
 
     vqa paper --config-dir configs/synthetic --models "avg pool mcb" --losses "hard_ce soft_ce" \\
         --seeds 3 --runs-dir runs/paper_synthetic --out reports/synthetic [--epochs N] [-- key=value ...]
