@@ -55,19 +55,28 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]) + "\n"
 
 
+def _key(g: dict) -> list:
+    return [g["model"].upper(), g["loss"], g["n"]]
+
+
 def _differences_of(summary: dict, group: dict) -> list[dict]:
     return [d for d in summary["differences"] if (d["model"], d["loss"]) == (group["model"], group["loss"])]
 
 
-def table_markdown(summary: dict) -> str:
-    """The paper's Table 1: best validation accuracy per (model, loss), each loss then minus hard_ce."""
+def _table1_rows(summary: dict, values) -> list[list]:
+    """Table 1's rows: per group the mean ± std of each of `values(group)`, then its differences' mean
+    [t interval] of each of `values(difference)`."""
     rows = []
     for g in summary["groups"]:
-        rows.append([g["model"].upper(), g["loss"], g["n"], *(mean_std(g[c], of=g["n"]) for c in COLUMNS)])
+        rows.append([*_key(g), *(mean_std(x, of=g["n"]) for x in values(g))])
         for d in _differences_of(summary, g):
-            rows.append(
-                [g["model"].upper(), f"{d['loss']} - {d['minus']}", d["n"], *(mean_ci(d[c]) for c in COLUMNS)]
-            )
+            rows.append([g["model"].upper(), f"{d['loss']} - {d['minus']}", d["n"], *map(mean_ci, values(d))])
+    return rows
+
+
+def table_markdown(summary: dict) -> str:
+    """The paper's Table 1: best validation accuracy per (model, loss), each loss then minus hard_ce."""
+    rows = _table1_rows(summary, lambda x: [x[c] for c in COLUMNS])
     note = (
         "\nBest validation accuracy (%, official VQA metric; All, Y/N, Num, Other from the epoch of the "
         "best All), mean ± sample std over n seeds. Rows 'x - hard_ce': mean of the per-seed differences "
@@ -79,14 +88,7 @@ def table_markdown(summary: dict) -> str:
 def buckets_markdown(summary: dict) -> str:
     """Table 1 for the annotator-agreement buckets: each arm's accuracy per bucket, then minus hard_ce."""
     names = summary["buckets"]
-    rows = []
-    for g in summary["groups"]:
-        rows.append(
-            [g["model"].upper(), g["loss"], g["n"], *(mean_std(g["buckets"][b], of=g["n"]) for b in names)]
-        )
-        for d in _differences_of(summary, g):
-            name = f"{d['loss']} - {d['minus']}"
-            rows.append([g["model"].upper(), name, d["n"], *(mean_ci(d["buckets"][b]) for b in names)])
+    rows = _table1_rows(summary, lambda x: [x["buckets"][b] for b in names])
     note = (
         "\nVal accuracy (%) of the questions in each annotator-agreement bucket (val/accuracy_agree_<name>) "
         "at the epoch of the best All, mean ± sample std over n seeds; rows 'x - hard_ce': mean of the "
@@ -105,20 +107,15 @@ def table_csv(summary: dict) -> str:
     def cells(d: dict) -> list:
         return ["" if d.get(s) is None else round(d[s], 6) for s in stats]
 
+    def write(x: dict, row: str) -> None:
+        seeds = " ".join(map(str, x["seeds"]))
+        w.writerow([x["model"], x["loss"], row, x["n"], seeds, *(v for c in COLUMNS for v in cells(x[c]))])
+
     for g in summary["groups"]:
-        seeds = " ".join(map(str, g["seeds"]))
-        w.writerow([g["model"], g["loss"], "mean", g["n"], seeds, *(x for c in COLUMNS for x in cells(g[c]))])
+        write(g, "mean")
         for d in _differences_of(summary, g):
-            seeds = " ".join(map(str, d["seeds"]))
-            row = f"minus_{d['minus']}"
-            w.writerow(
-                [d["model"], d["loss"], row, d["n"], seeds, *(x for c in COLUMNS for x in cells(d[c]))]
-            )
+            write(d, f"minus_{d['minus']}")
     return buf.getvalue()
-
-
-def _key(g: dict) -> list:
-    return [g["model"].upper(), g["loss"], g["n"]]
 
 
 def _claims_section(summary: dict) -> str:
