@@ -75,8 +75,8 @@ CALIBRATED = Annotators(
     hard_scale=2.2, max_slip=0.5,
 )
 # fmt: on
-# stats.json's "annotators" of the VQA formats: data without it (or with another name) was written by
-# another model, and vqa.synth.generate.stale_reason asks for it to be written again
+# stats.json's "annotators" of the VQA formats: data without it (or with another name) comes from another
+# annotator model, and vqa.synth.generate.stale_reason asks for it to be written again
 CALIBRATED_NAME = "v2"
 
 # The official normalization (one implementation, vqa.data.answers), cached: the statistics
