@@ -135,5 +135,9 @@ def calibrated(own: random.Random):
 
 def most_common_answer(answers: list[dict]) -> str:
     """Most frequent normalized answer; ties go to the alphabetically first."""
-    c = Counter(normalize(a["answer"]) for a in answers)
-    return min(c, key=lambda a: (-c[a], a))
+    return top(Counter(normalize(a["answer"]) for a in answers))
+
+
+def top(counts: Counter) -> str:
+    """The most frequent key of `counts`; ties go to the alphabetically first."""
+    return min(counts, key=lambda a: (-counts[a], a))

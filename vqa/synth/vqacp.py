@@ -35,7 +35,7 @@ from pathlib import Path
 
 from vqa.data.answers import score_from_count
 from vqa.io import write_json_atomic
-from vqa.synth.annotators import normalize
+from vqa.synth.annotators import normalize, top
 from vqa.synth.formats import Item
 from vqa.synth.scenes import shuffle
 from vqa.synth.vqa_files import VQA2, annotation, info, stats_row
@@ -114,13 +114,9 @@ def _answers_by_type(rows: list[dict]) -> dict[str, Counter]:
     return out
 
 
-def _top(c: Counter) -> str:
-    return min(c, key=lambda x: (-c[x], x))
-
-
 def _top_share(c: Counter) -> list:
     """[the most common answer, its share]."""
-    return [_top(c), c[_top(c)] / sum(c.values())]
+    return [top(c), c[top(c)] / sum(c.values())]
 
 
 def prior_shift(train: list[dict], test: list[dict]) -> dict:
@@ -138,7 +134,7 @@ def prior_shift(train: list[dict], test: list[dict]) -> dict:
         m = max(sum(p.values()), 1)
         tv += n * 0.5 * sum(abs(p[a] / m - c[a] / n) for a in sorted(set(p) | set(c)))  # sorted: one order
     for r in test:
-        guess = _top(tr[r["question_type"]]) if r["question_type"] in tr else ""
+        guess = top(tr[r["question_type"]]) if r["question_type"] in tr else ""
         score += score_from_count(sum(normalize(x["answer"]) == guess for x in r["answers"]))
     seen = {r["multiple_choice_answer"] for r in train}
     n = max(len(test), 1)
