@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vqa.errors import UserError
-from vqa.report.runs import is_complete, read_rows
-from vqa.report.status import action, clear_failed, mark_failed
+from vqa.report.status import action, clear_failed, mark_failed, trained
 
 CLUSTERS = {"slurm": "slurm", "submitit-local": "local"}
 
@@ -83,8 +82,7 @@ class TrainTask:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_ignore_usr2)
             code = self._proc.wait()
         self._proc = None
-        rows = read_rows(job.run_dir / "metrics.jsonl") if (job.run_dir / "metrics.jsonl").is_file() else []
-        if code == 0 and is_complete(rows, job.cfg.train.epochs, job.cfg.train.early_stop_patience):
+        if code == 0 and trained(job):
             return f"{job.run_dir}: done"
         shown = "vqa " + " ".join(cmd[cmd.index("train") :])
         if code == 0:  # stopped by a signal from elsewhere (scancel): checkpointed, not failed

@@ -28,8 +28,8 @@ from vqa.config import load_config, parse_override
 from vqa.errors import UserError
 from vqa.report.compare import compare_runs
 from vqa.report.launch import Settings, launch_grid, train_argv
-from vqa.report.runs import ARMS, VARIANT_KEYS, is_complete
-from vqa.report.status import Job, action, clear_failed, mark_failed, rows_of, status_lines
+from vqa.report.runs import ARMS, VARIANT_KEYS
+from vqa.report.status import Job, action, clear_failed, mark_failed, status_lines, trained
 
 CONFIG_SUFFIX = {"hard_ce": "hard", "soft_ce": "soft"}  # other losses: the soft config, train.loss overridden
 # set by the grid (MODELS, LOSSES, SEEDS), not by overrides
@@ -118,15 +118,13 @@ def train(job: Job, what: str, jobs: int = 1) -> None:
     finally:
         if log is not None:
             os.close(log)
-    if code != 0 or not is_complete(
-        rows_of(job.run_dir), job.cfg.train.epochs, job.cfg.train.early_stop_patience
-    ):
+    if code != 0 or not trained(job):
+        shown = f"`{' '.join(cmd[2:])}`"
+        what = f"{shown} failed (exit code {code})" if code else f"{shown} stopped before its last epoch"
         if code != 0:
-            mark_failed(job.run_dir, f"`{' '.join(cmd[2:])}` failed (exit code {code})")
+            mark_failed(job.run_dir, what)
         raise UserError(
-            f"{job.run_dir}: `{' '.join(cmd[2:])}` "
-            + (f"failed (exit code {code})" if code else "stopped before its last epoch")
-            + "; fix the cause, then rerun: complete runs are skipped, this one resumes"
+            f"{job.run_dir}: {what}; fix the cause, then rerun: complete runs are skipped, this one resumes"
         )
 
 

@@ -50,6 +50,11 @@ def rows_of(run_dir: Path) -> list[dict]:
     return read_rows(path) if path.is_file() else []
 
 
+def trained(job: Job) -> bool:
+    """Whether the run of `job` trained all its epochs or early stopping ended it."""
+    return is_complete(rows_of(job.run_dir), job.cfg.train.epochs, job.cfg.train.early_stop_patience)
+
+
 def action(job: Job) -> tuple[str, int]:
     """('skip' | 'resume' | 'start' | 'busy', epochs done) for a job, from its run folder ('busy': another
     process holds the run's lock)."""
