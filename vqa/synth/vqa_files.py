@@ -39,7 +39,7 @@ def info(version: str, seed: int, dataset: str) -> dict:
 
 
 def annotation(item: Item) -> dict:
-    """The official annotation of one question (key order as `vqa synth` has always written it)."""
+    """The official annotation of one question (its key order is part of the files pinned byte for byte)."""
     return {
         "question_id": item.question_id,
         "image_id": item.image,
