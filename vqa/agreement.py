@@ -31,12 +31,7 @@ from vqa.metrics import summarize_scores
 
 # (name, lowest top count, highest top count): the suffix of `val/accuracy_agree_<name>` and the keys of
 # the report's perAgreement, in this order; together they cover 0..10 (0: a question without answers)
-AGREEMENT_BUCKETS: tuple[tuple[str, int, int], ...] = (
-    ("10", 10, 10),
-    ("7_9", 7, 9),
-    ("4_6", 4, 6),
-    ("le3", 0, 3),
-)
+AGREEMENT_BUCKETS = (("10", 10, 10), ("7_9", 7, 9), ("4_6", 4, 6), ("le3", 0, 3))
 _NAME_OF_COUNT = [
     next(n for n, lo, hi in AGREEMENT_BUCKETS if lo <= c <= hi) for c in range(ANSWERS_PER_QUESTION + 1)
 ]

@@ -13,8 +13,8 @@ answer vocabulary) and the validation split of a config:
 - out-of-vocabulary weight: the share of the human answers outside the answer vocabulary (the weight a
   soft target loses), and the questions whose most common answer lies outside it.
 
-The Datasets are built as `vqa train` builds them (vqa.data.build), so the data must exist. Nothing is
-written unless --out names a JSON file for the numbers.
+The Datasets are built as `vqa train` builds them, so the data must exist; nothing is written unless
+--out names a JSON file for the numbers.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from vqa.agreement import AGREEMENT_BUCKETS, bucket_label, bucket_names
-from vqa.config import load_config
+from vqa.config import Config, load_config
 from vqa.data.answers import SCORE_OF_COUNT
 from vqa.data.build import build_datasets
 from vqa.data.dataset import VQADataset
@@ -75,15 +75,21 @@ def stats_lines(s: dict, num_answers: int) -> list[str]:
     ]
 
 
+def config_stats(cfg: Config) -> tuple[int, list[dict]]:
+    """(answers in the vocabulary, `split_stats` of the training and validation splits) of a config,
+    its Datasets built as `vqa train` builds them."""
+    data = build_datasets(cfg)
+    n = len(data.avocab)
+    return n, [split_stats(data.train, n), split_stats(data.val, n)]
+
+
 def stats_command(args: argparse.Namespace) -> int:
     """`vqa stats --config C [--out FILE.json] [key=value ...]` (vqa.cli parses)."""
     if args.out and Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a folder; give the JSON file to write")
     refuse_inputs_as_outputs([("--out", args.out)], [("config file", args.config)])
     cfg = load_config(args.config, args.overrides)
-    data = build_datasets(cfg)
-    n = len(data.avocab)
-    splits = [split_stats(data.train, n), split_stats(data.val, n)]
+    n, splits = config_stats(cfg)
     print(f"{args.config}: data.source {cfg.data.source} in {cfg.data.root}, {n:,} answers in the vocabulary")
     for s in splits:
         print("\n".join(stats_lines(s, n)))

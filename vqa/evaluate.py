@@ -27,8 +27,7 @@ import numpy as np
 from vqa.agreement import AGREEMENT_BUCKETS, bucket_label, top_counts
 from vqa.data.answers import ANSWERS_PER_QUESTION, has_all_answers
 from vqa.data.sources import Source, get_source
-from vqa.data.sources.official import (  # noqa: F401 - the checked readers, also imported from here
-    RESULT_HINT,
+from vqa.data.sources.official import (
     _show,
     check_results,
     load_annotations,
@@ -129,24 +128,34 @@ def checked_report(
     return evaluate(answers, anns, legacy=legacy)
 
 
+def score_files(
+    annotations: Path,
+    questions: Path | None,
+    results: Path,
+    source: Source,
+    legacy: bool = False,
+    cache: bool = True,
+) -> dict:
+    """`vqa eval`'s report of three files: by the source's own evaluator (VizWiz), else from the fast
+    path (`typed_report`), else from the checked one, which names any problem in one line."""
+    if source.evaluate is not None:
+        return source.evaluate(annotations, questions, results, legacy)
+    if questions is None:
+        raise UserError(f"--questions: {source.title} keeps its questions in their own file; pass it")
+    report = typed_report(annotations, questions, results, source, legacy, cache=cache)
+    return report if report is not None else checked_report(annotations, questions, results, source, legacy)
+
+
 def eval_command(args: argparse.Namespace) -> int:
     """`vqa eval`: check the three files, score, print the report, write --out; 0 on success.
 
     Without garbage collection: nothing here builds a reference cycle, and the collector would walk the
     decoded files' half a million containers again and again."""
     source = get_source(args.source)
-    files = (args.annotations, args.questions, args.results)
-    refuse_inputs_as_outputs([("--out", args.out)], [("results file", args.results),
-                             ("annotations file", args.annotations), ("questions file", args.questions)])  # fmt: skip
+    inputs = [("results file", args.results), ("annotations file", args.annotations)]
+    refuse_inputs_as_outputs([("--out", args.out)], [*inputs, ("questions file", args.questions)])
     with gc_paused():
-        if source.evaluate is not None:  # a source that scores its own format (VizWiz)
-            report = source.evaluate(*files, args.legacy)
-        else:
-            if args.questions is None:
-                raise UserError(f"--questions: {source.title} keeps its questions in their own file; pass it")
-            report = typed_report(*files, source, args.legacy, cache=args.cache)
-            if report is None:
-                report = checked_report(*files, source, args.legacy)
+        report = score_files(args.annotations, args.questions, args.results, source, args.legacy, args.cache)
         print(format_report(report))
         if args.out:
             try:  # temp file + rename: a reader never sees a half-written report
@@ -157,9 +166,6 @@ def eval_command(args: argparse.Namespace) -> int:
                 ) from None
             print(f"report written to {args.out}")
     return 0
-
-
-__all__ = ["checked_report", "eval_command", "evaluate", "format_report", "split_report", "typed_report"]
 
 
 def split_report(source: Source, annotations, questions, results: list[dict]) -> dict:

@@ -205,13 +205,10 @@ def typed_report(
     cache: bool = True,
     workers: int | None = None,
 ) -> dict | None:
-    """`vqa eval`'s report from the three files decoded straight into the plain official form (the fast
-    path: no dict per answer, scores vectorized), or None when a file is not in that form or fails a
-    check; then `checked_report` runs, which words the problem (or scores the unusual form). For files
-    in the plain form both give the same report and accept the same files (tests/test_evaluate.py).
-
-    The annotation side comes from the cache (`cache` True) or the JSON (`_annotation_side`); only the
-    predictions are scored anew: the report is the same either way."""
+    """`vqa eval`'s report from the three files decoded straight into the plain official form (no dict per
+    answer, scores vectorized), or None when a file is not in that form or fails a check (module
+    docstring). The annotation side comes from the cache (`cache` True) or the JSON (`_annotation_side`);
+    only the predictions are scored anew, so the report is the same either way."""
     wrapped = source.layout.wrapped
     rules = "legacy" if legacy else "current"
     decoded = read_json_as(questions, _QuestionFile if wrapped else list[_Question])

@@ -1,49 +1,18 @@
 """Verdicts on the paper's claims: confirmed, refuted or undecided, by t tests over seeds, Holm-corrected.
 
-Ilievski & Feng (2017, docs: vqa-reference section 1) claim, for AVG and POOL on VQA v2:
-  1. soft cross-entropy beats cross-entropy on overall accuracy (Table 1, All);
-  2. soft cross-entropy converges faster (Figures 1-2);
-  3. cross-entropy shows a loss-accuracy discrepancy: from about half-way, validation loss rises
-     while validation accuracy still rises (Figures 1-2);
-  4. the gain holds for each answer type (Table 1: Y/N, Num, Other).
-
-Each claim is a statistic per seed, tested by the two-sided t test of its mean over seeds against 0
-(n - 1 degrees of freedom; stats.mean_interval gives the p-value and the CONFIDENCE t interval). The
-claims of one report are one family: their p-values get the Holm-Bonferroni adjustment (stats.holm;
-m = the claims that have a p-value), and a claim is decided when its Holm-adjusted p < ALPHA (0.05):
-confirmed when the mean lies on the claim's side of 0, refuted when on the other side; otherwise, or
-with no p-value (fewer than 2 seeds), undecided. This holds the chance of any false verdict in the
-report to 5%, where 24 claims at 5% each would give about one by chance alone.
-
-The printed interval is the unadjusted 95% t interval. Since a p-value is < 0.05 exactly when that
-interval excludes 0, and the adjusted p is never below the raw one, a decided claim's interval always
-lies wholly on the side its verdict says; an interval that excludes 0 may still be undecided (its
-adjusted p is >= 0.05). Per model, "soft" is the arm soft_ce and "hard" hard_ce, paired by seed (seeds
-that only one arm has are left out):
-
-  1. "soft beats hard on All": soft - hard best val accuracy (All, points). Claim side: > 0.
-     Also, for each further arm X (controls: label_smoothing, shuffled, ...): "soft beats X on All".
-  2. "soft converges faster": soft - hard epochs until the val accuracy first reaches 95% of the
-     mean best accuracy of the model's hard runs (the convergence table's epoch). A run that never
-     reaches it counts as its last epoch + 1, a lower bound of its true epoch. Claim side: < 0.
-  3. "<arm> shows the loss-accuracy discrepancy", for every arm, not paired; two statistics a run:
-       gap  = epoch of the best val accuracy - epoch of the lowest val loss (the run's own loss,
-              val/loss; the first of equal values), in epochs;
-       rise = val loss at the last epoch - the lowest val loss (>= 0: 0 when the last is lowest).
-     The claim holds when both means are above 0 (the loss has turned up and the accuracy peaked after
-     the loss did): its p-value is then the larger of the two (an intersection-union test, confirmed
-     only when both tests are). Otherwise its p-value is the gap's, with the evidence against the
-     claim when the mean gap is below 0. A rise of 0 in every seed (the val loss lowest at the last
-     epoch of every run; rise >= 0, so nothing lies below it) refutes the claim as observed, without
-     a test, and is not in the Holm family. The claim of the paper is the hard_ce line.
-     Then "soft shows less of it": soft - hard rise of the val cross-entropy on the most common answer (val/hard_ce, one scale for both arms), paired. Claim side: < 0.
-  4. "soft gains on <type>": soft - hard val accuracy of the answer type at each run's best-All
-     epoch (the Table 1 cells), points. Claim side: > 0.
+Ilievski & Feng (2017, docs: vqa-reference section 1) claim, for AVG and POOL on VQA v2: (1) soft
+cross-entropy beats cross-entropy on overall accuracy (Table 1, All); (2) it converges faster and (3)
+cross-entropy shows a loss-accuracy discrepancy (Figures 1-2: from about half-way, validation loss rises
+while validation accuracy still rises); (4) the gain holds for each answer type (Table 1: Y/N, Num,
+Other). CLAIMS_NOTE (printed in report.md) states each claim's per-seed statistic and the decision rule:
+one Holm-Bonferroni family per report (stats.holm over the claims with a p-value), which holds the chance
+of any false verdict to 5% where 24 claims at 5% each would give about one by chance alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 
 from vqa.report.runs import COLUMNS, REFERENCE, num
 from vqa.report.stats import ALPHA, holm, mean_interval
@@ -53,6 +22,29 @@ TYPE_NAMES = {"yes_no": "Y/N", "number": "Num", "other": "Other"}  # Table 1's c
 NOT_PAIRED = "n/a"  # the verdict of a paired claim when the model lacks soft_ce or hard_ce runs
 VERDICT_OF_EVIDENCE = {+1: "confirmed", -1: "refuted", 0: "undecided"}  # a decided claim's, by its side
 NO_RISE = "no seed's val loss rose after its minimum: refuted as observed, not tested"
+
+CLAIMS_NOTE = """\
+Each claim is a per-seed statistic tested by the two-sided t test of its mean over seeds against 0
+(n - 1 degrees of freedom). The claims of this report are one family, Holm-Bonferroni corrected: a claim
+is **confirmed** when its Holm-adjusted p < 0.05 and the mean lies on the claim's side of 0, **refuted**
+when the adjusted p < 0.05 and the mean lies on the other side, **undecided** otherwise or without a
+p-value (one seed). Each line gives the mean, the unadjusted 95% t interval, n and the raw p of each
+statistic, then the claim's Holm-adjusted p. A decided claim's interval always excludes 0 on its
+verdict's side (p < 0.05 exactly when the 95% interval excludes 0, and the adjusted p is never below
+the raw one); an interval that excludes 0 can still be undecided after the correction.
+soft = soft_ce, hard = hard_ce, paired by seed.
+
+- *soft beats hard (or a control X) on All*: soft - hard best val accuracy; claim side > 0.
+- *soft converges faster*: soft - hard first epoch whose val accuracy reaches 95% of the hard runs'
+  mean best (a run that never does counts as its last epoch + 1); claim side < 0.
+- *X shows the loss-accuracy discrepancy* (each loss; the paper's claim is hard_ce's): gap = epoch of
+  the best val accuracy - epoch of the lowest val loss (the run's own loss) and rise = val loss at the
+  last epoch - its minimum. With both means above 0 the claim's p is the larger of the two p's (both
+  tests must pass); otherwise it is the gap's (below 0: evidence against). A rise of 0 in every seed
+  (the loss lowest at the end of every run; rise is >= 0) refutes as observed, untested, outside the family.
+- *soft shows less of it*: soft - hard rise of val/hard_ce after its minimum; claim side < 0.
+- *soft gains on Y/N, Num, Other*: soft - hard accuracy of the type at the best-All epoch; claim side > 0.
+"""
 
 
 def _sign(x: float) -> int:
@@ -66,7 +58,7 @@ def side_test(interval: dict, side: int) -> tuple[float | None, int]:
 
 
 def discrepancy_test(gap: dict, rise: dict) -> tuple[float | None, int]:
-    """Claim 3's (p-value, evidence) (module docstring); (None, -1) when no seed's loss rose."""
+    """Claim 3's (p-value, evidence) (CLAIMS_NOTE); (None, -1) when no seed's loss rose."""
     if gap["p"] is None or rise["p"] is None:
         return None, 0
     if rise["mean"] == 0 and rise["std"] == 0:
@@ -78,7 +70,7 @@ def discrepancy_test(gap: dict, rise: dict) -> tuple[float | None, int]:
 
 def decide(claims: list[dict], alpha: float = ALPHA) -> dict:
     """Holm-adjust the p-values of `claims` as one family and set each claim's `p_holm` and `verdict`
-    (module docstring); return the family: method, size m, alpha and the level of the smallest p."""
+    (CLAIMS_NOTE); return the family: method, size m, alpha and the level of the smallest p."""
     for c, adjusted in zip(claims, holm([c["p"] for c in claims])):
         c["p_holm"] = adjusted
         if adjusted is not None:
@@ -100,8 +92,8 @@ def _claim(model: str, claim: str, test: tuple[float | None, int], *estimates: t
     digits to print). Its verdict before `decide`: undecided, or refuted by a rise of 0 in every seed."""
     p, evidence = test
     verdict = "refuted" if p is None and evidence < 0 else "undecided"
-    return {"model": model, "claim": claim, "verdict": verdict, "p": p, "evidence": evidence,
-            "estimates": [{"what": w, "digits": d, **i} for w, i, d in estimates]}  # fmt: skip
+    estimates = [{"what": w, "digits": d, **i} for w, i, d in estimates]
+    return dict(model=model, claim=claim, verdict=verdict, p=p, evidence=evidence, estimates=estimates)
 
 
 def _censored(s: dict) -> int:
@@ -109,45 +101,52 @@ def _censored(s: dict) -> int:
     return s["epoch_to_threshold"] if s["epoch_to_threshold"] is not None else s["epochs_done"] + 1
 
 
-def _paired_claims(runs: list[dict], model: str, ref: dict, arms: list[str]) -> list[dict]:
-    """Claims 1 and 2 of a model with soft_ce and hard_ce runs."""
-    out = []
-    for other in [REFERENCE, *(a for a in arms if a not in (REFERENCE, SOFT))]:
-        d = paired(runs, model, SOFT, other, lambda s: s["all"])
-        name = "hard" if other == REFERENCE else other
-        out.append(_claim(model, f"soft beats {name} on All", side_test(d, +1),
-                          (f"{SOFT} - {other} best accuracy (points)", d, 2)))  # fmt: skip
-    d = paired(runs, model, SOFT, REFERENCE, _censored)
-    what = f"{SOFT} - {REFERENCE} epochs to {ref['threshold']:.2f} (95% of the hard best)"
-    out.append(_claim(model, "soft converges faster", side_test(d, -1), (what, d, 1)))
-    return out
+def _soft_claims(ref: dict, arms: list[str]) -> tuple[list[tuple], list[tuple]]:
+    """The paired claims of a model with soft_ce and hard_ce runs, those before claim 3 and those after:
+    (claim, side of 0, per-run statistic, what, digits, the arm soft_ce is paired with)."""
+    before = []
+    for x in [REFERENCE, *(a for a in arms if a not in (REFERENCE, SOFT))]:
+        name = "hard" if x == REFERENCE else x
+        before.append((f"soft beats {name} on All", +1, itemgetter("all"), "best accuracy (points)", 2, x))
+    what = f"epochs to {ref['threshold']:.2f} (95% of the hard best)"
+    before.append(("soft converges faster", -1, _censored, what, 1, REFERENCE))
+    rise = itemgetter("hard_ce_rise")
+    after = [("soft shows less of it", -1, rise, "rise of val/hard_ce after its minimum", 4, REFERENCE)]
+    for name, c in ((TYPE_NAMES.get(c, c), c) for c in COLUMNS if c != "all"):
+        after.append((f"soft gains on {name}", +1, itemgetter(c), f"{name} accuracy (points)", 2, REFERENCE))
+    return before, after
+
+
+def _soft_minus(runs, model, claim, side, stat, what, digits, other) -> dict:
+    """The claim that soft_ce - `other` of `stat` lies on `side` of 0, paired by seed."""
+    d = paired(runs, model, SOFT, other, stat)
+    return _claim(model, claim, side_test(d, side), (f"{SOFT} - {other} {what}", d, digits))
+
+
+def _discrepancy(runs: list[dict], model: str, arm: str) -> dict:
+    """Claim 3 for one arm: its gap and rise over seeds, not paired."""
+    rs = [s for s in runs if s["model"] == model and s["loss"] == arm]
+    gap, rise = mean_interval(s["gap"] for s in rs), mean_interval(s["loss_rise"] for s in rs)
+    test = discrepancy_test(gap, rise)
+    gap_what, rise_what = "best-accuracy epoch - lowest-val-loss epoch", "val-loss rise after its minimum"
+    claim = f"{arm} shows the loss-accuracy discrepancy"
+    return _claim(model, claim, test, (gap_what, gap, 1), (rise_what, rise, 4))
 
 
 def verdicts(summary: dict) -> tuple[list[dict], dict]:
-    """Every claim of the module docstring for each model of a compare() summary, in that order, decided
-    as one Holm family; and the family (decide)."""
+    """Every claim of CLAIMS_NOTE for each model of a compare() summary, in that order, decided as one
+    Holm family; and the family (decide)."""
     runs, out = summary["runs"], []
     for model, ref in summary["references"].items():
         arms = [g["loss"] for g in summary["groups"] if g["model"] == model]
-        pair = REFERENCE in arms and SOFT in arms
-        if pair:
-            out += _paired_claims(runs, model, ref, arms)
+        if REFERENCE in arms and SOFT in arms:
+            before, after = _soft_claims(ref, arms)
         else:
+            before, after = [], []
             out.append(_claim(model, "soft vs hard (claims 1, 2, 4)", (None, 0)) | {"verdict": NOT_PAIRED})
-        for arm in arms:
-            rs = [s for s in runs if s["model"] == model and s["loss"] == arm]
-            gap, rise = mean_interval(s["gap"] for s in rs), mean_interval(s["loss_rise"] for s in rs)
-            out.append(_claim(model, f"{arm} shows the loss-accuracy discrepancy", discrepancy_test(gap, rise),
-                              ("best-accuracy epoch - lowest-val-loss epoch", gap, 1),
-                              ("val-loss rise after its minimum", rise, 4)))  # fmt: skip
-        if pair:
-            d = paired(runs, model, SOFT, REFERENCE, lambda s: s["hard_ce_rise"])
-            out.append(_claim(model, "soft shows less of it", side_test(d, -1),
-                              (f"{SOFT} - {REFERENCE} rise of val/hard_ce after its minimum", d, 4)))  # fmt: skip
-            for c in (c for c in COLUMNS if c != "all"):
-                d = paired(runs, model, SOFT, REFERENCE, lambda s, c=c: s[c])
-                out.append(_claim(model, f"soft gains on {TYPE_NAMES.get(c, c)}", side_test(d, +1),
-                                  (f"{SOFT} - {REFERENCE} {TYPE_NAMES.get(c, c)} accuracy (points)", d, 2)))  # fmt: skip
+        out += [_soft_minus(runs, model, *c) for c in before]
+        out += [_discrepancy(runs, model, arm) for arm in arms]
+        out += [_soft_minus(runs, model, *c) for c in after]
     return out, decide(out)
 
 
@@ -176,8 +175,11 @@ def claim_lines(claims: list[dict]) -> list[str]:
     n=5, p=0.001; Holm p=0.024)'."""
     lines = []
     for c in claims:
-        why = "; ".join([*map(_estimate, c["estimates"]), _decision(c)]) if c["estimates"] else (
-            "needs soft_ce and hard_ce runs")  # fmt: skip
+        why = (
+            "; ".join([*map(_estimate, c["estimates"]), _decision(c)])
+            if c["estimates"]
+            else ("needs soft_ce and hard_ce runs")
+        )
         lines.append(f"{c['model'].upper()}: {c['claim']}: {c['verdict']} ({why})")
     return lines
 
@@ -187,6 +189,8 @@ def family_line(family: dict) -> str:
     m, alpha = family["size"], family["alpha"]
     if not m:
         return "No claim has a p-value (each needs 2 seeds), so none is decided."
-    return (f"Holm-Bonferroni over the {m} claims with a p-value, family-wise level {alpha:g}: the k-th "
-            f"smallest p is held to {alpha:g} / ({m} - k + 1), from {alpha / m:.4f} up to {alpha:g}; a claim "
-            f"is decided when its Holm-adjusted p < {alpha:g}. Intervals: unadjusted 95% t, over seeds.")  # fmt: skip
+    return (
+        f"Holm-Bonferroni over the {m} claims with a p-value, family-wise level {alpha:g}: the k-th "
+        f"smallest p is held to {alpha:g} / ({m} - k + 1), from {alpha / m:.4f} up to {alpha:g}; a claim "
+        f"is decided when its Holm-adjusted p < {alpha:g}. Intervals: unadjusted 95% t, over seeds."
+    )

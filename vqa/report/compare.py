@@ -2,25 +2,14 @@
 
 Ilievski & Feng (2017) report one run per (model, loss). Here runs are grouped by (model, arm) (an
 arm is a loss or a named variant of one, runs.ARMS) and paired across arms by (model, seed): same
-data, same seed, config otherwise equal. From each run's metrics.jsonl (one row per epoch) we report
-
-(a) best validation accuracy (All, Y/N, Num, Other from the row of the epoch with the best
-    val/accuracy, as the paper does): mean and sample std (ddof=1) over seeds, and for every
-    arm other than hard_ce the paired per-seed difference minus hard_ce with a 95% t interval;
-    the same for each agreement bucket the runs logged (val/accuracy_agree_<name>, at that row);
-(b) convergence: the first epoch reaching 95% of the model's hard_ce best accuracy (mean over
-    seeds) and the accuracy at fixed epoch budgets;
-(c) the loss-accuracy discrepancy: Pearson r between val/loss and val/accuracy across epochs, the
-    epochs of the lowest val/loss and of the best val/accuracy, their gap (best-accuracy epoch -
-    lowest-loss epoch) and the rise of the val loss after its minimum (value at the last epoch -
-    the minimum; also of val/hard_ce, one scale for every arm), as mean [95% t interval];
-(d) calibration at the best epoch: ECE and mean entropy of the predicted answer distribution;
-(e) a verdict on each of the paper's claims: t tests over seeds, Holm-Bonferroni across the
-    report's claims (claims.py);
-(f) one figure per model in the paper's style (figures.py);
-(g) where runs train with a debiasing method (train.debias), the VQA-CP papers' table: test accuracy
-    at the epoch the validation split chose, the in-distribution cost, paired against the same model
-    without a method (debias.py, debias.md).
+data, same seed, config otherwise equal. From each run's metrics.jsonl (one row per epoch) come (a)
+the best validation accuracy (All, Y/N, Num, Other and each agreement bucket from the row of the best
+val/accuracy, as the paper takes them), each arm minus hard_ce per seed with a 95% t interval; (b)
+convergence: the first epoch reaching FRACTION of the model's hard_ce best, and the accuracy at epoch
+budgets; (c) the loss-accuracy discrepancy: Pearson r of val/loss and val/accuracy, the epochs of the
+lowest loss and of the best accuracy, their gap and the rise of the loss after its minimum; (d) ECE
+and entropy at the best epoch; (e) the verdicts on the paper's claims (claims.py); (f) one figure per
+model (figures.py); (g) for runs with a debiasing method, the VQA-CP papers' table (debias.py).
 
 Outputs in --out: table.md, table.csv, report.md (every section; tables.py), summary.json (every
 number), figure_<model>.png, and debias.md when a run uses a debiasing method.
@@ -48,8 +37,18 @@ BUDGETS = (1, 2, 5, 10, 20, 50, 100)  # epochs at which accuracy is reported (th
 FRACTION = 0.95  # convergence: first epoch reaching this fraction of the hard_ce best accuracy
 BUCKET_PREFIX = "val/accuracy_agree_"  # agreement buckets: val/accuracy_agree_<name>, whichever a run logged
 # per-run numbers aggregated by (model, arm) as mean ± std, and those also as mean [t interval]
-GROUP_STATS = (*COLUMNS, "best_epoch", "epoch_to_threshold", "pearson_loss_accuracy", "best_loss_epoch",
-               "ece", "entropy", "gap", "loss_rise", "hard_ce_rise")  # fmt: skip
+GROUP_STATS = (
+    *COLUMNS,
+    "best_epoch",
+    "epoch_to_threshold",
+    "pearson_loss_accuracy",
+    "best_loss_epoch",
+    "ece",
+    "entropy",
+    "gap",
+    "loss_rise",
+    "hard_ce_rise",
+)
 INTERVAL_STATS = ("all", "best_loss_epoch", "best_epoch", "gap", "loss_rise", "hard_ce_rise")
 
 
@@ -99,6 +98,34 @@ def run_summary(r: Run, budgets: list[int], threshold: float | None, buckets: li
     }
 
 
+def _group(model: str, loss: str, rs: list[dict], budgets: list[int], buckets: list[str]) -> dict:
+    """The per-(model, arm) statistics of the run summaries `rs`."""
+    group = {"model": model, "loss": loss, "n": len(rs), "seeds": [s["seed"] for s in rs]}
+    group["runs"] = [s["name"] for s in rs]
+    group.update({k: describe(s[k] for s in rs) for k in GROUP_STATS})
+    group["reached"] = sum(s["epoch_to_threshold"] is not None for s in rs)
+    at = [*map(str, budgets), "last"]
+    group["accuracy_at"] = {b: describe(s["accuracy_at"].get(b) for s in rs) for b in at}
+    group["intervals"] = {k: mean_interval(s[k] for s in rs) for k in INTERVAL_STATS}
+    group["buckets"] = {b: describe(s["buckets"][b] for s in rs) for b in buckets}
+    return group
+
+
+def _difference(model: str, loss: str, rs: list[dict], hard: dict, buckets: list[str]) -> dict:
+    """The paired per-seed differences of `rs` minus the hard_ce run summaries `hard` (by seed)."""
+    paired = [s for s in rs if s["seed"] in hard]
+    diff = {"model": model, "loss": loss, "minus": REFERENCE, "n": len(paired)}
+    diff["seeds"] = [s["seed"] for s in paired]
+    diff["unpaired_seeds"] = sorted({s["seed"] for s in rs} ^ set(hard))
+    diff["confidence"] = CONFIDENCE
+    for c in COLUMNS:
+        diff[c] = paired_difference(s[c] - hard[s["seed"]][c] for s in paired)
+    diff["buckets"] = {
+        b: paired_difference(s["buckets"][b] - hard[s["seed"]]["buckets"][b] for s in paired) for b in buckets
+    }
+    return diff
+
+
 def compare(runs: list[Run], budgets: Iterable[int] = BUDGETS) -> dict:
     """Every number of the report as plain data (NaN or None where undefined).
 
@@ -111,13 +138,11 @@ def compare(runs: list[Run], budgets: Iterable[int] = BUDGETS) -> dict:
     """
     last = max(int(r.epochs[-1]) for r in runs)
     budgets = [b for b in budgets if b <= last]
-    models = ordered(r.model for r in runs)
-    losses = ordered(r.arm for r in runs)
+    models, losses = ordered(r.model for r in runs), ordered(r.arm for r in runs)
     references = {}
     for m in models:
         ref = describe(r.best_row["val/accuracy"] for r in runs if r.model == m and r.arm == REFERENCE)
-        ref["threshold"] = FRACTION * ref["mean"] if ref["n"] else None
-        references[m] = ref
+        references[m] = ref | {"threshold": FRACTION * ref["mean"] if ref["n"] else None}
     buckets = buckets_of(runs)
     per_run = [run_summary(r, budgets, references[r.model]["threshold"], buckets) for r in runs]
     groups, differences = [], []
@@ -125,41 +150,12 @@ def compare(runs: list[Run], budgets: Iterable[int] = BUDGETS) -> dict:
         hard = {s["seed"]: s for s in per_run if s["model"] == m and s["loss"] == REFERENCE}
         for loss in losses:
             rs = [s for s in per_run if s["model"] == m and s["loss"] == loss]
-            if not rs:
-                continue
-            group = {"model": m, "loss": loss, "n": len(rs), "seeds": [s["seed"] for s in rs]}
-            group["runs"] = [s["name"] for s in rs]
-            group.update({k: describe(s[k] for s in rs) for k in GROUP_STATS})
-            group["reached"] = sum(s["epoch_to_threshold"] is not None for s in rs)
-            group["accuracy_at"] = {
-                b: describe(s["accuracy_at"].get(b) for s in rs) for b in [*map(str, budgets), "last"]
-            }
-            group["intervals"] = {k: mean_interval(s[k] for s in rs) for k in INTERVAL_STATS}
-            group["buckets"] = {b: describe(s["buckets"][b] for s in rs) for b in buckets}
-            groups.append(group)
-            if loss == REFERENCE or not hard:
-                continue
-            paired = [s for s in rs if s["seed"] in hard]
-            diff = {"model": m, "loss": loss, "minus": REFERENCE, "n": len(paired)}
-            diff["seeds"] = [s["seed"] for s in paired]
-            diff["unpaired_seeds"] = sorted({s["seed"] for s in rs} ^ set(hard))
-            diff["confidence"] = CONFIDENCE
-            for c in COLUMNS:
-                diff[c] = paired_difference(s[c] - hard[s["seed"]][c] for s in paired)
-            diff["buckets"] = {
-                b: paired_difference(s["buckets"][b] - hard[s["seed"]]["buckets"][b] for s in paired)
-                for b in buckets
-            }
-            differences.append(diff)
-    summary = {
-        "fraction": FRACTION,
-        "budgets": budgets,
-        "references": references,
-        "runs": per_run,
-        "groups": groups,
-        "differences": differences,
-        "buckets": buckets,
-    }
+            if rs:
+                groups.append(_group(m, loss, rs, budgets, buckets))
+            if rs and hard and loss != REFERENCE:
+                differences.append(_difference(m, loss, rs, hard, buckets))
+    summary = {"fraction": FRACTION, "budgets": budgets, "references": references, "runs": per_run}
+    summary |= {"groups": groups, "differences": differences, "buckets": buckets}
     summary["claims"], summary["claims_family"] = verdicts(summary)
     return summary
 
@@ -173,6 +169,36 @@ def _json_safe(x):
     if isinstance(x, list):
         return [_json_safe(v) for v in x]
     return x
+
+
+def _write(summary: dict, runs: list[Run], out: Path) -> tuple[dict[str, str], list[str]]:
+    """Every output file into `out` (each atomically); (the texts by file name, the figure names)."""
+    texts = {
+        "table.md": table_markdown(summary),
+        "table.csv": table_csv(summary),
+        "report.md": report_markdown(summary, summary["command"]),
+        **({"debias.md": debias_markdown(summary["debias"])} if summary["debias"] else {}),
+    }
+    for name, text in texts.items():
+        write_text_atomic(out / name, text)
+    write_json_atomic(out / "summary.json", _json_safe(summary), indent=1)
+    return texts, write_figures(runs, list(summary["references"]), out)
+
+
+def _print(summary: dict, texts: dict[str, str], allow_incomplete: bool) -> None:
+    """The terminal's share: Table 1, the buckets, the claims, the debiasing table, notes, warnings."""
+    print(texts["table.md"], end="")
+    print("\n" + (buckets_markdown(summary) if summary["buckets"] else NO_BUCKETS + "\n"), end="")
+    print("\nClaims of the paper (t tests over seeds, Holm-corrected; report.md defines each):")
+    print(f"  {family_line(summary['claims_family'])}")
+    print("".join(f"  {line}\n" for line in claim_lines(summary["claims"])), end="")
+    if summary["debias"]:
+        print("\nDebiasing methods (debias.md):\n" + texts["debias.md"], end="")
+    for i in summary["incomplete"]:
+        what = "included" if allow_incomplete else "left out (--allow-incomplete includes it)"
+        print(f"note: {i['path']} is incomplete ({i['epochs_done']} of {i['epochs_planned']} epochs); {what}")
+    for w in summary["warnings"]:
+        print(f"warning: {w}")
 
 
 def compare_runs(
@@ -194,40 +220,14 @@ def compare_runs(
     runs, incomplete, warnings = load_runs(paths, allow_incomplete)
     summary = compare(runs, budgets)
     summary["incomplete"] = [
-        {
-            "path": str(r.path),
-            "epochs_done": int(r.epochs[-1]),
-            "epochs_planned": r.config["train.epochs"],
-            "included": allow_incomplete,
-        }
+        {"path": str(r.path), "epochs_done": int(r.epochs[-1]), "epochs_planned": r.config["train.epochs"]}
+        | {"included": allow_incomplete}
         for r in incomplete
     ]
-    summary["warnings"] = warnings
-    summary["command"] = command
-    summary["debias"] = debias_summary(runs)
+    summary |= {"warnings": warnings, "command": command, "debias": debias_summary(runs)}
     out = output_folder(out, "--out")
-    texts = {
-        "table.md": table_markdown(summary),
-        "table.csv": table_csv(summary),
-        "report.md": report_markdown(summary, command),
-        **({"debias.md": debias_markdown(summary["debias"])} if summary["debias"] else {}),
-    }
-    for name, text in texts.items():
-        write_text_atomic(out / name, text)
-    write_json_atomic(out / "summary.json", _json_safe(summary), indent=1)
-    figures = write_figures(runs, list(summary["references"]), out)
-    print(texts["table.md"], end="")
-    print("\n" + (buckets_markdown(summary) if summary["buckets"] else NO_BUCKETS + "\n"), end="")
-    print("\nClaims of the paper (t tests over seeds, Holm-corrected; report.md defines each):")
-    print(f"  {family_line(summary['claims_family'])}")
-    print("".join(f"  {line}\n" for line in claim_lines(summary["claims"])), end="")
-    if summary["debias"]:
-        print("\nDebiasing methods (debias.md):\n" + texts["debias.md"], end="")
-    for i in summary["incomplete"]:
-        what = "included" if allow_incomplete else "left out (--allow-incomplete includes it)"
-        print(f"note: {i['path']} is incomplete ({i['epochs_done']} of {i['epochs_planned']} epochs); {what}")
-    for w in warnings:
-        print(f"warning: {w}")
+    texts, figures = _write(summary, runs, out)
+    _print(summary, texts, allow_incomplete)
     print(f"compare: {len(runs)} runs -> {out}/ ({', '.join([*texts, 'summary.json', *figures])})")
     return summary
 

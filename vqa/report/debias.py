@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from vqa.report.runs import COLUMNS, Run, num, ordered
 from vqa.report.stats import CONFIDENCE, describe, paired_difference
+from vqa.report.tables import markdown_table, mean_ci, mean_std
 
 TEST_KEYS = {c: key.replace("val/", "test/", 1) for c, key in COLUMNS.items()}
 STATS = (*COLUMNS, "in_distribution")
@@ -103,54 +104,27 @@ def verdict(diff: dict) -> str:
     """One line: the method against its baseline on test All and in distribution."""
     test, cost = diff["all"], diff["in_distribution"]
     return (
-        f"{diff['model'].upper()} {diff['arm']} vs {diff['minus']}: test All {_ci(test)} -> {_side(test)}; "
-        f"in distribution {_ci(cost)} -> {_side(cost)} (n={diff['n']} seed pairs)"
+        f"{diff['model'].upper()} {diff['arm']} vs {diff['minus']}: test All {mean_ci(test)} -> {_side(test)}; "
+        f"in distribution {mean_ci(cost)} -> {_side(cost)} (n={diff['n']} seed pairs)"
     )
-
-
-def _f(x, sign: bool = False) -> str:
-    if x is None or x != x:
-        return "n/a"
-    return f"{x:+.2f}" if sign else f"{x:.2f}"
-
-
-def _pm(d: dict) -> str:
-    if d["n"] == 0:
-        return "n/a"
-    return _f(d["mean"]) + (f" ± {_f(d['std'])}" if d["std"] is not None else "")
-
-
-def _ci(d: dict) -> str:
-    if d["n"] == 0:
-        return "n/a"
-    ci = "CI n/a" if d["ci_low"] is None else f"{_f(d['ci_low'], True)}, {_f(d['ci_high'], True)}"
-    return f"{_f(d['mean'], True)} [{ci}]"
 
 
 def debias_markdown(summary: dict) -> str:
     """debias.md: the table, then the verdict lines."""
     header = ["Model", "Method", "n", *HEADERS.values(), "In-distribution", "Selection"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for g in summary["groups"]:
-        cells = [g["model"].upper(), g["arm"], g["n"], *(_pm(g[k]) for k in STATS), g["selection"]]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
+        rows.append([g["model"].upper(), g["arm"], g["n"], *(mean_std(g[k]) for k in STATS), g["selection"]])
         for d in (d for d in summary["differences"] if (d["model"], d["arm"]) == (g["model"], g["arm"])):
-            cells = [
-                g["model"].upper(),
-                f"{d['arm']} - {d['minus']}",
-                d["n"],
-                *(_ci(d[k]) for k in STATS),
-                "",
-            ]
-            lines.append("| " + " | ".join(map(str, cells)) + " |")
+            name = f"{d['arm']} - {d['minus']}"
+            rows.append([g["model"].upper(), name, d["n"], *(mean_ci(d[k]) for k in STATS), ""])
     note = (
         "\nTest accuracy (%, official VQA metric) at the epoch chosen on the validation split, and the "
         "validation split's accuracy at that epoch (in-distribution: with data.val_split heldout a part of "
         "train, so the training split's answer priors), mean ± sample std over n seeds. Rows 'x - base': "
         f"mean of the per-seed differences from the same model without a method [{summary['confidence']:.0%} "
         "t interval, n - 1 degrees of freedom]: the gain on test, the cost in distribution.\n"
+        "\nVerdicts (95% t interval of the paired difference):\n"
     )
-    verdicts = "\nVerdicts (95% t interval of the paired difference):\n" + "".join(
-        f"- {v}\n" for v in summary["verdicts"]
-    )
-    return "\n".join(lines) + "\n" + note + verdicts
+    verdicts = "".join(f"- {v}\n" for v in summary["verdicts"])
+    return markdown_table(header, rows) + note + verdicts

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vqa.errors import UserError
-from vqa.report.runs import is_complete, read_rows
-from vqa.report.status import clear_failed, mark_failed
+from vqa.report.status import action, clear_failed, mark_failed, trained
 
 CLUSTERS = {"slurm": "slurm", "submitit-local": "local"}
 
@@ -70,8 +69,6 @@ class TrainTask:
         return {**self.__dict__, "_proc": None}
 
     def __call__(self) -> str:
-        from vqa.report.paper import action
-
         job = self.job
         what, done = action(job)
         if what == "skip":
@@ -85,8 +82,7 @@ class TrainTask:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_ignore_usr2)
             code = self._proc.wait()
         self._proc = None
-        rows = read_rows(job.run_dir / "metrics.jsonl") if (job.run_dir / "metrics.jsonl").is_file() else []
-        if code == 0 and is_complete(rows, job.cfg.train.epochs, job.cfg.train.early_stop_patience):
+        if code == 0 and trained(job):
             return f"{job.run_dir}: done"
         shown = "vqa " + " ".join(cmd[cmd.index("train") :])
         if code == 0:  # stopped by a signal from elsewhere (scancel): checkpointed, not failed
@@ -148,7 +144,7 @@ def submit(jobs: list, launcher: str, settings: Settings, folder: Path) -> list:
     return handles
 
 
-def wait(handles: list, jobs: list) -> list[str]:
+def failures_of(handles: list, jobs: list) -> list[str]:
     """Wait for every task; one line per failed run (empty when all completed)."""
     failures = []
     for i, (handle, job) in enumerate(zip(handles, jobs), 1):
@@ -160,36 +156,29 @@ def wait(handles: list, jobs: list) -> list[str]:
     return failures
 
 
-def launch_grid(args, jobs: list, actions: list) -> bool:
-    """Submit every run of the grid that is not complete (args: `vqa paper`'s); with --wait, wait for
-    them and return True when all completed (the grid can be compared), else return False."""
+def launch_grid(jobs: list, actions: list, launcher: str, settings: Settings, runs_dir, wait: bool) -> bool:
+    """Submit every run of the grid that is not complete as a task of `launcher` (its logs in
+    RUNS/.submitit); with `wait`, wait for them and return True when all completed (the grid can be
+    compared), else return False."""
     todo = [job for job, (what, _) in zip(jobs, actions) if what in ("start", "resume")]
     if not todo:
         return True
-    settings = Settings(
-        args.slurm_partition,
-        args.gpus_per_run,
-        args.cpus_per_run,
-        args.mem_gb,
-        args.timeout_min,
-        args.array_parallelism,
-    )
-    folder = Path(args.runs_dir) / ".submitit"
-    handles = submit(todo, args.launcher, settings, folder)
+    folder = Path(runs_dir) / ".submitit"
+    handles = submit(todo, launcher, settings, folder)
     ids = sorted({str(h.job_id).split("_")[0] for h in handles})
     print(
-        f"paper: submitted {len(todo)} tasks ({args.launcher}, job {', '.join(ids)}); logs in {folder}/ "
+        f"paper: submitted {len(todo)} tasks ({launcher}, job {', '.join(ids)}); logs in {folder}/ "
         "and each RUN/train.log",
         flush=True,
     )
-    if not args.wait:
+    if not wait:
         print(
             "paper: `vqa paper ... --status` lists where each run stands; rerun this command when all are "
             "done to write the report (complete runs are skipped)",
             flush=True,
         )
         return False
-    failures = wait(handles, todo)
+    failures = failures_of(handles, todo)
     if failures:
         raise UserError(f"{len(failures)} of {len(todo)} tasks failed: " + "; ".join(failures))
     return True

@@ -1,17 +1,12 @@
 """Run folders written by `vqa train`: config.yaml and metrics.jsonl, read and checked.
 
-A run is grouped by (model.name, arm) and paired across arms by (model, seed). Loading
-checks everything `vqa compare` relies on before anything is written: a folder that is not a run,
-a torn metrics line, two runs of different datasets or of the same (model, loss, seed) each end in
-one UserError line naming the folder.
-
-A run's arm is its train.loss, or the name of a named variant of a loss (ARMS: soft_ce trained on
-shuffled soft targets, data.soft_target=shuffled, is the arm `shuffled`), read back from its config; `vqa paper --losses` takes
-the same names. Runs are grouped by (model, arm) and the summary's "loss" field holds the arm.
-
-metrics.jsonl is strict JSON with null for a metric that has no value (number accuracy on a split
-without numbers), read with vqa.io.read_jsonl (a bare NaN is refused with the line's number); null
-is missing to everything here (`num`).
+A run's arm is its train.loss or the name of a variant of a loss (ARMS, read back from its config;
+`vqa paper --losses` takes the same names). Runs are grouped by (model, arm), the summary's "loss"
+field holding the arm, and paired across arms by (model, seed). Loading checks everything `vqa
+compare` relies on before anything is written: a folder that is not a run, a torn metrics line, two
+runs of different datasets or of the same (model, arm, seed) each end in one UserError line naming the
+folder. metrics.jsonl is strict JSON, null where a metric has no value (vqa.io.read_jsonl refuses a
+bare NaN); null is missing to everything here (`num`).
 """
 
 from __future__ import annotations
@@ -52,9 +47,10 @@ COLUMNS = {  # table column -> metrics.jsonl key: All, then one per answer type
     **{answer_type_key(t): f"val/accuracy_{answer_type_key(t)}" for t in ANSWER_TYPES},
 }
 REQUIRED = ("epoch", "train/loss", "val/loss", "val/accuracy")  # keys every metrics row must have
+# where and how a run trains, not what it trains
+RUN_ONLY_KEYS = {"name", "out_dir", "train.device", "train.log_every", "data.num_workers", "data.preload"}
 # keys that may differ between paired runs without making the comparison unfair
-PAIRING_IGNORES = {"name", "out_dir", "train.loss", "train.seed", "train.device", "train.log_every",
-                   "data.num_workers", "data.preload", *VARIANT_KEYS}  # fmt: skip
+PAIRING_IGNORES = {*RUN_ONLY_KEYS, "train.loss", "train.seed", *VARIANT_KEYS}
 HINT = "pass run folders written by `vqa train` (runs/<name>)"
 
 

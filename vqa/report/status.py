@@ -10,21 +10,85 @@ works the same for runs trained here, by `--jobs`, or as Slurm tasks on other ma
     not started  no run folder, or one without config.yaml
 
 A failure before `vqa train` made the run folder (rare: `vqa paper` checks every config before
-anything runs) leaves no marker; the task's log says why.
+anything runs) leaves no marker; the task's log says why. `action` tells what a grid does with a run.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from vqa import io
-from vqa.report.runs import is_complete, read_rows
+from vqa.config import Config, config_from_dict, to_dict
+from vqa.errors import UserError
+from vqa.report.runs import RUN_ONLY_KEYS, flatten, is_complete, read_rows, stopped_early
 from vqa.runs import is_locked
 
 STATES = ("done", "running", "failed", "interrupted", "not started")
 MARKER = "FAILED"
+RESUMABLE_KEYS = {*RUN_ONLY_KEYS, "train.epochs"}  # may change between invocations of one run
+
+
+@dataclass
+class Job:
+    """One run of a `vqa paper` grid: its name and folder, and the config it trains with."""
+
+    name: str
+    run_dir: Path
+    config_file: Path
+    overrides: list[str]
+    cfg: Config
+
+
+def rows_of(run_dir: Path) -> list[dict]:
+    """The checked rows of RUN/metrics.jsonl; none when it does not exist yet."""
+    path = run_dir / "metrics.jsonl"
+    return read_rows(path) if path.is_file() else []
+
+
+def trained(job: Job) -> bool:
+    """Whether the run of `job` trained all its epochs or early stopping ended it."""
+    return is_complete(rows_of(job.run_dir), job.cfg.train.epochs, job.cfg.train.early_stop_patience)
+
+
+def action(job: Job) -> tuple[str, int]:
+    """('skip' | 'resume' | 'start' | 'busy', epochs done) for a job, from its run folder ('busy': another
+    process holds the run's lock)."""
+    if is_locked(job.run_dir):
+        return "busy", 0
+    rows = rows_of(job.run_dir)
+    saved_path = job.run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return "start", 0
+    try:
+        saved = config_from_dict(yaml.safe_load(saved_path.read_text()) or {}, source=str(saved_path))
+    except yaml.YAMLError:
+        raise UserError(
+            f"{saved_path}: not valid YAML; delete {job.run_dir} to start the run again"
+        ) from None
+    want, have = flatten(to_dict(job.cfg)), flatten(to_dict(saved))
+    diff = [k for k in want if k not in RESUMABLE_KEYS and want[k] != have.get(k)]
+    if diff:
+        k = diff[0]
+        raise UserError(
+            f"{job.run_dir}: holds a run with a different config ({k}: {have.get(k)!r}, the grid wants "
+            f"{want[k]!r}); delete the folder or use another PAPER_RUNS"
+        )
+    epochs, patience = job.cfg.train.epochs, job.cfg.train.early_stop_patience
+    done = rows[-1]["epoch"] if rows else 0
+    if done > epochs:
+        raise UserError(
+            f"{job.run_dir}: has {done} epochs but the grid asks for {epochs}; delete it or raise EPOCHS"
+        )
+    if stopped_early(rows, patience) or (done == epochs and saved.train.epochs == epochs):
+        return "skip", done
+    # also a complete run whose config asked for other epochs (rewrites it), and a run killed before
+    # its first checkpoint: `vqa train --resume` starts that one from its saved config
+    return "resume", done
 
 
 def mark_failed(run_dir: Path, reason: str) -> None:
@@ -45,7 +109,7 @@ def run_state(run_dir: Path, epochs: int, patience: int) -> tuple[str, int, str]
         return "running", rows[-1]["epoch"] if rows else 0, ""
     if not (run_dir / "config.yaml").is_file():
         return "not started", 0, ""
-    rows = read_rows(metrics) if metrics.is_file() else []
+    rows = rows_of(run_dir)
     done = rows[-1]["epoch"] if rows else 0
     if is_complete(rows, epochs, patience):
         return "done", done, "early stop" if done < epochs else ""

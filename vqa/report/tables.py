@@ -10,110 +10,91 @@ import csv
 import io
 import math
 
-from vqa.report.claims import claim_lines, family_line
+from vqa.report.claims import CLAIMS_NOTE, claim_lines, family_line
 from vqa.report.runs import COLUMNS, REFERENCE
 from vqa.report.stats import CONFIDENCE
 
 HEADERS = {"all": "All", "yes_no": "Y/N", "number": "Num", "other": "Other"}  # the paper's column names
-RUN_HEADER = ["run", "model", "loss", "seed", "epochs", "best epoch", "All", "epoch to threshold",
-              "r(val loss, val acc)", "best-loss epoch", "val-loss rise", "hard-CE rise", "ECE",
-              "entropy"]  # fmt: skip
+RUN_HEADER = (
+    "run|model|loss|seed|epochs|best epoch|All|epoch to threshold|r(val loss, val acc)|best-loss epoch|"
+    "val-loss rise|hard-CE rise|ECE|entropy"
+).split("|")
 NO_BUCKETS = "no agreement buckets logged in these runs (no val/accuracy_agree_* keys in metrics.jsonl)"
 REGIME = {"all": ("best All", 2), "best_loss_epoch": ("lowest-val-loss epoch", 1),  # INTERVAL_STATS
           "best_epoch": ("best-accuracy epoch", 1), "gap": ("gap (epochs)", 1),
           "loss_rise": ("val-loss rise", 4), "hard_ce_rise": ("val hard-CE rise", 4)}  # fmt: skip
 
 
-def _f(x, digits: int = 2, sign: bool = False) -> str:
+def number(x, digits: int = 2, sign: bool = False) -> str:
+    """`x` with `digits` decimals (a sign with `sign`); 'n/a' for None, NaN or infinity."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
-def _pm(d: dict, digits: int = 2, of: int | None = None) -> str:
+def mean_std(d: dict, digits: int = 2, of: int | None = None) -> str:
     """'mean ± std'; 'mean' for one value; 'n/a' for none; '(n=k)' when only k of `of` runs have a value."""
     if d["n"] == 0:
         return "n/a"
-    text = _f(d["mean"], digits) + (f" ± {_f(d['std'], digits)}" if d["std"] is not None else "")
+    text = number(d["mean"], digits) + (f" ± {number(d['std'], digits)}" if d["std"] is not None else "")
     return text + (f" (n={d['n']})" if of is not None and d["n"] != of else "")
 
 
-def _ci(d: dict, digits: int = 2, sign: bool = True) -> str:
+def mean_ci(d: dict, digits: int = 2, sign: bool = True) -> str:
     """'+mean [+low, +high]'; the interval is n/a with one pair."""
     if d["n"] == 0:
         return "n/a"
-    low, high = (_f(d[k], digits, sign) for k in ("ci_low", "ci_high"))
+    low, high = (number(d[k], digits, sign) for k in ("ci_low", "ci_high"))
     ci = "CI n/a" if d["ci_low"] is None else f"{low}, {high}"
-    return f"{_f(d['mean'], digits, sign)} [{ci}]"
+    return f"{number(d['mean'], digits, sign)} [{ci}]"
 
 
-CLAIMS_NOTE = """\
-Each claim is a per-seed statistic tested by the two-sided t test of its mean over seeds against 0
-(n - 1 degrees of freedom). The claims of this report are one family, Holm-Bonferroni corrected: a claim
-is **confirmed** when its Holm-adjusted p < 0.05 and the mean lies on the claim's side of 0, **refuted**
-when the adjusted p < 0.05 and the mean lies on the other side, **undecided** otherwise or without a
-p-value (one seed). Each line gives the mean, the unadjusted 95% t interval, n and the raw p of each
-statistic, then the claim's Holm-adjusted p. A decided claim's interval always excludes 0 on its
-verdict's side (p < 0.05 exactly when the 95% interval excludes 0, and the adjusted p is never below
-the raw one); an interval that excludes 0 can still be undecided after the correction.
-soft = soft_ce, hard = hard_ce, paired by seed.
-
-- *soft beats hard (or a control X) on All*: soft - hard best val accuracy; claim side > 0.
-- *soft converges faster*: soft - hard first epoch whose val accuracy reaches 95% of the hard runs'
-  mean best (a run that never does counts as its last epoch + 1); claim side < 0.
-- *X shows the loss-accuracy discrepancy* (each loss; the paper's claim is hard_ce's): gap = epoch of
-  the best val accuracy - epoch of the lowest val loss (the run's own loss) and rise = val loss at the
-  last epoch - its minimum. With both means above 0 the claim's p is the larger of the two p's (both
-  tests must pass); otherwise it is the gap's (below 0: evidence against). A rise of 0 in every seed
-  (the loss lowest at the end of every run; rise is >= 0) refutes as observed, untested, outside the family.
-- *soft shows less of it*: soft - hard rise of val/hard_ce after its minimum; claim side < 0.
-- *soft gains on Y/N, Num, Other*: soft - hard accuracy of the type at the best-All epoch; claim side > 0.
-"""
-
-
-def _md(header: list[str], rows: list[list]) -> str:
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table of `rows` under `header`."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]) + "\n"
+
+
+def _key(g: dict) -> list:
+    return [g["model"].upper(), g["loss"], g["n"]]
 
 
 def _differences_of(summary: dict, group: dict) -> list[dict]:
     return [d for d in summary["differences"] if (d["model"], d["loss"]) == (group["model"], group["loss"])]
 
 
-def table_markdown(summary: dict) -> str:
-    """The paper's Table 1: best validation accuracy per (model, loss), each loss then minus hard_ce."""
+def _table1_rows(summary: dict, values) -> list[list]:
+    """Table 1's rows: per group the mean ± std of each of `values(group)`, then its differences' mean
+    [t interval] of each of `values(difference)`."""
     rows = []
     for g in summary["groups"]:
-        rows.append([g["model"].upper(), g["loss"], g["n"], *(_pm(g[c], of=g["n"]) for c in COLUMNS)])
+        rows.append([*_key(g), *(mean_std(x, of=g["n"]) for x in values(g))])
         for d in _differences_of(summary, g):
-            rows.append(
-                [g["model"].upper(), f"{d['loss']} - {d['minus']}", d["n"], *(_ci(d[c]) for c in COLUMNS)]
-            )
+            rows.append([g["model"].upper(), f"{d['loss']} - {d['minus']}", d["n"], *map(mean_ci, values(d))])
+    return rows
+
+
+def table_markdown(summary: dict) -> str:
+    """The paper's Table 1: best validation accuracy per (model, loss), each loss then minus hard_ce."""
+    rows = _table1_rows(summary, lambda x: [x[c] for c in COLUMNS])
     note = (
         "\nBest validation accuracy (%, official VQA metric; All, Y/N, Num, Other from the epoch of the "
         "best All), mean ± sample std over n seeds. Rows 'x - hard_ce': mean of the per-seed differences "
         f"[{CONFIDENCE:.0%} t interval, n - 1 degrees of freedom].\n"
     )
-    return _md(["Model", "Loss", "n", *HEADERS.values()], rows) + note
+    return markdown_table(["Model", "Loss", "n", *HEADERS.values()], rows) + note
 
 
 def buckets_markdown(summary: dict) -> str:
     """Table 1 for the annotator-agreement buckets: each arm's accuracy per bucket, then minus hard_ce."""
     names = summary["buckets"]
-    rows = []
-    for g in summary["groups"]:
-        rows.append(
-            [g["model"].upper(), g["loss"], g["n"], *(_pm(g["buckets"][b], of=g["n"]) for b in names)]
-        )
-        for d in _differences_of(summary, g):
-            name = f"{d['loss']} - {d['minus']}"
-            rows.append([g["model"].upper(), name, d["n"], *(_ci(d["buckets"][b]) for b in names)])
+    rows = _table1_rows(summary, lambda x: [x["buckets"][b] for b in names])
     note = (
         "\nVal accuracy (%) of the questions in each annotator-agreement bucket (val/accuracy_agree_<name>) "
         "at the epoch of the best All, mean ± sample std over n seeds; rows 'x - hard_ce': mean of the "
         f"per-seed differences [{CONFIDENCE:.0%} t interval].\n"
     )
-    return _md(["Model", "Loss", "n", *names], rows) + note
+    return markdown_table(["Model", "Loss", "n", *names], rows) + note
 
 
 def table_csv(summary: dict) -> str:
@@ -126,78 +107,106 @@ def table_csv(summary: dict) -> str:
     def cells(d: dict) -> list:
         return ["" if d.get(s) is None else round(d[s], 6) for s in stats]
 
+    def write(x: dict, row: str) -> None:
+        seeds = " ".join(map(str, x["seeds"]))
+        w.writerow([x["model"], x["loss"], row, x["n"], seeds, *(v for c in COLUMNS for v in cells(x[c]))])
+
     for g in summary["groups"]:
-        seeds = " ".join(map(str, g["seeds"]))
-        w.writerow([g["model"], g["loss"], "mean", g["n"], seeds, *(x for c in COLUMNS for x in cells(g[c]))])
+        write(g, "mean")
         for d in _differences_of(summary, g):
-            seeds = " ".join(map(str, d["seeds"]))
-            row = f"minus_{d['minus']}"
-            w.writerow(
-                [d["model"], d["loss"], row, d["n"], seeds, *(x for c in COLUMNS for x in cells(d[c]))]
-            )
+            write(d, f"minus_{d['minus']}")
     return buf.getvalue()
 
 
-def report_markdown(summary: dict, command: str) -> str:
-    """Every section: Table 1, claims, agreement buckets, convergence, loss-accuracy discrepancy,
-    calibration, runs, figures."""
-    budgets = [*map(str, summary["budgets"]), "last"]
+def _claims_section(summary: dict) -> str:
+    claims = "".join(f"- {x}\n" for x in claim_lines(summary["claims"]))
+    return f"## Claims of the paper\n\n{CLAIMS_NOTE}\n{family_line(summary['claims_family'])}\n\n{claims}"
+
+
+def _convergence_section(summary: dict, budgets: list[str]) -> str:
     thresholds = "; ".join(
-        f"{m.upper()} {_f(r['threshold'])} (= {summary['fraction']:.0%} of {_f(r['mean'])}, n={r['n']})"
+        f"{m.upper()} {number(r['threshold'])} (= {summary['fraction']:.0%} of {number(r['mean'])}, n={r['n']})"
         if r["n"]
         else f"{m.upper()} n/a (no {REFERENCE} runs)"
         for m, r in summary["references"].items()
     )
-    conv, disc, regime, cal = [], [], [], []
+    rows = []
     for g in summary["groups"]:
-        key = [g["model"].upper(), g["loss"], g["n"]]
         reached = f"{g['reached']}/{g['n']}" if summary["references"][g["model"]]["n"] else "n/a"
-        conv.append([*key, reached, _pm(g["epoch_to_threshold"], 1)])
-        conv[-1] += [_pm(g["accuracy_at"][b], of=g["n"]) for b in budgets]
-        disc.append([*key, _pm(g["pearson_loss_accuracy"], 3, g["n"]), _pm(g["best_loss_epoch"], 1, g["n"])])
-        disc[-1].append(_pm(g["best_epoch"], 1, g["n"]))
-        regime.append(
-            [*key, *(_ci(g["intervals"][k], digits, sign=False) for k, (_, digits) in REGIME.items())]
-        )
-        cal.append([*key, _pm(g["ece"], 4, g["n"]), _pm(g["entropy"], 3, g["n"])])
-    runs = []
-    for s in summary["runs"]:
-        epochs = f"{s['epochs_done']}/{s['epochs_planned']}" + ("" if s["complete"] else " (incomplete)")
-        to_threshold = s["epoch_to_threshold"] or (
-            "never" if summary["references"][s["model"]]["n"] else "n/a"
-        )
-        runs.append([s["name"], s["model"], s["loss"], s["seed"], epochs, s["best_epoch"], _f(s["all"])])
-        runs[-1] += [to_threshold, _f(s["pearson_loss_accuracy"], 3), s["best_loss_epoch"]]
-        runs[-1] += [_f(s["loss_rise"], 4), _f(s["hard_ce_rise"], 4)]
-        runs[-1] += [_f(s["ece"], 4), _f(s["entropy"], 3)]
-    parts = [
-        f"# Loss comparison: {len(summary['runs'])} runs\n\nMade by `{command}`.\n",
-        "## Best validation accuracy (Table 1)\n\n" + table_markdown(summary),
-        "## Claims of the paper\n\n"
-        + CLAIMS_NOTE
-        + "\n"
-        + family_line(summary["claims_family"])
-        + "\n\n"
-        + "".join(f"- {x}\n" for x in claim_lines(summary["claims"])),
-        "## Agreement buckets\n\n"
-        + (buckets_markdown(summary) if summary["buckets"] else NO_BUCKETS + ".\n"),
+        at = [mean_std(g["accuracy_at"][b], of=g["n"]) for b in budgets]
+        rows.append([*_key(g), reached, mean_std(g["epoch_to_threshold"], 1), *at])
+    header = ["Model", "Loss", "n", "reached", "epoch to threshold", *(f"acc@{b}" for b in budgets)]
+    return (
         "## Convergence\n\nFirst epoch whose val accuracy reaches the model's threshold, mean ± std over "
         f"the runs that reach it ('reached' counts them). Thresholds: {thresholds}. Then val accuracy at "
-        "epoch budgets, mean ± std.\n\n"
-        + _md(["Model", "Loss", "n", "reached", "epoch to threshold", *(f"acc@{b}" for b in budgets)], conv),
+        "epoch budgets, mean ± std.\n\n" + markdown_table(header, rows)
+    )
+
+
+def _discrepancy_section(summary: dict) -> str:
+    disc, regime = [], []
+    for g in summary["groups"]:
+        epochs = [mean_std(g[k], 1, g["n"]) for k in ("best_loss_epoch", "best_epoch")]
+        disc.append([*_key(g), mean_std(g["pearson_loss_accuracy"], 3, g["n"]), *epochs])
+        regime.append(
+            [*_key(g), *(mean_ci(g["intervals"][k], d, sign=False) for k, (_, d) in REGIME.items())]
+        )
+    header = ["Model", "Loss", "n", "r(val loss, val acc)", "best-loss epoch", "best-accuracy epoch"]
+    return (
         "## Loss-accuracy discrepancy\n\nPearson r between val loss (the run's own loss) and val accuracy "
         "across epochs (near -1: they move together; towards 0 or positive: the loss stops tracking the "
         "accuracy), and the epochs of the lowest val loss and of the best val accuracy.\n\n"
-        + _md(["Model", "Loss", "n", "r(val loss, val acc)", "best-loss epoch", "best-accuracy epoch"], disc)
+        + markdown_table(header, disc)
         + "\nThe overfitting regime: mean [95% t interval over seeds] of the best All, the epochs of the "
         "lowest val loss and of the best val accuracy, their gap (best-accuracy epoch - lowest-loss epoch), "
         "the rise of the val loss after its minimum (last epoch - minimum) and the same for the val "
         "cross-entropy on the most common answer (val/hard_ce: one scale for every loss).\n\n"
-        + _md(["Model", "Loss", "n", *(name for name, _ in REGIME.values())], regime),
+        + markdown_table(["Model", "Loss", "n", *(name for name, _ in REGIME.values())], regime)
+    )
+
+
+def _calibration_section(summary: dict) -> str:
+    rows = [
+        [*_key(g), mean_std(g["ece"], 4, g["n"]), mean_std(g["entropy"], 3, g["n"])]
+        for g in summary["groups"]
+    ]
+    return (
         "## Calibration at the best epoch\n\nExpected calibration error (15 bins, the official "
         "per-question accuracy as correctness) and mean entropy of the predicted answer distribution "
-        "(nats).\n\n" + _md(["Model", "Loss", "n", "ECE", "entropy"], cal),
-        "## Runs\n\n" + _md(RUN_HEADER, runs),
+        "(nats).\n\n" + markdown_table(["Model", "Loss", "n", "ECE", "entropy"], rows)
+    )
+
+
+def _runs_section(summary: dict) -> str:
+    rows = []
+    for s in summary["runs"]:
+        epochs = f"{s['epochs_done']}/{s['epochs_planned']}" + ("" if s["complete"] else " (incomplete)")
+        never = "never" if summary["references"][s["model"]]["n"] else "n/a"
+        row = [s["name"], s["model"], s["loss"], s["seed"], epochs, s["best_epoch"], number(s["all"])]
+        row += [s["epoch_to_threshold"] or never, number(s["pearson_loss_accuracy"], 3), s["best_loss_epoch"]]
+        row += [
+            number(s["loss_rise"], 4),
+            number(s["hard_ce_rise"], 4),
+            number(s["ece"], 4),
+            number(s["entropy"], 3),
+        ]
+        rows.append(row)
+    return "## Runs\n\n" + markdown_table(RUN_HEADER, rows)
+
+
+def report_markdown(summary: dict, command: str) -> str:
+    """Every section: Table 1, claims, agreement buckets, convergence, loss-accuracy discrepancy,
+    calibration, runs, figures; then the incomplete runs and the warnings, where there are any."""
+    buckets = buckets_markdown(summary) if summary["buckets"] else NO_BUCKETS + ".\n"
+    parts = [
+        f"# Loss comparison: {len(summary['runs'])} runs\n\nMade by `{command}`.\n",
+        "## Best validation accuracy (Table 1)\n\n" + table_markdown(summary),
+        _claims_section(summary),
+        "## Agreement buckets\n\n" + buckets,
+        _convergence_section(summary, [*map(str, summary["budgets"]), "last"]),
+        _discrepancy_section(summary),
+        _calibration_section(summary),
+        _runs_section(summary),
         "## Figures\n\n" + "".join(f"![{m}](figure_{m}.png)\n" for m in summary["references"]),
     ]
     if summary.get("incomplete"):

@@ -75,8 +75,8 @@ CALIBRATED = Annotators(
     hard_scale=2.2, max_slip=0.5,
 )
 # fmt: on
-# stats.json's "annotators" of the VQA formats: data without it (or with another name) was written by
-# another model, and vqa.synth.generate.stale_reason asks for it to be written again
+# stats.json's "annotators" of the VQA formats: data without it (or with another name) comes from another
+# annotator model, and vqa.synth.generate.stale_reason asks for it to be written again
 CALIBRATED_NAME = "v2"
 
 # The official normalization (one implementation, vqa.data.answers), cached: the statistics
@@ -135,5 +135,9 @@ def calibrated(own: random.Random):
 
 def most_common_answer(answers: list[dict]) -> str:
     """Most frequent normalized answer; ties go to the alphabetically first."""
-    c = Counter(normalize(a["answer"]) for a in answers)
-    return min(c, key=lambda a: (-c[a], a))
+    return top(Counter(normalize(a["answer"]) for a in answers))
+
+
+def top(counts: Counter) -> str:
+    """The most frequent key of `counts`; ties go to the alphabetically first."""
+    return min(counts, key=lambda a: (-counts[a], a))

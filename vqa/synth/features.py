@@ -160,9 +160,8 @@ def write_features(
     a fixed attribute order, so the same inputs give the same bytes.
     """
     genc, cells = _encoder(grid_dim, 0), np.arange(grid * grid)
-    base = genc(
-        np.concatenate([np.tile(_content(None), (len(cells), 1)), _cell_position(cells, grid)], axis=1)
-    )
+    empty = np.concatenate([np.tile(_content(None), (len(cells), 1)), _cell_position(cells, grid)], axis=1)
+    base = genc(empty)
     box_data = _box_datasets(scenes, boxes, box_dim, rng)  # its noise is drawn before the grid's
     version = L.VERSION if names is None else L.NAMES_VERSION
     attrs = {

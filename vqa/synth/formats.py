@@ -1,7 +1,7 @@
 """The dataset formats `vqa synth --format` writes (`data.synth_format` in configs).
 
-Pure Python on purpose, like presets.py: configs and the command line read these names without
-importing numpy. (vqa/cli.py repeats the names for its parser; tests check they agree.)
+Pure Python on purpose, like presets.py: configs and the command line (`--format` takes the names of
+FORMATS) read it without importing numpy.
 
 Each format writes one real dataset's exact file names and JSON layout (data/README.md,
 "Synthetic data in the other formats"), with that dataset's annotator behaviour:

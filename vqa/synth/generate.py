@@ -111,18 +111,11 @@ def _write_split(folder: Path, fmt: str, split_no: int, n: int, seed: int, optio
 
 
 def _write(
-    folder: Path,
-    shown: Path,
-    say,
-    seed: int,
-    fmt: str,
-    counts: tuple,
-    options: dict,
-    features: bool,
-    render: bool,
+    folder: Path, shown: Path, say, seed: int, fmt: str, options: dict, features: bool, render: bool
 ) -> dict:
     """Write the whole dataset into `folder` (`shown`: the folder it will become, for messages)."""
     start = time.perf_counter()
+    counts = (options["train_images"], options["val_images"], options["test_images"])
     writer = _writer(fmt)
     tagged = {} if fmt == "vqa2" else {"format": fmt}
     if writer.style.annotate is annotate:  # vqa2, vqa1, vqacp2; OK-VQA and VizWiz have their own
@@ -216,7 +209,7 @@ def generate(
     real, tmp, old = stage(Path(out_dir))
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     try:
-        stats = _write(tmp, Path(out_dir), say, seed, format, counts, options, features, render)
+        stats = _write(tmp, Path(out_dir), say, seed, format, options, features, render)
         swap_in(tmp, real, old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

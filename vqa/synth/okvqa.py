@@ -19,7 +19,7 @@ from vqa.synth.annotators import annotate as annotate_vqa
 from vqa.synth.annotators import most_common_answer
 from vqa.synth.formats import Item, Style
 from vqa.synth.questions import FAMILY_P, Truth
-from vqa.synth.vqa_files import V1_NAMES, info, write_wrapped
+from vqa.synth.vqa_files import V1_NAMES, info, stats_row, write_wrapped
 
 SPLITS = (("train2014", "train2014", 1), ("val2014", "val2014", 1_000_000))
 PEOPLE = 5  # each answer listed twice: ten answers
@@ -81,18 +81,12 @@ class OkvqaFiles:
             for i in items
         ]
         write_wrapped(folder, V1_NAMES, split, items, self.info(seed), anns)
-        return [
-            {
-                "question_id": i.question_id,
-                "question": i.question,
-                "question_type": "other",  # no VQA question type: the prior falls back on the text
-                "answer_type": "other",
-                "multiple_choice_answer": most_common_answer(i.answers),
-                "answers": i.answers,
-                "truth": i.truth.answer,
-            }
-            for i in items
+        # no VQA question type: the prior falls back on the text
+        rows = [
+            dict(a, question_type="other", multiple_choice_answer=most_common_answer(i.answers))
+            for a, i in zip(anns, items)
         ]
+        return [stats_row(r, i) for r, i in zip(rows, items)]
 
     def finish(self, folder: Path, annotated: dict, seed: int) -> tuple[dict, dict]:
         answers = [x for rows in annotated.values() for r in rows for x in r["answers"]]

@@ -1,7 +1,7 @@
 """Named sizes of the synthetic dataset (`vqa synth --preset`, `data.synth_preset` in configs).
 
-Pure Python on purpose: configs and the command line read these names without importing numpy.
-(vqa/cli.py repeats the preset names and the keys below for its parser; tests check they agree.)
+Pure Python on purpose: configs and the command line (`--preset` takes the names of PRESETS, and each
+of SIZE_KEYS is an option overriding a preset's value) read it without importing numpy.
 """
 
 from __future__ import annotations
@@ -22,3 +22,4 @@ PRESETS: dict[str, dict[str, int]] = {
                  grid_size=7, grid_dim=16, box_dim=32),
 }
 # fmt: on
+SIZE_KEYS = tuple(PRESETS["small"])  # the sizes every preset sets, in this order

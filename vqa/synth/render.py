@@ -50,27 +50,22 @@ def render_scene(scene: dict, grid: int, size: int = RENDER_SIZE) -> Image.Image
         fill = COLORS[o["color"]]
         line = OUTLINE if o["material"] == "metal" else None
         lw = 2 if line else 0
+        ink = {"fill": fill, "outline": line, "width": lw}
         box = [cx - r, cy - r, cx + r, cy + r]
         if o["shape"] == "cube":
-            draw.rectangle(box, fill=fill, outline=line, width=lw)
+            draw.rectangle(box, **ink)
         elif o["shape"] == "sphere":
-            draw.ellipse(box, fill=fill, outline=line, width=lw)
+            draw.ellipse(box, **ink)
         elif o["shape"] == "cone":
-            draw.polygon(
-                [(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)], fill=fill, outline=line, width=lw
-            )
+            draw.polygon([(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)], **ink)
         else:  # cylinder: a can, a body between two elliptic ends
-            e = 0.3 * r
-            draw.ellipse(
-                [cx - 0.7 * r, cy + r - 2 * e, cx + 0.7 * r, cy + r], fill=fill, outline=line, width=lw
-            )
-            draw.rectangle([cx - 0.7 * r, cy - r + e, cx + 0.7 * r, cy + r - e], fill=fill)
+            e, x0, x1 = 0.3 * r, cx - 0.7 * r, cx + 0.7 * r
+            draw.ellipse([x0, cy + r - 2 * e, x1, cy + r], **ink)
+            draw.rectangle([x0, cy - r + e, x1, cy + r - e], fill=fill)
             if line:
-                draw.line([(cx - 0.7 * r, cy - r + e), (cx - 0.7 * r, cy + r - e)], fill=line, width=lw)
-                draw.line([(cx + 0.7 * r, cy - r + e), (cx + 0.7 * r, cy + r - e)], fill=line, width=lw)
-            draw.ellipse(
-                [cx - 0.7 * r, cy - r, cx + 0.7 * r, cy - r + 2 * e], fill=fill, outline=line, width=lw
-            )
+                draw.line([(x0, cy - r + e), (x0, cy + r - e)], fill=line, width=lw)
+                draw.line([(x1, cy - r + e), (x1, cy + r - e)], fill=line, width=lw)
+            draw.ellipse([x0, cy - r, x1, cy - r + 2 * e], **ink)
         if line:  # a specular spot, off the centre so the centre pixel keeps the object's colour
             d, s = 0.25 * r, max(0.12 * r, 1.0)
             draw.ellipse([cx - d - s, cy - d - s, cx - d + s, cy - d + s], fill=HIGHLIGHT)

@@ -14,6 +14,7 @@ import numpy as np
 
 from vqa.data.answers import ANSWER_TYPES, score_from_count
 from vqa.data.keys import Interner, normalize_answer, remap, unanimous
+from vqa.synth.annotators import top
 
 # score_from_count(k, n) for n = 10 (a prediction against the ten answers) and n = 9 (one answer against
 # the other nine), k = 0 .. n
@@ -87,9 +88,6 @@ def prior_accuracy(train: list[dict], val: list[dict]) -> dict:
         by_q[a["question"]][a["multiple_choice_answer"]] += 1
         by_type[a["question_type"]][a["multiple_choice_answer"]] += 1
     overall = Counter(a["multiple_choice_answer"] for a in train)
-
-    def top(c: Counter) -> str:
-        return min(c, key=lambda x: (-c[x], x))
 
     guesses = [top(by_q.get(a["question"]) or by_type.get(a["question_type"]) or overall) for a in val]
     table = Interner()

@@ -25,7 +25,7 @@ from vqa.synth.annotators import most_common_answer, normalize
 from vqa.synth.formats import Item, Style
 from vqa.synth.questions import ANSWER_TYPE, Truth, question_type
 from vqa.synth.scenes import pick, weighted
-from vqa.synth.vqa_files import info
+from vqa.synth.vqa_files import info, stats_row
 
 SPLITS = (("train", "train", None), ("val", "val", None), ("test", "test", None))
 UNANSWERABLE = "unanswerable"
@@ -83,33 +83,17 @@ class VizwizFiles:
 
     def write_split(self, folder: Path, split: str, items: list[Item], seed: int) -> list[dict] | None:
         if split == "test":  # questions only, as released
-            write_json_atomic(
-                folder / f"{split}.json", [{"image": i.image, "question": i.question} for i in items]
-            )
+            questions = [{"image": i.image, "question": i.question} for i in items]
+            write_json_atomic(folder / f"{split}.json", questions)
             return None
         rows, entries = [], []
         for i in items:
             mca = most_common_answer(i.answers)
             kind = answer_type(i, mca)
-            entries.append(
-                {
-                    "image": i.image,
-                    "question": i.question,
-                    "answers": i.answers,
-                    "answer_type": kind,
-                    "answerable": int(kind != UNANSWERABLE),
-                }
-            )
-            rows.append(
-                {
-                    "question": i.question,
-                    "question_type": question_type(i.question),
-                    "answer_type": kind,
-                    "multiple_choice_answer": mca,
-                    "answers": i.answers,
-                    "truth": i.truth.answer,
-                }
-            )
+            entry = {"image": i.image, "question": i.question, "answers": i.answers, "answer_type": kind}
+            entries.append(dict(entry, answerable=int(kind != UNANSWERABLE)))
+            typed = dict(entry, question_type=question_type(i.question), multiple_choice_answer=mca)
+            rows.append(stats_row(typed, i))
         write_json_atomic(folder / f"{split}.json", entries)
         return rows
 

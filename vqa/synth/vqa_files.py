@@ -39,7 +39,7 @@ def info(version: str, seed: int, dataset: str) -> dict:
 
 
 def annotation(item: Item) -> dict:
-    """The official annotation of one question (key order as `vqa synth` has always written it)."""
+    """The official annotation of one question (its key order is part of the files pinned byte for byte)."""
     return {
         "question_id": item.question_id,
         "image_id": item.image,
@@ -68,28 +68,12 @@ def write_wrapped(
     Compact JSON (no indent, no trailing newline), as the official files are.
     """
     questions = [{"question_id": i.question_id, "image_id": i.image, "question": i.question} for i in items]
-    write_json_atomic(
-        folder / names[0].format(split=split),
-        {
-            "info": info,
-            "task_type": "Open-Ended",
-            "data_type": "mscoco",
-            "data_subtype": split,
-            "questions": questions,
-            "license": LICENCE,
-        },
-    )
+    head = {"info": info, "data_type": "mscoco", "data_subtype": split}  # "info" first in both files
+    body = {"info": info, "task_type": "Open-Ended", **head, "questions": questions, "license": LICENCE}
+    write_json_atomic(folder / names[0].format(split=split), body)
     if annotations is not None:
-        write_json_atomic(
-            folder / names[1].format(split=split),
-            {
-                "info": info,
-                "data_type": "mscoco",
-                "data_subtype": split,
-                "annotations": annotations,
-                "license": LICENCE,
-            },
-        )
+        body = {**head, "annotations": annotations, "license": LICENCE}
+        write_json_atomic(folder / names[1].format(split=split), body)
 
 
 class VqaFiles:

@@ -14,20 +14,12 @@ the type's train groups send as many questions in all to test (their last ones, 
 their sizes), so the type's test share stays. A yes/no type so has mostly one answer in train and
 mostly the other in test, in either direction.
 
-MIX = 0.2 comes from the real split's statistics, not from any model's results: on VQA-CP v2 test
-a question-only model scores 35.1 on yes/no (Cadene et al. 2019, RUBi, Table 1; about 67 on VQA v2),
-and the synthetic question-only prior (`vqa synth`'s "question-only prior" line: the most common
-train answer of the same question, else of its type) scores 33.8 on yes/no at MIX 0.2 (60.9 on the
-vqa2 split of the same questions) against 16.4 with whole groups (mix 0), where this generator's
-five yes/no question types (VQA has about thirty) are each inverted completely (docs/debias.md,
-"The synthetic VQA-CP shift").
-
-VQA-CP's test answers are nearly all among its training answers (95.7% of its top 1,000 test
-answers), because many of VQA's 65 question types share answers. Here some answers belong to a
-single question type (counts to "how many", regions to "where is the"), so a test group whose
-answer is the most common answer of no train question leaves at least its first COVER_SHARE of
-questions (rounded up) in train: the training vocabulary then covers it. "test answers seen in
-train" is printed.
+MIX = 0.2 comes from the real split's statistics, not from any model's results: the synthetic
+question-only prior then scores 33.8 on test yes/no where a question-only model scores 35.1 on VQA-CP
+v2 (Cadene et al. 2019), against 16.4 with whole groups (data/README.md; docs/debias.md, "The
+synthetic VQA-CP shift"). VQA-CP's test answers are nearly all among its training answers; here some
+answers belong to one question type (counts, regions), so a test group whose answer is the most common
+answer of no train question leaves at least its first COVER_SHARE (rounded up) in train.
 
 Files: `vqacp_v2_{train,test}_{questions,annotations}.json`, top-level lists (no wrapper); each
 entry carries `coco_split` (train2014 or val2014), the COCO folder, and so the feature file
@@ -43,7 +35,7 @@ from pathlib import Path
 
 from vqa.data.answers import score_from_count
 from vqa.io import write_json_atomic
-from vqa.synth.annotators import normalize
+from vqa.synth.annotators import normalize, top
 from vqa.synth.formats import Item
 from vqa.synth.scenes import shuffle
 from vqa.synth.vqa_files import VQA2, annotation, info, stats_row
@@ -122,8 +114,9 @@ def _answers_by_type(rows: list[dict]) -> dict[str, Counter]:
     return out
 
 
-def _top(c: Counter) -> str:
-    return min(c, key=lambda x: (-c[x], x))
+def _top_share(c: Counter) -> list:
+    """[the most common answer, its share]."""
+    return [top(c), c[top(c)] / sum(c.values())]
 
 
 def prior_shift(train: list[dict], test: list[dict]) -> dict:
@@ -141,17 +134,13 @@ def prior_shift(train: list[dict], test: list[dict]) -> dict:
         m = max(sum(p.values()), 1)
         tv += n * 0.5 * sum(abs(p[a] / m - c[a] / n) for a in sorted(set(p) | set(c)))  # sorted: one order
     for r in test:
-        guess = _top(tr[r["question_type"]]) if r["question_type"] in tr else ""
+        guess = top(tr[r["question_type"]]) if r["question_type"] in tr else ""
         score += score_from_count(sum(normalize(x["answer"]) == guess for x in r["answers"]))
     seen = {r["multiple_choice_answer"] for r in train}
     n = max(len(test), 1)
     largest = sorted(te, key=lambda qt: (-sum(te[qt].values()), qt))[:3]
     examples = {
-        qt: {
-            "train": [_top(tr[qt]), tr[qt][_top(tr[qt])] / sum(tr[qt].values())] if qt in tr else None,
-            "test": [_top(te[qt]), te[qt][_top(te[qt])] / sum(te[qt].values())],
-        }
-        for qt in largest
+        qt: {"train": _top_share(tr[qt]) if qt in tr else None, "test": _top_share(te[qt])} for qt in largest
     }
     return {
         "tv_distance": tv / n,
@@ -178,9 +167,8 @@ class VqacpFiles:
         iid = prior_shift(annotated["train2014"], annotated["val2014"])
         cp = resplit(annotated["train2014"] + annotated["val2014"], seed, self.mix)
         for split, rows in cp.items():
-            write_json_atomic(
-                folder / f"vqacp_v2_{split}_questions.json", [{k: r[k] for k in QUESTION_KEYS} for r in rows]
-            )
+            questions = [{k: r[k] for k in QUESTION_KEYS} for r in rows]
+            write_json_atomic(folder / f"vqacp_v2_{split}_questions.json", questions)
             anns = [{k: v for k, v in r.items() if k not in ("question", "truth")} for r in rows]
             write_json_atomic(folder / f"vqacp_v2_{split}_annotations.json", anns)
         shift = {"vqacp2": prior_shift(cp["train"], cp["test"]), "vqa2": iid}
