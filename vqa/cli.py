@@ -1,7 +1,6 @@
 """`vqa` command line: `vqa <verb>` runs `<verb>_command(args)` of the module VERBS names, imported only
 then, so `vqa --help` loads no torch, numpy or h5py. A UserError or OSError of any verb ends here as one
-line on stderr and exit code 2.
-"""
+line on stderr and exit code 2."""
 
 from __future__ import annotations
 
@@ -182,7 +181,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     add("--precision", default="fp32", choices=PRECISIONS, help=precision)
 
 
-# verb -> (module whose `<verb>_command(args)` runs it, the function adding its arguments: its docstring is the help)
+# verb -> (module whose `<verb>_command(args)` runs it, the function adding its arguments: help = docstring)
 VERBS = {
     "train": ("vqa.training.fit", _train_args),
     "synth": ("vqa.synth.generate", _synth_args),
@@ -211,8 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_thread_errors(args) -> None:
-    """A writer thread's OSError (TensorBoard's event writer on a full disk) is raised again in the main
-    thread, which reports it in one line: no thread traceback on stderr."""
+    """No traceback for a writer thread's OSError (TensorBoard on a full disk): the main thread reports it."""
     if not issubclass(args.exc_type, OSError):
         threading.__excepthook__(args)
 

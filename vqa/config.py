@@ -14,7 +14,6 @@ import math
 import types
 import typing
 from dataclasses import asdict, fields
-from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +98,8 @@ def _field_type(key: str) -> Any:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), missing: str = "") -> Config:
-    """Build a validated Config from a YAML file (with `base:`) and dotted overrides. `missing`: the
-    message when `path` does not exist (default: config file not found)."""
+    """A validated Config from a YAML file (with `base:`) and dotted overrides; `missing`: the message
+    when `path` does not exist (default: config file not found)."""
     cfg = Config()
     for raw, source in read_yaml(Path(path), missing=missing) if path is not None else []:
         _merge(cfg, raw, "", source)
@@ -166,28 +165,27 @@ def _registry_choices() -> dict[str, tuple[str, ...]]:
     }
 
 
-def _floats(node: Any, prefix: str = ""):
-    """(dotted key, value) of every float field, nested sections included."""
-    for f in fields(node):
-        value = getattr(node, f.name)
-        if dataclasses.is_dataclass(value):
-            yield from _floats(value, f"{prefix}{f.name}.")
-        elif isinstance(value, float):
-            yield f"{prefix}{f.name}", value
+def _flat(raw: dict, prefix: str = "") -> dict[str, Any]:
+    """Every setting of nested dicts under its dotted key: {"train.lr": 1e-4, ...}."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        out |= _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}
+    return out
 
 
 def validate(cfg: Config) -> None:
     """Every value in range and every name valid, before anything is read, generated or trained."""
-    for key, value in _floats(cfg):
-        if not math.isfinite(value):
+    values = _flat(to_dict(cfg))
+    for key, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
             raise UserError(f"config: '{key}' is {value}; give a finite number")
     for key, allowed in {**CHOICES, **_registry_choices()}.items():
-        if (value := attrgetter(key)(cfg)) not in allowed:
+        if (value := values[key]) not in allowed:
             valid = ", ".join(repr(a) if a == "" else a for a in allowed)
             raise UserError(f"config: '{key}' is {shown(value)}; choose one of {valid}")
     for text, (check, keys) in RANGES.items():
         for key in keys.split():
-            if not check(value := attrgetter(key)(cfg)):
+            if not check(value := values[key]):
                 raise UserError(f"config: '{key}' is {value}; it must be {text}")
     _check_model_and_schedule(cfg)
     check_name(cfg.name)
@@ -200,7 +198,7 @@ def validate(cfg: Config) -> None:
 
         check_loss(cfg.train.debias, cfg.train.loss)
     for key in SPLIT_TEMPLATES:
-        _check_template(key, attrgetter(key)(cfg))
+        _check_template(key, values[key])
 
 
 def _check_model_and_schedule(cfg: Config) -> None:

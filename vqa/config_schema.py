@@ -1,6 +1,5 @@
-"""The experiment config's schema: the dataclasses a YAML file maps onto, the valid values of every
-enumerated setting (registry names are added by vqa.config when it validates) and every numeric range.
-"""
+"""The config's schema: the dataclasses a YAML file maps onto, the valid values of every enumerated
+setting (vqa.config adds the registries' names when it validates) and every numeric range."""
 
 from __future__ import annotations
 
