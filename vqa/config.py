@@ -146,8 +146,8 @@ def dump_yaml(cfg: Config) -> str:
 
 
 def _registry_choices() -> dict[str, tuple[str, ...]]:
-    """Settings whose valid values are a registry's keys (imported here, when a config is validated,
-    so a typo in model.name or train.loss fails before any data is read or generated)."""
+    """Settings whose valid values are defined where they are used: registry keys, OOV modes, presets and
+    formats (the registries imported here, at validation: a typo fails before any data is read)."""
     from vqa.data.answers import OOV_MODES
     from vqa.data.sources import SOURCES
     from vqa.debias import DEBIAS
