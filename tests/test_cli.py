@@ -117,17 +117,16 @@ def test_the_command_line_starts_without_heavy_imports():
 def test_every_verb_names_a_function_that_exists():
     import importlib
 
-    from vqa.cli import ARGUMENTS, VERBS
+    from vqa.cli import VERBS
 
-    assert set(ARGUMENTS) == set(VERBS)
-    for verb, (module, function, _) in VERBS.items():
-        assert callable(getattr(importlib.import_module(module), function)), verb
+    for verb, (module, _) in VERBS.items():
+        assert callable(getattr(importlib.import_module(module), f"{verb}_command")), verb
 
 
 def test_a_closed_pipe_is_no_traceback(tmp_path):
     """`vqa synth ... | head -1`: the reader leaves after one line; the writer ends without a traceback."""
-    proc = subprocess.Popen([sys.executable, "-m", "vqa", "synth", "--out", str(tmp_path / "d"), "--preset", "tiny"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    argv = [sys.executable, "-m", "vqa", "synth", "--out", str(tmp_path / "d"), "--preset", "tiny"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.readline()
     proc.stdout.close()  # like head: later lines hit a closed pipe
     _, err = proc.communicate(timeout=120)

@@ -23,7 +23,10 @@ LAYERS = {
         "vqa.device",
         "vqa.runs",
         "vqa.yaml_safe",
-    ),  # errors, files, devices, run folders
+        "vqa.choices",
+        "vqa.synth.presets",
+        "vqa.synth.formats",
+    ),  # errors, files, devices, run folders; the pure-Python name tables the command line offers
     "answers": (
         "vqa.data.keys",
         "vqa.data.answers",
@@ -35,7 +38,7 @@ LAYERS = {
     "models": ("vqa.models",),
     "losses": ("vqa.losses",),
     "debias": ("vqa.debias",),  # a branch around any model, its loss, the training split's prior
-    "config": ("vqa.config",),
+    "config": ("vqa.config", "vqa.config_schema"),
     "build": ("vqa.data.build",),
     "loop": ("vqa.training.loop", "vqa.training.distributed"),
     "train": ("vqa.training",),  # fit (`vqa train`), checkpoint, optim, runlog: the loop's wiring
@@ -65,6 +68,7 @@ ALLOWED = {
     "debias": {"base", "answers", "models", "losses"},
     "config": {
         "base",
+        "answers",
         "data",
         "losses",
         "debias",
