@@ -10,12 +10,12 @@ import h5py
 import numpy as np
 import pytest
 
-from vqa.cli import SYNTH_SIZES, build_parser
+from vqa.cli import build_parser
 from vqa.errors import UserError
 from vqa.synth import features
 from vqa.synth.annotators import most_common_answer, normalize
 from vqa.synth.generate import ID_RANGE, generate, synth_command
-from vqa.synth.presets import PRESETS
+from vqa.synth.presets import PRESETS, SIZE_KEYS
 from vqa.synth.questions import OFFICIAL_QUESTION_TYPES, question_type
 from vqa.synth.stats import PUBLISHED, format_stats
 
@@ -409,12 +409,14 @@ def test_an_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
 
 
 def test_cli_parser_agrees_with_the_presets(capsys):
-    """vqa/cli.py repeats the preset names and sizes so that `vqa --help` needs no numpy: keep them in step."""
+    """`vqa synth` offers every preset and one option per size (vqa/cli.py imports PRESETS and SIZE_KEYS,
+    which need no numpy), and every preset sets the same sizes."""
     with pytest.raises(SystemExit):
         build_parser().parse_args(["synth", "--help"])
     out = capsys.readouterr().out
     assert "--preset {" + ",".join(PRESETS) + "}" in out
-    assert all(tuple(sizes) == SYNTH_SIZES for sizes in PRESETS.values())
+    assert all(tuple(sizes) == SIZE_KEYS for sizes in PRESETS.values())
+    assert all("--" + key.replace("_", "-") in out for key in SIZE_KEYS)
 
 
 def test_cli_options_override_the_preset(tmp_path, capsys):

@@ -14,9 +14,7 @@ from pathlib import Path
 from vqa.choices import CHECKPOINTS, PRECISIONS
 from vqa.errors import UserError, os_error_line
 from vqa.synth.formats import FORMATS
-from vqa.synth.presets import PRESETS
-
-SYNTH_SIZES = tuple(PRESETS["tiny"])  # `vqa synth` options that override the preset's sizes
+from vqa.synth.presets import PRESETS, SIZE_KEYS
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -40,7 +38,7 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=0, help="data seed (default: 0)")
     imitate = "the dataset whose files and annotators to imitate (default: vqa2; data/README.md, 'Synthetic data in the other formats')"
     add("--format", choices=tuple(FORMATS), default="vqa2", help=imitate)
-    for key in SYNTH_SIZES:
+    for key in SIZE_KEYS:
         add("--" + key.replace("_", "-"), type=int, help=f"override the preset's {key.replace('_', ' ')}")
     render = "also draw every image as OUT/images/<subtype>/COCO_<subtype>_<id>.png (for vqa extract)"
     add("--render", action="store_true", help=render)

@@ -28,6 +28,9 @@ class ImageFeatures:
         first = stores[0]
         self.path, self.kind, self.dim = first.path, first.kind, first.dim
         self.max_regions = max(s.max_regions for s in stores)
+        # a batch's features are a grid stored as in the files, [B, D, H*W] (every store's grid of one
+        # size), or else padded regions [B, N, D] with a mask
+        self.grid = self.kind == "grid" and all(s.max_regions == self.max_regions for s in stores)
 
     @classmethod
     def resolve(cls, stores: dict[str, FeatureStore], records, split: str) -> ImageFeatures:
@@ -55,12 +58,6 @@ class ImageFeatures:
         return self.stores[self.store[image]].get_row(int(self.row[image]))
 
     @property
-    def grid(self) -> bool:
-        """Whether a batch's features are a grid stored as in the files, [B, D, H*W] (every store's grid
-        of one size); otherwise they are padded regions [B, N, D] with a mask."""
-        return self.kind == "grid" and all(s.max_regions == self.max_regions for s in self.stores)
-
-    @property
     def dtype(self) -> np.dtype:
         return np.result_type(*(s.dtype for s in self.stores))
 
@@ -70,6 +67,8 @@ class ImageFeatures:
 
     def regions(self, images: np.ndarray) -> np.ndarray:
         """int64 [B]: the regions of each of these images."""
+        if self.grid:
+            return np.full(len(images), self.max_regions, np.int64)
         images = np.asarray(images, np.int64)
         out = np.empty(len(images), np.int64)
         which = self.store[images]

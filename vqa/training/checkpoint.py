@@ -104,9 +104,6 @@ def save_checkpoint(
             torch.save(ckpt, f)
 
 
-CHECKPOINTS = ("last", "best")
-
-
 def load_for_resume(run_dir: Path, checkpoint: str = "last") -> dict | None:
     """checkpoints/<checkpoint>.pt of a run (last, or best: `vqa train --resume RUN --from best`); None
     when the run was stopped before its first checkpoint (it then starts from its saved config)."""
