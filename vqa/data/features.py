@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -73,7 +72,7 @@ class FeatureStore:
             self.dtype = f[self.key].dtype
             # plain reads at row offsets (`read_grid`) for a contiguous grid; boxes go through h5py
             self._span = contiguous_span(f[self.key], self.path.stat().st_size) if kind == "grid" else None
-        self._handles: dict = {}  # "h5py" / "plain" / "hints" -> (process id, its file or hint thread)
+        self._handles: dict = {}  # "h5py" / "plain" -> (process id, its open file): `_opened`
         self._ram: np.ndarray | None = None  # data.preload ram / device: the whole dataset, checked
         self._device: dict = {}  # torch.device -> the preloaded array there (`on_device`)
         if preload != "none":
@@ -248,17 +247,15 @@ class FeatureStore:
         return self._device[device]
 
     def will_need(self, rows: np.ndarray) -> None:
-        """Ask the kernel to start reading these grid rows (posix_fadvise WILLNEED, one call per row), so a
-        later `read_grid` finds them in the page cache (vqa.data.loader.ReadAhead hints each batch once,
-        ahead of its read); nothing for other storage. The calls run on this process's hint thread: even
-        for rows already cached each costs the kernel's page-cache lookup (about 10 us a row, 0.7 ms a
-        paper-preset batch), which then overlaps the training step instead of adding to it."""
+        """Ask the kernel to start reading these grid rows (posix_fadvise WILLNEED: asynchronous, one call
+        per row), so a later `read_grid` finds them in the page cache (vqa.data.loader.ReadAhead hints
+        each batch once, ahead of its read); nothing for other storage."""
         if self._ram is not None or self._span is None or not hasattr(os, "posix_fadvise"):
             return
         offset, row_bytes = self._span
-        starts = [offset + r * row_bytes for r in np.unique(rows).tolist()]
-        hints = self._opened("hints", lambda: ThreadPoolExecutor(1, thread_name_prefix="vqa-will-need"))
-        hints.submit(_advise, self._plain().fileno(), starts, row_bytes)
+        fd = self._plain().fileno()
+        for r in np.unique(rows).tolist():
+            os.posix_fadvise(fd, offset + r * row_bytes, row_bytes, os.POSIX_FADV_WILLNEED)
 
     @staticmethod
     def _cells(x: np.ndarray) -> np.ndarray:
@@ -292,11 +289,6 @@ def _read_index(path: Path, f: h5py.File) -> dict:
     if len(index) != len(ids):
         raise UserError(f"{path}: 'ids' holds duplicate image ids; the file is corrupt")
     return index
-
-
-def _advise(fd: int, starts: list[int], size: int) -> None:
-    for start in starts:
-        os.posix_fadvise(fd, start, size, os.POSIX_FADV_WILLNEED)
 
 
 def _slice_of(out: np.ndarray, at: np.ndarray) -> np.ndarray | None:
