@@ -119,7 +119,12 @@ MUTANTS = [
         "    return round(100 * float(sum(values)) / len(values), 2)",
         "    return round(100 * float(sum(values)) / len(values), 1)",
     ),
-    Mutant("agreement bucket 7_9 from 6 on", "vqa/agreement.py", '    ("7_9", 7, 9),', '    ("7_9", 6, 9),'),
+    Mutant(
+        "agreement bucket 7_9 from 6 on",
+        "vqa/agreement.py",
+        'AGREEMENT_BUCKETS = (("10", 10, 10), ("7_9", 7, 9), ("4_6", 4, 6), ("le3", 0, 3))',
+        'AGREEMENT_BUCKETS = (("10", 10, 10), ("7_9", 6, 9), ("4_6", 4, 6), ("le3", 0, 3))',
+    ),
 ]
 
 

@@ -151,10 +151,12 @@ def test_every_model_starts_a_sigmoid_loss_at_the_prior(model_name):
     torch.testing.assert_close(torch.sigmoid(model.state_dict()[changed[0]]), p, rtol=1e-4, atol=1e-7)
 
 
-def test_a_bce_run_starts_at_the_prior(tiny_data, tmp_path):
+@pytest.mark.parametrize("prior_init", [True, False])
+def test_a_bce_run_starts_at_the_prior(prior_init, tiny_data, tmp_path):
     """fit starts a bce run's answer layer at the prior: its first epoch's training loss is about the
     prior's (about 8 on `tiny`), not the zero-bias start's (about 20 for AVG, 36 for UpDn, whose
-    saturated hidden units then kept it at the constant answer for 20 epochs, docs/debias.md)."""
+    saturated hidden units then kept it at the constant answer for 20 epochs, docs/debias.md), which
+    train.bce_prior_init=false keeps (the published bottom-up attention protocol)."""
     from vqa.training.fit import fit
 
     cfg = load_config(
@@ -162,6 +164,7 @@ def test_a_bce_run_starts_at_the_prior(tiny_data, tmp_path):
         [
             f"data.root={tiny_data}",
             "train.loss=bce",
+            f"train.bce_prior_init={str(prior_init).lower()}",
             "train.epochs=1",
             f"out_dir={tmp_path}",
             "name=bce",
@@ -172,7 +175,7 @@ def test_a_bce_run_starts_at_the_prior(tiny_data, tmp_path):
     )
     fit(cfg)
     (row,) = [json.loads(line) for line in (tmp_path / "bce" / "metrics.jsonl").read_text().splitlines()]
-    assert row["train/loss"] < 12, row["train/loss"]
+    assert (row["train/loss"] < 12) == prior_init, row["train/loss"]
 
 
 # ---- dense references, written from the papers' equations (targets as dense [B, A] tensors) -------

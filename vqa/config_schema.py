@@ -62,6 +62,9 @@ class TrainConfig:
     debias_gamma: float = 5.0  # lpf: exponent of the feedback weight (1 - p_q(y))^gamma
     debias_question_weight: float = 1.0  # rubi, lpf, gge: weight of the question-only branch's loss
     label_smoothing: float = 0.1  # label_smoothing's eps (`vqa stats` prints the matching one)
+    # bce: the answer layer's bias starts at each answer's training log-odds (Lin et al. 2017; docs/debias.md);
+    # false: PyTorch's default start, as the published bottom-up attention code
+    bce_prior_init: bool = True
     epochs: int = 10
     batch_size: int = 64
     optimizer: str = "adam"  # adam | adamw | adamax | sgd

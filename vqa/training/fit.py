@@ -119,7 +119,7 @@ def _build(cfg: Config, loss_fn, dist, device: torch.device, ckpt: dict | None) 
     if (vectors := cfg.model.word_vectors) and not ckpt:  # a resumed run restores its trained embedding
         share = init_embedding(model.question.embedding, vectors, data.qvocab.itos)
         data.lines.append(f"word vectors: {share:.1%} of the question words found in {vectors}")
-    if cfg.train.loss == "bce" and not ckpt:  # sigmoid outputs start at the training prior
+    if cfg.train.loss == "bce" and cfg.train.bce_prior_init and not ckpt:  # sigmoids start at the prior
         start_sigmoid_at_prior(model, data.train, len(data.avocab))
     train_loss_fn = loss_fn
     if cfg.train.debias != "none":  # the method's branch around the model; its loss trains both
