@@ -146,9 +146,11 @@ def dump_yaml(cfg: Config) -> str:
 
 
 def _registry_choices() -> dict[str, tuple[str, ...]]:
-    """Settings whose valid values are defined where they are used: registry keys, OOV modes, presets and
-    formats (the registries imported here, at validation: a typo fails before any data is read)."""
+    """Settings whose valid values are defined where they are used: registry keys, OOV modes, preloads,
+    samplers, presets and formats (the registries imported here, at validation: a typo fails before any data is read)."""
     from vqa.data.answers import OOV_MODES
+    from vqa.data.features import PRELOADS
+    from vqa.data.loader import SAMPLERS
     from vqa.data.sources import SOURCES
     from vqa.debias import DEBIAS
     from vqa.losses import LOSSES
@@ -156,6 +158,8 @@ def _registry_choices() -> dict[str, tuple[str, ...]]:
 
     return {
         "data.soft_targets_oov": OOV_MODES,
+        "data.preload": PRELOADS,
+        "data.sampler": SAMPLERS,
         "model.name": tuple(sorted(MODELS)),
         "train.loss": tuple(sorted(LOSSES)),
         "train.debias": ("none", *DEBIAS),

@@ -103,8 +103,6 @@ class Config:
 CHOICES = {
     "data.features": ("grid", "boxes"),
     "data.soft_target": ("human", "shuffled"),
-    "data.preload": ("none", "ram", "device"),
-    "data.sampler": ("random", "image_grouped"),
     "train.precision": PRECISIONS,
     "model.rnn": ("lstm", "gru"),
     "train.optimizer": ("adam", "adamw", "adamax", "sgd"),

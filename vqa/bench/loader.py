@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from vqa.config import load_config
+from vqa.data.features import PRELOADS
+from vqa.data.loader import SAMPLERS
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "synthetic" / "avg_soft.yaml"
 REAL = dict(grid_size=14, grid_dim=2048, box_dim=2048)  # the paper's grid; bottom-up's 2048-d boxes
@@ -133,8 +135,8 @@ def bench_loader(
     batch: int = 64,
     batches: int = 30,
     workers=(0, 1, 2),
-    samplers=("random", "image_grouped"),
-    preloads=("none", "ram", "device"),
+    samplers=SAMPLERS,
+    preloads=PRELOADS,
     rounds: int = 3,
 ) -> dict:
     ensure_real_size(root, train_images)

@@ -20,6 +20,7 @@ from vqa.bench.measure import default_device
 from vqa.config import Config, load_config
 from vqa.data.build import build_datasets, ensure_synthetic
 from vqa.data.dataset import Batch
+from vqa.data.features import PRELOADS
 from vqa.data.feed import build_loader
 from vqa.data.loader import EpochSampler
 from vqa.errors import UserError
@@ -170,7 +171,7 @@ def epoch_rates(
     features: str,
     device: str,
     precision: str = "fp32",
-    preloads: tuple[str, ...] = ("none", "ram", "device"),
+    preloads: tuple[str, ...] = PRELOADS,
     num_workers: int = 4,
     max_batches: int = 0,
     batch_size: int = 64,

@@ -25,6 +25,9 @@ from torch.utils.data import (
 from vqa.data.buffers import Layout, Ring
 from vqa.data.dataset import Batch, VQADataset
 
+# data.sampler: questions in a random order, or shuffled images with their questions together
+SAMPLERS = ("random", "image_grouped")
+
 
 class EpochSampler(DistributedSampler):
     """torch's DistributedSampler (one replica when not distributed) that can resume mid-epoch.
