@@ -119,15 +119,16 @@ def test_a_batch_reads_each_image_once_in_one_sorted_read(kind, dataset, grid_da
     assert all(torch.equal(x, y) for x, y in zip(batch, single))
 
 
-def test_grid_batches_from_chunked_compressed_files_equal_plain_reads(grid_dataset, tmp_path):
-    """A chunked, compressed grid (no plain offsets) is read through h5py and gives the same batches
-    as the plain reads of a contiguous file; a truncated contiguous file is one clear error."""
+def test_grid_batches_from_chunked_compressed_files_equal_the_memory_map(grid_dataset, tmp_path):
+    """A chunked, compressed grid (no file offsets) is read through h5py and gives the same batches as
+    the memory map of a contiguous file; a contiguous file cut short, even after it was mapped, is one
+    clear error."""
     import h5py
 
     from vqa.errors import UserError
 
     src = grid_dataset.features.stores[0]
-    assert src._span is not None  # the synthetic files are contiguous: the plain-read path
+    assert src._span is not None  # the synthetic files are contiguous: the memory-map path
     chunked = tmp_path / "chunked.h5"
     with h5py.File(src.path, "r") as f, h5py.File(chunked, "w") as g:
         for k in f:
@@ -146,10 +147,14 @@ def test_grid_batches_from_chunked_compressed_files_equal_plain_reads(grid_datas
     data = src.path.read_bytes()
     cut.write_bytes(data)
     truncated = FeatureStore(cut, "grid")
-    with open(cut, "r+b") as f:  # the last row cut short after the store was opened
-        f.truncate(truncated._span[0] + truncated._span[1] * (len(truncated.index) - 1) + 10)
-    with pytest.raises(UserError, match="cut short"):
-        truncated.read_grid(np.array([len(truncated.index) - 1]), a[:1], np.arange(1))
+    last = len(truncated.index) - 1
+    truncated.read_grid(np.array([0, last]), a[:2], np.arange(2))  # mapped into memory
+    np.testing.assert_array_equal(a[1], src.get_row(last).T)
+    with open(cut, "r+b") as f:  # the last row cut short after the file was mapped
+        f.truncate(truncated._span[0] + truncated._span[1] * last + 10)
+    for row in (last, 0):  # one error (a read of the map past the end would be a SIGBUS), any row
+        with pytest.raises(UserError, match=f"row {last} of 'grid' is cut short"):
+            truncated.read_grid(np.array([row]), a[:1], np.arange(1))
 
 
 def test_grid_batches_from_workers_equal_the_main_process(grid_dataset):

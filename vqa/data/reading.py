@@ -1,13 +1,12 @@
-"""Low-level reads of a feature file: plain reads at row offsets, and whole arrays loaded and checked.
+"""Low-level reads of a feature file: where a contiguous dataset lies, and whole arrays loaded and checked.
 
-`contiguous_span` and `pread_into` let FeatureStore.read_grid read a contiguous grid row by row straight
-into a batch; `load_checked` reads a whole dataset into one contiguous array (data.preload: ram or
+`contiguous_span` lets FeatureStore.read_grid gather a contiguous grid's rows from a memory map of the
+file straight into a batch; `load_checked` reads a whole dataset into one contiguous array (data.preload: ram or
 device), chunk by chunk, and refuses a file with a non-finite value, naming the row and its image.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +20,7 @@ CHUNK_BYTES = 64 << 20  # rows read and checked at a time by `load_checked` (whi
 
 def contiguous_span(ds: h5py.Dataset, file_size: int) -> tuple[int, int] | None:
     """(file offset, bytes per row) of a dataset stored as one block of native,
-    unfiltered values that plain reads can address (ours and the public grid files are), else None:
+    unfiltered values that a memory map can address (ours and the public grid files are), else None:
     chunked, compressed, external or not yet allocated storage is read through h5py."""
     if ds.chunks is not None or ds.external or not ds.dtype.isnative or ds.dtype.kind != "f" or not ds.shape:
         return None
@@ -30,22 +29,6 @@ def contiguous_span(ds: h5py.Dataset, file_size: int) -> tuple[int, int] | None:
     if offset is None or offset + row_bytes * ds.shape[0] > file_size:
         return None
     return offset, row_bytes
-
-
-def pread_into(fd: int, buffer: np.ndarray, offset: int) -> int:
-    """Bytes read from `offset` of `fd` into the C-contiguous `buffer` until it is full or the file ends
-    (os.preadv: one system call, no copy; a seek and readinto where the platform lacks it)."""
-    view, done = memoryview(buffer).cast("B"), 0
-    while done < len(view):
-        if hasattr(os, "preadv"):
-            n = os.preadv(fd, [view[done:]], offset + done)
-        else:
-            os.lseek(fd, offset + done, os.SEEK_SET)
-            n = os.readv(fd, [view[done:]])
-        if n == 0:
-            break
-        done += n
-    return done
 
 
 # a float is NaN or infinite exactly when all its exponent bits are set: (unsigned view, exponent mask)
