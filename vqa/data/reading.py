@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from vqa.data.buffers import page_aligned
 from vqa.errors import UserError
 
 CHUNK_BYTES = 64 << 20  # rows read and checked at a time by `load_checked` (while they are in the cache)
@@ -47,7 +48,7 @@ def load_checked(path: Path, ds: h5py.Dataset, image_of_row: Callable[[int], str
     """The whole dataset `ds` as one contiguous array, read CHUNK_BYTES at a time and each chunk checked
     for non-finite values while it is in the cache. A UserError names the file, the dataset, the first
     bad row and its image (`image_of_row`) and says to regenerate the features."""
-    out = np.empty(ds.shape, ds.dtype)
+    out = page_aligned(int(np.prod(ds.shape)) * ds.dtype.itemsize).view(ds.dtype).reshape(ds.shape)
     if out.size == 0:
         return out
     step = max(1, CHUNK_BYTES // max(1, out[0].nbytes))
