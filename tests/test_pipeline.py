@@ -200,3 +200,47 @@ def test_the_loader_hints_each_batch_once_a_batch_ahead_and_keeps_the_order(grid
         want += [("hint", expected[k + 1])] if k + 1 < len(expected) else []
         want.append(("batch", batches[k]))
     assert events == want
+
+
+def test_paired_rates_charge_each_batch_its_own_fetch_and_step(monkeypatch):
+    """The pipeline benchmark's paired design (vqa.bench.pipeline.paired_rates) on a fake clock: a disk
+    fetch costs 3, a step 10 (the in-memory batch's fetch nothing), so disk runs at 1/13 of a batch's
+    samples per tick and memory at 1/10; an off-by-one pairing would charge the fetch to the memory step."""
+    from types import SimpleNamespace
+
+    from vqa.bench import pipeline
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(pipeline, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+
+    def fake_epoch(state, loader, desc=""):
+        trained = 0
+        for _ in loader:
+            clock.now += 10.0  # one step
+            trained += 1
+        return SimpleNamespace(samples=trained), False
+
+    monkeypatch.setattr(pipeline, "train_one_epoch", fake_epoch)
+    batch = SimpleNamespace(question=torch.zeros(4, 3))
+
+    def disk():
+        while True:
+            clock.now += 3.0  # one fetch
+            yield batch
+
+    d, m = pipeline.paired_rates(None, disk(), [batch] * 5)
+    assert d == pytest.approx(4 / 13) and m == pytest.approx(4 / 10)
+
+
+def test_batch_buffers_and_the_ram_array_start_on_a_page(grid_dataset):
+    """Rows copied between a memory map (page-aligned file offsets), shared memory and these buffers stay
+    on cache lines only when the buffers start on a page (malloc's own start is 16 bytes past one)."""
+    import mmap
+
+    from vqa.data.buffers import allocate
+
+    for n in (1, 100, 10 << 20):
+        assert allocate(n).data_ptr() % mmap.PAGESIZE == 0 and allocate(n).numel() == n
+    ram = FeatureStore(grid_dataset.features.stores[0].path, "grid", preload="ram")
+    assert ram._ram.ctypes.data % mmap.PAGESIZE == 0
+    np.testing.assert_array_equal(ram.get_row(3), grid_dataset.features.stores[0].get_row(3))
