@@ -92,7 +92,7 @@ class ImageFeatures:
         np.less(np.arange(mask.shape[1]), self.regions(images)[:, None], out=mask)
 
     def will_need(self, images: np.ndarray) -> None:
-        """`FeatureStore.will_need` for the rows of these images (grid stores read by plain reads)."""
+        """`FeatureStore.will_need` for the rows of these images (contiguous grid stores, read from their memory map)."""
         images = np.asarray(images, np.int64)
         which = self.store[images]
         for s in np.unique(which).tolist():
