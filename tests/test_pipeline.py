@@ -244,3 +244,77 @@ def test_batch_buffers_and_the_ram_array_start_on_a_page(grid_dataset):
     ram = FeatureStore(grid_dataset.features.stores[0].path, "grid", preload="ram")
     assert ram._ram.ctypes.data % mmap.PAGESIZE == 0
     np.testing.assert_array_equal(ram.get_row(3), grid_dataset.features.stores[0].get_row(3))
+
+
+def test_a_bad_row_found_in_a_worker_is_still_one_line(tiny_data, tmp_path):
+    """A UserError raised in a DataLoader worker comes back as torch re-raises it (its report and the
+    worker's traceback as the message); the message is the worker's one line again. Here a grid file cut
+    short while the workers read it."""
+    import shutil
+
+    from torch._utils import ExceptionWrapper
+
+    from vqa.errors import UserError
+
+    try:
+        raise UserError("x.h5: row 3 of 'grid' is cut short; the file is truncated")
+    except UserError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 1")
+    with pytest.raises(UserError) as caught:
+        wrapped.reraise()
+    assert str(caught.value) == "x.h5: row 3 of 'grid' is cut short; the file is truncated"
+
+    root = tmp_path / "copy"
+    root.mkdir()
+    for name in ("v2_OpenEnded_mscoco_val2014_questions.json", "v2_mscoco_val2014_annotations.json"):
+        shutil.copy(tiny_data / name, root / name)
+    shutil.copy(tiny_data / "features_val2014.h5", root / "features_val2014.h5")
+    ds = _val_dataset(root, "grid")
+    store = ds.features.stores[0]
+    loader = build_loader(ds, 16, EpochSampler(ds, seed=0), num_workers=1)
+    with open(store.path, "r+b") as f:
+        f.truncate(store._span[0] + store._span[1] * 5)
+    with pytest.raises(UserError) as caught:
+        list(loader)
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith(f"{store.path}: row 5 of 'grid' is cut short: the file is ")
+
+
+def test_a_feature_file_changed_under_the_run_is_one_error_never_zeros_or_another_file(tiny_data, tmp_path):
+    """Boxes go through HDF5, which reads past a file's end as zeros: a file cut short after the store
+    opened it is refused instead. A file replaced at its path (by rename) keeps being read by the handles
+    already open (the old file, whole); a process that opens its own handles then (a new worker) refuses
+    it instead of reading another file."""
+    import shutil
+
+    from vqa.errors import UserError
+
+    path = tmp_path / "features.h5"
+    shutil.copy(tiny_data / "features_val2014.h5", path)
+    boxes = FeatureStore(path, "boxes")
+    rows = np.arange(4)
+    n = int(boxes.regions(rows).max())
+    first = np.empty((len(rows), n, boxes.dim), boxes.dtype)
+    boxes.read_padded(rows, first, rows)
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size - 1000)
+    again = np.empty_like(first)
+    with pytest.raises(
+        UserError, match=f"the file is {size - 1000:,} bytes, {size:,} when the run opened it"
+    ):
+        boxes.read_padded(rows, again, rows)
+
+    shutil.copy(tiny_data / "features_val2014.h5", path)
+    grid = FeatureStore(path, "grid")
+    a = np.empty((2, grid.dim, grid.max_regions), grid.dtype)
+    grid.read_grid(np.array([0, 1]), a, np.arange(2))
+    other = tmp_path / "other.h5"
+    shutil.copy(tiny_data / "features_train2014.h5", other)
+    other.replace(path)  # an atomic rewrite, as vqa's writers do
+    b = np.empty_like(a)
+    grid.read_grid(np.array([0, 1]), b, np.arange(2))  # the open map still reads the old file
+    np.testing.assert_array_equal(a, b)
+    grid._handles = {}  # as a worker that opens its own handles now
+    with pytest.raises(UserError, match="replaced by another file since the run opened it"):
+        grid.read_grid(np.array([0, 1]), b, np.arange(2))

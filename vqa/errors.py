@@ -10,7 +10,21 @@ from pathlib import Path
 
 
 class UserError(Exception):
-    """An error the user can fix; its message is printed as one line, exit code 2."""
+    """An error the user can fix; its message is printed as one line, exit code 2.
+
+    One raised in a DataLoader worker reaches the main process as torch re-raises it: the same type built
+    from torch's report ("Caught UserError in DataLoader worker process N." and the worker's traceback,
+    whose last line is "vqa.errors.UserError: <message>"); the message is taken back out of that report,
+    so a bad row found in a worker is still one line."""
+
+    def __init__(self, message: object = "", *args):
+        if isinstance(message, str) and message.startswith(
+            f"Caught {type(self).__name__} in DataLoader worker"
+        ):
+            last = message.rstrip().rsplit("\n", 1)[-1]
+            name = f"{type(self).__module__}.{type(self).__qualname__}: "
+            message = last[len(name) :] if last.startswith(name) else message
+        super().__init__(message, *args)
 
 
 def os_error_line(e: OSError, training: bool = False) -> str:

@@ -71,8 +71,11 @@ class FeatureStore:
             else:
                 raise UserError(f"data.features is '{kind}'; choose grid or boxes")
             self.dtype = f[self.key].dtype
+            # the file the run reads: every process's handles must be this one, no shorter (`_checked`)
+            opened = os.fstat(f.id.get_vfd_handle())
+            self._file = (opened.st_dev, opened.st_ino, opened.st_size)
             # a contiguous grid is read from a memory map (`read_grid`); boxes go through h5py
-            self._span = contiguous_span(f[self.key], self.path.stat().st_size) if kind == "grid" else None
+            self._span = contiguous_span(f[self.key], opened.st_size) if kind == "grid" else None
         self._handles: dict = {}  # "h5py" / "plain" / "map" -> (process id, its handle): `_opened`
         self._ram: np.ndarray | None = None  # data.preload ram / device: the whole dataset, checked
         self._device: dict = {}  # torch.device -> the preloaded array there (`on_device`)
@@ -136,11 +139,38 @@ class FeatureStore:
     def _dataset(self):
         if self._ram is not None:
             return self._ram
-        return self._opened("h5py", lambda: h5py.File(self.path, "r"))[self.key]
+        f = self._opened("h5py", lambda: h5py.File(self.path, "r"))
+        self._checked(f.id.get_vfd_handle())
+        return f[self.key]
 
     def _plain(self):
         """The file opened for the memory map of a contiguous grid and its read-ahead hints."""
         return self._opened("plain", lambda: open(self.path, "rb", buffering=0))  # noqa: SIM115
+
+    def _checked(self, fd: int) -> None:
+        """Refuse to read through `fd` (this process's handle) unless it is still the file the store opened,
+        at least as long: a file replaced at its path (a worker opens its own handles) or cut short under
+        the run would be read past its end, which faults in a memory map and gives zeros through HDF5.
+        One fstat per batch. (Only a change between this check and the copy could still get through;
+        vqa's writers replace files by rename, which an open handle never sees.)"""
+        dev, ino, opened = self._file
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (dev, ino):
+            raise UserError(
+                f"{self.path}: replaced by another file since the run opened it; "
+                "restart the run (do not change a feature file while a run reads it)"
+            )
+        if now.st_size < opened:
+            cut = ""
+            if self._span is not None:
+                offset, row_bytes = self._span
+                first = max(0, (now.st_size - offset) // row_bytes)
+                cut = f"row {first} of '{self.key}' is cut short: " if first < len(self.index) else ""
+            raise UserError(
+                f"{self.path}: {cut}the file is {now.st_size:,} bytes, {opened:,} when the run opened it "
+                "(truncated or rewritten under the run); regenerate it, and do not change a feature file "
+                "while a run reads it"
+            )
 
     def get(self, key: int | str) -> np.ndarray:
         """Features of one image (by COCO id or file name) as [regions, D] in the file's dtype."""
@@ -181,19 +211,10 @@ class FeatureStore:
 
     def _mapped(self) -> np.ndarray:
         """The contiguous grid dataset as a read-only array [N, D, H, W] over a memory map of the file
-        (mapped once per process; the page cache's pages themselves, no copy), after checking that the
-        file still holds the whole dataset: a file cut short under an open store is one error, not a SIGBUS. (Only a
-        truncation between this check and the copy could still fault; vqa's writers replace files
-        atomically, so an open map keeps reading the old file.)"""
-        offset, row_bytes = self._span
+        (mapped once per process; the page cache's pages themselves, no copy), once `_checked` has found
+        the file whole: a file cut short under the run is one error, not a SIGBUS."""
         fd = self._plain().fileno()
-        size = os.fstat(fd).st_size
-        if offset + len(self.index) * row_bytes > size:
-            first = max(0, (size - offset) // row_bytes)
-            raise UserError(
-                f"{self.path}: row {first} of '{self.key}' is cut short; the file is truncated"
-                " (regenerate it, and do not change a feature file while a run reads it)"
-            )
+        self._checked(fd)
         return self._opened("map", lambda: self._map(fd))
 
     def _map(self, fd: int) -> np.ndarray:
