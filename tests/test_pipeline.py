@@ -254,7 +254,7 @@ def test_a_bad_row_found_in_a_worker_is_still_one_line(tiny_data, tmp_path):
 
     from torch._utils import ExceptionWrapper
 
-    from vqa.errors import UserError
+    from vqa.errors import UserError, os_error_line
 
     try:
         raise UserError("x.h5: row 3 of 'grid' is cut short; the file is truncated")
@@ -263,6 +263,13 @@ def test_a_bad_row_found_in_a_worker_is_still_one_line(tiny_data, tmp_path):
     with pytest.raises(UserError) as caught:
         wrapped.reraise()
     assert str(caught.value) == "x.h5: row 3 of 'grid' is cut short; the file is truncated"
+    try:  # an OSError from a worker (h5py's read errors are OSErrors) is one line too
+        raise OSError("Can't read data (file read failed)")
+    except OSError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+    with pytest.raises(OSError) as failed:
+        wrapped.reraise()
+    assert os_error_line(failed.value) == "a file: Can't read data (file read failed); check the path"
 
     root = tmp_path / "copy"
     root.mkdir()

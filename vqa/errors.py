@@ -18,18 +18,25 @@ class UserError(Exception):
     so a bad row found in a worker is still one line."""
 
     def __init__(self, message: object = "", *args):
-        if isinstance(message, str) and message.startswith(
-            f"Caught {type(self).__name__} in DataLoader worker"
-        ):
-            last = message.rstrip().rsplit("\n", 1)[-1]
-            name = f"{type(self).__module__}.{type(self).__qualname__}: "
-            message = last[len(name) :] if last.startswith(name) else message
-        super().__init__(message, *args)
+        super().__init__(from_worker(message, type(self)), *args)
+
+
+def from_worker(message: object, kind: type) -> object:
+    """The original message of an exception of type `kind` that torch re-raised from a DataLoader worker
+    (its report: "Caught <kind> in DataLoader worker process N.", the worker's traceback, and last the
+    line "<module.kind>: <message>"); any other message as it is."""
+    if not (isinstance(message, str) and message.startswith(f"Caught {kind.__name__} in DataLoader worker")):
+        return message
+    last = message.rstrip().rsplit("\n", 1)[-1]
+    for name in (f"{kind.__module__}.{kind.__qualname__}: ", f"{kind.__qualname__}: "):
+        if last.startswith(name):
+            return last[len(name) :]
+    return message
 
 
 def os_error_line(e: OSError, training: bool = False) -> str:
     """One line for an OSError: the path, what the system said and, for a full disk, the free space."""
-    line = f"{e.filename or 'a file'}: {e.strerror or e}"
+    line = f"{e.filename or 'a file'}: {e.strerror or from_worker(str(e), type(e))}"
     if e.errno in (errno.ENOSPC, errno.EDQUOT) and e.filename:
         folder = Path(e.filename)
         while not folder.exists() and folder != folder.parent:
