@@ -1,5 +1,6 @@
 """The input pipeline: resumable sharded sampling, image-grouped batches, workers, RAM preload."""
 
+import os
 from collections import Counter
 
 import numpy as np
@@ -83,30 +84,23 @@ def test_a_batch_equals_the_collated_items(kind, oov, tiny_data):
 
 
 @pytest.mark.parametrize("kind", ["boxes", "grid"])
-def test_a_batch_reads_each_image_once_in_one_sorted_read(kind, dataset, grid_dataset, monkeypatch):
-    """__getitems__ asks each store for the batch's distinct rows once, sorted (one h5py call for a
-    grid file), and every question of the batch gets its own image's features, as __getitem__ gives
-    them ([regions, D]; a grid batch arrives transposed and Batch.to makes it contiguous float32)."""
+def test_a_batch_is_one_gather_per_store_and_equals_the_h5py_reads(kind, dataset, grid_dataset, monkeypatch):
+    """__getitems__ asks each store once for the batch's rows (one gather from the file's memory map,
+    straight into the batch), and every question of the batch gets its own image's features, as
+    __getitem__ gives them through h5py ([regions, D]; a grid batch arrives transposed and Batch.to makes
+    it contiguous float32)."""
     ds = dataset if kind == "boxes" else grid_dataset
     calls = []
     store = ds.features.stores[0]
-    if kind == "boxes":
-        real = store.get_row
-        monkeypatch.setattr(store, "get_row", lambda row: calls.append(row) or real(row))
-    else:
-        real = store.read_grid
-        monkeypatch.setattr(
-            store, "read_grid", lambda rows, *a: calls.append(rows.tolist()) or real(rows, *a)
-        )
+    name = "read_padded" if kind == "boxes" else "read_grid"
+    real = getattr(store, name)
+    monkeypatch.setattr(store, name, lambda rows, *a: calls.append(rows.tolist()) or real(rows, *a))
     order = list(EpochSampler(ds, seed=0, group_by_image=True))[:32]
     batch = ds.__getitems__(order)
     images = sorted(set(ds.image[order].tolist()))
-    if kind == "boxes":
-        assert (
-            calls == sorted(set(calls)) and len(calls) == len(images) < 32
-        )  # each distinct row once, in order
-    else:  # one call for the batch's rows (read straight into it, repeats included)
-        assert len(calls) == 1 and sorted(set(calls[0])) == sorted(ds.features.row[images].tolist())
+    assert store._span is not None and len(images) < 32  # contiguous: the memory map; repeated images
+    # one call for the batch's rows (read straight into it, repeats included)
+    assert len(calls) == 1 and sorted(set(calls[0])) == sorted(ds.features.row[images].tolist())
     moved = batch.to(torch.device("cpu"))
     assert moved.image.dtype == torch.float32 and moved.image.is_contiguous()
     for b, i in enumerate(order):
@@ -325,3 +319,39 @@ def test_a_feature_file_changed_under_the_run_is_one_error_never_zeros_or_anothe
     grid._handles = {}  # as a worker that opens its own handles now
     with pytest.raises(UserError, match="replaced by another file since the run opened it"):
         grid.read_grid(np.array([0, 1]), b, np.arange(2))
+
+
+def test_box_batches_from_a_chunked_compressed_file_equal_the_memory_map(dataset, tmp_path, monkeypatch):
+    """Boxes stored contiguously (ours) are gathered from the file's memory map; a chunked, compressed
+    box file is read through h5py, row by row. Both give the same padded batch, zeros past each image's
+    boxes, and the hints cover each image's own box rows."""
+    import h5py
+
+    src = dataset.features.stores[0]
+    assert src._span is not None and src.pos_boxes is not None
+    chunked = tmp_path / "chunked.h5"
+    with h5py.File(src.path, "r") as f, h5py.File(chunked, "w") as g:
+        for k in f:
+            big = k == "image_features"
+            g.create_dataset(
+                k, data=f[k][()], chunks=True if big else None, compression="gzip" if big else None
+            )
+    other = FeatureStore(chunked, "boxes")
+    assert other._span is None
+    rows = np.array([5, 1, 5, 3, 0])
+    n = int(src.regions(rows).max())
+    a = np.full((len(rows), n, src.dim), np.nan, src.dtype)
+    b = np.full_like(a, np.nan)
+    src.read_padded(rows, a, np.arange(len(rows)))
+    other.read_padded(rows, b, np.arange(len(rows)))
+    np.testing.assert_array_equal(a, b)
+    for i, r in enumerate(rows.tolist()):
+        k = len(src.get_row(r))
+        np.testing.assert_array_equal(a[i, :k], src.get_row(r))
+        assert not a[i, k:].any()
+    hinted = []
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, start, length, advice: hinted.append((start, length)))
+    src.will_need(rows)
+    offset, row_bytes = src._span
+    want = [(offset + int(s) * row_bytes, int(e - s) * row_bytes) for s, e in src.pos_boxes[np.unique(rows)]]
+    assert hinted == [w for w in want if w[1]]

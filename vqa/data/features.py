@@ -74,8 +74,9 @@ class FeatureStore:
             # the file the run reads: every process's handles must be this one, no shorter (`_checked`)
             opened = os.fstat(f.id.get_vfd_handle())
             self._file = (opened.st_dev, opened.st_ino, opened.st_size)
-            # a contiguous grid is read from a memory map (`read_grid`); boxes go through h5py
-            self._span = contiguous_span(f[self.key], opened.st_size) if kind == "grid" else None
+            # a contiguous dataset (grid or boxes) is read from a memory map (`_mapped`), others by h5py
+            self._shape = f[self.key].shape
+            self._span = contiguous_span(f[self.key], opened.st_size)
         self._handles: dict = {}  # "h5py" / "plain" / "map" -> (process id, its handle): `_opened`
         self._ram: np.ndarray | None = None  # data.preload ram / device: the whole dataset, checked
         self._device: dict = {}  # torch.device -> the preloaded array there (`on_device`)
@@ -165,7 +166,7 @@ class FeatureStore:
             if self._span is not None:
                 offset, row_bytes = self._span
                 first = max(0, (now.st_size - offset) // row_bytes)
-                cut = f"row {first} of '{self.key}' is cut short: " if first < len(self.index) else ""
+                cut = f"row {first} of '{self.key}' is cut short: " if first < self._shape[0] else ""
             raise UserError(
                 f"{self.path}: {cut}the file is {now.st_size:,} bytes, {opened:,} when the run opened it "
                 "(truncated or rewritten under the run); regenerate it, and do not change a feature file "
@@ -192,8 +193,8 @@ class FeatureStore:
 
         A preloaded array, or a contiguous, unfiltered dataset (ours and the public grid files: mapped
         into memory, `_mapped`): one indexed copy (np.take) straight into the batch, about 2x less CPU
-        than a read per row and 3x less than h5py's selection machinery; other storage: one sorted h5py
-        read of the distinct rows. No transpose here: Batch.to does it on the device, in the copy that
+        than a read per row and 3x less than h5py's selection machinery; other storage (chunked or
+        compressed): one sorted h5py read of the distinct rows. No transpose here: Batch.to does it on the device, in the copy that
         makes float32."""
         rows, at = np.asarray(rows, np.int64), np.asarray(at, np.int64)
         source = self._ram if self._ram is not None else self._mapped() if self._span is not None else None
@@ -210,7 +211,7 @@ class FeatureStore:
         out[at] = block.reshape(len(unique), block.shape[1], -1)[inverse]
 
     def _mapped(self) -> np.ndarray:
-        """The contiguous grid dataset as a read-only array [N, D, H, W] over a memory map of the file
+        """The contiguous dataset as a read-only array of its shape over a memory map of the file
         (mapped once per process; the page cache's pages themselves, no copy), once `_checked` has found
         the file whole: a file cut short under the run is one error, not a SIGBUS."""
         fd = self._plain().fileno()
@@ -219,11 +220,10 @@ class FeatureStore:
 
     def _map(self, fd: int) -> np.ndarray:
         offset, row_bytes = self._span
-        n = len(self.index)
+        n = self._shape[0]
         view = mmap.mmap(fd, offset + n * row_bytes, access=mmap.ACCESS_READ)
-        return np.frombuffer(
-            view, self.dtype, count=n * row_bytes // self.dtype.itemsize, offset=offset
-        ).reshape(n, self.dim, -1)
+        count = n * row_bytes // self.dtype.itemsize
+        return np.frombuffer(view, self.dtype, count=count, offset=offset).reshape(self._shape)
 
     def regions(self, rows: np.ndarray) -> np.ndarray:
         """int64 [B]: the regions of each of these rows (H*W of a grid, K of fixed boxes)."""
@@ -234,13 +234,16 @@ class FeatureStore:
 
     def read_padded(self, rows: np.ndarray, out: np.ndarray, at: np.ndarray) -> None:
         """out[at[i], :n_i] = the [n_i, D] features of row rows[i], out[at[i], n_i:] = 0: a padded batch
-        [B, N, D] (boxes, or grids of unequal sizes). Preloaded boxes are gathered by one indexed copy;
-        otherwise each distinct row is read once, in order (a grid's in one h5py read)."""
+        [B, N, D] (boxes, or grids of unequal sizes). Boxes preloaded or stored contiguously (ours: mapped
+        into memory, `_mapped`) are gathered by one indexed copy; otherwise each distinct row is read once,
+        in order, through h5py (a grid's in one read)."""
         rows, at = np.asarray(rows, np.int64), np.asarray(at, np.int64)
-        if self._ram is not None and self.kind == "boxes":
+        gathered = self.kind == "boxes" and (self._ram is not None or self._span is not None)
+        if gathered:
+            source = self._ram if self._ram is not None else self._mapped()
             n = out.shape[1]
             index, valid = self.box_index(rows, n)  # [B, n]
-            flat = self._ram if self.pos_boxes is not None else self._ram.reshape(-1, self.dim)
+            flat = source if self.pos_boxes is not None else source.reshape(-1, self.dim)
             target = _slice_of(out, at)
             direct = target is not None and target.dtype == flat.dtype
             if not direct:
@@ -286,15 +289,20 @@ class FeatureStore:
         return self._device[device]
 
     def will_need(self, rows: np.ndarray) -> None:
-        """Ask the kernel to start reading these grid rows (posix_fadvise WILLNEED: asynchronous, one call
-        per row), so a later `read_grid` finds them in the page cache (vqa.data.loader.ReadAhead hints
-        each batch once, ahead of its read); nothing for other storage."""
+        """Ask the kernel to start reading the features of these rows (posix_fadvise WILLNEED: asynchronous,
+        one call per image), so a later read finds them in the page cache (vqa.data.loader.ReadAhead hints
+        each batch once, ahead of its read); nothing for preloaded or h5py-read storage."""
         if self._ram is not None or self._span is None or not hasattr(os, "posix_fadvise"):
             return
         offset, row_bytes = self._span
         fd = self._plain().fileno()
-        for r in np.unique(rows).tolist():
-            os.posix_fadvise(fd, offset + r * row_bytes, row_bytes, os.POSIX_FADV_WILLNEED)
+        rows = np.unique(rows)
+        span = self.pos_boxes[rows] if self.pos_boxes is not None else np.stack([rows, rows + 1], axis=1)
+        for start, end in span.tolist():  # [start, end) rows of the dataset
+            if end > start:
+                os.posix_fadvise(
+                    fd, offset + start * row_bytes, (end - start) * row_bytes, os.POSIX_FADV_WILLNEED
+                )
 
     @staticmethod
     def _cells(x: np.ndarray) -> np.ndarray:
