@@ -250,20 +250,21 @@ def test_a_bad_row_found_in_a_worker_is_still_one_line(tiny_data, tmp_path):
 
     from vqa.errors import UserError, os_error_line
 
-    try:
-        raise UserError("x.h5: row 3 of 'grid' is cut short; the file is truncated")
-    except UserError:
-        wrapped = ExceptionWrapper(where="in DataLoader worker process 1")
-    with pytest.raises(UserError) as caught:
-        wrapped.reraise()
-    assert str(caught.value) == "x.h5: row 3 of 'grid' is cut short; the file is truncated"
-    try:  # an OSError from a worker (h5py's read errors are OSErrors) is one line too
-        raise OSError("Can't read data (file read failed)")
-    except OSError:
-        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
-    with pytest.raises(OSError) as failed:
-        wrapped.reraise()
-    assert os_error_line(failed.value) == "a file: Can't read data (file read failed); check the path"
+    def from_a_worker(error: Exception) -> Exception:
+        """`error` as the main process gets it when a DataLoader worker raised it (torch's own reraise)."""
+        try:
+            raise error
+        except type(error):
+            wrapped = ExceptionWrapper(where="in DataLoader worker process 1")
+        with pytest.raises(type(error)) as caught:
+            wrapped.reraise()
+        return caught.value
+
+    line = "x.h5: row 3 of 'grid' is cut short; the file is truncated"
+    assert str(from_a_worker(UserError(line))) == line
+    # an OSError from a worker (h5py's read errors are OSErrors) is one line too
+    failed = from_a_worker(OSError("Can't read data (file read failed)"))
+    assert os_error_line(failed) == "a file: Can't read data (file read failed); check the path"
 
     root = tmp_path / "copy"
     root.mkdir()
