@@ -1,5 +1,6 @@
 """The input pipeline: resumable sharded sampling, image-grouped batches, workers, RAM preload."""
 
+import itertools
 import os
 from collections import Counter
 
@@ -207,14 +208,12 @@ def test_paired_rates_charge_each_batch_its_own_fetch_and_step(monkeypatch):
     clock = SimpleNamespace(now=0.0)
     monkeypatch.setattr(pipeline, "time", SimpleNamespace(perf_counter=lambda: clock.now))
 
-    def fake_epoch(state, loader, desc=""):
-        trained = 0
-        for _ in loader:
-            clock.now += 10.0  # one step
-            trained += 1
-        return SimpleNamespace(samples=trained), False
+    class Steps:  # vqa.training.timing.Steps' run: train on `count` batches, one step each
+        def run(self, batches, count):
+            for _ in itertools.islice(batches, count):
+                clock.now += 10.0  # one step
+            return count
 
-    monkeypatch.setattr(pipeline, "train_one_epoch", fake_epoch)
     batch = SimpleNamespace(question=torch.zeros(4, 3))
 
     def disk():
@@ -222,7 +221,7 @@ def test_paired_rates_charge_each_batch_its_own_fetch_and_step(monkeypatch):
             clock.now += 3.0  # one fetch
             yield batch
 
-    d, m = pipeline.paired_rates(None, disk(), [batch] * 5)
+    d, m = pipeline.paired_rates(Steps(), disk(), [batch] * 5)
     assert d == pytest.approx(4 / 13) and m == pytest.approx(4 / 10)
 
 

@@ -26,11 +26,12 @@ TARGETS = {"workers": 1.5, "scale": 1.3}  # 4 workers / 0 workers at vqa2; vqa2 
 CHILD = """
 import json, sys, time
 import torch
-from vqa.bench.pipeline import synthetic_config, train_rate, trainer
+from vqa.bench.pipeline import synthetic_config
 from vqa.data.build import build_datasets
 from vqa.data.loader import EpochSampler
 from vqa.data.feed import build_loader
 from vqa.models import build_model
+from vqa.training.timing import Steps
 preset, workers, steps, marker = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(1)
 cfg = synthetic_config("avg", preset, "data.features=boxes", "model.rnn_dim=256", "model.hidden_dim=512")
@@ -41,7 +42,7 @@ torch.manual_seed(0)
 model = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim)
 loader = build_loader(data.train, cfg.train.batch_size, EpochSampler(data.train, seed=0), workers)
 open(marker, "w").close()  # from here on: training (the workers start with the first batch)
-rate = train_rate(trainer(cfg, model, torch.device("cpu")), iter(loader), steps)
+rate = Steps(cfg, model, torch.device("cpu")).rate(iter(loader), steps)
 print(json.dumps({"train_questions": len(data.train), "val_questions": len(data.val), "answers": len(data.avocab),
                   "load_seconds": loaded, "samples_per_s": rate}))
 """

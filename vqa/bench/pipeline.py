@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +24,8 @@ from vqa.data.features import PRELOADS
 from vqa.data.feed import build_loader
 from vqa.data.loader import EpochSampler
 from vqa.errors import UserError
-from vqa.losses import get_loss
 from vqa.models import build_model
-from vqa.training.loop import TrainState, train_one_epoch
-from vqa.training.optim import build_optimizer
+from vqa.training.timing import Steps
 
 TARGET = 0.95  # disk / in-memory samples/s for every model at the default settings
 DESIGNS = {  # how a round times disk against memory (`_disk_over_memory`)
@@ -47,38 +45,6 @@ def synthetic_config(model: str, preset: str, *overrides: str) -> Config:
         path if path.exists() else SYNTHETIC_CONFIGS / "avg_soft.yaml",
         [*base, f"data.root=data/synthetic/{preset}", f"data.synth_preset={preset}", *overrides],
     )
-
-
-class Batches:
-    """`count` batches of `batches` (an iterator, a list, itertools.repeat) as the loader train_one_epoch
-    takes: it needs a length."""
-
-    def __init__(self, batches: Iterable[Batch], count: int):
-        self.batches, self.count = batches, count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __iter__(self):
-        return itertools.islice(iter(self.batches), self.count)
-
-
-def trainer(cfg: Config, model: torch.nn.Module, device: torch.device, precision: str = "fp32") -> TrainState:
-    """The TrainState `vqa train` builds for this config's loss and optimizer (no schedule, no clipping)."""
-    model.train()
-    return TrainState(
-        model, get_loss(cfg.train.loss), build_optimizer(cfg.train, model), None, device, precision=precision
-    )
-
-
-def train_rate(state: TrainState, batches: Iterable[Batch], count: int) -> float:
-    """Samples per second of `count` training steps of the training loop itself (vqa.training.loop.
-    train_one_epoch, fetch included when `batches` is a loader iterator)."""
-    start = time.perf_counter()
-    progress, _ = train_one_epoch(state, Batches(batches, count), desc="bench")
-    if state.device.type == "cuda":
-        torch.cuda.synchronize(state.device)  # the steps' kernels have run, not just been launched
-    return progress.samples / (time.perf_counter() - start)
 
 
 def bench_pipeline(
@@ -101,36 +67,38 @@ def bench_pipeline(
         workers = [] if num_workers is None else [f"data.num_workers={num_workers}"]
         cfg = synthetic_config(name, preset, *workers, f"data.sampler={sampler}")
         results["num_workers"] = num_workers = cfg.data.num_workers
-        results["models"][name] = _disk_over_memory(cfg, batches, rounds, device, precision)
-    results["design"] = next(iter(results["models"].values()))["design"]
+        # paired steps where nothing overlaps a step (0 workers, the CPU); else back-to-back runs
+        results["design"] = "paired" if device.type == "cpu" and num_workers == 0 else "rounds"
+        results["models"][name] = _disk_over_memory(
+            cfg, batches, rounds, device, precision, results["design"]
+        )
     return results
 
 
-def _disk_over_memory(cfg: Config, batches: int, rounds: int, device: torch.device, precision: str) -> dict:
-    """One model's disk and in-memory training rates, `rounds` times on the same batches."""
+def _disk_over_memory(cfg: Config, batches: int, rounds: int, device, precision: str, design: str) -> dict:
+    """One model's disk and in-memory training rates, `rounds` times on the same batches (DESIGNS)."""
     ensure_synthetic(cfg)
     data = build_datasets(cfg)
     torch.manual_seed(0)
     model = build_model(cfg.model, len(data.qvocab), len(data.avocab), data.image_dim).to(device)
-    state = trainer(cfg, model, device, precision)
+    steps = Steps(cfg, model, device, precision)
     grouped = cfg.data.sampler == "image_grouped"
     sampler = EpochSampler(data.train, shuffle=True, seed=0, group_by_image=grouped)
     # disk: the trainer's loader (batches on the device through reused buffers); memory: the same
     # batches as host batches already collated, moved to the device inside the timed steps alike
     loader = build_loader(data.train, cfg.train.batch_size, sampler, cfg.data.num_workers, device=device)
     plain = build_loader(data.train, cfg.train.batch_size, sampler, pin_memory=device.type == "cuda")
-    paired = device.type == "cpu" and cfg.data.num_workers == 0
     disk, memory = [], []
     for r in range(rounds):
         sampler.set_epoch(r)
         cached = list(itertools.islice(iter(plain), 2 + batches))[2:]  # the round's batches, in memory
         sampler.set_epoch(r)
         it = iter(loader)
-        train_rate(state, it, 2)  # warm-up
-        if paired:
-            d, m = paired_rates(state, it, cached)
+        steps.run(it, 2)  # warm-up
+        if design == "paired":
+            d, m = paired_rates(steps, it, cached)
         else:
-            d, m = train_rate(state, it, batches), train_rate(state, cached, batches)
+            d, m = steps.rate(it, batches), steps.rate(cached, batches)
         disk.append(d)
         memory.append(m)
         del it
@@ -138,7 +106,6 @@ def _disk_over_memory(cfg: Config, batches: int, rounds: int, device: torch.devi
     return {
         "batch_size": cfg.train.batch_size,
         "image": f"{cfg.data.features} dim {data.image_dim}",
-        "design": "paired" if paired else "rounds",
         "disk_samples_per_s": float(np.median(disk)),
         "memory_samples_per_s": float(np.median(memory)),
         "efficiency": float(np.median(ratios)),
@@ -146,7 +113,7 @@ def _disk_over_memory(cfg: Config, batches: int, rounds: int, device: torch.devi
     }
 
 
-def paired_rates(state: TrainState, disk: Iterator[Batch], memory: list[Batch]) -> tuple[float, float]:
+def paired_rates(steps: Steps, disk: Iterator[Batch], memory: list[Batch]) -> tuple[float, float]:
     """(disk, in-memory) samples/s of one training run whose steps alternate a batch fetched from `disk`
     and the same batch from `memory`, each batch timed from the start of its fetch to the start of the
     next one (its fetch and its step). Pairing step by step puts the host's drift into both alike,
@@ -163,7 +130,7 @@ def paired_rates(state: TrainState, disk: Iterator[Batch], memory: list[Batch]) 
         starts.append(("end", time.perf_counter()))
         yield m  # taken only to time the last step (trained, not timed)
 
-    train_one_epoch(state, Batches(alternate(), 2 * len(memory) + 1), desc="bench")
+    steps.run(alternate(), 2 * len(memory) + 1)
     spent = {"disk": 0.0, "memory": 0.0}
     for (kind, start), (_, end) in itertools.pairwise(starts):
         spent[kind] += end - start
@@ -240,15 +207,15 @@ def _preload_row(cfg: Config, preload: str, device, precision: str, num_workers:
     except UserError as e:
         return {"preload": preload, "refused": str(e)}
     setup = time.perf_counter() - start
-    state = trainer(cfg, net, device, precision)
+    steps = Steps(cfg, net, device, precision)
     n = min(len(feed), max_batches or len(feed)) - 2
     it = iter(feed)
     warm = list(itertools.islice(it, 2))  # worker start-up and first kernels not counted
-    train_rate(state, warm, 2)
-    rate = train_rate(state, it, n)
+    steps.run(warm, 2)
+    rate = steps.rate(it, n)
     del it
     if "model_only" not in out:
-        out["model_only"] = train_rate(state, itertools.repeat(warm[0]), n)
+        out["model_only"] = steps.rate(itertools.repeat(warm[0]), n)
     row = {"preload": preload, "batches": n, "samples_per_s": rate, "setup_seconds": setup}
     return {**row, "of_model_only": rate / out["model_only"]}
 

@@ -101,8 +101,8 @@ def page_aligned(nbytes: int) -> np.ndarray:
     pages on large arrays (torch's allocator does not): fewer TLB misses make a batch's copy into it about
     20% faster (vqa bench --only loader). malloc's own start is 16 bytes past a page, so rows copied
     between it and a page-aligned buffer (shared memory, a file's memory map) would straddle cache lines:
-    aligned, a gather from the map into a batch or from the RAM array into a worker's slot ran about 15%
-    faster (docs/performance.md)."""
+    an np.take of 64 real-size rows from an aligned source into a buffer 16 bytes off ran at half the
+    speed of one into an aligned buffer (scripts/pipeline_probe.py align, docs/performance.md)."""
     raw = np.empty(nbytes + mmap.PAGESIZE, np.uint8)
     start = -raw.ctypes.data % mmap.PAGESIZE
     return raw[start : start + nbytes]

@@ -197,7 +197,7 @@ class FeatureStore:
         compressed): one sorted h5py read of the distinct rows. No transpose here: Batch.to does it on the device, in the copy that
         makes float32."""
         rows, at = np.asarray(rows, np.int64), np.asarray(at, np.int64)
-        source = self._ram if self._ram is not None else self._mapped() if self._span is not None else None
+        source = self._in_memory()
         if source is not None:
             block = source.reshape(len(source), out.shape[1], -1)  # [N, D, H*W], a view
             target = _slice_of(out, at)
@@ -209,6 +209,13 @@ class FeatureStore:
         unique, inverse = np.unique(rows, return_inverse=True)  # h5py reads increasing, distinct rows
         block = self._dataset()[unique]  # [U, D, H, W]
         out[at] = block.reshape(len(unique), block.shape[1], -1)[inverse]
+
+    def _in_memory(self) -> np.ndarray | None:
+        """The whole dataset as one array a batch is gathered from: the preloaded one, else the memory map
+        of a contiguous dataset; None for storage only h5py reads (chunked, compressed)."""
+        if self._ram is not None:
+            return self._ram
+        return self._mapped() if self._span is not None else None
 
     def _mapped(self) -> np.ndarray:
         """The contiguous dataset as a read-only array of its shape over a memory map of the file
@@ -238,9 +245,8 @@ class FeatureStore:
         into memory, `_mapped`) are gathered by one indexed copy; otherwise each distinct row is read once,
         in order, through h5py (a grid's in one read)."""
         rows, at = np.asarray(rows, np.int64), np.asarray(at, np.int64)
-        gathered = self.kind == "boxes" and (self._ram is not None or self._span is not None)
-        if gathered:
-            source = self._ram if self._ram is not None else self._mapped()
+        source = self._in_memory() if self.kind == "boxes" else None
+        if source is not None:
             n = out.shape[1]
             index, valid = self.box_index(rows, n)  # [B, n]
             flat = source if self.pos_boxes is not None else source.reshape(-1, self.dim)
