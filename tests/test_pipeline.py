@@ -355,3 +355,18 @@ def test_box_batches_from_a_chunked_compressed_file_equal_the_memory_map(dataset
     offset, row_bytes = src._span
     want = [(offset + int(s) * row_bytes, int(e - s) * row_bytes) for s, e in src.pos_boxes[np.unique(rows)]]
     assert hinted == [w for w in want if w[1]]
+
+
+def test_the_pipeline_probe_script_runs():
+    """scripts/pipeline_probe.py, behind docs/performance.md's figures the benchmark does not print,
+    imports and runs (its cheapest probe; the others read the `paper` preset)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "pipeline_probe.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "dataloader"], capture_output=True, text=True, check=True
+    )
+    lines = out.stdout.splitlines()
+    assert len(lines) == 3 and all(line.startswith("DataLoader ") and " us a batch" in line for line in lines)
